@@ -1,3 +1,9 @@
 //! smpp-broker: a persistent queueing SMPP v3.4 broker.
 
+pub mod app;
+pub mod config;
 pub mod smpp;
+pub mod telemetry;
+
+pub use app::Broker;
+pub use config::Settings;

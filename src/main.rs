@@ -1,1 +1,110 @@
-fn main() {}
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use smpp_broker::config::LogFormat;
+use smpp_broker::{telemetry, Broker, Settings};
+
+/// A persistent queueing SMPP v3.4 broker.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without it the built-in config/default.toml is used.
+    #[arg(long, short, global = true, env = "SMPP_BROKER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text (overrides [log] format).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (the default command).
+    Serve,
+    /// Print an argon2 hash for [[accounts]] password_hash. Reads the password from stdin.
+    HashPassword,
+    /// Load and validate the configuration, then exit.
+    CheckConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::HashPassword => hash_password(),
+        Command::CheckConfig => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            println!(
+                "configuration is valid: {} account(s), {} upstream(s)",
+                settings.accounts.len(),
+                settings.upstreams.len()
+            );
+            Ok(())
+        }
+        Command::Serve => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            let format = if cli.log_json {
+                LogFormat::Json
+            } else {
+                settings.log.format
+            };
+            telemetry::init(format, &settings.log.level);
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(serve(settings))
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let broker = Broker::start(settings).await?;
+    broker.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (docker stop, systemd).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() || password.len() > 8 {
+        bail!(
+            "an SMPP password has 1 to 8 characters (got {})",
+            password.len()
+        );
+    }
+    let hash = smpp_broker::smpp::auth::hash_password(password)
+        .map_err(|err| anyhow::anyhow!("hashing failed: {err}"))?;
+    println!("{hash}");
+    Ok(())
+}

@@ -35,7 +35,10 @@ pub struct SmppCodec {
 
 impl SmppCodec {
     pub fn new(max_pdu_size: u32) -> Self {
-        SmppCodec { max_pdu_size: max_pdu_size.max(HEADER_LEN as u32), poisoned: false }
+        SmppCodec {
+            max_pdu_size: max_pdu_size.max(HEADER_LEN as u32),
+            poisoned: false,
+        }
     }
 }
 
@@ -60,7 +63,10 @@ impl Decoder for SmppCodec {
         let command_length = u32::from_be_bytes([src[0], src[1], src[2], src[3]]);
         if command_length < HEADER_LEN as u32 {
             self.poisoned = true;
-            return Ok(Some(Frame::InvalidLength { command_length, sequence_number: None }));
+            return Ok(Some(Frame::InvalidLength {
+                command_length,
+                sequence_number: None,
+            }));
         }
         if command_length > self.max_pdu_size {
             if src.len() < HEADER_LEN {
@@ -137,7 +143,10 @@ mod tests {
             let frames = feed(&mut SmppCodec::default(), &bytes);
             assert_eq!(
                 frames,
-                vec![Frame::InvalidLength { command_length: len, sequence_number: None }]
+                vec![Frame::InvalidLength {
+                    command_length: len,
+                    sequence_number: None
+                }]
             );
         }
     }
@@ -145,18 +154,27 @@ mod tests {
     #[test]
     fn length_16_and_max_are_accepted_max_plus_one_is_not() {
         let mut codec = SmppCodec::new(1024);
-        assert_eq!(feed(&mut codec, &Pdu::new(1, Body::EnquireLink).to_bytes()).len(), 1);
+        assert_eq!(
+            feed(&mut codec, &Pdu::new(1, Body::EnquireLink).to_bytes()).len(),
+            1
+        );
 
         let mut max = vec![0u8; 1024];
         max[..4].copy_from_slice(&1024u32.to_be_bytes());
-        assert!(matches!(feed(&mut SmppCodec::new(1024), &max)[..], [Frame::Pdu(_)]));
+        assert!(matches!(
+            feed(&mut SmppCodec::new(1024), &max)[..],
+            [Frame::Pdu(_)]
+        ));
 
         let mut over = vec![0u8; 16];
         over[..4].copy_from_slice(&1025u32.to_be_bytes());
         over[12..16].copy_from_slice(&77u32.to_be_bytes());
         assert_eq!(
             feed(&mut SmppCodec::new(1024), &over),
-            vec![Frame::InvalidLength { command_length: 1025, sequence_number: Some(77) }]
+            vec![Frame::InvalidLength {
+                command_length: 1025,
+                sequence_number: Some(77)
+            }]
         );
     }
 

@@ -1,4 +1,12 @@
 //! The SMPP v3.4 front end: codec, framing, sessions, listeners.
 
-pub mod pdu;
+pub mod auth;
 pub mod codec;
+pub mod listener;
+pub mod pdu;
+pub mod registry;
+pub mod service;
+pub mod session;
+pub mod state;
+pub mod throttle;
+pub mod tls;

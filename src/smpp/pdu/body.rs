@@ -75,7 +75,11 @@ pub struct Address {
 
 impl Address {
     pub fn new(ton: u8, npi: u8, addr: impl Into<String>) -> Self {
-        Address { ton, npi, addr: addr.into() }
+        Address {
+            ton,
+            npi,
+            addr: addr.into(),
+        }
     }
 }
 
@@ -335,9 +339,13 @@ impl Body {
     /// The body of a header-only response: every field empty.
     fn empty_response(id: CommandId) -> Body {
         match id {
-            CommandId::BindTransmitterResp => Body::BindResp(BindKind::Transmitter, BindResp::default()),
+            CommandId::BindTransmitterResp => {
+                Body::BindResp(BindKind::Transmitter, BindResp::default())
+            }
             CommandId::BindReceiverResp => Body::BindResp(BindKind::Receiver, BindResp::default()),
-            CommandId::BindTransceiverResp => Body::BindResp(BindKind::Transceiver, BindResp::default()),
+            CommandId::BindTransceiverResp => {
+                Body::BindResp(BindKind::Transceiver, BindResp::default())
+            }
             CommandId::SubmitSmResp => Body::SubmitSmResp(MessageIdResp::default()),
             CommandId::DeliverSmResp => Body::DeliverSmResp(MessageIdResp::default()),
             CommandId::SubmitMultiResp => Body::SubmitMultiResp(SubmitMultiResp::default()),
@@ -468,9 +476,24 @@ enum Side {
 
 fn decode_address(r: &mut Reader<'_>, max: usize, side: Side) -> Result<Address, FieldError> {
     let (ton, npi, addr, status) = match side {
-        Side::Source => ("source_addr_ton", "source_addr_npi", "source_addr", S::ESME_RINVSRCADR),
-        Side::Destination => ("dest_addr_ton", "dest_addr_npi", "destination_addr", S::ESME_RINVDSTADR),
-        Side::Esme => ("esme_addr_ton", "esme_addr_npi", "esme_addr", S::ESME_RINVDSTADR),
+        Side::Source => (
+            "source_addr_ton",
+            "source_addr_npi",
+            "source_addr",
+            S::ESME_RINVSRCADR,
+        ),
+        Side::Destination => (
+            "dest_addr_ton",
+            "dest_addr_npi",
+            "destination_addr",
+            S::ESME_RINVDSTADR,
+        ),
+        Side::Esme => (
+            "esme_addr_ton",
+            "esme_addr_npi",
+            "esme_addr",
+            S::ESME_RINVDSTADR,
+        ),
     };
     Ok(Address {
         ton: r.u8(ton)?,
@@ -505,7 +528,9 @@ fn decode_bind_resp(r: &mut Reader<'_>) -> Result<BindResp, FieldError> {
 }
 
 fn decode_message_id_resp(r: &mut Reader<'_>) -> Result<MessageIdResp, FieldError> {
-    Ok(MessageIdResp { message_id: r.cstring("message_id", MESSAGE_ID, S::ESME_RINVMSGID)? })
+    Ok(MessageIdResp {
+        message_id: r.cstring("message_id", MESSAGE_ID, S::ESME_RINVMSGID)?,
+    })
 }
 
 /// Reads sm_length and short_message. sm_length above 254 or beyond the body is
@@ -589,7 +614,11 @@ fn decode_submit_multi(r: &mut Reader<'_>) -> Result<SubmitMulti, FieldError> {
             1 => MultiDest::Sme(decode_address(r, ADDR, Side::Destination)?),
             2 => MultiDest::DistributionList(r.cstring("dl_name", DL_NAME, S::ESME_RINVDLNAME)?),
             _ => {
-                return Err(FieldError::new("dest_flag", "must be 1 or 2", S::ESME_RINVDESTFLAG))
+                return Err(FieldError::new(
+                    "dest_flag",
+                    "must be 1 or 2",
+                    S::ESME_RINVDESTFLAG,
+                ))
             }
         });
     }
@@ -607,7 +636,10 @@ fn decode_submit_multi_resp(r: &mut Reader<'_>) -> Result<SubmitMultiResp, Field
             error_status_code: r.u32("error_status_code")?,
         });
     }
-    Ok(SubmitMultiResp { message_id, unsuccess })
+    Ok(SubmitMultiResp {
+        message_id,
+        unsuccess,
+    })
 }
 
 fn decode_replace_sm(r: &mut Reader<'_>) -> Result<ReplaceSm, FieldError> {

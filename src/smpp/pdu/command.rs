@@ -228,8 +228,14 @@ mod tests {
 
     #[test]
     fn every_request_with_a_response_maps_to_it() {
-        assert_eq!(CommandId::SubmitSm.response(), Some(CommandId::SubmitSmResp));
-        assert_eq!(CommandId::BindTransceiver.response(), Some(CommandId::BindTransceiverResp));
+        assert_eq!(
+            CommandId::SubmitSm.response(),
+            Some(CommandId::SubmitSmResp)
+        );
+        assert_eq!(
+            CommandId::BindTransceiver.response(),
+            Some(CommandId::BindTransceiverResp)
+        );
         assert_eq!(CommandId::DataSm.response(), Some(CommandId::DataSmResp));
         assert_eq!(CommandId::Outbind.response(), None);
         assert_eq!(CommandId::AlertNotification.response(), None);
@@ -249,7 +255,10 @@ mod tests {
 
     #[test]
     fn status_display_names_known_values_and_keeps_vendor_ones() {
-        assert_eq!(CommandStatus::ESME_RTHROTTLED.to_string(), "ESME_RTHROTTLED(0x00000058)");
+        assert_eq!(
+            CommandStatus::ESME_RTHROTTLED.to_string(),
+            "ESME_RTHROTTLED(0x00000058)"
+        );
         assert_eq!(CommandStatus(0x400).to_string(), "0x00000400");
     }
 }

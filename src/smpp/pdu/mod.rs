@@ -57,7 +57,10 @@ pub struct Pdu {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("unknown command_id 0x{command_id:08X}")]
-    UnknownCommand { command_id: u32, sequence_number: u32 },
+    UnknownCommand {
+        command_id: u32,
+        sequence_number: u32,
+    },
     #[error("{command_id}: {error}")]
     Body {
         command_id: CommandId,
@@ -65,7 +68,10 @@ pub enum DecodeError {
         error: FieldError,
     },
     #[error("command_length {command_length} does not match a frame of {frame_len} octets")]
-    Length { command_length: u32, frame_len: usize },
+    Length {
+        command_length: u32,
+        frame_len: usize,
+    },
 }
 
 impl DecodeError {
@@ -74,11 +80,17 @@ impl DecodeError {
     /// nothing for a bad response (a response is never answered).
     pub fn answer(&self) -> Option<Pdu> {
         match *self {
-            DecodeError::UnknownCommand { sequence_number, .. } => Some(Pdu::generic_nack(
+            DecodeError::UnknownCommand {
+                sequence_number, ..
+            } => Some(Pdu::generic_nack(
                 CommandStatus::ESME_RINVCMDID,
                 sequence_number,
             )),
-            DecodeError::Body { command_id, sequence_number, ref error } => {
+            DecodeError::Body {
+                command_id,
+                sequence_number,
+                ref error,
+            } => {
                 if command_id.is_response() {
                     return None;
                 }
@@ -96,11 +108,19 @@ impl DecodeError {
 
 impl Pdu {
     pub fn new(sequence_number: u32, body: Body) -> Pdu {
-        Pdu { command_status: CommandStatus::ESME_ROK, sequence_number, body }
+        Pdu {
+            command_status: CommandStatus::ESME_ROK,
+            sequence_number,
+            body,
+        }
     }
 
     pub fn with_status(command_status: CommandStatus, sequence_number: u32, body: Body) -> Pdu {
-        Pdu { command_status, sequence_number, body }
+        Pdu {
+            command_status,
+            sequence_number,
+            body,
+        }
     }
 
     pub fn generic_nack(status: CommandStatus, sequence_number: u32) -> Pdu {
@@ -108,8 +128,16 @@ impl Pdu {
     }
 
     /// A header-only error response to a request (v3.4 error responses carry no body).
-    pub fn error_response(response_id: CommandId, status: CommandStatus, sequence_number: u32) -> Pdu {
-        Pdu::with_status(status, sequence_number, Body::empty_response_for(response_id))
+    pub fn error_response(
+        response_id: CommandId,
+        status: CommandStatus,
+        sequence_number: u32,
+    ) -> Pdu {
+        Pdu::with_status(
+            status,
+            sequence_number,
+            Body::empty_response_for(response_id),
+        )
     }
 
     pub fn command_id(&self) -> CommandId {
@@ -132,9 +160,12 @@ impl Pdu {
             command_id: header.command_id,
             sequence_number: header.sequence_number,
         })?;
-        let body = Body::decode(command_id, &frame[HEADER_LEN..]).map_err(|error| {
-            DecodeError::Body { command_id, sequence_number: header.sequence_number, error }
-        })?;
+        let body =
+            Body::decode(command_id, &frame[HEADER_LEN..]).map_err(|error| DecodeError::Body {
+                command_id,
+                sequence_number: header.sequence_number,
+                error,
+            })?;
         Ok(Pdu {
             command_status: CommandStatus(header.command_status),
             sequence_number: header.sequence_number,

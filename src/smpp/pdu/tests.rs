@@ -18,8 +18,14 @@ fn assert_vector(hex: &str, pdu: Pdu) {
 
 #[test]
 fn checklist_vectors() {
-    assert_vector("00000010 00000015 00000000 00000001", Pdu::new(1, Body::EnquireLink));
-    assert_vector("00000010 80000015 00000000 00000001", Pdu::new(1, Body::EnquireLinkResp));
+    assert_vector(
+        "00000010 00000015 00000000 00000001",
+        Pdu::new(1, Body::EnquireLink),
+    );
+    assert_vector(
+        "00000010 80000015 00000000 00000001",
+        Pdu::new(1, Body::EnquireLinkResp),
+    );
     assert_vector(
         "00000010 80000000 00000003 00000005",
         Pdu::generic_nack(CommandStatus::ESME_RINVCMDID, 5),
@@ -40,12 +46,22 @@ fn checklist_vectors() {
         "0000001A 80000009 00000000 00000001 534D5343 00021000 0134",
         Pdu::new(
             1,
-            Body::BindResp(BindKind::Transceiver, BindResp { system_id: "SMSC".into(), tlvs }),
+            Body::BindResp(
+                BindKind::Transceiver,
+                BindResp {
+                    system_id: "SMSC".into(),
+                    tlvs,
+                },
+            ),
         ),
     );
     assert_vector(
         "00000010 80000009 0000000E 00000001",
-        Pdu::error_response(CommandId::BindTransceiverResp, CommandStatus::ESME_RINVPASWD, 1),
+        Pdu::error_response(
+            CommandId::BindTransceiverResp,
+            CommandStatus::ESME_RINVPASWD,
+            1,
+        ),
     );
     let submit = Sm {
         source: Address::new(1, 1, "12345"),
@@ -61,7 +77,12 @@ fn checklist_vectors() {
     );
     assert_vector(
         "0000001B 80000004 00000000 00000002 31303030 30303030 303100",
-        Pdu::new(2, Body::SubmitSmResp(MessageIdResp { message_id: "1000000001".into() })),
+        Pdu::new(
+            2,
+            Body::SubmitSmResp(MessageIdResp {
+                message_id: "1000000001".into(),
+            }),
+        ),
     );
     assert_vector(
         "00000010 80000004 00000058 00000002",
@@ -87,7 +108,10 @@ fn error_response_with_a_body_is_accepted() {
 
 #[test]
 fn short_message_keeps_nul_octets() {
-    let sm = Sm { short_message: Bytes::from_static(&[0x00, 0x41, 0x00, 0x00]), ..Sm::default() };
+    let sm = Sm {
+        short_message: Bytes::from_static(&[0x00, 0x41, 0x00, 0x00]),
+        ..Sm::default()
+    };
     let pdu = Pdu::new(3, Body::SubmitSm(sm));
     assert_eq!(Pdu::decode(&pdu.to_bytes()).unwrap(), pdu);
 }
@@ -118,9 +142,15 @@ fn bind_bytes(system_id: &[u8], password: &[u8]) -> Vec<u8> {
 #[test]
 fn c_octet_string_limits_count_the_nul() {
     assert!(Pdu::decode(&bind_bytes(&[b'a'; 15], b"pw")).is_ok());
-    assert_eq!(decode_status(&bind_bytes(&[b'a'; 16], b"pw")), CommandStatus::ESME_RINVSYSID);
+    assert_eq!(
+        decode_status(&bind_bytes(&[b'a'; 16], b"pw")),
+        CommandStatus::ESME_RINVSYSID
+    );
     assert!(Pdu::decode(&bind_bytes(b"id", &[b'p'; 8])).is_ok());
-    assert_eq!(decode_status(&bind_bytes(b"id", &[b'p'; 9])), CommandStatus::ESME_RINVPASWD);
+    assert_eq!(
+        decode_status(&bind_bytes(b"id", &[b'p'; 9])),
+        CommandStatus::ESME_RINVPASWD
+    );
 }
 
 #[test]
@@ -151,7 +181,9 @@ fn bad_response_bodies_are_never_answered() {
 }
 
 fn submit_with_tlvs(tlv_bytes: &[u8]) -> Vec<u8> {
-    let mut b = Pdu::new(9, Body::SubmitSm(Sm::default())).to_bytes().to_vec();
+    let mut b = Pdu::new(9, Body::SubmitSm(Sm::default()))
+        .to_bytes()
+        .to_vec();
     b.extend_from_slice(tlv_bytes);
     with_length(b)
 }
@@ -159,8 +191,13 @@ fn submit_with_tlvs(tlv_bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn tlvs_in_any_order_and_unknown_ones_are_kept() {
     let bytes = submit_with_tlvs(&unhex("1400 0002 ABCD 0204 0002 0102 020E 0001 03"));
-    let Body::SubmitSm(sm) = Pdu::decode(&bytes).unwrap().body else { panic!() };
-    assert_eq!(sm.tlvs.get_u16(tlv::tag::USER_MESSAGE_REFERENCE), Some(0x0102));
+    let Body::SubmitSm(sm) = Pdu::decode(&bytes).unwrap().body else {
+        panic!()
+    };
+    assert_eq!(
+        sm.tlvs.get_u16(tlv::tag::USER_MESSAGE_REFERENCE),
+        Some(0x0102)
+    );
     assert_eq!(sm.tlvs.get_u8(tlv::tag::SAR_TOTAL_SEGMENTS), Some(3));
     assert_eq!(sm.tlvs.get(0x1400).unwrap().as_ref(), &[0xAB, 0xCD]);
 }
@@ -171,7 +208,10 @@ fn tlv_errors_have_their_own_statuses() {
         decode_status(&submit_with_tlvs(&unhex("0424 0010 4142"))),
         CommandStatus::ESME_RINVOPTPARSTREAM
     );
-    assert_eq!(decode_status(&submit_with_tlvs(&unhex("04"))), CommandStatus::ESME_RINVOPTPARSTREAM);
+    assert_eq!(
+        decode_status(&submit_with_tlvs(&unhex("04"))),
+        CommandStatus::ESME_RINVOPTPARSTREAM
+    );
     assert_eq!(
         decode_status(&submit_with_tlvs(&unhex("0204 0001 01"))),
         CommandStatus::ESME_RINVPARLEN
@@ -180,7 +220,9 @@ fn tlv_errors_have_their_own_statuses() {
 
 #[test]
 fn sm_length_beyond_the_body_is_rinvmsglen() {
-    let mut b = Pdu::new(9, Body::SubmitSm(Sm::default())).to_bytes().to_vec();
+    let mut b = Pdu::new(9, Body::SubmitSm(Sm::default()))
+        .to_bytes()
+        .to_vec();
     let last = b.len() - 1;
     b[last] = 10; // sm_length 10, but no octets follow
     assert_eq!(decode_status(&b), CommandStatus::ESME_RINVMSGLEN);
@@ -188,10 +230,16 @@ fn sm_length_beyond_the_body_is_rinvmsglen() {
 
 #[test]
 fn bad_time_fields_get_sched_and_expiry_statuses() {
-    let sm = Sm { schedule_delivery_time: "123".into(), ..Sm::default() };
+    let sm = Sm {
+        schedule_delivery_time: "123".into(),
+        ..Sm::default()
+    };
     let bytes = Pdu::new(1, Body::SubmitSm(sm)).to_bytes();
     assert_eq!(decode_status(&bytes), CommandStatus::ESME_RINVSCHED);
-    let sm = Sm { validity_period: "0000010000000".into(), ..Sm::default() };
+    let sm = Sm {
+        validity_period: "0000010000000".into(),
+        ..Sm::default()
+    };
     let bytes = Pdu::new(1, Body::SubmitSm(sm)).to_bytes();
     assert_eq!(decode_status(&bytes), CommandStatus::ESME_RINVEXPIRY);
 }
@@ -203,7 +251,10 @@ fn submit_multi_destination_rules() {
             MultiDest::Sme(Address::new(1, 1, "4477")),
             MultiDest::DistributionList("friends".into()),
         ],
-        sm: Sm { short_message: Bytes::from_static(b"hi"), ..Sm::default() },
+        sm: Sm {
+            short_message: Bytes::from_static(b"hi"),
+            ..Sm::default()
+        },
     };
     let pdu = Pdu::new(4, Body::SubmitMulti(multi));
     let bytes = pdu.to_bytes().to_vec();
@@ -220,7 +271,11 @@ fn submit_multi_destination_rules() {
 #[test]
 fn data_sm_addresses_may_be_64_characters() {
     let long = "1".repeat(64);
-    let d = DataSm { source: Address::new(1, 1, long.clone()), dest: Address::new(1, 1, long), ..DataSm::default() };
+    let d = DataSm {
+        source: Address::new(1, 1, long.clone()),
+        dest: Address::new(1, 1, long),
+        ..DataSm::default()
+    };
     let pdu = Pdu::new(1, Body::DataSm(d));
     assert_eq!(Pdu::decode(&pdu.to_bytes()).unwrap(), pdu);
 }

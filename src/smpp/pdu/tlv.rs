@@ -40,12 +40,22 @@ pub mod tag {
 fn fixed_len(tag: u16) -> Option<usize> {
     use tag::*;
     match tag {
-        DEST_ADDR_SUBUNIT | SOURCE_ADDR_SUBUNIT | PAYLOAD_TYPE | MS_MSG_WAIT_FACILITIES
-        | PRIVACY_INDICATOR | LANGUAGE_INDICATOR | SAR_TOTAL_SEGMENTS | SAR_SEGMENT_SEQNUM
-        | SC_INTERFACE_VERSION | DPF_RESULT | SET_DPF | MS_AVAILABILITY_STATUS
-        | DELIVERY_FAILURE_REASON | MORE_MESSAGES_TO_SEND | MESSAGE_STATE | USSD_SERVICE_OP => {
-            Some(1)
-        }
+        DEST_ADDR_SUBUNIT
+        | SOURCE_ADDR_SUBUNIT
+        | PAYLOAD_TYPE
+        | MS_MSG_WAIT_FACILITIES
+        | PRIVACY_INDICATOR
+        | LANGUAGE_INDICATOR
+        | SAR_TOTAL_SEGMENTS
+        | SAR_SEGMENT_SEQNUM
+        | SC_INTERFACE_VERSION
+        | DPF_RESULT
+        | SET_DPF
+        | MS_AVAILABILITY_STATUS
+        | DELIVERY_FAILURE_REASON
+        | MORE_MESSAGES_TO_SEND
+        | MESSAGE_STATE
+        | USSD_SERVICE_OP => Some(1),
         USER_MESSAGE_REFERENCE | SOURCE_PORT | DESTINATION_PORT | SAR_MSG_REF_NUM => Some(2),
         NETWORK_ERROR_CODE => Some(3),
         _ => None,
@@ -94,7 +104,10 @@ impl Tlvs {
     }
 
     pub fn push(&mut self, tag: u16, value: impl Into<Bytes>) {
-        self.0.push(Tlv { tag, value: value.into() });
+        self.0.push(Tlv {
+            tag,
+            value: value.into(),
+        });
     }
 
     pub fn push_u8(&mut self, tag: u16, value: u8) {
@@ -106,7 +119,10 @@ impl Tlvs {
     }
 
     pub fn push_cstring(&mut self, tag: u16, value: &str) {
-        let mut bytes: Vec<u8> = value.chars().map(|c| u32::from(c).min(0xFF) as u8).collect();
+        let mut bytes: Vec<u8> = value
+            .chars()
+            .map(|c| u32::from(c).min(0xFF) as u8)
+            .collect();
         bytes.push(0);
         self.push(tag, bytes);
     }
@@ -133,7 +149,10 @@ impl Tlvs {
                     ));
                 }
             }
-            tlvs.push(Tlv { tag, value: Bytes::copy_from_slice(value) });
+            tlvs.push(Tlv {
+                tag,
+                value: Bytes::copy_from_slice(value),
+            });
         }
         Ok(Tlvs(tlvs))
     }

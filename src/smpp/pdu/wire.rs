@@ -17,11 +17,19 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &'static str, reason: &'static str, status: CommandStatus) -> Self {
-        FieldError { field, reason, status }
+        FieldError {
+            field,
+            reason,
+            status,
+        }
     }
 
     fn truncated(field: &'static str) -> Self {
-        FieldError::new(field, "body ends inside a mandatory field", CommandStatus::ESME_RINVCMDLEN)
+        FieldError::new(
+            field,
+            "body ends inside a mandatory field",
+            CommandStatus::ESME_RINVCMDLEN,
+        )
     }
 }
 
@@ -90,20 +98,31 @@ impl<'a> Reader<'a> {
                 self.pos += nul + 1;
                 Ok(value)
             }
-            None if rest.len() >= max => {
-                Err(FieldError::new(field, "longer than its maximum length", status))
-            }
+            None if rest.len() >= max => Err(FieldError::new(
+                field,
+                "longer than its maximum length",
+                status,
+            )),
             None => Err(FieldError::truncated(field)),
         }
     }
 
     /// A Fixed 1|17 time string: either empty (a lone NUL) or exactly 16 characters.
-    pub fn time(&mut self, field: &'static str, status: CommandStatus) -> Result<String, FieldError> {
+    pub fn time(
+        &mut self,
+        field: &'static str,
+        status: CommandStatus,
+    ) -> Result<String, FieldError> {
         let value = self.cstring(field, 17, status)?;
-        if value.is_empty() || value.len() == 16 {
+        // Count characters (one per wire octet), not UTF-8 bytes: Latin-1 octets are 2 bytes.
+        if value.is_empty() || value.chars().count() == 16 {
             Ok(value)
         } else {
-            Err(FieldError::new(field, "time must be empty or 16 characters", status))
+            Err(FieldError::new(
+                field,
+                "time must be empty or 16 characters",
+                status,
+            ))
         }
     }
 }

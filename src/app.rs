@@ -1,0 +1,155 @@
+//! Wiring: builds the broker from its settings, binds the listeners (port 0 works,
+//! for tests), runs until told to stop, and drains on the way out.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::smpp::auth::Accounts;
+use crate::smpp::listener::{accept_loop, Transport};
+use crate::smpp::registry::Registry;
+use crate::smpp::service::{MessageService, NoOutbox};
+use crate::smpp::session::SessionContext;
+use crate::smpp::tls::{self, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Listen {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A running broker.
+pub struct Broker {
+    smpp_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    ctx: Arc<SessionContext>,
+}
+
+impl Broker {
+    pub async fn start(settings: Settings) -> Result<Broker, StartError> {
+        let accounts = Accounts::from_settings(&settings.accounts);
+        for system_id in accounts.with_plain_passwords() {
+            warn!(
+                system_id,
+                "account uses a plain-text password: fine for development, use password_hash (smpp-broker hash-password) in production"
+            );
+        }
+        let messages: Arc<dyn MessageService> = Arc::new(NoOutbox);
+        let shutdown = CancellationToken::new();
+        let ctx = SessionContext::new(settings.smpp.clone(), accounts, messages, shutdown.clone());
+        let tracker = TaskTracker::new();
+        let connections = Arc::new(Semaphore::new(settings.smpp.max_connections));
+
+        // Everything that can fail happens before anything is spawned.
+        let tls = match &settings.smpp.tls {
+            Some(t) => Some((
+                tls::acceptor(&t.cert, &t.key)?,
+                bind("smpp.tls.bind", t.bind).await?,
+            )),
+            None => None,
+        };
+        let plain = bind("smpp.bind", settings.smpp.bind).await?;
+        let smpp_addr = local_addr("smpp.bind", &plain)?;
+        info!(addr = %smpp_addr, "SMPP listening (plain TCP)");
+        tracker.spawn(accept_loop(
+            plain,
+            Transport::Plain,
+            Arc::clone(&ctx),
+            Arc::clone(&connections),
+            tracker.clone(),
+        ));
+        let mut tls_addr = None;
+        if let Some((acceptor, listener)) = tls {
+            let addr = local_addr("smpp.tls.bind", &listener)?;
+            info!(%addr, "SMPP listening (TLS)");
+            tls_addr = Some(addr);
+            tracker.spawn(accept_loop(
+                listener,
+                Transport::Tls(acceptor),
+                Arc::clone(&ctx),
+                connections,
+                tracker.clone(),
+            ));
+        }
+        Ok(Broker {
+            smpp_addr,
+            tls_addr,
+            shutdown,
+            tracker,
+            ctx,
+        })
+    }
+
+    pub fn smpp_addr(&self) -> SocketAddr {
+        self.smpp_addr
+    }
+
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.ctx.registry
+    }
+
+    /// A token that stops the broker when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs until `signal` completes or the shutdown token is cancelled, then drains.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        tokio::select! {
+            _ = signal => info!("shutdown requested"),
+            _ = self.shutdown.cancelled() => {}
+        }
+        self.shutdown().await;
+    }
+
+    /// Stops accepting, unbinds bound sessions after their in-flight requests are
+    /// answered, and waits for them up to the shutdown timeout.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        let limit = self.ctx.settings.shutdown_timeout + self.ctx.settings.response_timeout;
+        if tokio::time::timeout(limit, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                sessions = self.tracker.len(),
+                "shutdown timeout: closing the remaining sessions"
+            );
+        }
+        info!("stopped");
+    }
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { key, addr, source })
+}
+
+fn local_addr(key: &'static str, listener: &TcpListener) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Listen {
+        key,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}

@@ -1,0 +1,105 @@
+//! Which sessions are bound, per system_id. Binding registers a session and the
+//! returned [`Registration`] removes it when dropped, so a session that ends in any
+//! way (unbind, error, panic, shutdown) never keeps counting against max_sessions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::pdu::BindKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundSession {
+    pub session_id: u64,
+    pub kind: BindKind,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    by_system_id: Mutex<HashMap<String, Vec<BoundSession>>>,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<BoundSession>>> {
+        // The map stays consistent even if a holder panicked: every update is one push or retain.
+        self.by_system_id
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers the session unless the account already has `max_sessions` bound.
+    pub fn try_register(
+        self: &Arc<Self>,
+        system_id: &str,
+        session: BoundSession,
+        max_sessions: usize,
+    ) -> Option<Registration> {
+        let mut map = self.lock();
+        let sessions = map.entry(system_id.to_owned()).or_default();
+        if sessions.len() >= max_sessions {
+            return None;
+        }
+        sessions.push(session);
+        Some(Registration {
+            registry: Arc::clone(self),
+            system_id: system_id.to_owned(),
+            session_id: session.session_id,
+        })
+    }
+
+    pub fn sessions(&self, system_id: &str) -> Vec<BoundSession> {
+        self.lock().get(system_id).cloned().unwrap_or_default()
+    }
+
+    pub fn bound_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+}
+
+/// A bound session's place in the registry; dropping it unregisters the session.
+#[derive(Debug)]
+pub struct Registration {
+    registry: Arc<Registry>,
+    system_id: String,
+    session_id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut map = self.registry.lock();
+        if let Some(sessions) = map.get_mut(&self.system_id) {
+            sessions.retain(|s| s.session_id != self.session_id);
+            if sessions.is_empty() {
+                map.remove(&self.system_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: u64) -> BoundSession {
+        BoundSession {
+            session_id: id,
+            kind: BindKind::Transceiver,
+        }
+    }
+
+    #[test]
+    fn max_sessions_is_enforced_and_drop_frees_the_slot() {
+        let registry = Registry::new();
+        let first = registry.try_register("acme", session(1), 2).unwrap();
+        let _second = registry.try_register("acme", session(2), 2).unwrap();
+        assert!(registry.try_register("acme", session(3), 2).is_none());
+        assert!(registry.try_register("other", session(4), 2).is_some());
+        assert_eq!(registry.sessions("acme").len(), 2);
+        drop(first);
+        assert_eq!(registry.sessions("acme"), vec![session(2)]);
+        assert!(registry.try_register("acme", session(5), 2).is_some());
+    }
+}

@@ -1,0 +1,595 @@
+//! One task per SMPP connection, generic over the stream (TCP, TLS, in-memory pipes).
+//!
+//! The loop waits on: the next inbound frame, the responses of requests still being
+//! handled (pipelining: an ESME may keep many outstanding, answered by sequence
+//! number as each completes), the session timers, and the broker's shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::auth::{Account, Accounts, BindRefusal};
+use super::codec::{Frame, SmppCodec};
+use super::pdu::{
+    tlv, Bind, BindKind, BindResp, Body, CommandId, CommandStatus, Header, Pdu, Tlvs,
+};
+use super::registry::{BoundSession, Registration, Registry};
+use super::service::{MessageService, Requester};
+use super::state::{Admission, SessionState};
+use super::throttle::FailedBinds;
+use crate::config::SmppSettings;
+
+/// The first interface_version of SMPP 3.4; below it the ESME speaks 3.3 and gets no TLVs.
+const SMPP_34: u8 = 0x34;
+/// Server-originated sequence numbers run 1..=0x7FFFFFFF and wrap to 1.
+const MAX_SEQUENCE: u32 = 0x7FFF_FFFF;
+
+/// Everything the sessions of one broker share.
+pub struct SessionContext {
+    pub settings: SmppSettings,
+    pub accounts: Accounts,
+    pub registry: Arc<Registry>,
+    pub messages: Arc<dyn MessageService>,
+    pub shutdown: CancellationToken,
+    failed_binds: Mutex<FailedBinds>,
+    next_session_id: AtomicU64,
+}
+
+impl SessionContext {
+    pub fn new(
+        settings: SmppSettings,
+        accounts: Accounts,
+        messages: Arc<dyn MessageService>,
+        shutdown: CancellationToken,
+    ) -> Arc<SessionContext> {
+        let failed_binds =
+            FailedBinds::new(settings.failed_bind_delay, settings.failed_bind_delay_max);
+        Arc::new(SessionContext {
+            settings,
+            accounts,
+            registry: Registry::new(),
+            messages,
+            shutdown,
+            failed_binds: Mutex::new(failed_binds),
+            next_session_id: AtomicU64::new(1),
+        })
+    }
+
+    fn failed_binds(&self) -> std::sync::MutexGuard<'_, FailedBinds> {
+        self.failed_binds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Runs one connection to its end. `transport` names it in logs ("tcp", "tls").
+pub async fn run_session<S>(
+    stream: S,
+    peer: SocketAddr,
+    transport: &'static str,
+    ctx: Arc<SessionContext>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let session_id = ctx.next_session_id.fetch_add(1, Ordering::Relaxed);
+    let span = info_span!(
+        "session",
+        session_id,
+        %peer,
+        transport,
+        system_id = tracing::field::Empty
+    );
+    async move {
+        debug!("connected");
+        let (read_half, write_half) = tokio::io::split(stream);
+        let max_pdu = ctx.settings.max_pdu_size;
+        let mut session = Session {
+            id: session_id,
+            peer,
+            state: SessionState::Open,
+            writer: FramedWrite::new(write_half, SmppCodec::new(max_pdu)),
+            account: None,
+            registration: None,
+            interface_version: SMPP_34,
+            in_flight: FuturesUnordered::new(),
+            outstanding: HashMap::new(),
+            next_sequence: 1,
+            opened_at: Instant::now(),
+            last_received: Instant::now(),
+            last_sent: Instant::now(),
+            pending_unbind_resp: None,
+            our_unbind: OurUnbind::NotWanted,
+            ctx,
+        };
+        let reader = FramedRead::new(read_half, SmppCodec::new(max_pdu));
+        let reason = session.run(reader).await;
+        session.close().await;
+        info!(reason, "session closed");
+    }
+    .instrument(span)
+    .await
+}
+
+/// A request we sent and await the response of.
+struct Outstanding {
+    command: CommandId,
+    deadline: Instant,
+}
+
+enum Flow {
+    Continue,
+    Close(&'static str),
+}
+
+struct Session<S> {
+    ctx: Arc<SessionContext>,
+    id: u64,
+    peer: SocketAddr,
+    state: SessionState,
+    writer: FramedWrite<WriteHalf<S>, SmppCodec>,
+    account: Option<Arc<Account>>,
+    /// Keeps the session counted as bound; dropped when the session ends.
+    registration: Option<Registration>,
+    interface_version: u8,
+    in_flight: FuturesUnordered<BoxFuture<'static, Pdu>>,
+    outstanding: HashMap<u32, Outstanding>,
+    next_sequence: u32,
+    opened_at: Instant,
+    last_received: Instant,
+    last_sent: Instant,
+    /// The ESME sent unbind (this sequence number): answer once in-flight work is done.
+    pending_unbind_resp: Option<u32>,
+    our_unbind: OurUnbind,
+}
+
+/// Our own unbind (at shutdown or after inactivity): sent once in-flight work is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OurUnbind {
+    NotWanted,
+    Wanted,
+    Sent,
+}
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    async fn run(
+        &mut self,
+        mut reader: FramedRead<tokio::io::ReadHalf<S>, SmppCodec>,
+    ) -> &'static str {
+        let shutdown = self.ctx.shutdown.clone();
+        loop {
+            if let Flow::Close(reason) = self.after_in_flight_drained().await {
+                return reason;
+            }
+            let deadline = self.next_deadline();
+            let flow = tokio::select! {
+                _ = shutdown.cancelled(), if self.state != SessionState::Unbinding => {
+                    self.begin_shutdown()
+                }
+                Some(response) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.send(&response).await
+                }
+                frame = reader.next() => match frame {
+                    Some(Ok(frame)) => {
+                        self.last_received = Instant::now();
+                        self.on_frame(frame).await
+                    }
+                    Some(Err(err)) => {
+                        debug!(error = %err, "read failed");
+                        Flow::Close("read error")
+                    }
+                    None => Flow::Close("peer closed the connection"),
+                },
+                _ = sleep_until(deadline) => self.on_timer().await,
+            };
+            if let Flow::Close(reason) = flow {
+                return reason;
+            }
+        }
+    }
+
+    /// Work that waits for the in-flight requests to be answered: our answer to the
+    /// ESME's unbind, and our own unbind at shutdown.
+    async fn after_in_flight_drained(&mut self) -> Flow {
+        if !self.in_flight.is_empty() {
+            return Flow::Continue;
+        }
+        if let Some(sequence) = self.pending_unbind_resp.take() {
+            let _ = self.send(&Pdu::new(sequence, Body::UnbindResp)).await;
+            return Flow::Close("unbound by the ESME");
+        }
+        if self.our_unbind == OurUnbind::Wanted {
+            self.our_unbind = OurUnbind::Sent;
+            return self.send_request(Body::Unbind).await;
+        }
+        Flow::Continue
+    }
+
+    fn begin_shutdown(&mut self) -> Flow {
+        if !self.state.is_bound() {
+            return Flow::Close("broker shutting down");
+        }
+        info!("broker shutting down: unbinding once in-flight requests are answered");
+        self.state = SessionState::Unbinding;
+        self.our_unbind = OurUnbind::Wanted;
+        Flow::Continue
+    }
+
+    /// The earliest moment a timer needs attention.
+    fn next_deadline(&self) -> Instant {
+        let s = &self.ctx.settings;
+        let mut deadline = self.last_received + s.inactivity_timeout;
+        if self.state == SessionState::Open {
+            deadline = deadline.min(self.opened_at + s.session_init_timeout);
+        }
+        if self.state.is_bound() && !self.has_outstanding(CommandId::EnquireLink) {
+            deadline = deadline.min(self.last_activity() + s.enquire_link_interval);
+        }
+        if let Some(earliest) = self.outstanding.values().map(|o| o.deadline).min() {
+            deadline = deadline.min(earliest);
+        }
+        deadline
+    }
+
+    fn last_activity(&self) -> Instant {
+        self.last_received.max(self.last_sent)
+    }
+
+    fn has_outstanding(&self, command: CommandId) -> bool {
+        self.outstanding.values().any(|o| o.command == command)
+    }
+
+    async fn on_timer(&mut self) -> Flow {
+        let now = Instant::now();
+        let s = &self.ctx.settings;
+        if self.state == SessionState::Open && now >= self.opened_at + s.session_init_timeout {
+            warn!("no bind within the session-init timeout");
+            return Flow::Close("session-init timeout");
+        }
+        if now >= self.last_received + s.inactivity_timeout {
+            warn!("nothing received within the inactivity timeout");
+            return self.unbind_and_close("inactivity timeout").await;
+        }
+        let expired: Vec<(u32, CommandId)> = self
+            .outstanding
+            .iter()
+            .filter(|(_, o)| o.deadline <= now)
+            .map(|(seq, o)| (*seq, o.command))
+            .collect();
+        for (sequence, command) in expired {
+            self.outstanding.remove(&sequence);
+            match command {
+                CommandId::EnquireLink => {
+                    warn!(sequence, "enquire_link unanswered: the link is dead");
+                    return Flow::Close("enquire_link response timeout");
+                }
+                CommandId::Unbind => return Flow::Close("unbind response timeout"),
+                other => warn!(sequence, command = %other, "response timeout"),
+            }
+        }
+        if self.state.is_bound()
+            && !self.has_outstanding(CommandId::EnquireLink)
+            && now >= self.last_activity() + s.enquire_link_interval
+        {
+            return self.send_request(Body::EnquireLink).await;
+        }
+        Flow::Continue
+    }
+
+    /// Sends unbind (when bound), waits briefly for unbind_resp, then closes.
+    async fn unbind_and_close(&mut self, reason: &'static str) -> Flow {
+        if self.state.is_bound() {
+            // The unbind goes out once in-flight work is answered; its response timer
+            // closes the session if no unbind_resp comes.
+            self.state = SessionState::Unbinding;
+            self.our_unbind = OurUnbind::Wanted;
+            return Flow::Continue;
+        }
+        Flow::Close(reason)
+    }
+
+    async fn on_frame(&mut self, frame: Frame) -> Flow {
+        let bytes = match frame {
+            Frame::Pdu(bytes) => bytes,
+            Frame::InvalidLength {
+                command_length,
+                sequence_number,
+            } => {
+                warn!(command_length, "invalid command_length: framing lost");
+                let nack =
+                    Pdu::generic_nack(CommandStatus::ESME_RINVCMDLEN, sequence_number.unwrap_or(0));
+                let _ = self.send(&nack).await;
+                return Flow::Close("invalid command_length");
+            }
+        };
+        let Some(header) = Header::parse(&bytes) else {
+            return Flow::Close("short frame");
+        };
+        let Some(command) = header.known_command() else {
+            warn!(
+                command_id = format_args!("0x{:08X}", header.command_id),
+                "unknown command_id"
+            );
+            return self
+                .send(&Pdu::generic_nack(
+                    CommandStatus::ESME_RINVCMDID,
+                    header.sequence_number,
+                ))
+                .await;
+        };
+        if command.is_response() {
+            return self.on_response(&bytes, command, header.sequence_number);
+        }
+        if header.command_status != 0 {
+            debug!(command = %command, status = header.command_status, "request carries a non-zero command_status (ignored)");
+        }
+        let sequence = header.sequence_number;
+        match self.state.admit(command, self.ctx.settings.data_sm_in_rx) {
+            Admission::SmscOnly => {
+                warn!(command = %command, "ESME sent a request only an SMSC sends");
+                self.send(&Pdu::generic_nack(CommandStatus::ESME_RINVCMDID, sequence))
+                    .await
+            }
+            Admission::Ignore => {
+                info!(command = %command, "ignored (no response exists)");
+                Flow::Continue
+            }
+            Admission::WrongState => {
+                debug!(command = %command, state = ?self.state, "request not allowed in this state");
+                self.answer_error(command, CommandStatus::ESME_RINVBNDSTS, sequence)
+                    .await
+            }
+            Admission::AlreadyBound => {
+                warn!(command = %command, "bind on a bound session");
+                self.answer_error(command, CommandStatus::ESME_RALYBND, sequence)
+                    .await
+            }
+            Admission::Process => match Pdu::decode(&bytes) {
+                Ok(pdu) => self.on_request(pdu).await,
+                Err(err) => {
+                    warn!(error = %err, "malformed request");
+                    match err.answer() {
+                        Some(answer) => self.send(&answer).await,
+                        None => Flow::Continue,
+                    }
+                }
+            },
+        }
+    }
+
+    async fn answer_error(
+        &mut self,
+        request: CommandId,
+        status: CommandStatus,
+        sequence: u32,
+    ) -> Flow {
+        let answer = match request.response() {
+            Some(response) => Pdu::error_response(response, status, sequence),
+            None => Pdu::generic_nack(status, sequence),
+        };
+        self.send(&answer).await
+    }
+
+    fn on_response(&mut self, bytes: &[u8], command: CommandId, sequence: u32) -> Flow {
+        let Some(request) = self.outstanding.remove(&sequence) else {
+            debug!(command = %command, sequence, "response to no outstanding request (dropped)");
+            return Flow::Continue;
+        };
+        match Pdu::decode(bytes) {
+            Ok(pdu) if command == CommandId::GenericNack => {
+                warn!(sequence, request = %request.command, status = %pdu.command_status, "ESME answered our request with generic_nack");
+            }
+            Ok(pdu) => {
+                debug!(command = %command, sequence, status = %pdu.command_status, "response");
+                if command == CommandId::UnbindResp {
+                    return Flow::Close("unbound by the broker");
+                }
+            }
+            Err(err) => warn!(error = %err, "malformed response (dropped)"),
+        }
+        Flow::Continue
+    }
+
+    async fn on_request(&mut self, pdu: Pdu) -> Flow {
+        let sequence = pdu.sequence_number;
+        match pdu.body {
+            Body::EnquireLink => self.send(&Pdu::new(sequence, Body::EnquireLinkResp)).await,
+            Body::Bind(kind, bind) => self.on_bind(kind, bind, sequence).await,
+            Body::Unbind => {
+                info!("unbind from the ESME");
+                self.state = SessionState::Unbinding;
+                self.pending_unbind_resp = Some(sequence);
+                Flow::Continue
+            }
+            _ => self.on_message_request(pdu).await,
+        }
+    }
+
+    async fn on_message_request(&mut self, pdu: Pdu) -> Flow {
+        let command = pdu.command_id();
+        let sequence = pdu.sequence_number;
+        let Some(account) = self.account.clone() else {
+            return self
+                .answer_error(command, CommandStatus::ESME_RINVBNDSTS, sequence)
+                .await;
+        };
+        if self.in_flight.len() >= self.ctx.settings.max_in_flight {
+            debug!(command = %command, "in-flight window full");
+            return self
+                .answer_error(command, CommandStatus::ESME_RTHROTTLED, sequence)
+                .await;
+        }
+        let cost = match &pdu.body {
+            Body::SubmitSm(_) | Body::DataSm(_) => Some(1),
+            // Every destination is one message to send.
+            Body::SubmitMulti(multi) => Some(multi.dests.len().max(1) as u32),
+            _ => None,
+        };
+        if let Some(cost) = cost {
+            if !account.try_take_throughput(cost) {
+                debug!(command = %command, "account throughput exceeded");
+                return self
+                    .answer_error(command, CommandStatus::ESME_RTHROTTLED, sequence)
+                    .await;
+            }
+        }
+        let requester = Requester {
+            system_id: Arc::from(account.system_id.as_str()),
+            session_id: self.id,
+        };
+        self.in_flight
+            .push(self.ctx.messages.handle(requester, pdu));
+        Flow::Continue
+    }
+
+    async fn on_bind(&mut self, kind: BindKind, bind: Bind, sequence: u32) -> Flow {
+        let ip = self.peer.ip();
+        let delay = self.ctx.failed_binds().delay_for(ip);
+        if !delay.is_zero() {
+            debug!(
+                delay_ms = delay.as_millis() as u64,
+                "slowing down a peer with failed binds"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        info!(
+            system_id = %bind.system_id,
+            bind_type = kind.name(),
+            interface_version = format_args!("0x{:02X}", bind.interface_version),
+            "bind attempt"
+        );
+        let result = self
+            .ctx
+            .accounts
+            .authenticate(&bind.system_id, &bind.password, kind)
+            .await;
+        let registered = result.and_then(|account| {
+            let session = BoundSession {
+                session_id: self.id,
+                kind,
+            };
+            self.ctx
+                .registry
+                .try_register(&account.system_id, session, account.max_sessions)
+                .map(|registration| (account, registration))
+                .ok_or(BindRefusal::TooManySessions)
+        });
+        let (account, registration) = match registered {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                self.ctx.failed_binds().record_failure(ip);
+                warn!(system_id = %bind.system_id, bind_type = kind.name(), reason = refusal.reason(), "bind refused");
+                let status = refusal.status(self.ctx.settings.detailed_bind_errors);
+                let _ = self
+                    .send(&Pdu::error_response(kind.response_id(), status, sequence))
+                    .await;
+                return Flow::Close("bind refused");
+            }
+        };
+        self.ctx.failed_binds().record_success(ip);
+        tracing::Span::current().record("system_id", account.system_id.as_str());
+        self.interface_version = bind.interface_version;
+        self.state = SessionState::Bound(kind);
+        self.account = Some(account);
+        self.registration = Some(registration);
+        let mut tlvs = Tlvs::new();
+        if bind.interface_version >= SMPP_34 {
+            tlvs.push_u8(tlv::tag::SC_INTERFACE_VERSION, SMPP_34);
+        }
+        let resp = BindResp {
+            system_id: self.ctx.settings.system_id.clone(),
+            tlvs,
+        };
+        info!(bind_type = kind.name(), "bound");
+        self.send(&Pdu::new(sequence, Body::BindResp(kind, resp)))
+            .await
+    }
+
+    /// Sends a request of ours with a fresh sequence number and a response deadline.
+    async fn send_request(&mut self, body: Body) -> Flow {
+        let sequence = self.allocate_sequence();
+        let command = body.command_id();
+        let deadline = Instant::now() + self.ctx.settings.response_timeout;
+        self.outstanding
+            .insert(sequence, Outstanding { command, deadline });
+        self.send(&Pdu::new(sequence, body)).await
+    }
+
+    /// The next server sequence number not awaiting a response (A2).
+    fn allocate_sequence(&mut self) -> u32 {
+        loop {
+            let candidate = self.next_sequence;
+            self.next_sequence = if candidate >= MAX_SEQUENCE {
+                1
+            } else {
+                candidate + 1
+            };
+            if !self.outstanding.contains_key(&candidate) {
+                return candidate;
+            }
+        }
+    }
+
+    async fn send(&mut self, pdu: &Pdu) -> Flow {
+        // A 3.3 ESME never gets TLVs from us (A4).
+        let stripped;
+        let pdu = if self.interface_version < SMPP_34 && carries_tlvs(&pdu.body) {
+            stripped = without_tlvs(pdu);
+            &stripped
+        } else {
+            pdu
+        };
+        match self.writer.send(pdu).await {
+            Ok(()) => {
+                self.last_sent = Instant::now();
+                Flow::Continue
+            }
+            Err(err) => {
+                debug!(error = %err, "write failed");
+                Flow::Close("write error")
+            }
+        }
+    }
+
+    /// Closes the transport after everything written was flushed.
+    async fn close(&mut self) {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), self.writer.get_mut().shutdown()).await;
+        self.registration = None;
+    }
+}
+
+fn carries_tlvs(body: &Body) -> bool {
+    match body {
+        Body::BindResp(_, b) => !b.tlvs.is_empty(),
+        Body::DeliverSm(sm) | Body::SubmitSm(sm) => !sm.tlvs.is_empty(),
+        Body::DataSm(d) => !d.tlvs.is_empty(),
+        Body::DataSmResp(r) => !r.tlvs.is_empty(),
+        _ => false,
+    }
+}
+
+fn without_tlvs(pdu: &Pdu) -> Pdu {
+    let mut pdu = pdu.clone();
+    match &mut pdu.body {
+        Body::BindResp(_, b) => b.tlvs = Tlvs::new(),
+        Body::DeliverSm(sm) | Body::SubmitSm(sm) => sm.tlvs = Tlvs::new(),
+        Body::DataSm(d) => d.tlvs = Tlvs::new(),
+        Body::DataSmResp(r) => r.tlvs = Tlvs::new(),
+        _ => {}
+    }
+    pdu
+}
