@@ -1,0 +1,227 @@
+//! Shared test support: a broker on 127.0.0.1 port 0 with a temporary database,
+//! and a minimal ESME built on our codec that speaks raw PDUs.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use smpp_broker::smpp::codec::{Frame, SmppCodec};
+use smpp_broker::smpp::pdu::{Bind, BindKind, Body, CommandStatus, Pdu};
+use smpp_broker::{Broker, Settings};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// How long a test waits for something that should happen promptly.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The accounts every test broker has. `demo` allows every bind type; `rxonly`
+/// only receivers; `single` one session at a time; `slow` 5 submits per second.
+pub const ACCOUNTS: &str = r#"
+[[upstreams]]
+name = "sandbox"
+kind = "sandbox"
+
+[[accounts]]
+system_id = "demo"
+password = "demo1234"
+upstream = "sandbox"
+max_sessions = 2000
+
+[[accounts]]
+system_id = "rxonly"
+password = "rx"
+upstream = "sandbox"
+bind_types = ["receiver"]
+
+[[accounts]]
+system_id = "single"
+password = "single"
+upstream = "sandbox"
+max_sessions = 1
+
+[[accounts]]
+system_id = "slow"
+password = "slow"
+upstream = "sandbox"
+throughput = 5
+"#;
+
+pub struct TestBroker {
+    pub broker: Broker,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    pub fn addr(&self) -> SocketAddr {
+        self.broker.smpp_addr()
+    }
+}
+
+/// Builds settings for a test broker: loopback, port 0, a temporary database,
+/// quick failed-bind back-off, plus `extra_smpp` lines inside `[smpp]` and
+/// `extra` TOML after it.
+pub fn test_settings(dir: &Path, extra_smpp: &str, extra: &str) -> Settings {
+    let text = format!(
+        r#"
+[smpp]
+bind = "127.0.0.1:0"
+failed_bind_delay = "1ms"
+failed_bind_delay_max = "10ms"
+{extra_smpp}
+
+{extra}
+
+[http]
+bind = "127.0.0.1:0"
+
+[store]
+path = "{db}"
+
+{ACCOUNTS}
+"#,
+        db = dir.join("broker.db").display()
+    );
+    Settings::from_toml(&text, "test", std::iter::empty()).expect("test config is valid")
+}
+
+pub async fn start_broker(extra_smpp: &str) -> TestBroker {
+    start_broker_with(extra_smpp, "").await
+}
+
+pub async fn start_broker_with(extra_smpp: &str, extra: &str) -> TestBroker {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = test_settings(dir.path(), extra_smpp, extra);
+    let broker = Broker::start(settings).await.expect("broker starts");
+    TestBroker { broker, dir }
+}
+
+/// A self-signed certificate for "localhost", written as PEM files into `dir`.
+pub fn make_certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    (cert_path, key_path, cert.cert.der().to_vec())
+}
+
+/// A raw ESME over any stream.
+pub struct Esme<S> {
+    framed: Framed<S, SmppCodec>,
+    next_sequence: u32,
+}
+
+impl Esme<TcpStream> {
+    pub async fn connect(addr: SocketAddr) -> Esme<TcpStream> {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        Esme::over(stream)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Esme<S> {
+    pub fn over(stream: S) -> Esme<S> {
+        Esme {
+            framed: Framed::new(stream, SmppCodec::new(1 << 20)),
+            next_sequence: 1,
+        }
+    }
+
+    pub fn next_sequence(&mut self) -> u32 {
+        let seq = self.next_sequence;
+        self.next_sequence += 1;
+        seq
+    }
+
+    pub async fn send(&mut self, pdu: &Pdu) {
+        self.framed.send(pdu).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let stream = self.framed.get_mut();
+        stream.write_all(bytes).await.expect("send raw");
+        stream.flush().await.expect("flush");
+    }
+
+    /// The next PDU, or None when the broker closed the connection.
+    pub async fn recv(&mut self) -> Option<Pdu> {
+        let frame = tokio::time::timeout(PATIENCE, self.framed.next())
+            .await
+            .expect("broker answered in time");
+        match frame {
+            Some(Ok(Frame::Pdu(bytes))) => {
+                Some(Pdu::decode(&bytes).expect("broker sent a valid PDU"))
+            }
+            Some(Ok(Frame::InvalidLength { command_length, .. })) => {
+                panic!("broker sent command_length {command_length}")
+            }
+            Some(Err(_)) | None => None,
+        }
+    }
+
+    pub async fn recv_some(&mut self) -> Pdu {
+        self.recv().await.expect("a PDU, not a closed connection")
+    }
+
+    /// Sends a request and returns its response, answering the broker's
+    /// enquire_links that come in between.
+    pub async fn request(&mut self, body: Body) -> Pdu {
+        let seq = self.next_sequence();
+        self.send(&Pdu::new(seq, body)).await;
+        loop {
+            let pdu = self.recv_some().await;
+            if pdu.body == Body::EnquireLink {
+                self.send(&Pdu::new(pdu.sequence_number, Body::EnquireLinkResp))
+                    .await;
+                continue;
+            }
+            assert_eq!(
+                pdu.sequence_number, seq,
+                "response echoes the sequence: {pdu:?}"
+            );
+            return pdu;
+        }
+    }
+
+    pub async fn bind(&mut self, kind: BindKind, system_id: &str, password: &str) -> Pdu {
+        self.bind_version(kind, system_id, password, 0x34).await
+    }
+
+    pub async fn bind_version(
+        &mut self,
+        kind: BindKind,
+        system_id: &str,
+        password: &str,
+        version: u8,
+    ) -> Pdu {
+        let bind = Bind {
+            system_id: system_id.into(),
+            password: password.into(),
+            interface_version: version,
+            ..Bind::default()
+        };
+        self.request(Body::Bind(kind, bind)).await
+    }
+
+    pub async fn bind_ok(&mut self, kind: BindKind, system_id: &str, password: &str) {
+        let resp = self.bind(kind, system_id, password).await;
+        assert_eq!(
+            resp.command_status,
+            CommandStatus::ESME_ROK,
+            "bind as {system_id}"
+        );
+    }
+
+    /// Waits until the broker closes the connection, failing on any PDU but those allowed.
+    pub async fn expect_closed(&mut self) {
+        if let Some(pdu) = self.recv().await {
+            panic!("expected the connection to close, got {pdu:?}");
+        }
+    }
+
+    pub fn into_inner(self) -> S {
+        self.framed.into_inner()
+    }
+}
