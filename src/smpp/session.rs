@@ -231,7 +231,12 @@ where
     /// The earliest moment a timer needs attention.
     fn next_deadline(&self) -> Instant {
         let s = &self.ctx.settings;
-        let mut deadline = self.last_received + s.inactivity_timeout;
+        // While unbinding, the unbind's own response timer bounds the wait.
+        let mut deadline = if self.state == SessionState::Unbinding {
+            Instant::now() + s.inactivity_timeout
+        } else {
+            self.last_received + s.inactivity_timeout
+        };
         if self.state == SessionState::Open {
             deadline = deadline.min(self.opened_at + s.session_init_timeout);
         }
@@ -259,7 +264,8 @@ where
             warn!("no bind within the session-init timeout");
             return Flow::Close("session-init timeout");
         }
-        if now >= self.last_received + s.inactivity_timeout {
+        if self.state != SessionState::Unbinding && now >= self.last_received + s.inactivity_timeout
+        {
             warn!("nothing received within the inactivity timeout");
             return self.unbind_and_close("inactivity timeout").await;
         }

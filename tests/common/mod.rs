@@ -147,7 +147,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Esme<S> {
 
     /// The next PDU, or None when the broker closed the connection.
     pub async fn recv(&mut self) -> Option<Pdu> {
-        let frame = tokio::time::timeout(PATIENCE, self.framed.next())
+        self.recv_within(PATIENCE).await
+    }
+
+    /// Like `recv` with another limit (tests on paused time need long ones).
+    pub async fn recv_within(&mut self, limit: Duration) -> Option<Pdu> {
+        let frame = tokio::time::timeout(limit, self.framed.next())
             .await
             .expect("broker answered in time");
         match frame {

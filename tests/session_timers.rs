@@ -1,0 +1,151 @@
+//! Session timers on tokio's paused clock: a session runs over an in-memory pipe,
+//! time advances only when every task is idle, so each timer fires at its exact
+//! configured moment and the test takes no wall-clock time.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{test_settings, Esme};
+use smpp_broker::smpp::auth::Accounts;
+use smpp_broker::smpp::pdu::{BindKind, Body, Pdu};
+use smpp_broker::smpp::service::NoOutbox;
+use smpp_broker::smpp::session::{run_session, SessionContext};
+use tokio::io::DuplexStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const LONG: Duration = Duration::from_secs(24 * 3600);
+
+/// A session with the default timers (30 s init, 30 s enquire_link, 10 s response,
+/// 5 min inactivity) unless `extra_smpp` says otherwise.
+fn session(
+    extra_smpp: &str,
+) -> (
+    Esme<DuplexStream>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = test_settings(dir.path(), extra_smpp, "");
+    let shutdown = CancellationToken::new();
+    let ctx = SessionContext::new(
+        settings.smpp.clone(),
+        Accounts::from_settings(&settings.accounts),
+        Arc::new(NoOutbox),
+        shutdown.clone(),
+    );
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let task = tokio::spawn(run_session(
+        server,
+        "127.0.0.1:40000".parse().unwrap(),
+        "test",
+        ctx,
+    ));
+    (Esme::over(client), shutdown, task)
+}
+
+async fn closed_at(esme: &mut Esme<DuplexStream>, start: Instant) -> Duration {
+    assert!(esme.recv_within(LONG).await.is_none(), "expected a close");
+    start.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn session_init_timer_closes_an_unbound_connection_at_30s() {
+    let start = Instant::now();
+    let (mut esme, _, task) = session("");
+    assert_eq!(closed_at(&mut esme, start).await, Duration::from_secs(30));
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn enquire_link_goes_out_after_30s_idle_and_an_answer_keeps_the_link() {
+    let (mut esme, _, _task) = session("");
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    let bound_at = Instant::now();
+    let ping = esme.recv_within(LONG).await.unwrap();
+    assert_eq!(ping.body, Body::EnquireLink);
+    assert_eq!(bound_at.elapsed(), Duration::from_secs(30));
+    esme.send(&Pdu::new(ping.sequence_number, Body::EnquireLinkResp))
+        .await;
+    let answered_at = Instant::now();
+    let next = esme.recv_within(LONG).await.unwrap();
+    assert_eq!(next.body, Body::EnquireLink);
+    assert_eq!(answered_at.elapsed(), Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn traffic_from_the_esme_postpones_the_enquire_link() {
+    let (mut esme, _, _task) = session("");
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let resp = esme.request(Body::EnquireLink).await;
+    assert_eq!(resp.body, Body::EnquireLinkResp);
+    let last_traffic = Instant::now();
+    let ping = esme.recv_within(LONG).await.unwrap();
+    assert_eq!(ping.body, Body::EnquireLink);
+    assert_eq!(last_traffic.elapsed(), Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_enquire_link_closes_after_the_response_timeout() {
+    let (mut esme, _, task) = session("");
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    let ping = esme.recv_within(LONG).await.unwrap();
+    assert_eq!(ping.body, Body::EnquireLink);
+    let sent_at = Instant::now();
+    assert_eq!(closed_at(&mut esme, sent_at).await, Duration::from_secs(10));
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn inactivity_timer_unbinds_after_five_minutes_of_silence() {
+    let (mut esme, _, task) = session("enquire_link_interval = \"1h\"");
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    let bound_at = Instant::now();
+    let unbind = esme.recv_within(LONG).await.unwrap();
+    assert_eq!(unbind.body, Body::Unbind);
+    assert_eq!(bound_at.elapsed(), Duration::from_secs(300));
+    // Not answered: closed when the unbind's response timer runs out.
+    assert_eq!(
+        closed_at(&mut esme, bound_at).await,
+        Duration::from_secs(310)
+    );
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_unbind_resp_up_to_the_response_timeout() {
+    let (mut esme, shutdown, task) = session("");
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    let start = Instant::now();
+    shutdown.cancel();
+    let unbind = esme.recv_within(LONG).await.unwrap();
+    assert_eq!(unbind.body, Body::Unbind);
+    assert_eq!(start.elapsed(), Duration::ZERO, "unbind goes out at once");
+    assert_eq!(closed_at(&mut esme, start).await, Duration::from_secs(10));
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_sequence_numbers_are_fresh_for_each_request() {
+    let (mut esme, _, _task) = session("enquire_link_interval = \"1s\"");
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let ping = esme.recv_within(LONG).await.unwrap();
+        assert_eq!(ping.body, Body::EnquireLink);
+        assert!((1..=0x7FFF_FFFF).contains(&ping.sequence_number));
+        assert!(!seen.contains(&ping.sequence_number));
+        seen.push(ping.sequence_number);
+        esme.send(&Pdu::new(ping.sequence_number, Body::EnquireLinkResp))
+            .await;
+    }
+}
