@@ -1,0 +1,161 @@
+//! The smpp-broker binary: startup errors name the bad key, hash-password makes a
+//! hash the broker accepts, and SIGTERM stops a running broker with exit code 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::Esme;
+use smpp_broker::smpp::pdu::{BindKind, Body};
+
+const BIN: &str = env!("CARGO_BIN_EXE_smpp-broker");
+
+fn write_config(dir: &std::path::Path, accounts: &str) -> std::path::PathBuf {
+    let path = dir.join("broker.toml");
+    let text = format!(
+        "[smpp]\nbind = \"127.0.0.1:0\"\n[http]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n\
+         [[upstreams]]\nname = \"sandbox\"\nkind = \"sandbox\"\n{accounts}",
+        dir.join("broker.db").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_bad_config_stops_startup_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[[accounts]]\nsystem_id = \"a\"\npassword = \"pw\"\nupstream = \"nowhere\"\n",
+    );
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("accounts[0].upstream"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("SMPP_BROKER__ACCOUNTS__0__UPSTREAM", "sandbox")
+        .env("SMPP_BROKER__SMPP__BIND", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("smpp.bind"), "{stderr}");
+}
+
+#[test]
+fn check_config_accepts_the_built_in_default() {
+    let out = Command::new(BIN).arg("check-config").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_config_error_never_shows_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[[accounts]]\nsystem_id = \"a\"\npassword = \"t0psecr3\"\nupstream = \"sandbox\"\nthroughput = -1\n",
+    );
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("accounts[0].throughput"), "{stderr}");
+    assert!(!stderr.contains("t0psecr3"), "{stderr}");
+}
+
+#[tokio::test]
+async fn hash_password_output_binds_and_sigterm_exits_zero() {
+    let mut hasher = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    hasher.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = hasher.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[[accounts]]\nsystem_id = \"hashed\"\npassword_hash = \"{hash}\"\nupstream = \"sandbox\"\n"
+        ),
+    );
+    let mut broker = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .arg("--log-json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(broker.stderr.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = lines.next().expect("broker logs its address").unwrap();
+        if line.contains("SMPP listening (plain TCP)") {
+            let value = line
+                .split("\"addr\":\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            break value.parse().unwrap();
+        }
+    };
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let mut esme = Esme::connect(addr).await;
+    esme.bind_ok(BindKind::Transceiver, "hashed", "s3cret")
+        .await;
+    let wrong = Esme::connect(addr)
+        .await
+        .bind(BindKind::Transceiver, "hashed", "s3creT")
+        .await;
+    assert!(!wrong.command_status.is_ok());
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(broker.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The bound session is unbound by the broker on its way out.
+    let unbind = esme.recv_some().await;
+    assert_eq!(unbind.body, Body::Unbind);
+    esme.send(&smpp_broker::smpp::pdu::Pdu::new(
+        unbind.sequence_number,
+        Body::UnbindResp,
+    ))
+    .await;
+    esme.expect_closed().await;
+    let exit = tokio::task::spawn_blocking(move || broker.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    let log = log.join().unwrap().join("\n");
+    assert!(
+        log.contains("bind attempt") && log.contains("bind refused"),
+        "every bind is logged"
+    );
+    assert!(!log.contains("s3cret"), "no password in the log");
+}
