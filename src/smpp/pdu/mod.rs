@@ -182,7 +182,7 @@ impl Pdu {
         dst.put_u32(id.as_u32());
         dst.put_u32(self.command_status.0);
         dst.put_u32(self.sequence_number);
-        if !(id.is_response() && !self.command_status.is_ok()) {
+        if !id.is_response() || self.command_status.is_ok() {
             self.body.encode(dst);
         }
         let len = (dst.len() - start) as u32;

@@ -136,17 +136,9 @@ fn latin1_to_string(bytes: &[u8]) -> String {
 pub fn put_cstring(dst: &mut BytesMut, value: &str, max: usize) {
     // Our own values were validated when they entered the broker; cutting here only
     // guarantees we never emit a field the peer must reject.
-    let mut written = 0;
-    for ch in value.chars() {
-        if written + 1 >= max {
-            break;
-        }
-        let byte = u32::from(ch);
-        if byte == 0 {
-            break;
-        }
-        dst.put_u8(if byte <= 0xFF { byte as u8 } else { b'?' });
-        written += 1;
+    for ch in value.chars().take_while(|&c| c != '\0').take(max - 1) {
+        let code = u32::from(ch);
+        dst.put_u8(if code <= 0xFF { code as u8 } else { b'?' });
     }
     dst.put_u8(0);
 }

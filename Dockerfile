@@ -1,0 +1,25 @@
+# Multi-stage build: compile in the Rust image, run in slim Debian as a non-root user.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY config ./config
+RUN cargo build --release --locked --bin smpp-broker
+
+FROM debian:bookworm-slim
+# sqlite3: read the queues with plain SQL inside the container.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends sqlite3 ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin broker \
+    && mkdir -p /data /etc/smpp-broker \
+    && chown broker:broker /data
+COPY --from=build /src/target/release/smpp-broker /usr/local/bin/smpp-broker
+COPY config/docker.toml /etc/smpp-broker/broker.toml
+USER broker
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 2775 2776 8080
+ENV SMPP_BROKER_CONFIG=/etc/smpp-broker/broker.toml
+ENTRYPOINT ["smpp-broker"]
+CMD ["serve"]
