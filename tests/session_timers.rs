@@ -149,3 +149,19 @@ async fn server_sequence_numbers_are_fresh_for_each_request() {
             .await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn crossing_unbinds_both_get_answered() {
+    let (mut esme, shutdown, task) = session("");
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    shutdown.cancel();
+    let ours = esme.recv_within(LONG).await.unwrap();
+    assert_eq!(ours.body, Body::Unbind);
+    // The ESME unbinds at the same moment instead of answering first.
+    esme.send(&Pdu::new(7, Body::Unbind)).await;
+    let resp = esme.recv_within(LONG).await.unwrap();
+    assert_eq!(resp, Pdu::new(7, Body::UnbindResp));
+    esme.expect_closed().await;
+    task.await.unwrap();
+}

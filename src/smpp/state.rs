@@ -52,7 +52,8 @@ impl SessionState {
                 Admission::Process
             }
             (BindTransmitter | BindReceiver | BindTransceiver, _) => Admission::AlreadyBound,
-            (Unbind, SessionState::Bound(_)) => Admission::Process,
+            // Unbinding too: when both sides unbind at once, each answers the other.
+            (Unbind, SessionState::Bound(_) | SessionState::Unbinding) => Admission::Process,
             (
                 SubmitSm | SubmitMulti | QuerySm | CancelSm | ReplaceSm | DataSm,
                 SessionState::Bound(Transmitter | Transceiver),
@@ -118,6 +119,18 @@ mod tests {
             assert_eq!(RX.admit(id, false), rx, "{id} in RX");
             assert_eq!(TRX.admit(id, false), trx, "{id} in TRX");
         }
+    }
+
+    #[test]
+    fn crossing_unbinds_are_answered() {
+        assert_eq!(
+            SessionState::Unbinding.admit(Unbind, false),
+            Admission::Process
+        );
+        assert_eq!(
+            SessionState::Unbinding.admit(SubmitSm, false),
+            Admission::WrongState
+        );
     }
 
     #[test]
