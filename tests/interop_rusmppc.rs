@@ -18,7 +18,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{make_certificate, start_broker, start_broker_with, TestBroker, PATIENCE};
+use common::{start_broker, start_tls_broker, TestBroker, PATIENCE};
 use futures::{FutureExt, Stream, StreamExt};
 use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, SubmitSm};
 use rusmpp::types::{COctetString, OctetString};
@@ -476,14 +476,9 @@ async fn rusmppc_submits_above_the_account_rate_are_throttled() {
 
 #[tokio::test]
 async fn rusmppc_binds_over_tls_trusting_the_broker_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, cert_der) = make_certificate(dir.path());
-    let tls = format!(
-        "[smpp.tls]\nbind = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"",
-        cert.display(),
-        key.display()
-    );
-    let broker = start_broker_with("", &tls).await;
+    let tls_broker = start_tls_broker("").await;
+    let cert_der = tls_broker.cert_der.clone();
+    let broker = tls_broker.broker;
     let port = broker.broker.tls_addr().expect("TLS listener").port();
     // The certificate names "localhost"; rusmppc resolves it (RFC 6761: 127.0.0.1
     // first) and uses it as the TLS server name.

@@ -29,7 +29,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{make_certificate, start_broker, start_broker_with, TestBroker, PATIENCE};
+use common::{start_broker, start_tls_broker, TestBroker, PATIENCE};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
@@ -877,14 +877,9 @@ async fn smpplib_server_unbind_at_shutdown_unanswered_still_closes_and_shutdown_
 
 #[tokio::test]
 async fn smpplib_binds_over_tls_trusting_the_broker_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = make_certificate(dir.path());
-    let tls = format!(
-        "[smpp.tls]\nbind = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"",
-        cert.display(),
-        key.display()
-    );
-    let broker = start_broker_with("", &tls).await;
+    let tls_broker = start_tls_broker("").await;
+    let cert = tls_broker.cert_path.clone();
+    let broker = tls_broker.broker;
     let tls_addr = broker.broker.tls_addr().expect("TLS listener");
     let cert_arg = cert.to_str().expect("UTF-8 temp path");
     let t = Script::run("tls", tls_addr, &[cert_arg]).await;

@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{make_certificate, start_broker, start_broker_with, Esme, PATIENCE};
+use common::{start_broker, start_tls_broker, Esme, PATIENCE};
 use smpp_broker::smpp::pdu::{
     tlv, Address, BindKind, Body, CommandId, CommandStatus, MessageIdResp, Pdu, Sm,
 };
@@ -464,14 +464,9 @@ async fn pipelined_requests_are_all_answered_by_sequence() {
 
 #[tokio::test]
 async fn the_same_bind_over_tls() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, cert_der) = make_certificate(dir.path());
-    let tls = format!(
-        "[smpp.tls]\nbind = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"",
-        cert.display(),
-        key.display()
-    );
-    let broker = start_broker_with("", &tls).await;
+    let tls_broker = start_tls_broker("").await;
+    let cert_der = tls_broker.cert_der.clone();
+    let broker = tls_broker.broker;
     let tls_addr = broker.broker.tls_addr().expect("TLS listener");
 
     let mut roots = rustls::RootCertStore::empty();

@@ -54,6 +54,32 @@ pub struct TestBroker {
     pub dir: tempfile::TempDir,
 }
 
+/// A broker with a TLS listener whose self-signed "localhost" certificate is at
+/// `cert_path` (PEM) and `cert_der`.
+pub struct TlsTestBroker {
+    pub broker: TestBroker,
+    pub cert_path: PathBuf,
+    pub cert_der: Vec<u8>,
+    _certs: tempfile::TempDir,
+}
+
+pub async fn start_tls_broker(extra_smpp: &str) -> TlsTestBroker {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (cert_path, key_path, cert_der) = make_certificate(certs.path());
+    let tls = format!(
+        "[smpp.tls]\nbind = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"",
+        cert_path.display(),
+        key_path.display()
+    );
+    let broker = start_broker_with(extra_smpp, &tls).await;
+    TlsTestBroker {
+        broker,
+        cert_path,
+        cert_der,
+        _certs: certs,
+    }
+}
+
 impl TestBroker {
     pub fn addr(&self) -> SocketAddr {
         self.broker.smpp_addr()
