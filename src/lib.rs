@@ -4,6 +4,7 @@ pub mod app;
 pub mod config;
 pub mod smpp;
 pub mod telemetry;
+pub mod text;
 
 pub use app::Broker;
 pub use config::Settings;
