@@ -30,9 +30,7 @@
 //! * submit_multi: number_of_dests 1..=254 (ours rejects 0, as 3.4 requires).
 
 use bytes::{Bytes, BytesMut};
-use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::sample::select;
 use rusmpp::encode::{Encode as _, Length as _};
 use rusmpp::pdus as r;
 use rusmpp::tlvs::{
@@ -53,398 +51,15 @@ use smpp_broker::smpp::pdu::tlv::tag;
 use smpp_broker::smpp::pdu::*;
 use tokio_util::codec::{Decoder, Encoder};
 
+#[path = "support/pdu_strategies.rs"]
+mod pdu_strategies;
+
+use pdu_strategies::{config, header_only, sequence_number, Profile};
+
 const CASES: u32 = 256;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: CASES,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Strategies: valid values both codecs accept
-// ---------------------------------------------------------------------------
-
-fn ascii(bytes: Vec<u8>) -> String {
-    bytes.into_iter().map(char::from).collect()
-}
-
-/// Printable ASCII, 0..=max-1 characters (max counts the NUL).
-fn cstr(max: usize) -> BoxedStrategy<String> {
-    prop_oneof![
-        4 => vec(0x20u8..=0x7E, 0..max).prop_map(ascii),
-        1 => vec(0x20u8..=0x7E, max - 1).prop_map(ascii),
-        1 => Just(String::new()),
-    ]
-    .boxed()
-}
-
-fn time() -> BoxedStrategy<String> {
-    prop_oneof![
-        Just(String::new()),
-        (vec(b'0'..=b'9', 15), select(vec![b'R', b'+', b'-'])).prop_map(|(mut v, p)| {
-            v.push(p);
-            ascii(v)
-        }),
-        vec(0x20u8..=0x7E, 16).prop_map(ascii),
-    ]
-    .boxed()
-}
-
-fn address(max: usize) -> BoxedStrategy<Address> {
-    (any::<u8>(), any::<u8>(), cstr(max))
-        .prop_map(|(ton, npi, addr)| Address { ton, npi, addr })
-        .boxed()
-}
-
-fn short_message() -> BoxedStrategy<Bytes> {
-    prop_oneof![
-        3 => vec(any::<u8>(), 0..=254),
-        1 => vec(prop_oneof![Just(0u8), any::<u8>()], 0..=254),
-        1 => Just(vec![0u8; 254]),
-    ]
-    .prop_map(Bytes::from)
-    .boxed()
-}
-
-fn cstring_value(s: &str) -> Bytes {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    Bytes::from(v)
-}
-
-/// A TLV both codecs decode to the same thing (see the module comment).
-fn tlv() -> BoxedStrategy<Tlv> {
-    let one_octet = vec![
-        tag::DEST_ADDR_SUBUNIT,
-        tag::SOURCE_ADDR_SUBUNIT,
-        tag::PAYLOAD_TYPE,
-        tag::PRIVACY_INDICATOR,
-        tag::LANGUAGE_INDICATOR,
-        tag::SAR_TOTAL_SEGMENTS,
-        tag::SAR_SEGMENT_SEQNUM,
-        tag::SC_INTERFACE_VERSION,
-        tag::DPF_RESULT,
-        tag::SET_DPF,
-        tag::MS_AVAILABILITY_STATUS,
-        tag::DELIVERY_FAILURE_REASON,
-        tag::MORE_MESSAGES_TO_SEND,
-        tag::MESSAGE_STATE,
-        tag::USSD_SERVICE_OP,
-        0x0205, // user_response_code
-    ];
-    let two_octets = vec![
-        tag::USER_MESSAGE_REFERENCE,
-        tag::SOURCE_PORT,
-        tag::DESTINATION_PORT,
-        tag::SAR_MSG_REF_NUM,
-        0x0008, // dest_telematics_id
-    ];
-    let mk = |tag: u16, value: Vec<u8>| Tlv {
-        tag,
-        value: Bytes::from(value),
-    };
-    prop_oneof![
-        3 => (0x1400u16..=0xFFFF, vec(any::<u8>(), 0..40)).prop_map(move |(t, v)| mk(t, v)),
-        3 => (select(one_octet), any::<u8>()).prop_map(move |(t, b)| mk(t, vec![b])),
-        1 => (any::<u8>()).prop_map(move |b| mk(tag::MS_MSG_WAIT_FACILITIES, vec![b & 0x83])),
-        2 => (select(two_octets), any::<u16>())
-            .prop_map(move |(t, v)| mk(t, v.to_be_bytes().to_vec())),
-        1 => vec(any::<u8>(), 3).prop_map(move |v| mk(tag::NETWORK_ERROR_CODE, v)),
-        1 => any::<u32>().prop_map(move |v| mk(0x0017, v.to_be_bytes().to_vec())), // qos_time_to_live
-        2 => vec(any::<u8>(), 0..300).prop_map(move |v| mk(tag::MESSAGE_PAYLOAD, v)),
-        1 => vec(any::<u8>(), 4..=19).prop_map(move |v| mk(tag::CALLBACK_NUM, v)),
-        1 => cstr(65).prop_map(|s| Tlv { tag: tag::RECEIPTED_MESSAGE_ID, value: cstring_value(&s) }),
-        1 => cstr(256).prop_map(|s| Tlv {
-            tag: tag::ADDITIONAL_STATUS_INFO_TEXT,
-            value: cstring_value(&s),
-        }),
-    ]
-    .boxed()
-}
-
-fn tlvs() -> BoxedStrategy<Tlvs> {
-    prop_oneof![1 => Just(Tlvs::new()), 3 => vec(tlv(), 1..5).prop_map(Tlvs)].boxed()
-}
-
-fn seq() -> BoxedStrategy<u32> {
-    prop_oneof![
-        Just(0u32),
-        Just(1u32),
-        Just(0x7FFF_FFFF),
-        Just(u32::MAX),
-        any::<u32>()
-    ]
-    .boxed()
-}
-
-fn bind_kind() -> BoxedStrategy<BindKind> {
-    select(vec![
-        BindKind::Transmitter,
-        BindKind::Receiver,
-        BindKind::Transceiver,
-    ])
-    .boxed()
-}
-
-fn sm(dest_on_wire: bool) -> BoxedStrategy<Sm> {
-    (
-        (cstr(6), address(21), address(21)),
-        (any::<u8>(), any::<u8>(), any::<u8>(), time(), time()),
-        (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>()),
-        short_message(),
-        tlvs(),
-    )
-        .prop_map(
-            move |(
-                (service_type, source, dest),
-                (esm_class, protocol_id, priority_flag, schedule_delivery_time, validity_period),
-                (registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id),
-                short_message,
-                tlvs,
-            )| Sm {
-                service_type,
-                source,
-                dest: if dest_on_wire {
-                    dest
-                } else {
-                    Address::default()
-                },
-                esm_class,
-                protocol_id,
-                priority_flag,
-                schedule_delivery_time,
-                validity_period,
-                registered_delivery,
-                replace_if_present_flag,
-                data_coding,
-                sm_default_msg_id,
-                short_message,
-                tlvs,
-            },
-        )
-        .boxed()
-}
-
-fn bind() -> BoxedStrategy<Body> {
-    (
-        bind_kind(),
-        cstr(16),
-        cstr(9),
-        cstr(13),
-        any::<u8>(),
-        any::<u8>(),
-        any::<u8>(),
-        cstr(41),
-    )
-        .prop_map(
-            |(kind, system_id, password, system_type, iv, addr_ton, addr_npi, range)| {
-                Body::Bind(
-                    kind,
-                    Bind {
-                        system_id,
-                        password,
-                        system_type,
-                        interface_version: iv,
-                        addr_ton,
-                        addr_npi,
-                        address_range: range,
-                    },
-                )
-            },
-        )
-        .boxed()
-}
-
-fn bind_resp() -> BoxedStrategy<Body> {
-    (bind_kind(), cstr(16), proptest::option::of(any::<u8>()))
-        .prop_map(|(kind, system_id, sc_interface_version)| {
-            let mut tlvs = Tlvs::new();
-            if let Some(v) = sc_interface_version {
-                tlvs.push_u8(tag::SC_INTERFACE_VERSION, v);
-            }
-            Body::BindResp(kind, BindResp { system_id, tlvs })
-        })
-        .boxed()
-}
-
-fn outbind() -> BoxedStrategy<Body> {
-    (cstr(16), cstr(9))
-        .prop_map(|(system_id, password)| {
-            Body::Outbind(Outbind {
-                system_id,
-                password,
-            })
-        })
-        .boxed()
-}
-
-fn header_only() -> BoxedStrategy<Body> {
-    select(vec![
-        Body::GenericNack,
-        Body::Unbind,
-        Body::UnbindResp,
-        Body::EnquireLink,
-        Body::EnquireLinkResp,
-        Body::CancelSmResp,
-        Body::ReplaceSmResp,
-    ])
-    .boxed()
-}
-
-fn submit_sm() -> BoxedStrategy<Body> {
-    sm(true).prop_map(Body::SubmitSm).boxed()
-}
-
-fn deliver_sm() -> BoxedStrategy<Body> {
-    sm(true).prop_map(Body::DeliverSm).boxed()
-}
-
-fn message_id_resp() -> BoxedStrategy<Body> {
-    (any::<bool>(), cstr(65))
-        .prop_map(|(submit, message_id)| {
-            let r = MessageIdResp { message_id };
-            if submit {
-                Body::SubmitSmResp(r)
-            } else {
-                Body::DeliverSmResp(r)
-            }
-        })
-        .boxed()
-}
-
-fn submit_multi() -> BoxedStrategy<Body> {
-    let dest = prop_oneof![
-        3 => address(21).prop_map(MultiDest::Sme),
-        1 => cstr(21).prop_map(MultiDest::DistributionList),
-    ];
-    let dests = prop_oneof![4 => vec(dest.clone(), 1..=6), 1 => vec(dest, 1..=254)];
-    (dests, sm(false))
-        .prop_map(|(dests, sm)| Body::SubmitMulti(SubmitMulti { dests, sm }))
-        .boxed()
-}
-
-fn submit_multi_resp() -> BoxedStrategy<Body> {
-    let unsuccess =
-        (address(21), any::<u32>()).prop_map(|(dest, error_status_code)| UnsuccessSme {
-            dest,
-            error_status_code,
-        });
-    let list = prop_oneof![4 => vec(unsuccess.clone(), 0..=5), 1 => vec(unsuccess, 0..=254)];
-    (cstr(65), list)
-        .prop_map(|(message_id, unsuccess)| {
-            Body::SubmitMultiResp(SubmitMultiResp {
-                message_id,
-                unsuccess,
-            })
-        })
-        .boxed()
-}
-
-fn data_sm() -> BoxedStrategy<Body> {
-    // rusmpp (v5) limits data_sm addresses to 21 octets; 3.4 allows 65.
-    (
-        cstr(6),
-        address(21),
-        address(21),
-        any::<u8>(),
-        any::<u8>(),
-        any::<u8>(),
-        tlvs(),
-    )
-        .prop_map(
-            |(service_type, source, dest, esm_class, registered_delivery, data_coding, tlvs)| {
-                Body::DataSm(DataSm {
-                    service_type,
-                    source,
-                    dest,
-                    esm_class,
-                    registered_delivery,
-                    data_coding,
-                    tlvs,
-                })
-            },
-        )
-        .boxed()
-}
-
-fn data_sm_resp() -> BoxedStrategy<Body> {
-    (cstr(65), tlvs())
-        .prop_map(|(message_id, tlvs)| Body::DataSmResp(DataSmResp { message_id, tlvs }))
-        .boxed()
-}
-
-fn query_sm() -> BoxedStrategy<Body> {
-    (cstr(65), address(21))
-        .prop_map(|(message_id, source)| Body::QuerySm(QuerySm { message_id, source }))
-        .boxed()
-}
-
-fn query_sm_resp() -> BoxedStrategy<Body> {
-    (cstr(65), time(), any::<u8>(), any::<u8>())
-        .prop_map(|(message_id, final_date, message_state, error_code)| {
-            Body::QuerySmResp(QuerySmResp {
-                message_id,
-                final_date,
-                message_state,
-                error_code,
-            })
-        })
-        .boxed()
-}
-
-fn cancel_sm() -> BoxedStrategy<Body> {
-    (cstr(6), cstr(65), address(21), address(21))
-        .prop_map(|(service_type, message_id, source, dest)| {
-            Body::CancelSm(CancelSm {
-                service_type,
-                message_id,
-                source,
-                dest,
-            })
-        })
-        .boxed()
-}
-
-fn replace_sm() -> BoxedStrategy<Body> {
-    (
-        cstr(65),
-        address(21),
-        time(),
-        time(),
-        any::<u8>(),
-        any::<u8>(),
-        short_message(),
-    )
-        .prop_map(
-            |(message_id, source, sched, validity, registered_delivery, dflt, sm)| {
-                Body::ReplaceSm(ReplaceSm {
-                    message_id,
-                    source,
-                    schedule_delivery_time: sched,
-                    validity_period: validity,
-                    registered_delivery,
-                    sm_default_msg_id: dflt,
-                    short_message: sm,
-                })
-            },
-        )
-        .boxed()
-}
-
-fn alert_notification() -> BoxedStrategy<Body> {
-    (address(65), address(65), proptest::option::of(any::<u8>()))
-        .prop_map(|(source, esme, status)| {
-            let mut tlvs = Tlvs::new();
-            if let Some(s) = status {
-                tlvs.push_u8(tag::MS_AVAILABILITY_STATUS, s);
-            }
-            Body::AlertNotification(AlertNotification { source, esme, tlvs })
-        })
-        .boxed()
-}
+/// Valid values both codecs accept (see the module comment).
+const P: Profile = Profile::RUSMPP;
 
 // ---------------------------------------------------------------------------
 // Building rusmpp values from ours, with rusmpp's own constructors
@@ -1191,15 +806,15 @@ macro_rules! differential {
                 use super::*;
 
                 proptest! {
-                    #![proptest_config(config())]
+                    #![proptest_config(config(CASES))]
 
                     #[test]
-                    fn ours_to_rusmpp(seq in seq(), body in $strategy) {
+                    fn ours_to_rusmpp(seq in sequence_number(), body in $strategy) {
                         super::ours_to_rusmpp(Pdu::new(seq, body))?;
                     }
 
                     #[test]
-                    fn rusmpp_to_ours(seq in seq(), body in $strategy) {
+                    fn rusmpp_to_ours(seq in sequence_number(), body in $strategy) {
                         super::rusmpp_to_ours(Pdu::new(seq, body))?;
                     }
                 }
@@ -1209,52 +824,34 @@ macro_rules! differential {
 }
 
 differential! {
-    bind => bind();
-    bind_resp => bind_resp();
-    outbind => outbind();
+    bind => P.bind();
+    bind_resp => P.bind_resp();
+    outbind => P.outbind();
     header_only => header_only();
-    submit_sm => submit_sm();
-    deliver_sm => deliver_sm();
-    sm_resp => message_id_resp();
-    submit_multi => submit_multi();
-    submit_multi_resp => submit_multi_resp();
-    data_sm => data_sm();
-    data_sm_resp => data_sm_resp();
-    query_sm => query_sm();
-    query_sm_resp => query_sm_resp();
-    cancel_sm => cancel_sm();
-    replace_sm => replace_sm();
-    alert_notification => alert_notification();
-}
-
-fn response_body() -> BoxedStrategy<Body> {
-    prop_oneof![
-        bind_resp(),
-        message_id_resp(),
-        submit_multi_resp(),
-        data_sm_resp(),
-        query_sm_resp(),
-        select(vec![
-            Body::GenericNack,
-            Body::UnbindResp,
-            Body::EnquireLinkResp,
-            Body::CancelSmResp,
-            Body::ReplaceSmResp,
-        ]),
-    ]
-    .boxed()
+    submit_sm => P.submit_sm();
+    deliver_sm => P.deliver_sm();
+    sm_resp => prop_oneof![P.submit_sm_resp(), P.deliver_sm_resp()];
+    submit_multi => P.submit_multi();
+    submit_multi_resp => P.submit_multi_resp();
+    data_sm => P.data_sm();
+    data_sm_resp => P.data_sm_resp();
+    query_sm => P.query_sm();
+    query_sm_resp => P.query_sm_resp();
+    cancel_sm => P.cancel_sm();
+    replace_sm => P.replace_sm();
+    alert_notification => P.alert_notification();
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(CASES))]
 
     /// Error responses: ours writes them header-only; rusmpp reads them as a command
     /// with the same id, status and sequence number and no body.
     #[test]
     fn error_responses_are_header_only_for_rusmpp_too(
-        body in response_body(),
+        body in P.any_response(),
         status in 1u32..=u32::MAX,
-        seq in seq(),
+        seq in sequence_number(),
     ) {
         let pdu = Pdu::with_status(CommandStatus(status), seq, body);
         let bytes = pdu.to_bytes();

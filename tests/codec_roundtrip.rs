@@ -9,471 +9,24 @@
 //! * every c(N) field accepts N−1 characters and rejects N with its own status, and a
 //!   Fixed 1|17 time counts wire octets (regression test for a fix in wire.rs).
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use smpp_broker::smpp::codec::{Frame, SmppCodec};
-use smpp_broker::smpp::pdu::tlv::tag;
 use smpp_broker::smpp::pdu::*;
 use tokio_util::codec::Decoder;
 
+#[path = "support/pdu_strategies.rs"]
+mod pdu_strategies;
+
+use pdu_strategies::{config, header_only, latin1, sequence_number, Profile};
+
 const CASES: u32 = 512;
 
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        // Never write regression files next to the tests; a failure prints its input.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Field strategies
-// ---------------------------------------------------------------------------
-
-/// The known tags whose value length the codec fixes (tlv.rs `fixed_len`, checklist A8).
-const FIXED_LEN_TAGS: &[(u16, usize)] = &[
-    (tag::DEST_ADDR_SUBUNIT, 1),
-    (tag::SOURCE_ADDR_SUBUNIT, 1),
-    (tag::PAYLOAD_TYPE, 1),
-    (tag::MS_MSG_WAIT_FACILITIES, 1),
-    (tag::PRIVACY_INDICATOR, 1),
-    (tag::LANGUAGE_INDICATOR, 1),
-    (tag::SAR_TOTAL_SEGMENTS, 1),
-    (tag::SAR_SEGMENT_SEQNUM, 1),
-    (tag::SC_INTERFACE_VERSION, 1),
-    (tag::DPF_RESULT, 1),
-    (tag::SET_DPF, 1),
-    (tag::MS_AVAILABILITY_STATUS, 1),
-    (tag::DELIVERY_FAILURE_REASON, 1),
-    (tag::MORE_MESSAGES_TO_SEND, 1),
-    (tag::MESSAGE_STATE, 1),
-    (tag::USSD_SERVICE_OP, 1),
-    (tag::USER_MESSAGE_REFERENCE, 2),
-    (tag::SOURCE_PORT, 2),
-    (tag::DESTINATION_PORT, 2),
-    (tag::SAR_MSG_REF_NUM, 2),
-    (tag::NETWORK_ERROR_CODE, 3),
-];
-
-fn fixed_len(t: u16) -> Option<usize> {
-    FIXED_LEN_TAGS
-        .iter()
-        .find(|(k, _)| *k == t)
-        .map(|(_, n)| *n)
-}
-
-fn latin1(bytes: Vec<u8>) -> String {
-    bytes.into_iter().map(char::from).collect()
-}
-
-/// A C-Octet String value for a field of max `max` octets, NUL included: 0..=max-1
-/// characters. Mostly printable ASCII, sometimes any non-NUL octet (kept as Latin-1),
-/// sometimes exactly at the boundary.
-fn cstr(max: usize) -> BoxedStrategy<String> {
-    prop_oneof![
-        4 => vec(0x20u8..=0x7E, 0..max).prop_map(latin1),
-        1 => vec(1u8..=0xFF, 0..max).prop_map(latin1),
-        1 => vec(0x20u8..=0x7E, max - 1).prop_map(latin1),
-        1 => Just(String::new()),
-    ]
-    .boxed()
-}
-
-/// Fixed 1|17: empty, or exactly 16 characters.
-fn time() -> BoxedStrategy<String> {
-    prop_oneof![
-        Just(String::new()),
-        vec(b'0'..=b'9', 15).prop_map(|mut v| {
-            v.push(b'R');
-            latin1(v)
-        }),
-        vec(0x20u8..=0x7E, 16).prop_map(latin1),
-        // Not a valid time, but the codec only frames it: any 16 non-NUL octets.
-        vec(1u8..=0xFF, 16).prop_map(latin1),
-    ]
-    .boxed()
-}
-
-fn address(max: usize) -> BoxedStrategy<Address> {
-    (any::<u8>(), any::<u8>(), cstr(max))
-        .prop_map(|(ton, npi, addr)| Address { ton, npi, addr })
-        .boxed()
-}
-
-/// 0..=254 arbitrary octets, often with 0x00 (GSM '@') in them.
-fn short_message() -> BoxedStrategy<Bytes> {
-    prop_oneof![
-        4 => vec(any::<u8>(), 0..=254),
-        2 => vec(prop_oneof![Just(0u8), any::<u8>()], 0..=254),
-        1 => Just(vec![0u8; 254]),
-        1 => Just(Vec::new()),
-    ]
-    .prop_map(Bytes::from)
-    .boxed()
-}
-
-fn fix_len(t: u16, mut value: Vec<u8>) -> Tlv {
-    if let Some(n) = fixed_len(t) {
-        value.resize(n, 0);
-    }
-    Tlv {
-        tag: t,
-        value: Bytes::from(value),
-    }
-}
-
-fn tlv() -> BoxedStrategy<Tlv> {
-    let fixed_tags: Vec<u16> = FIXED_LEN_TAGS.iter().map(|(t, _)| *t).collect();
-    prop_oneof![
-        // Any tag at all; a known fixed-length one gets its right length.
-        4 => (any::<u16>(), vec(any::<u8>(), 0..48)).prop_map(|(t, v)| fix_len(t, v)),
-        // Known fixed-length tags, explicitly.
-        4 => (select(fixed_tags), vec(any::<u8>(), 3)).prop_map(|(t, v)| fix_len(t, v)),
-        // Vendor-specific range.
-        1 => (0x1400u16..=0x3FFF, vec(any::<u8>(), 0..16)).prop_map(|(t, v)| fix_len(t, v)),
-        // message_payload, sometimes large.
-        1 => vec(any::<u8>(), 0..1200).prop_map(|v| fix_len(tag::MESSAGE_PAYLOAD, v)),
-        // receipted_message_id: a C-Octet String value.
-        1 => cstr(65).prop_map(|s| {
-            let mut t = Tlvs::new();
-            t.push_cstring(tag::RECEIPTED_MESSAGE_ID, &s);
-            t.0.remove(0)
-        }),
-        // Empty values are legal for variable-length tags.
-        1 => Just(Tlv { tag: tag::CALLBACK_NUM, value: Bytes::new() }),
-    ]
-    .boxed()
-}
-
-fn tlvs() -> BoxedStrategy<Tlvs> {
-    prop_oneof![
-        1 => Just(Tlvs::new()),
-        3 => vec(tlv(), 1..6).prop_map(Tlvs),
-    ]
-    .boxed()
-}
-
-fn sequence_number() -> BoxedStrategy<u32> {
-    prop_oneof![
-        Just(0u32),
-        Just(1u32),
-        Just(0x7FFF_FFFFu32),
-        Just(0x8000_0000u32),
-        Just(u32::MAX),
-        any::<u32>(),
-        any::<u32>(),
-    ]
-    .boxed()
-}
-
-fn bind_kind() -> BoxedStrategy<BindKind> {
-    select(vec![
-        BindKind::Transmitter,
-        BindKind::Receiver,
-        BindKind::Transceiver,
-    ])
-    .boxed()
-}
-
-// ---------------------------------------------------------------------------
-// Body strategies, one per PDU kind
-// ---------------------------------------------------------------------------
-
-fn sm() -> BoxedStrategy<Sm> {
-    (
-        (cstr(6), address(21), address(21)),
-        (any::<u8>(), any::<u8>(), any::<u8>(), time(), time()),
-        (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>()),
-        short_message(),
-        tlvs(),
-    )
-        .prop_map(
-            |(
-                (service_type, source, dest),
-                (esm_class, protocol_id, priority_flag, schedule_delivery_time, validity_period),
-                (registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id),
-                short_message,
-                tlvs,
-            )| Sm {
-                service_type,
-                source,
-                dest,
-                esm_class,
-                protocol_id,
-                priority_flag,
-                schedule_delivery_time,
-                validity_period,
-                registered_delivery,
-                replace_if_present_flag,
-                data_coding,
-                sm_default_msg_id,
-                short_message,
-                tlvs,
-            },
-        )
-        .boxed()
-}
-
-fn bind() -> BoxedStrategy<Body> {
-    (
-        bind_kind(),
-        cstr(16),
-        cstr(9),
-        cstr(13),
-        any::<u8>(),
-        any::<u8>(),
-        any::<u8>(),
-        cstr(41),
-    )
-        .prop_map(
-            |(
-                kind,
-                system_id,
-                password,
-                system_type,
-                interface_version,
-                addr_ton,
-                addr_npi,
-                address_range,
-            )| {
-                Body::Bind(
-                    kind,
-                    Bind {
-                        system_id,
-                        password,
-                        system_type,
-                        interface_version,
-                        addr_ton,
-                        addr_npi,
-                        address_range,
-                    },
-                )
-            },
-        )
-        .boxed()
-}
-
-fn bind_resp() -> BoxedStrategy<Body> {
-    (bind_kind(), cstr(16), tlvs())
-        .prop_map(|(kind, system_id, tlvs)| Body::BindResp(kind, BindResp { system_id, tlvs }))
-        .boxed()
-}
-
-fn outbind() -> BoxedStrategy<Body> {
-    (cstr(16), cstr(9))
-        .prop_map(|(system_id, password)| {
-            Body::Outbind(Outbind {
-                system_id,
-                password,
-            })
-        })
-        .boxed()
-}
-
-fn submit_sm() -> BoxedStrategy<Body> {
-    sm().prop_map(Body::SubmitSm).boxed()
-}
-
-fn deliver_sm() -> BoxedStrategy<Body> {
-    sm().prop_map(Body::DeliverSm).boxed()
-}
-
-fn submit_sm_resp() -> BoxedStrategy<Body> {
-    cstr(65)
-        .prop_map(|message_id| Body::SubmitSmResp(MessageIdResp { message_id }))
-        .boxed()
-}
-
-fn deliver_sm_resp() -> BoxedStrategy<Body> {
-    cstr(65)
-        .prop_map(|message_id| Body::DeliverSmResp(MessageIdResp { message_id }))
-        .boxed()
-}
-
-fn multi_dest() -> BoxedStrategy<MultiDest> {
-    prop_oneof![
-        3 => address(21).prop_map(MultiDest::Sme),
-        1 => cstr(21).prop_map(MultiDest::DistributionList),
-    ]
-    .boxed()
-}
-
-fn submit_multi() -> BoxedStrategy<Body> {
-    let dests = prop_oneof![
-        4 => vec(multi_dest(), 1..=8),
-        1 => vec(multi_dest(), 1..=254),
-        1 => vec(multi_dest(), 254),
-    ];
-    (dests, sm())
-        .prop_map(|(dests, sm)| {
-            // sm.dest is not on the wire of a submit_multi.
-            let sm = Sm {
-                dest: Address::default(),
-                ..sm
-            };
-            Body::SubmitMulti(SubmitMulti { dests, sm })
-        })
-        .boxed()
-}
-
-fn submit_multi_resp() -> BoxedStrategy<Body> {
-    let unsuccess =
-        (address(21), any::<u32>()).prop_map(|(dest, error_status_code)| UnsuccessSme {
-            dest,
-            error_status_code,
-        });
-    let list = prop_oneof![4 => vec(unsuccess.clone(), 0..=6), 1 => vec(unsuccess, 0..=254)];
-    (cstr(65), list)
-        .prop_map(|(message_id, unsuccess)| {
-            Body::SubmitMultiResp(SubmitMultiResp {
-                message_id,
-                unsuccess,
-            })
-        })
-        .boxed()
-}
-
-fn data_sm() -> BoxedStrategy<Body> {
-    (
-        cstr(6),
-        address(65),
-        address(65),
-        any::<u8>(),
-        any::<u8>(),
-        any::<u8>(),
-        tlvs(),
-    )
-        .prop_map(
-            |(service_type, source, dest, esm_class, registered_delivery, data_coding, tlvs)| {
-                Body::DataSm(DataSm {
-                    service_type,
-                    source,
-                    dest,
-                    esm_class,
-                    registered_delivery,
-                    data_coding,
-                    tlvs,
-                })
-            },
-        )
-        .boxed()
-}
-
-fn data_sm_resp() -> BoxedStrategy<Body> {
-    (cstr(65), tlvs())
-        .prop_map(|(message_id, tlvs)| Body::DataSmResp(DataSmResp { message_id, tlvs }))
-        .boxed()
-}
-
-fn query_sm() -> BoxedStrategy<Body> {
-    (cstr(65), address(21))
-        .prop_map(|(message_id, source)| Body::QuerySm(QuerySm { message_id, source }))
-        .boxed()
-}
-
-fn query_sm_resp() -> BoxedStrategy<Body> {
-    (cstr(65), time(), any::<u8>(), any::<u8>())
-        .prop_map(|(message_id, final_date, message_state, error_code)| {
-            Body::QuerySmResp(QuerySmResp {
-                message_id,
-                final_date,
-                message_state,
-                error_code,
-            })
-        })
-        .boxed()
-}
-
-fn cancel_sm() -> BoxedStrategy<Body> {
-    (cstr(6), cstr(65), address(21), address(21))
-        .prop_map(|(service_type, message_id, source, dest)| {
-            Body::CancelSm(CancelSm {
-                service_type,
-                message_id,
-                source,
-                dest,
-            })
-        })
-        .boxed()
-}
-
-fn replace_sm() -> BoxedStrategy<Body> {
-    (
-        cstr(65),
-        address(21),
-        time(),
-        time(),
-        any::<u8>(),
-        any::<u8>(),
-        short_message(),
-    )
-        .prop_map(
-            |(
-                message_id,
-                source,
-                schedule_delivery_time,
-                validity_period,
-                registered_delivery,
-                sm_default_msg_id,
-                short_message,
-            )| {
-                Body::ReplaceSm(ReplaceSm {
-                    message_id,
-                    source,
-                    schedule_delivery_time,
-                    validity_period,
-                    registered_delivery,
-                    sm_default_msg_id,
-                    short_message,
-                })
-            },
-        )
-        .boxed()
-}
-
-fn alert_notification() -> BoxedStrategy<Body> {
-    (address(65), address(65), tlvs())
-        .prop_map(|(source, esme, tlvs)| {
-            Body::AlertNotification(AlertNotification { source, esme, tlvs })
-        })
-        .boxed()
-}
-
-fn header_only() -> BoxedStrategy<Body> {
-    select(vec![
-        Body::GenericNack,
-        Body::Unbind,
-        Body::UnbindResp,
-        Body::EnquireLink,
-        Body::EnquireLinkResp,
-        Body::CancelSmResp,
-        Body::ReplaceSmResp,
-    ])
-    .boxed()
-}
-
-/// Every response body, with arbitrary (valid) field values.
-fn any_response() -> BoxedStrategy<Body> {
-    prop_oneof![
-        bind_resp(),
-        submit_sm_resp(),
-        deliver_sm_resp(),
-        submit_multi_resp(),
-        data_sm_resp(),
-        query_sm_resp(),
-        select(vec![
-            Body::GenericNack,
-            Body::UnbindResp,
-            Body::EnquireLinkResp,
-            Body::CancelSmResp,
-            Body::ReplaceSmResp,
-        ]),
-    ]
-    .boxed()
-}
+/// Our whole value space: Latin-1 strings, any TLV on every PDU that carries TLVs,
+/// data_sm addresses of 3.4 size.
+const P: Profile = Profile::FULL;
 
 // ---------------------------------------------------------------------------
 // Properties
@@ -533,23 +86,23 @@ macro_rules! roundtrip_tests {
 }
 
 roundtrip_tests! {
-    roundtrip_bind => bind();
-    roundtrip_bind_resp => bind_resp();
-    roundtrip_outbind => outbind();
+    roundtrip_bind => P.bind();
+    roundtrip_bind_resp => P.bind_resp();
+    roundtrip_outbind => P.outbind();
     roundtrip_header_only => header_only();
-    roundtrip_submit_sm => submit_sm();
-    roundtrip_submit_sm_resp => submit_sm_resp();
-    roundtrip_deliver_sm => deliver_sm();
-    roundtrip_deliver_sm_resp => deliver_sm_resp();
-    roundtrip_submit_multi => submit_multi();
-    roundtrip_submit_multi_resp => submit_multi_resp();
-    roundtrip_data_sm => data_sm();
-    roundtrip_data_sm_resp => data_sm_resp();
-    roundtrip_query_sm => query_sm();
-    roundtrip_query_sm_resp => query_sm_resp();
-    roundtrip_cancel_sm => cancel_sm();
-    roundtrip_replace_sm => replace_sm();
-    roundtrip_alert_notification => alert_notification();
+    roundtrip_submit_sm => P.submit_sm();
+    roundtrip_submit_sm_resp => P.submit_sm_resp();
+    roundtrip_deliver_sm => P.deliver_sm();
+    roundtrip_deliver_sm_resp => P.deliver_sm_resp();
+    roundtrip_submit_multi => P.submit_multi();
+    roundtrip_submit_multi_resp => P.submit_multi_resp();
+    roundtrip_data_sm => P.data_sm();
+    roundtrip_data_sm_resp => P.data_sm_resp();
+    roundtrip_query_sm => P.query_sm();
+    roundtrip_query_sm_resp => P.query_sm_resp();
+    roundtrip_cancel_sm => P.cancel_sm();
+    roundtrip_replace_sm => P.replace_sm();
+    roundtrip_alert_notification => P.alert_notification();
 }
 
 /// The body a header-only response of this kind decodes to, written out by hand.
@@ -573,7 +126,7 @@ proptest! {
     /// sequence number kept.
     #[test]
     fn error_response_is_header_only(
-        body in any_response(),
+        body in P.any_response(),
         status in 1u32..=u32::MAX,
         seq in sequence_number(),
     ) {
