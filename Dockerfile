@@ -4,6 +4,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY config ./config
+COPY migrations ./migrations
 RUN cargo build --release --locked --bin smpp-broker
 
 FROM debian:bookworm-slim

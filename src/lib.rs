@@ -1,8 +1,10 @@
 //! smpp-broker: a persistent queueing SMPP v3.4 broker.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod smpp;
+pub mod store;
 pub mod telemetry;
 pub mod text;
 

@@ -41,6 +41,31 @@ pub enum Charset {
 }
 
 impl Charset {
+    /// The name kept in the database's `charset` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Charset::Gsm7 => "gsm7",
+            Charset::Ascii => "ascii",
+            Charset::Latin1 => "latin1",
+            Charset::Cyrillic => "cyrillic",
+            Charset::Ucs2 => "ucs2",
+            Charset::Binary => "binary",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Charset> {
+        [
+            Charset::Gsm7,
+            Charset::Ascii,
+            Charset::Latin1,
+            Charset::Cyrillic,
+            Charset::Ucs2,
+            Charset::Binary,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == name)
+    }
+
     pub fn of(data_coding: u8, default: DefaultAlphabet) -> Result<Charset, TextError> {
         Ok(match data_coding {
             0x00 => match default {
@@ -69,13 +94,17 @@ pub fn decode(
     octets: &[u8],
     default: DefaultAlphabet,
 ) -> Result<Content, TextError> {
-    let invalid = || TextError::Invalid(data_coding);
-    let text = match Charset::of(data_coding, default)? {
-        Charset::Binary => return Ok(Content::Binary(octets.to_vec())),
-        Charset::Gsm7 => gsm7::decode(octets).ok_or_else(invalid)?,
+    decode_as(Charset::of(data_coding, default)?, octets).ok_or(TextError::Invalid(data_coding))
+}
+
+/// Decodes octets in a known character set; None if they are not valid in it.
+pub fn decode_as(charset: Charset, octets: &[u8]) -> Option<Content> {
+    let text = match charset {
+        Charset::Binary => return Some(Content::Binary(octets.to_vec())),
+        Charset::Gsm7 => gsm7::decode(octets)?,
         Charset::Ascii => {
             if !octets.is_ascii() {
-                return Err(invalid());
+                return None;
             }
             octets.iter().map(|&b| b as char).collect()
         }
@@ -83,17 +112,17 @@ pub fn decode(
         Charset::Cyrillic => octets.iter().map(|&b| iso_8859_5(b)).collect(),
         Charset::Ucs2 => {
             if octets.len() % 2 != 0 {
-                return Err(invalid());
+                return None;
             }
             let units = octets
                 .chunks_exact(2)
                 .map(|p| u16::from_be_bytes([p[0], p[1]]));
             char::decode_utf16(units)
                 .collect::<Result<String, _>>()
-                .map_err(|_| invalid())?
+                .ok()?
         }
     };
-    Ok(Content::Text(text))
+    Some(Content::Text(text))
 }
 
 /// ISO-8859-5: Latin-1 below 0xA1, Cyrillic above, with three exceptions.

@@ -1,0 +1,87 @@
+-- The durable outbox. Times are Unix milliseconds (UTC).
+--
+-- messages: one row per message_id the broker handed out: one per submit_sm, one per
+--   destination of a submit_multi, one per part of a long message. This is what
+--   query_sm, cancel_sm and (later) receipts read.
+-- outbox: one row per message to hand to an upstream. A single message has one;
+--   a long message gets one once all its parts are in, carrying the whole text.
+--   Rows leave the claim index as soon as they are not 'queued'.
+
+CREATE TABLE messages (
+    id                     INTEGER PRIMARY KEY,
+    message_id             TEXT    NOT NULL UNIQUE,
+    system_id              TEXT    NOT NULL,
+    upstream               TEXT    NOT NULL,
+    -- assembling | scheduled | queued | enroute | delivered | expired | deleted
+    -- | undeliverable | accepted | unknown | rejected
+    state                  TEXT    NOT NULL,
+    service_type           TEXT    NOT NULL,
+    source_ton             INTEGER NOT NULL,
+    source_npi             INTEGER NOT NULL,
+    source_addr            TEXT    NOT NULL,
+    dest_ton               INTEGER NOT NULL,
+    dest_npi               INTEGER NOT NULL,
+    dest_addr              TEXT    NOT NULL,
+    esm_class              INTEGER NOT NULL,
+    protocol_id            INTEGER NOT NULL,
+    priority               INTEGER NOT NULL,
+    registered_delivery    INTEGER NOT NULL,
+    data_coding            INTEGER NOT NULL,
+    -- How body is read: gsm7 | ascii | latin1 | cyrillic | ucs2 | binary.
+    charset                TEXT    NOT NULL,
+    user_message_reference INTEGER,
+    -- The message octets as submitted, without any UDH.
+    body                   BLOB    NOT NULL,
+    -- Long messages: the set (account, addresses, reference, total) and this part.
+    concat_key             TEXT,
+    concat_total           INTEGER,
+    concat_seq             INTEGER,
+    outbox_id              INTEGER REFERENCES outbox(id),
+    submitted_at           INTEGER NOT NULL,
+    scheduled_at           INTEGER,
+    expires_at             INTEGER NOT NULL,
+    final_at               INTEGER,
+    error_code             INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE INDEX messages_assembling ON messages(concat_key, concat_seq) WHERE state = 'assembling';
+CREATE INDEX messages_outbox ON messages(outbox_id);
+CREATE INDEX messages_addresses ON messages(system_id, source_addr, dest_addr);
+
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    system_id       TEXT    NOT NULL,
+    upstream        TEXT    NOT NULL,
+    -- scheduled | queued | retry | sending | done
+    state           TEXT    NOT NULL,
+    priority        INTEGER NOT NULL,
+    -- When a scheduled or retried row is due.
+    due_at          INTEGER NOT NULL,
+    lease_until     INTEGER,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    expires_at      INTEGER NOT NULL,
+    -- The id the upstream sees (the first part's message_id): retries reuse it.
+    idempotency_key TEXT    NOT NULL UNIQUE,
+    dest_ton        INTEGER NOT NULL,
+    dest_addr       TEXT    NOT NULL,
+    source_addr     TEXT    NOT NULL,
+    -- Exactly one of text and data: text for characters, data for binary messages.
+    text            TEXT,
+    data            BLOB,
+    data_coding     INTEGER NOT NULL,
+    registered_delivery INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    last_error      TEXT
+) STRICT;
+
+-- The claim order; the predicate must appear literally in the claim query.
+CREATE INDEX outbox_ready ON outbox(priority DESC, id) WHERE state = 'queued';
+CREATE INDEX outbox_due ON outbox(due_at) WHERE state IN ('scheduled', 'retry');
+CREATE INDEX outbox_lease ON outbox(lease_until) WHERE state = 'sending';
+
+-- How many messages each account has in each state: `SELECT * FROM queue_depth`.
+CREATE VIEW queue_depth AS
+SELECT system_id, state, count(*) AS messages
+FROM messages
+GROUP BY system_id, state
+ORDER BY system_id, state;

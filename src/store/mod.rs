@@ -1,0 +1,385 @@
+//! The only module that speaks SQL. SQLite in WAL mode, behind a narrow interface
+//! (`Store`), so another backend can take its place without touching the sessions.
+//!
+//! Writes go through one writer task that owns the only read-write connection and
+//! commits in groups: it takes every command that has gathered, runs one
+//! `BEGIN IMMEDIATE … COMMIT`, and answers each caller only after COMMIT returned,
+//! so nothing is acknowledged before it is on disk (`synchronous=FULL`). Reads use a
+//! small read-only pool.
+
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::text::Charset;
+
+pub use writer::WriterLimits;
+
+/// Commands that wait for the writer at most; beyond it callers wait (backpressure).
+const WRITER_QUEUE: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {path}: {source}")]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("database migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the writer connection is not durable: PRAGMA synchronous is {0}, FULL (2) is required"
+    )]
+    NotDurable(i64),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("the transaction was rolled back: {0}")]
+    Commit(String),
+}
+
+/// One side of a message: TON, NPI and address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Party {
+    pub ton: u8,
+    pub npi: u8,
+    pub addr: String,
+}
+
+/// A part of a long message: which set it belongs to and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcatPart {
+    /// Identifies the set: account, addresses, reference and total.
+    pub key: String,
+    pub total: u8,
+    pub seq: u8,
+}
+
+/// A message the broker accepts, validated and ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub system_id: String,
+    pub upstream: String,
+    pub service_type: String,
+    pub source: Party,
+    pub dest: Party,
+    pub esm_class: u8,
+    pub protocol_id: u8,
+    pub priority: u8,
+    pub registered_delivery: u8,
+    pub data_coding: u8,
+    pub charset: Charset,
+    pub user_message_reference: Option<u16>,
+    /// The octets without any UDH.
+    pub body: Vec<u8>,
+    pub concat: Option<ConcatPart>,
+    pub scheduled_at: Option<i64>,
+    pub expires_at: i64,
+}
+
+/// Why a submit was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the account has {0} messages waiting, its limit")]
+    QueueFull(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What query_sm reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageStatus {
+    pub message_id: String,
+    pub state: MessageState,
+    pub final_at: Option<i64>,
+    pub error_code: u8,
+}
+
+/// Message states as the database stores them, with their SMPP 3.4 message_state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageState {
+    Assembling,
+    Scheduled,
+    Queued,
+    Enroute,
+    Delivered,
+    Expired,
+    Deleted,
+    Undeliverable,
+    Accepted,
+    Unknown,
+    Rejected,
+}
+
+impl MessageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Assembling => "assembling",
+            MessageState::Scheduled => "scheduled",
+            MessageState::Queued => "queued",
+            MessageState::Enroute => "enroute",
+            MessageState::Delivered => "delivered",
+            MessageState::Expired => "expired",
+            MessageState::Deleted => "deleted",
+            MessageState::Undeliverable => "undeliverable",
+            MessageState::Accepted => "accepted",
+            MessageState::Unknown => "unknown",
+            MessageState::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> MessageState {
+        match s {
+            "assembling" => MessageState::Assembling,
+            "scheduled" => MessageState::Scheduled,
+            "queued" => MessageState::Queued,
+            "enroute" => MessageState::Enroute,
+            "delivered" => MessageState::Delivered,
+            "expired" => MessageState::Expired,
+            "deleted" => MessageState::Deleted,
+            "undeliverable" => MessageState::Undeliverable,
+            "accepted" => MessageState::Accepted,
+            "rejected" => MessageState::Rejected,
+            _ => MessageState::Unknown,
+        }
+    }
+
+    /// The SMPP 3.4 message_state (1–8; never the v5-only 0 SCHEDULED): a message the
+    /// broker still holds is ENROUTE.
+    pub fn smpp_value(self) -> u8 {
+        match self {
+            MessageState::Assembling
+            | MessageState::Scheduled
+            | MessageState::Queued
+            | MessageState::Enroute => 1,
+            MessageState::Delivered => 2,
+            MessageState::Expired => 3,
+            MessageState::Deleted => 4,
+            MessageState::Undeliverable => 5,
+            MessageState::Accepted => 6,
+            MessageState::Unknown => 7,
+            MessageState::Rejected => 8,
+        }
+    }
+
+    /// Not yet handed to an upstream: the states cancel_sm and replace_sm may act on
+    /// and the queue limit counts.
+    pub fn is_waiting(self) -> bool {
+        matches!(
+            self,
+            MessageState::Assembling | MessageState::Scheduled | MessageState::Queued
+        )
+    }
+}
+
+/// Which messages a cancel_sm names.
+#[derive(Debug, Clone)]
+pub enum CancelTarget {
+    /// One message (and, for a part of a long message, its whole set).
+    MessageId {
+        message_id: String,
+        source_addr: String,
+    },
+    /// Every waiting message from `source` to `dest` (service_type empty = any).
+    Addresses {
+        service_type: String,
+        source_addr: String,
+        dest_addr: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled(usize),
+    NotFound,
+    /// Known, but already handed upstream or final.
+    TooLate,
+}
+
+/// New content for a waiting message (replace_sm). The data_coding stays.
+#[derive(Debug, Clone)]
+pub struct Replacement {
+    pub message_id: String,
+    pub source_addr: String,
+    pub body: Vec<u8>,
+    pub scheduled_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub registered_delivery: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplaceOutcome {
+    Replaced,
+    NotFound,
+    /// Already handed upstream, final, part of a long message, or not decodable.
+    NotReplaceable,
+}
+
+/// The database.
+#[derive(Clone)]
+pub struct Store {
+    writer: mpsc::Sender<writer::Command>,
+    reader: SqlitePool,
+    path: Arc<PathBuf>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database, checks that the writer
+    /// connection is durable, and starts the writer task.
+    pub async fn open(
+        path: &Path,
+        limits: WriterLimits,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let base = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(open_err)?
+            .filename(path)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let write_options = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .pragma("temp_store", "MEMORY")
+            .pragma("cache_size", "-65536")
+            .pragma("journal_size_limit", "67108864");
+        let mut conn = SqliteConnection::connect_with(&write_options)
+            .await
+            .map_err(open_err)?;
+        sqlx::migrate!("./migrations").run(&mut conn).await?;
+        let synchronous: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut conn)
+            .await?
+            .get(0);
+        if synchronous != 2 {
+            return Err(StoreError::NotDurable(synchronous));
+        }
+        let reader = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(open_err)?;
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let state = writer::WriterState::load(&mut conn, limits, clock).await?;
+        tokio::spawn(writer::run(conn, rx, state));
+        Ok(Store {
+            writer: tx,
+            reader,
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> writer::Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Stores messages atomically and returns their message_ids, in order, once
+    /// they are committed.
+    pub async fn submit(&self, messages: Vec<NewMessage>) -> Result<Vec<String>, SubmitError> {
+        self.call(|reply| writer::Command::Submit { messages, reply })
+            .await?
+    }
+
+    pub async fn cancel(
+        &self,
+        system_id: &str,
+        target: CancelTarget,
+    ) -> Result<CancelOutcome, StoreError> {
+        let system_id = system_id.to_owned();
+        self.call(|reply| writer::Command::Cancel {
+            system_id,
+            target,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn replace(
+        &self,
+        system_id: &str,
+        replacement: Replacement,
+    ) -> Result<ReplaceOutcome, StoreError> {
+        let system_id = system_id.to_owned();
+        self.call(|reply| writer::Command::Replace {
+            system_id,
+            replacement,
+            reply,
+        })
+        .await?
+    }
+
+    /// Promotes due scheduled messages and fails long messages whose parts did not
+    /// all arrive in time. Runs every second on its own; tests call it directly.
+    pub async fn maintain(&self) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::Maintain { reply })
+            .await?
+    }
+
+    /// The status of one of the account's messages, for query_sm. The source
+    /// address must match the original submission (an empty one matches any).
+    pub async fn query(
+        &self,
+        system_id: &str,
+        message_id: &str,
+        source_addr: &str,
+    ) -> Result<Option<MessageStatus>, StoreError> {
+        let row = sqlx::query(
+            "SELECT message_id, state, final_at, error_code FROM messages \
+             WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
+        )
+        .bind(message_id)
+        .bind(system_id)
+        .bind(source_addr)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|row| MessageStatus {
+            message_id: row.get(0),
+            state: MessageState::parse(row.get::<&str, _>(1)),
+            final_at: row.get(2),
+            error_code: row.get::<i64, _>(3).clamp(0, 255) as u8,
+        }))
+    }
+
+    /// Rows of the `queue_depth` view: (system_id, state, messages).
+    pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT system_id, state, messages FROM queue_depth")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,729 @@
+//! The single writer: group commit over the only read-write connection.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{QueryBuilder, Row, Sqlite};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, warn};
+
+use super::{
+    CancelOutcome, CancelTarget, MessageState, NewMessage, ReplaceOutcome, Replacement, StoreError,
+    SubmitError,
+};
+use crate::clock::Clock;
+use crate::text::{self, Charset, Content};
+
+/// At most this many commands share one transaction: bounds latency and WAL growth.
+const MAX_BATCH: usize = 1024;
+/// Rows per multi-row INSERT, well inside SQLite's bound-parameter limit.
+const ROWS_PER_INSERT: usize = 256;
+/// message_ids are milliseconds since 2020-01-01 shifted left 20 bits plus a
+/// counter: unique, increasing across restarts, at most 19 decimal digits.
+const ID_EPOCH_MS: i64 = 1_577_836_800_000;
+/// error_code of a long message whose parts did not all arrive in time.
+pub const ERR_ASSEMBLY_TIMEOUT: i64 = 1;
+/// error_code of a long message whose joined octets do not decode.
+pub const ERR_UNDECODABLE: i64 = 2;
+
+/// Limits the writer enforces, since it alone sees every change.
+#[derive(Debug, Clone)]
+pub struct WriterLimits {
+    /// Waiting messages (not yet handed upstream) per account; absent = unlimited.
+    pub max_waiting: HashMap<String, usize>,
+    pub assembly_timeout: Duration,
+}
+
+pub enum Command {
+    Submit {
+        messages: Vec<NewMessage>,
+        reply: oneshot::Sender<Result<Vec<String>, SubmitError>>,
+    },
+    Cancel {
+        system_id: String,
+        target: CancelTarget,
+        reply: oneshot::Sender<Result<CancelOutcome, StoreError>>,
+    },
+    Replace {
+        system_id: String,
+        replacement: Replacement,
+        reply: oneshot::Sender<Result<ReplaceOutcome, StoreError>>,
+    },
+    Maintain {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// The writer's own periodic maintenance.
+    Tick,
+}
+
+/// Sends a command's answer once the transaction's fate is known.
+type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+fn finisher<T: Send + 'static, E: From<StoreError> + Send + 'static>(
+    reply: oneshot::Sender<Result<T, E>>,
+    outcome: Result<T, E>,
+) -> Finisher {
+    Box::new(move |committed| {
+        let answer = match committed {
+            Ok(()) => outcome,
+            Err(reason) => Err(E::from(StoreError::Commit(reason))),
+        };
+        let _ = reply.send(answer);
+    })
+}
+
+pub struct WriterState {
+    limits: WriterLimits,
+    clock: Arc<dyn Clock>,
+    /// Waiting messages per account, as committed.
+    waiting: HashMap<String, usize>,
+    last_id: i64,
+}
+
+impl WriterState {
+    pub async fn load(
+        conn: &mut SqliteConnection,
+        limits: WriterLimits,
+        clock: Arc<dyn Clock>,
+    ) -> Result<WriterState, StoreError> {
+        let rows = sqlx::query(
+            "SELECT system_id, count(*) FROM messages \
+             WHERE state IN ('assembling', 'scheduled', 'queued') GROUP BY system_id",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let waiting = rows
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as usize))
+            .collect();
+        let last_id: Option<i64> =
+            sqlx::query("SELECT max(CAST(message_id AS INTEGER)) FROM messages")
+                .fetch_one(&mut *conn)
+                .await?
+                .get(0);
+        Ok(WriterState {
+            limits,
+            clock,
+            waiting,
+            last_id: last_id.unwrap_or(0),
+        })
+    }
+
+    fn next_message_id(&mut self, now: i64) -> String {
+        let candidate = (now - ID_EPOCH_MS).max(0) << 20;
+        self.last_id = candidate.max(self.last_id + 1);
+        self.last_id.to_string()
+    }
+}
+
+pub async fn run(
+    mut conn: SqliteConnection,
+    mut commands: mpsc::Receiver<Command>,
+    mut state: WriterState,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => command,
+                None => return,
+            },
+            _ = tick.tick() => Command::Tick,
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match commands.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        apply_batch(&mut conn, &mut state, batch).await;
+    }
+}
+
+/// Changes to the waiting counters, applied only if the transaction commits.
+#[derive(Default)]
+struct Deltas(HashMap<String, i64>);
+
+impl Deltas {
+    fn add(&mut self, system_id: &str, delta: i64) {
+        *self.0.entry(system_id.to_owned()).or_default() += delta;
+    }
+
+    fn pending(&self, system_id: &str) -> i64 {
+        self.0.get(system_id).copied().unwrap_or(0)
+    }
+}
+
+async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch: Vec<Command>) {
+    let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
+    let mut deltas = Deltas::default();
+    let result = async {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let now = state.clock.now_ms();
+        let (submits, others): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|c| matches!(c, Command::Submit { .. }));
+        submit_all(conn, state, now, submits, &mut deltas, &mut finishers).await?;
+        for command in others {
+            match command {
+                Command::Cancel {
+                    system_id,
+                    target,
+                    reply,
+                } => {
+                    let outcome = cancel(conn, now, &system_id, target, &mut deltas).await?;
+                    finishers.push(finisher(reply, Ok(outcome)));
+                }
+                Command::Replace {
+                    system_id,
+                    replacement,
+                    reply,
+                } => {
+                    let outcome = replace(conn, now, &system_id, replacement).await?;
+                    finishers.push(finisher(reply, Ok(outcome)));
+                }
+                Command::Maintain { reply } => {
+                    maintain(conn, state, now, &mut deltas).await?;
+                    finishers.push(finisher(reply, Ok(())));
+                }
+                Command::Tick => maintain(conn, state, now, &mut deltas).await?,
+                Command::Submit { .. } => {}
+            }
+        }
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            for (system_id, delta) in deltas.0 {
+                let count = state.waiting.entry(system_id).or_default();
+                *count = (*count as i64 + delta).max(0) as usize;
+            }
+            finishers.into_iter().for_each(|finish| finish(Ok(())));
+        }
+        Err(err) => {
+            error!(error = %err, commands = finishers.len(), "database write failed: the batch was rolled back and every request in it refused");
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let reason = err.to_string();
+            finishers
+                .into_iter()
+                .for_each(|finish| finish(Err(reason.clone())));
+        }
+    }
+}
+
+fn decode_content(charset: Charset, body: &[u8]) -> Option<Content> {
+    // The charset was resolved at submit time, with the account's choice for
+    // data_coding 0, so the same reading applies here.
+    text::decode_as(charset, body)
+}
+
+struct OutboxRow<'a> {
+    message: &'a NewMessage,
+    key: &'a str,
+    content: Content,
+    state: &'static str,
+    due_at: i64,
+}
+
+async fn submit_all(
+    conn: &mut SqliteConnection,
+    state: &mut WriterState,
+    now: i64,
+    submits: Vec<Command>,
+    deltas: &mut Deltas,
+    finishers: &mut Vec<Finisher>,
+) -> Result<(), sqlx::Error> {
+    let mut accepted: Vec<(NewMessage, String)> = Vec::new();
+    for command in submits {
+        let Command::Submit { messages, reply } = command else {
+            continue;
+        };
+        let Some(first) = messages.first() else {
+            finishers.push(finisher(reply, Ok(Vec::new())));
+            continue;
+        };
+        let system_id = first.system_id.clone();
+        if let Some(&max) = state.limits.max_waiting.get(&system_id) {
+            let waiting = state.waiting.get(&system_id).copied().unwrap_or(0) as i64
+                + deltas.pending(&system_id);
+            if waiting + messages.len() as i64 > max as i64 {
+                finishers.push(finisher(reply, Err(SubmitError::QueueFull(max))));
+                continue;
+            }
+        }
+        deltas.add(&system_id, messages.len() as i64);
+        let ids: Vec<String> = messages
+            .iter()
+            .map(|_| state.next_message_id(now))
+            .collect();
+        finishers.push(finisher(reply, Ok(ids.clone())));
+        accepted.extend(messages.into_iter().zip(ids));
+    }
+    if accepted.is_empty() {
+        return Ok(());
+    }
+
+    // Whole messages get their outbox row straight away; parts wait for their set.
+    let mut outbox_rows = Vec::new();
+    let mut undecodable = Vec::new();
+    for (message, id) in &accepted {
+        if message.concat.is_some() {
+            continue;
+        }
+        match decode_content(message.charset, &message.body) {
+            Some(content) => {
+                let (state, due_at) = schedule(message.scheduled_at, now);
+                outbox_rows.push(OutboxRow {
+                    message,
+                    key: id,
+                    content,
+                    state,
+                    due_at,
+                });
+            }
+            // Validated before it reached the store, so this is a bug if it happens.
+            None => undecodable.push(id.clone()),
+        }
+    }
+    for chunk in outbox_rows.chunks(ROWS_PER_INSERT) {
+        insert_outbox(conn, now, chunk).await?;
+    }
+    for chunk in accepted.chunks(ROWS_PER_INSERT) {
+        insert_messages(conn, now, chunk).await?;
+    }
+    for id in undecodable {
+        warn!(message_id = %id, "stored message does not decode; rejected");
+        sqlx::query("UPDATE messages SET state = 'rejected', final_at = ?1, error_code = ?2 WHERE message_id = ?3")
+            .bind(now)
+            .bind(ERR_UNDECODABLE)
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let mut sets: Vec<&str> = accepted
+        .iter()
+        .filter_map(|(m, _)| m.concat.as_ref().map(|c| c.key.as_str()))
+        .collect();
+    sets.sort_unstable();
+    sets.dedup();
+    for key in sets {
+        complete_set_if_whole(conn, now, key, deltas).await?;
+    }
+    Ok(())
+}
+
+/// A message scheduled in the future waits as 'scheduled'; otherwise it is queued now.
+fn schedule(scheduled_at: Option<i64>, now: i64) -> (&'static str, i64) {
+    match scheduled_at {
+        Some(at) if at > now => ("scheduled", at),
+        _ => ("queued", now),
+    }
+}
+
+async fn insert_outbox(
+    conn: &mut SqliteConnection,
+    now: i64,
+    rows: &[OutboxRow<'_>],
+) -> Result<(), sqlx::Error> {
+    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO outbox (system_id, upstream, state, priority, due_at, expires_at, \
+         idempotency_key, dest_ton, dest_addr, source_addr, text, data, data_coding, \
+         registered_delivery, created_at) ",
+    );
+    insert.push_values(rows, |mut b, row| {
+        let m = row.message;
+        let (text, data) = match &row.content {
+            Content::Text(t) => (Some(t.clone()), None),
+            Content::Binary(d) => (None, Some(d.clone())),
+        };
+        b.push_bind(&m.system_id)
+            .push_bind(&m.upstream)
+            .push_bind(row.state)
+            .push_bind(i64::from(m.priority))
+            .push_bind(row.due_at)
+            .push_bind(m.expires_at)
+            .push_bind(row.key)
+            .push_bind(i64::from(m.dest.ton))
+            .push_bind(&m.dest.addr)
+            .push_bind(&m.source.addr)
+            .push_bind(text)
+            .push_bind(data)
+            .push_bind(i64::from(m.data_coding))
+            .push_bind(i64::from(m.registered_delivery))
+            .push_bind(now);
+    });
+    insert.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn insert_messages(
+    conn: &mut SqliteConnection,
+    now: i64,
+    rows: &[(NewMessage, String)],
+) -> Result<(), sqlx::Error> {
+    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO messages (message_id, system_id, upstream, state, service_type, \
+         source_ton, source_npi, source_addr, dest_ton, dest_npi, dest_addr, esm_class, \
+         protocol_id, priority, registered_delivery, data_coding, charset, \
+         user_message_reference, body, concat_key, concat_total, concat_seq, outbox_id, \
+         submitted_at, scheduled_at, expires_at) ",
+    );
+    insert.push_values(rows, |mut b, (m, id)| {
+        let state = match &m.concat {
+            Some(_) => "assembling",
+            None => schedule(m.scheduled_at, now).0,
+        };
+        b.push_bind(id)
+            .push_bind(&m.system_id)
+            .push_bind(&m.upstream)
+            .push_bind(state)
+            .push_bind(&m.service_type)
+            .push_bind(i64::from(m.source.ton))
+            .push_bind(i64::from(m.source.npi))
+            .push_bind(&m.source.addr)
+            .push_bind(i64::from(m.dest.ton))
+            .push_bind(i64::from(m.dest.npi))
+            .push_bind(&m.dest.addr)
+            .push_bind(i64::from(m.esm_class))
+            .push_bind(i64::from(m.protocol_id))
+            .push_bind(i64::from(m.priority))
+            .push_bind(i64::from(m.registered_delivery))
+            .push_bind(i64::from(m.data_coding))
+            .push_bind(m.charset.as_str())
+            .push_bind(m.user_message_reference.map(i64::from))
+            .push_bind(&m.body)
+            .push_bind(m.concat.as_ref().map(|c| c.key.clone()))
+            .push_bind(m.concat.as_ref().map(|c| i64::from(c.total)))
+            .push_bind(m.concat.as_ref().map(|c| i64::from(c.seq)));
+        // A whole message's outbox row carries its message_id as idempotency key.
+        if m.concat.is_some() {
+            b.push("NULL");
+        } else {
+            b.push("(SELECT id FROM outbox WHERE idempotency_key = ")
+                .push_bind_unseparated(id)
+                .push_unseparated(")");
+        }
+        b.push_bind(now)
+            .push_bind(m.scheduled_at)
+            .push_bind(m.expires_at);
+    });
+    insert.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// When every part of a long message is in, joins them (in part order, first copy of
+/// a duplicated part) into one outbox row and moves the parts on.
+async fn complete_set_if_whole(
+    conn: &mut SqliteConnection,
+    now: i64,
+    key: &str,
+    deltas: &mut Deltas,
+) -> Result<(), sqlx::Error> {
+    let parts = sqlx::query(
+        "SELECT message_id, concat_seq, concat_total, body, charset, data_coding, system_id, \
+         upstream, priority, scheduled_at, expires_at, dest_ton, dest_addr, source_addr, \
+         registered_delivery FROM messages \
+         WHERE concat_key = ?1 AND state = 'assembling' ORDER BY concat_seq, id",
+    )
+    .bind(key)
+    .fetch_all(&mut *conn)
+    .await?;
+    let Some(first) = parts.first() else {
+        return Ok(());
+    };
+    let total = first.get::<i64, _>(2) as usize;
+    let mut by_seq: BTreeMap<i64, &[u8]> = BTreeMap::new();
+    for part in &parts {
+        by_seq
+            .entry(part.get(1))
+            .or_insert_with(|| part.get::<&[u8], _>(3));
+    }
+    if by_seq.len() < total {
+        return Ok(());
+    }
+    let joined: Vec<u8> = by_seq
+        .values()
+        .flat_map(|body| body.iter().copied())
+        .collect();
+    let charset = Charset::parse(first.get::<&str, _>(4)).unwrap_or(Charset::Binary);
+    let data_coding = first.get::<i64, _>(5) as u8;
+    let system_id: String = first.get(6);
+    let Some(content) = decode_content(charset, &joined) else {
+        let failed = sqlx::query(
+            "UPDATE messages SET state = 'rejected', final_at = ?1, error_code = ?2 \
+             WHERE concat_key = ?3 AND state = 'assembling'",
+        )
+        .bind(now)
+        .bind(ERR_UNDECODABLE)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+        deltas.add(&system_id, -(failed.rows_affected() as i64));
+        warn!(
+            concat_key = key,
+            "long message does not decode once joined; rejected"
+        );
+        return Ok(());
+    };
+    let (text, data) = match content {
+        Content::Text(t) => (Some(t), None),
+        Content::Binary(d) => (None, Some(d)),
+    };
+    let idempotency_key: String = first.get(0);
+    let scheduled_at: Option<i64> = first.get(9);
+    let (state, due_at) = schedule(scheduled_at, now);
+    let expires_at = parts
+        .iter()
+        .map(|p| p.get::<i64, _>(10))
+        .min()
+        .unwrap_or(now);
+    let outbox_id: i64 = sqlx::query(
+        "INSERT INTO outbox (system_id, upstream, state, priority, due_at, expires_at, \
+         idempotency_key, dest_ton, dest_addr, source_addr, text, data, data_coding, \
+         registered_delivery, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
+    )
+    .bind(&system_id)
+    .bind(first.get::<String, _>(7))
+    .bind(state)
+    .bind(first.get::<i64, _>(8))
+    .bind(due_at)
+    .bind(expires_at)
+    .bind(&idempotency_key)
+    .bind(first.get::<i64, _>(11))
+    .bind(first.get::<String, _>(12))
+    .bind(first.get::<String, _>(13))
+    .bind(text)
+    .bind(data)
+    .bind(i64::from(data_coding))
+    .bind(first.get::<i64, _>(14))
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?
+    .get(0);
+    sqlx::query(
+        "UPDATE messages SET state = ?1, outbox_id = ?2 WHERE concat_key = ?3 AND state = 'assembling'",
+    )
+    .bind(state)
+    .bind(outbox_id)
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The messages one cancel acts on: the named one with its whole set, or every
+/// waiting message between two addresses.
+async fn cancel(
+    conn: &mut SqliteConnection,
+    now: i64,
+    system_id: &str,
+    target: CancelTarget,
+    deltas: &mut Deltas,
+) -> Result<CancelOutcome, sqlx::Error> {
+    let rows = match &target {
+        CancelTarget::MessageId {
+            message_id,
+            source_addr,
+        } => {
+            sqlx::query(
+                "SELECT id, state, outbox_id, concat_key FROM messages \
+                 WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
+            )
+            .bind(message_id)
+            .bind(system_id)
+            .bind(source_addr)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        CancelTarget::Addresses {
+            service_type,
+            source_addr,
+            dest_addr,
+        } => {
+            sqlx::query(
+                "SELECT id, state, outbox_id, concat_key FROM messages \
+                 WHERE system_id = ?1 AND source_addr = ?2 AND dest_addr = ?3 \
+                 AND (?4 = '' OR service_type = ?4)",
+            )
+            .bind(system_id)
+            .bind(source_addr)
+            .bind(dest_addr)
+            .bind(service_type)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    if rows.is_empty() {
+        return Ok(CancelOutcome::NotFound);
+    }
+    let mut cancelled = 0usize;
+    for row in rows {
+        if !MessageState::parse(row.get::<&str, _>(1)).is_waiting() {
+            continue;
+        }
+        let outbox_id: Option<i64> = row.get(2);
+        let concat_key: Option<String> = row.get(3);
+        // A part cancels its whole set: upstream, the set is one message.
+        let done = match (outbox_id, concat_key) {
+            (Some(outbox_id), _) => {
+                sqlx::query(
+                    "UPDATE outbox SET state = 'done', last_error = 'cancelled' WHERE id = ?1",
+                )
+                .bind(outbox_id)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "UPDATE messages SET state = 'deleted', final_at = ?1 WHERE outbox_id = ?2 \
+                     AND state IN ('scheduled', 'queued')",
+                )
+                .bind(now)
+                .bind(outbox_id)
+                .execute(&mut *conn)
+                .await?
+            }
+            (None, Some(key)) => {
+                sqlx::query(
+                    "UPDATE messages SET state = 'deleted', final_at = ?1 \
+                     WHERE concat_key = ?2 AND state = 'assembling'",
+                )
+                .bind(now)
+                .bind(key)
+                .execute(&mut *conn)
+                .await?
+            }
+            (None, None) => {
+                sqlx::query("UPDATE messages SET state = 'deleted', final_at = ?1 WHERE id = ?2")
+                    .bind(now)
+                    .bind(row.get::<i64, _>(0))
+                    .execute(&mut *conn)
+                    .await?
+            }
+        };
+        let count = done.rows_affected() as usize;
+        deltas.add(system_id, -(count as i64));
+        cancelled += count;
+    }
+    Ok(if cancelled > 0 {
+        CancelOutcome::Cancelled(cancelled)
+    } else {
+        CancelOutcome::TooLate
+    })
+}
+
+async fn replace(
+    conn: &mut SqliteConnection,
+    now: i64,
+    system_id: &str,
+    r: Replacement,
+) -> Result<ReplaceOutcome, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT id, state, outbox_id, concat_key, charset, data_coding, scheduled_at, expires_at \
+         FROM messages WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
+    )
+    .bind(&r.message_id)
+    .bind(system_id)
+    .bind(&r.source_addr)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(ReplaceOutcome::NotFound);
+    };
+    let state = MessageState::parse(row.get::<&str, _>(1));
+    let outbox_id: Option<i64> = row.get(2);
+    let concat_key: Option<String> = row.get(3);
+    let (Some(outbox_id), None, true) = (
+        outbox_id,
+        concat_key,
+        matches!(state, MessageState::Queued | MessageState::Scheduled),
+    ) else {
+        return Ok(ReplaceOutcome::NotReplaceable);
+    };
+    let charset = Charset::parse(row.get::<&str, _>(4)).unwrap_or(Charset::Binary);
+    let Some(content) = decode_content(charset, &r.body) else {
+        return Ok(ReplaceOutcome::NotReplaceable);
+    };
+    let scheduled_at = r.scheduled_at.or(row.get(6));
+    let expires_at = r.expires_at.unwrap_or(row.get(7));
+    let (new_state, due_at) = schedule(scheduled_at, now);
+    let (text, data) = match content {
+        Content::Text(t) => (Some(t), None),
+        Content::Binary(d) => (None, Some(d)),
+    };
+    sqlx::query(
+        "UPDATE messages SET body = ?1, registered_delivery = ?2, scheduled_at = ?3, \
+         expires_at = ?4, state = ?5 WHERE id = ?6",
+    )
+    .bind(&r.body)
+    .bind(i64::from(r.registered_delivery))
+    .bind(scheduled_at)
+    .bind(expires_at)
+    .bind(new_state)
+    .bind(row.get::<i64, _>(0))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE outbox SET text = ?1, data = ?2, registered_delivery = ?3, due_at = ?4, \
+         expires_at = ?5, state = ?6 WHERE id = ?7",
+    )
+    .bind(text)
+    .bind(data)
+    .bind(i64::from(r.registered_delivery))
+    .bind(due_at)
+    .bind(expires_at)
+    .bind(new_state)
+    .bind(outbox_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(ReplaceOutcome::Replaced)
+}
+
+/// Promotes scheduled messages that are due and fails long messages still missing
+/// parts after the assembly timeout.
+async fn maintain(
+    conn: &mut SqliteConnection,
+    state: &WriterState,
+    now: i64,
+    deltas: &mut Deltas,
+) -> Result<(), sqlx::Error> {
+    let due = sqlx::query(
+        "UPDATE outbox SET state = 'queued' WHERE state = 'scheduled' AND due_at <= ?1 RETURNING id",
+    )
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &due {
+        sqlx::query(
+            "UPDATE messages SET state = 'queued' WHERE outbox_id = ?1 AND state = 'scheduled'",
+        )
+        .bind(row.get::<i64, _>(0))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let cutoff = now - state.limits.assembly_timeout.as_millis() as i64;
+    let timed_out = sqlx::query(
+        "UPDATE messages SET state = 'undeliverable', final_at = ?1, error_code = ?2 \
+         WHERE state = 'assembling' AND submitted_at <= ?3 RETURNING system_id",
+    )
+    .bind(now)
+    .bind(ERR_ASSEMBLY_TIMEOUT)
+    .bind(cutoff)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &timed_out {
+        deltas.add(row.get::<&str, _>(0), -1);
+    }
+    if !timed_out.is_empty() {
+        warn!(
+            parts = timed_out.len(),
+            "long-message parts timed out waiting for the rest of their set"
+        );
+    }
+    Ok(())
+}
