@@ -10,3 +10,4 @@ pub mod session;
 pub mod state;
 pub mod throttle;
 pub mod tls;
+pub mod time;
