@@ -50,6 +50,11 @@ const STRING_KEYS: &[&str] = &[
     "response_timeout",
     "inactivity_timeout",
     "shutdown_timeout",
+    "failed_bind_delay",
+    "failed_bind_delay_max",
+    "default_validity",
+    "assembly_timeout",
+    "default_alphabet",
 ];
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -58,6 +63,7 @@ pub struct Settings {
     pub smpp: SmppSettings,
     pub http: HttpSettings,
     pub store: StoreSettings,
+    pub messages: MessageSettings,
     pub log: LogSettings,
     pub accounts: Vec<AccountSettings>,
     pub upstreams: Vec<UpstreamSettings>,
@@ -165,6 +171,27 @@ impl Default for StoreSettings {
     }
 }
 
+/// How accepted messages are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessageSettings {
+    /// Validity of a message whose submit_sm gave none.
+    #[serde(with = "humantime_serde")]
+    pub default_validity: Duration,
+    /// A long message whose parts have not all arrived after this long fails.
+    #[serde(with = "humantime_serde")]
+    pub assembly_timeout: Duration,
+}
+
+impl Default for MessageSettings {
+    fn default() -> Self {
+        MessageSettings {
+            default_validity: Duration::from_secs(48 * 3600),
+            assembly_timeout: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -209,6 +236,16 @@ pub struct AccountSettings {
     /// Submits per second (token bucket rate).
     #[serde(default = "default_throughput")]
     pub throughput: f64,
+    /// Messages waiting to be handed upstream; above it, ESME_RMSGQFUL.
+    #[serde(default = "default_max_queued")]
+    pub max_queued: usize,
+    /// How data_coding 0 is read: "gsm7" (GSM 03.38) or "latin1".
+    #[serde(default)]
+    pub default_alphabet: crate::text::DefaultAlphabet,
+}
+
+fn default_max_queued() -> usize {
+    100_000
 }
 
 fn default_bind_types() -> Vec<BindType> {
@@ -620,6 +657,9 @@ impl AccountSettings {
                 key("throughput"),
                 format!("must be a finite number above 0, got {}", self.throughput),
             ));
+        }
+        if self.max_queued == 0 {
+            return Err(invalid(key("max_queued"), "must be at least 1"));
         }
         Ok(())
     }

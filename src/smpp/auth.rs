@@ -190,6 +190,8 @@ mod tests {
             bind_types: vec![BindType::Transmitter, BindType::Transceiver],
             max_sessions: 2,
             throughput: 10.0,
+            max_queued: 100,
+            default_alphabet: Default::default(),
         }
     }
 

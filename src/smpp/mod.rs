@@ -8,6 +8,7 @@ pub mod registry;
 pub mod service;
 pub mod session;
 pub mod state;
+pub mod submit;
 pub mod throttle;
-pub mod tls;
 pub mod time;
+pub mod tls;

@@ -43,7 +43,11 @@ pub fn parse(value: &str, now_ms: i64) -> Result<Option<i64>, BadTime> {
             let local_seconds = ((days_from_civil(year, mo, dd) * 24 + hh) * 60 + mi) * 60 + ss;
             // "+" means local time is ahead of UTC, so UTC is local minus the offset.
             let offset = quarters * 15 * 60;
-            let utc = if sign == b'+' { local_seconds - offset } else { local_seconds + offset };
+            let utc = if sign == b'+' {
+                local_seconds - offset
+            } else {
+                local_seconds + offset
+            };
             Ok(Some(utc * 1000 + tenths * 100))
         }
         _ => Err(BadTime),
@@ -117,7 +121,10 @@ mod tests {
     fn civil_dates_match_known_days() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2026, 11, 22) * 86_400_000 + 15 * 3_600_000, NOV22_15H);
+        assert_eq!(
+            days_from_civil(2026, 11, 22) * 86_400_000 + 15 * 3_600_000,
+            NOV22_15H
+        );
         assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
     }
 
@@ -133,32 +140,45 @@ mod tests {
 
     #[test]
     fn relative_periods_count_from_now() {
-        assert_eq!(parse("000001000000000R", 1_000), Ok(Some(1_000 + 86_400_000)));
+        assert_eq!(
+            parse("000001000000000R", 1_000),
+            Ok(Some(1_000 + 86_400_000))
+        );
         assert_eq!(parse("000000001030000R", 0), Ok(Some(630_000)));
-        assert_eq!(parse("010200000000000R", 0), Ok(Some((365 + 60) * 86_400_000)));
+        assert_eq!(
+            parse("010200000000000R", 0),
+            Ok(Some((365 + 60) * 86_400_000))
+        );
     }
 
     #[test]
     fn empty_is_none_and_malformed_is_refused() {
         assert_eq!(parse("", 0), Ok(None));
         for bad in [
-            "26112215000000+",   // 15 characters
-            "261122150000000X",  // bad sign
-            "261322150000000+",  // month 13
-            "260230150000000+",  // 30 February
-            "261122250000000+",  // hour 25
-            "261122150000049+",  // offset above 48 quarters
-            "2611221500000a0+",  // not a digit
-            "000000250000000R",  // 25 hours relative
+            "26112215000000+",  // 15 characters
+            "261122150000000X", // bad sign
+            "261322150000000+", // month 13
+            "260230150000000+", // 30 February
+            "261122250000000+", // hour 25
+            "261122150000049+", // offset above 48 quarters
+            "2611221500000a0+", // not a digit
+            "000000250000000R", // 25 hours relative
         ] {
             assert_eq!(parse(bad, 0), Err(BadTime), "{bad}");
         }
-        assert_eq!(parse("240229000000000+", 0).map(|t| t.is_some()), Ok(true), "leap day");
+        assert_eq!(
+            parse("240229000000000+", 0).map(|t| t.is_some()),
+            Ok(true),
+            "leap day"
+        );
     }
 
     #[test]
     fn format_round_trips() {
         assert_eq!(format_absolute(NOV22_15H), "261122150000000+");
-        assert_eq!(parse(&format_absolute(NOV22_15H + 700), 0), Ok(Some(NOV22_15H + 700)));
+        assert_eq!(
+            parse(&format_absolute(NOV22_15H + 700), 0),
+            Ok(Some(NOV22_15H + 700))
+        );
     }
 }

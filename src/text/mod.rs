@@ -5,7 +5,8 @@
 pub mod gsm7;
 
 /// How an account's data_coding 0 ("SMSC default alphabet") is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DefaultAlphabet {
     /// GSM 03.38, one septet per octet: what nearly every ESME sends.
     #[default]
