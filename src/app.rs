@@ -11,13 +11,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::smpp::auth::Accounts;
 use crate::smpp::listener::{accept_loop, Transport};
+use crate::smpp::outbox::OutboxService;
 use crate::smpp::registry::Registry;
-use crate::smpp::service::{MessageService, NoOutbox};
+use crate::smpp::service::MessageService;
 use crate::smpp::session::SessionContext;
+use crate::smpp::submit::AccountPolicy;
 use crate::smpp::tls::{self, TlsError};
+use crate::store::{Store, StoreError, WriterLimits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -29,6 +33,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("store.path: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// A running broker.
@@ -38,10 +44,19 @@ pub struct Broker {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     ctx: Arc<SessionContext>,
+    store: Store,
 }
 
 impl Broker {
     pub async fn start(settings: Settings) -> Result<Broker, StartError> {
+        Broker::start_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Starts with an injected wall clock (tests control message times with it).
+    pub async fn start_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Broker, StartError> {
         let accounts = Accounts::from_settings(&settings.accounts);
         for system_id in accounts.with_plain_passwords() {
             warn!(
@@ -49,7 +64,27 @@ impl Broker {
                 "account uses a plain-text password: fine for development, use password_hash (smpp-broker hash-password) in production"
             );
         }
-        let messages: Arc<dyn MessageService> = Arc::new(NoOutbox);
+        let limits = WriterLimits {
+            max_waiting: settings
+                .accounts
+                .iter()
+                .map(|a| (a.system_id.clone(), a.max_queued))
+                .collect(),
+            assembly_timeout: settings.messages.assembly_timeout,
+        };
+        let store = Store::open(&settings.store.path, limits, Arc::clone(&clock)).await?;
+        info!(path = %settings.store.path.display(), "outbox open (SQLite, WAL, synchronous=FULL)");
+        let policies = settings.accounts.iter().map(|a| AccountPolicy {
+            system_id: a.system_id.clone(),
+            upstream: a.upstream.clone(),
+            alphabet: a.default_alphabet,
+        });
+        let messages: Arc<dyn MessageService> = Arc::new(OutboxService::new(
+            store.clone(),
+            policies,
+            clock,
+            settings.messages.default_validity.as_millis() as i64,
+        ));
         let shutdown = CancellationToken::new();
         let ctx = SessionContext::new(settings.smpp.clone(), accounts, messages, shutdown.clone());
         let tracker = TaskTracker::new();
@@ -92,6 +127,7 @@ impl Broker {
             shutdown,
             tracker,
             ctx,
+            store,
         })
     }
 
@@ -105,6 +141,10 @@ impl Broker {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.ctx.registry
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// A token that stops the broker when cancelled.

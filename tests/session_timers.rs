@@ -10,11 +10,20 @@ use std::time::Duration;
 use common::{test_settings, Esme};
 use smpp_broker::smpp::auth::Accounts;
 use smpp_broker::smpp::pdu::{BindKind, Body, Pdu};
-use smpp_broker::smpp::service::NoOutbox;
+use smpp_broker::smpp::service::{MessageService, Requester};
 use smpp_broker::smpp::session::{run_session, SessionContext};
 use tokio::io::DuplexStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// These sessions never submit: any message request would be a test bug.
+struct NoMessages;
+
+impl MessageService for NoMessages {
+    fn handle(&self, _: Requester, request: Pdu) -> futures::future::BoxFuture<'static, Pdu> {
+        panic!("unexpected message request {request:?}")
+    }
+}
 
 const LONG: Duration = Duration::from_secs(24 * 3600);
 
@@ -33,7 +42,7 @@ fn session(
     let ctx = SessionContext::new(
         settings.smpp.clone(),
         Accounts::from_settings(&settings.accounts),
-        Arc::new(NoOutbox),
+        Arc::new(NoMessages),
         shutdown.clone(),
     );
     let (client, server) = tokio::io::duplex(64 * 1024);

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod codec;
 pub mod listener;
+pub mod outbox;
 pub mod pdu;
 pub mod registry;
 pub mod service;
