@@ -1,9 +1,12 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use smpp_broker::clock::SystemClock;
 use smpp_broker::config::LogFormat;
+use smpp_broker::store::{Store, WriterLimits};
 use smpp_broker::{telemetry, Broker, Settings};
 
 /// A persistent queueing SMPP v3.4 broker.
@@ -28,6 +31,10 @@ enum Command {
     HashPassword,
     /// Load and validate the configuration, then exit.
     CheckConfig,
+    /// Create the database or bring its schema up to date, then exit.
+    Migrate,
+    /// Print the queue depth per account and state (the queue_depth view).
+    Queues,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +50,14 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        command @ (Command::Migrate | Command::Queues) => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(database_command(
+                settings,
+                matches!(command, Command::Queues),
+            ))
+        }
         Command::Serve => {
             let settings = Settings::load(cli.config.as_deref())?;
             let format = if cli.log_json {
@@ -55,6 +70,26 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(serve(settings))
         }
     }
+}
+
+async fn database_command(settings: Settings, print_queues: bool) -> anyhow::Result<()> {
+    let limits = WriterLimits {
+        max_waiting: Default::default(),
+        assembly_timeout: settings.messages.assembly_timeout,
+    };
+    let store = Store::open(&settings.store.path, limits, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("opening {}", settings.store.path.display()))?;
+    if !print_queues {
+        println!("{}: schema is up to date", settings.store.path.display());
+        return Ok(());
+    }
+    let rows = store.queue_depth().await?;
+    println!("{:<16} {:<14} {:>10}", "system_id", "state", "messages");
+    for (system_id, state, messages) in rows {
+        println!("{system_id:<16} {state:<14} {messages:>10}");
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

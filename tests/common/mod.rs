@@ -43,6 +43,12 @@ upstream = "sandbox"
 max_sessions = 1
 
 [[accounts]]
+system_id = "tiny"
+password = "tiny"
+upstream = "sandbox"
+max_queued = 3
+
+[[accounts]]
 system_id = "slow"
 password = "slow"
 upstream = "sandbox"
@@ -113,8 +119,62 @@ path = "{db}"
     Settings::from_toml(&text, "test", std::iter::empty()).expect("test config is valid")
 }
 
+/// Rows of a query on a test broker's database, each column as text (NULL as "").
+pub async fn db_rows(dir: &Path, sql: &str) -> Vec<Vec<String>> {
+    use sqlx::{Column, Connection, Row, ValueRef};
+    let url = format!("sqlite://{}?mode=ro", dir.join("broker.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open test database");
+    let rows = sqlx::query(sql).fetch_all(&mut conn).await.expect("query");
+    rows.iter()
+        .map(|row| {
+            (0..row.columns().len())
+                .map(|i| {
+                    let raw = row.try_get_raw(i).unwrap();
+                    if raw.is_null() {
+                        String::new()
+                    } else if let Ok(text) = row.try_get::<String, _>(i) {
+                        text
+                    } else if let Ok(number) = row.try_get::<i64, _>(i) {
+                        number.to_string()
+                    } else {
+                        format!("{:?}", row.try_get::<Vec<u8>, _>(i).unwrap_or_default())
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 pub async fn start_broker(extra_smpp: &str) -> TestBroker {
     start_broker_with(extra_smpp, "").await
+}
+
+/// A broker whose message times come from `clock`.
+pub async fn start_broker_with_clock(
+    clock: std::sync::Arc<dyn smpp_broker::clock::Clock>,
+) -> TestBroker {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = test_settings(dir.path(), "", "");
+    let broker = Broker::start_with_clock(settings, clock)
+        .await
+        .expect("broker starts");
+    TestBroker { broker, dir }
+}
+
+/// Stops the broker gracefully and starts a new one on the same database.
+pub async fn restart(
+    old: TestBroker,
+    clock: std::sync::Arc<dyn smpp_broker::clock::Clock>,
+) -> TestBroker {
+    let TestBroker { broker, dir } = old;
+    broker.shutdown().await;
+    let settings = test_settings(dir.path(), "", "");
+    let broker = Broker::start_with_clock(settings, clock)
+        .await
+        .expect("broker restarts");
+    TestBroker { broker, dir }
 }
 
 pub async fn start_broker_with(extra_smpp: &str, extra: &str) -> TestBroker {
