@@ -3,24 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 
+use common::process::{write_config, BrokerProcess, BIN};
 use common::Esme;
 use smpp_broker::smpp::pdu::{BindKind, Body};
-
-const BIN: &str = env!("CARGO_BIN_EXE_smpp-broker");
-
-fn write_config(dir: &std::path::Path, accounts: &str) -> std::path::PathBuf {
-    let path = dir.join("broker.toml");
-    let text = format!(
-        "[smpp]\nbind = \"127.0.0.1:0\"\n[http]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n\
-         [[upstreams]]\nname = \"sandbox\"\nkind = \"sandbox\"\n{accounts}",
-        dir.join("broker.db").display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 #[test]
 fn a_bad_config_stops_startup_and_names_the_key() {
@@ -100,28 +88,8 @@ async fn hash_password_output_binds_and_sigterm_exits_zero() {
             "[[accounts]]\nsystem_id = \"hashed\"\npassword_hash = \"{hash}\"\nupstream = \"sandbox\"\n"
         ),
     );
-    let mut broker = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .arg("--log-json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(broker.stderr.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = lines.next().expect("broker logs its address").unwrap();
-        if line.contains("SMPP listening (plain TCP)") {
-            let value = line
-                .split("\"addr\":\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap();
-            break value.parse().unwrap();
-        }
-    };
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let broker = BrokerProcess::spawn(&path);
+    let addr = broker.addr;
 
     let mut esme = Esme::connect(addr).await;
     esme.bind_ok(BindKind::Transceiver, "hashed", "s3cret")
@@ -132,12 +100,7 @@ async fn hash_password_output_binds_and_sigterm_exits_zero() {
         .await;
     assert!(!wrong.command_status.is_ok());
 
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(broker.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    broker.signal("-TERM");
     // The bound session is unbound by the broker on its way out.
     let unbind = esme.recv_some().await;
     assert_eq!(unbind.body, Body::Unbind);
@@ -147,12 +110,10 @@ async fn hash_password_output_binds_and_sigterm_exits_zero() {
     ))
     .await;
     esme.expect_closed().await;
-    let exit = tokio::task::spawn_blocking(move || broker.wait())
+    let (exit, log) = tokio::task::spawn_blocking(move || broker.wait())
         .await
-        .unwrap()
         .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
-    let log = log.join().unwrap().join("\n");
     assert!(
         log.contains("bind attempt") && log.contains("bind refused"),
         "every bind is logged"

@@ -2,6 +2,8 @@
 //! and a minimal ESME built on our codec that speaks raw PDUs.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -121,7 +123,7 @@ path = "{db}"
 
 /// Rows of a query on a test broker's database, each column as text (NULL as "").
 pub async fn db_rows(dir: &Path, sql: &str) -> Vec<Vec<String>> {
-    use sqlx::{Column, Connection, Row, ValueRef};
+    use sqlx::{Connection, Row, ValueRef};
     let url = format!("sqlite://{}?mode=ro", dir.join("broker.db").display());
     let mut conn = sqlx::SqliteConnection::connect(&url)
         .await
