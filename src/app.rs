@@ -72,7 +72,7 @@ impl Broker {
                 .collect(),
             assembly_timeout: settings.messages.assembly_timeout,
         };
-        let store = Store::open(&settings.store.path, limits, Arc::clone(&clock)).await?;
+        let store = Store::open(&settings.store, limits, Arc::clone(&clock)).await?;
         info!(path = %settings.store.path.display(), "outbox open (SQLite, WAL, synchronous=FULL)");
         let policies = settings.accounts.iter().map(|a| AccountPolicy {
             system_id: a.system_id.clone(),

@@ -55,6 +55,7 @@ const STRING_KEYS: &[&str] = &[
     "default_validity",
     "assembly_timeout",
     "default_alphabet",
+    "busy_timeout",
 ];
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -161,12 +162,17 @@ impl Default for HttpSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     pub path: PathBuf,
+    /// How long a write waits for a lock someone else holds (an operator's sqlite3,
+    /// a backup) before the request is answered ESME_RSYSERR.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             path: PathBuf::from("data/broker.db"),
+            busy_timeout: Duration::from_secs(5),
         }
     }
 }

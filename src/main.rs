@@ -77,7 +77,7 @@ async fn database_command(settings: Settings, print_queues: bool) -> anyhow::Res
         max_waiting: Default::default(),
         assembly_timeout: settings.messages.assembly_timeout,
     };
-    let store = Store::open(&settings.store.path, limits, Arc::new(SystemClock))
+    let store = Store::open(&settings.store, limits, Arc::new(SystemClock))
         .await
         .with_context(|| format!("opening {}", settings.store.path.display()))?;
     if !print_queues {

@@ -358,3 +358,42 @@ async fn data_sm_is_stored_like_submit_sm() {
     assert!(resp.command_status.is_ok(), "{resp:?}");
     assert_eq!(outbox_texts(&broker).await, ["via data_sm"]);
 }
+
+#[tokio::test]
+async fn a_database_fault_is_rsyserr_and_the_session_goes_on() {
+    use sqlx::Connection;
+    // A short busy_timeout, so a lock held elsewhere fails the write quickly.
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::test_settings(dir.path(), "", "");
+    settings.store.busy_timeout = std::time::Duration::from_millis(100);
+    let broker = TestBroker {
+        broker: smpp_broker::Broker::start(settings).await.unwrap(),
+        dir,
+    };
+    let mut esme = bound(&broker, "demo", "demo1234").await;
+    let kept = submit_ok(&mut esme, sm(0, 0, b"committed before the fault")).await;
+
+    // An operator's sqlite3 holding a write transaction.
+    let url = format!("sqlite://{}", broker.dir.path().join("broker.db").display());
+    let mut intruder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut intruder)
+        .await
+        .unwrap();
+    assert_eq!(
+        submit_status(&mut esme, sm(0, 0, b"refused")).await,
+        CommandStatus::ESME_RSYSERR
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut intruder)
+        .await
+        .unwrap();
+
+    // The session and the broker go on, and nothing committed was harmed.
+    submit_ok(&mut esme, sm(0, 0, b"after the fault")).await;
+    assert_eq!(message_state(&mut esme, &kept).await, 1);
+    assert_eq!(
+        outbox_texts(&broker).await,
+        ["committed before the fault", "after the fault"]
+    );
+}

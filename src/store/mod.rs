@@ -12,7 +12,6 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -22,6 +21,7 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
+use crate::config::StoreSettings;
 use crate::text::Charset;
 
 pub use writer::WriterLimits;
@@ -236,10 +236,11 @@ impl Store {
     /// Opens (creating if needed) and migrates the database, checks that the writer
     /// connection is durable, and starts the writer task.
     pub async fn open(
-        path: &Path,
+        settings: &StoreSettings,
         limits: WriterLimits,
         clock: Arc<dyn Clock>,
     ) -> Result<Store, StoreError> {
+        let path = settings.path.as_path();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -250,7 +251,7 @@ impl Store {
         let base = SqliteConnectOptions::from_str("sqlite://")
             .map_err(open_err)?
             .filename(path)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(settings.busy_timeout)
             .foreign_keys(true);
         let write_options = base
             .clone()

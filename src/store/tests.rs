@@ -15,7 +15,11 @@ async fn open(dir: &Path, clock: &ManualClock, max_waiting: Option<usize>) -> St
     if let Some(max) = max_waiting {
         limits.max_waiting.insert("acme".into(), max);
     }
-    Store::open(&dir.join("test.db"), limits, Arc::new(clock.clone()))
+    let settings = StoreSettings {
+        path: dir.join("test.db"),
+        busy_timeout: Duration::from_secs(5),
+    };
+    Store::open(&settings, limits, Arc::new(clock.clone()))
         .await
         .unwrap()
 }
