@@ -75,6 +75,9 @@ pub fn from_data_sm(d: &DataSm, account: &AccountPolicy, at: SubmitTime) -> Resu
     finish(template, dest, account)
 }
 
+/// The messages to store and the destinations refused, each with its status.
+pub type MultiOutcome = (Vec<NewMessage>, Vec<(Address, S)>);
+
 /// The messages of a submit_multi, one per accepted destination, and the refused
 /// destinations with their status. A problem with a field every destination shares
 /// refuses the whole PDU.
@@ -83,7 +86,7 @@ pub fn from_submit_multi(
     dests: &[MultiDest],
     account: &AccountPolicy,
     at: SubmitTime,
-) -> Result<(Vec<NewMessage>, Vec<(Address, S)>), S> {
+) -> Result<MultiOutcome, S> {
     let template = template(&common_of_sm(sm), account, at)?;
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
