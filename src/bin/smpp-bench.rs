@@ -4,6 +4,12 @@
 //! one) on a temporary config, binds COUNT transceiver sessions to it, checks every
 //! one answers enquire_link, and prints the broker's resident memory before and
 //! after, read from /proc/PID/status.
+//!
+//! `smpp-bench submit` drives durable submit_sm through the same kind of broker
+//! process with N sessions keeping W submits outstanding each, then measures the
+//! storage-only ceiling in this process: the same stores, inserts and commits with
+//! N×W concurrent submitters and no SMPP. Both figures come from one run, so their
+//! ratio means something on a noisy machine.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +42,20 @@ enum BenchCommand {
         #[arg(long)]
         broker: Option<PathBuf>,
     },
+    /// Durable submit_sm throughput and latency through SMPP, and in the same run the
+    /// storage-only ceiling (the same group-commit inserts without SMPP).
+    Submit {
+        #[arg(long, default_value_t = 8)]
+        sessions: usize,
+        /// submit_sm outstanding per session.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        /// Messages in all.
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        #[arg(long)]
+        broker: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +63,12 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         BenchCommand::Sessions { count, broker } => runtime.block_on(sessions(count, broker)),
+        BenchCommand::Submit {
+            sessions,
+            window,
+            messages,
+            broker,
+        } => runtime.block_on(submit(sessions, window, messages, broker)),
     }
 }
 
@@ -99,6 +125,8 @@ system_id = "bench"
 password = "bench"
 upstream = "sandbox"
 max_sessions = {max_sessions}
+throughput = 10000000
+max_queued = 100000000
 "#,
             db = dir.path().join("bench.db").display()
         ),
@@ -226,5 +254,160 @@ async fn sessions(count: usize, broker: Option<PathBuf>) -> anyhow::Result<()> {
         "per session:             {:.1} KiB",
         (bound_kib.saturating_sub(idle_kib)) as f64 / count as f64
     );
+    Ok(())
+}
+
+/// One session's results: the latency of every submit_sm, in microseconds.
+async fn submit_session(addr: SocketAddr, window: usize, count: usize) -> anyhow::Result<Vec<u32>> {
+    let (read_half, mut write_half) = bind_session(addr).await?.into_inner().into_split();
+    let mut stream = tokio_util::codec::FramedRead::new(read_half, SmppCodec::default());
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(window));
+    let sent_at = std::sync::Arc::new(std::sync::Mutex::new(vec![None::<Instant>; count + 1]));
+    let sender = {
+        let permits = std::sync::Arc::clone(&permits);
+        let sent_at = std::sync::Arc::clone(&sent_at);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+            for seq in 1..=count {
+                permits.acquire().await?.forget();
+                Pdu::new(seq as u32 + 1, Body::SubmitSm(bench_message(seq))).encode(&mut buf);
+                sent_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?[seq] =
+                    Some(Instant::now());
+                // Write only when no more can go out at once: fewer syscalls, same order.
+                if permits.available_permits() == 0 || seq == count {
+                    write_half.write_all(&buf).await?;
+                    buf.clear();
+                }
+            }
+            Ok::<_, anyhow::Error>(write_half)
+        })
+    };
+    let mut latencies = Vec::with_capacity(count);
+    while latencies.len() < count {
+        let frame = stream.next().await.context("broker closed the session")??;
+        let Frame::Pdu(bytes) = frame else {
+            bail!("invalid frame")
+        };
+        let pdu = Pdu::decode(&bytes)?;
+        if !pdu.command_status.is_ok() {
+            bail!("submit refused: {}", pdu.command_status);
+        }
+        let seq = pdu.sequence_number as usize - 1;
+        let started = sent_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?[seq]
+            .context("response to an unsent submit")?;
+        latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        permits.add_permits(1);
+    }
+    sender.await??;
+    Ok(latencies)
+}
+
+fn bench_message(n: usize) -> smpp_broker::smpp::pdu::Sm {
+    smpp_broker::smpp::pdu::Sm {
+        source: smpp_broker::smpp::pdu::Address::new(1, 1, "4915100000"),
+        dest: smpp_broker::smpp::pdu::Address::new(1, 1, format!("4917{:08}", n % 100_000_000)),
+        registered_delivery: 1,
+        short_message: bytes::Bytes::from_static(
+            b"A benchmark message of a typical length, about seventy characters.",
+        ),
+        ..Default::default()
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+/// The storage-only ceiling: `concurrency` tasks each storing one message at a time
+/// through the same group-commit writer, with no SMPP in the way.
+async fn storage_ceiling(concurrency: usize, messages: usize) -> anyhow::Result<f64> {
+    use smpp_broker::smpp::submit::{from_submit_sm, AccountPolicy, SubmitTime};
+    use smpp_broker::store::{Store, WriterLimits};
+    let dir = tempfile::tempdir()?;
+    let settings = smpp_broker::config::StoreSettings {
+        path: dir.path().join("ceiling.db"),
+        busy_timeout: Duration::from_secs(5),
+    };
+    let limits = WriterLimits {
+        max_waiting: Default::default(),
+        assembly_timeout: Duration::from_secs(600),
+    };
+    let store = Store::open(
+        &settings,
+        limits,
+        std::sync::Arc::new(smpp_broker::clock::SystemClock),
+    )
+    .await?;
+    let account = AccountPolicy {
+        system_id: "bench".into(),
+        upstream: "sandbox".into(),
+        alphabet: Default::default(),
+    };
+    let at = SubmitTime {
+        now_ms: 1_795_359_600_000,
+        default_validity_ms: 172_800_000,
+    };
+    let per_task = messages / concurrency;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..concurrency {
+        let store = store.clone();
+        let account = account.clone();
+        tasks.spawn(async move {
+            for i in 0..per_task {
+                let message = from_submit_sm(&bench_message(task * per_task + i), &account, at)
+                    .map_err(|s| anyhow::anyhow!("{s}"))?;
+                store.submit(vec![message]).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok((per_task * concurrency) as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn submit(
+    sessions: usize,
+    window: usize,
+    messages: usize,
+    broker: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let broker = start_broker(broker_binary(broker)?, sessions).await?;
+    let per_session = messages / sessions;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..sessions {
+        tasks.spawn(submit_session(broker.smpp_addr, window, per_session));
+    }
+    let mut latencies = Vec::with_capacity(messages);
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done??);
+    }
+    let elapsed = started.elapsed();
+    drop(broker);
+    latencies.sort_unstable();
+    let smpp_rate = latencies.len() as f64 / elapsed.as_secs_f64();
+    let ceiling = storage_ceiling(sessions * window, messages).await?;
+    println!(
+        "durable submit_sm through SMPP: {} sessions x window {window}, {} messages",
+        sessions,
+        latencies.len()
+    );
+    println!("  throughput:            {smpp_rate:.0} submit_sm/s");
+    println!(
+        "  submit_sm_resp latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+    println!(
+        "storage-only ceiling ({} concurrent submitters, same writer): {ceiling:.0} messages/s",
+        sessions * window
+    );
+    println!("ratio SMPP / storage-only: {:.2}", smpp_rate / ceiling);
     Ok(())
 }

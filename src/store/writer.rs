@@ -80,6 +80,9 @@ pub struct WriterState {
     /// Waiting messages per account, as committed.
     waiting: HashMap<String, usize>,
     last_id: i64,
+    /// The writer is the only writer, so it numbers outbox rows itself: messages
+    /// then refer to their row without a lookup.
+    last_outbox_id: i64,
 }
 
 impl WriterState {
@@ -103,12 +106,22 @@ impl WriterState {
                 .fetch_one(&mut *conn)
                 .await?
                 .get(0);
+        let last_outbox_id: Option<i64> = sqlx::query("SELECT max(id) FROM outbox")
+            .fetch_one(&mut *conn)
+            .await?
+            .get(0);
         Ok(WriterState {
             limits,
             clock,
             waiting,
             last_id: last_id.unwrap_or(0),
+            last_outbox_id: last_outbox_id.unwrap_or(0),
         })
+    }
+
+    fn next_outbox_id(&mut self) -> i64 {
+        self.last_outbox_id += 1;
+        self.last_outbox_id
     }
 
     fn next_message_id(&mut self, now: i64) -> String {
@@ -224,6 +237,7 @@ fn decode_content(charset: Charset, body: &[u8]) -> Option<Content> {
 }
 
 struct OutboxRow<'a> {
+    id: i64,
     message: &'a NewMessage,
     key: &'a str,
     content: Content,
@@ -239,7 +253,7 @@ async fn submit_all(
     deltas: &mut Deltas,
     finishers: &mut Vec<Finisher>,
 ) -> Result<(), sqlx::Error> {
-    let mut accepted: Vec<(NewMessage, String)> = Vec::new();
+    let mut accepted: Vec<Accepted> = Vec::new();
     for command in submits {
         let Command::Submit { messages, reply } = command else {
             continue;
@@ -263,7 +277,14 @@ async fn submit_all(
             .map(|_| state.next_message_id(now))
             .collect();
         finishers.push(finisher(reply, Ok(ids.clone())));
-        accepted.extend(messages.into_iter().zip(ids));
+        for (message, message_id) in messages.into_iter().zip(ids) {
+            let outbox_id = message.concat.is_none().then(|| state.next_outbox_id());
+            accepted.push(Accepted {
+                message,
+                message_id,
+                outbox_id,
+            });
+        }
     }
     if accepted.is_empty() {
         return Ok(());
@@ -272,23 +293,23 @@ async fn submit_all(
     // Whole messages get their outbox row straight away; parts wait for their set.
     let mut outbox_rows = Vec::new();
     let mut undecodable = Vec::new();
-    for (message, id) in &accepted {
-        if message.concat.is_some() {
-            continue;
-        }
+    for a in &accepted {
+        let Some(id) = a.outbox_id else { continue };
+        let (message, key) = (&a.message, &a.message_id);
         match decode_content(message.charset, &message.body) {
             Some(content) => {
                 let (state, due_at) = schedule(message.scheduled_at, now);
                 outbox_rows.push(OutboxRow {
+                    id,
                     message,
-                    key: id,
+                    key,
                     content,
                     state,
                     due_at,
                 });
             }
             // Validated before it reached the store, so this is a bug if it happens.
-            None => undecodable.push(id.clone()),
+            None => undecodable.push(key.clone()),
         }
     }
     for chunk in outbox_rows.chunks(ROWS_PER_INSERT) {
@@ -308,12 +329,12 @@ async fn submit_all(
     }
     let mut sets: Vec<&str> = accepted
         .iter()
-        .filter_map(|(m, _)| m.concat.as_ref().map(|c| c.key.as_str()))
+        .filter_map(|a| a.message.concat.as_ref().map(|c| c.key.as_str()))
         .collect();
     sets.sort_unstable();
     sets.dedup();
     for key in sets {
-        complete_set_if_whole(conn, now, key, deltas).await?;
+        complete_set_if_whole(conn, state, now, key, deltas).await?;
     }
     Ok(())
 }
@@ -332,7 +353,7 @@ async fn insert_outbox(
     rows: &[OutboxRow<'_>],
 ) -> Result<(), sqlx::Error> {
     let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO outbox (system_id, upstream, state, priority, due_at, expires_at, \
+        "INSERT INTO outbox (id, system_id, upstream, state, priority, due_at, expires_at, \
          idempotency_key, dest_ton, dest_addr, source_addr, text, data, data_coding, \
          registered_delivery, created_at) ",
     );
@@ -342,7 +363,8 @@ async fn insert_outbox(
             Content::Text(t) => (Some(t.clone()), None),
             Content::Binary(d) => (None, Some(d.clone())),
         };
-        b.push_bind(&m.system_id)
+        b.push_bind(row.id)
+            .push_bind(&m.system_id)
             .push_bind(&m.upstream)
             .push_bind(row.state)
             .push_bind(i64::from(m.priority))
@@ -365,7 +387,7 @@ async fn insert_outbox(
 async fn insert_messages(
     conn: &mut SqliteConnection,
     now: i64,
-    rows: &[(NewMessage, String)],
+    rows: &[Accepted],
 ) -> Result<(), sqlx::Error> {
     let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO messages (message_id, system_id, upstream, state, service_type, \
@@ -374,7 +396,8 @@ async fn insert_messages(
          user_message_reference, body, concat_key, concat_total, concat_seq, outbox_id, \
          submitted_at, scheduled_at, expires_at) ",
     );
-    insert.push_values(rows, |mut b, (m, id)| {
+    insert.push_values(rows, |mut b, a| {
+        let (m, id) = (&a.message, &a.message_id);
         let state = match &m.concat {
             Some(_) => "assembling",
             None => schedule(m.scheduled_at, now).0,
@@ -401,15 +424,8 @@ async fn insert_messages(
             .push_bind(m.concat.as_ref().map(|c| c.key.clone()))
             .push_bind(m.concat.as_ref().map(|c| i64::from(c.total)))
             .push_bind(m.concat.as_ref().map(|c| i64::from(c.seq)));
-        // A whole message's outbox row carries its message_id as idempotency key.
-        if m.concat.is_some() {
-            b.push("NULL");
-        } else {
-            b.push("(SELECT id FROM outbox WHERE idempotency_key = ")
-                .push_bind_unseparated(id)
-                .push_unseparated(")");
-        }
-        b.push_bind(now)
+        b.push_bind(a.outbox_id)
+            .push_bind(now)
             .push_bind(m.scheduled_at)
             .push_bind(m.expires_at);
     });
@@ -421,6 +437,7 @@ async fn insert_messages(
 /// a duplicated part) into one outbox row and moves the parts on.
 async fn complete_set_if_whole(
     conn: &mut SqliteConnection,
+    writer: &mut WriterState,
     now: i64,
     key: &str,
     deltas: &mut Deltas,
@@ -483,12 +500,14 @@ async fn complete_set_if_whole(
         .map(|p| p.get::<i64, _>(10))
         .min()
         .unwrap_or(now);
-    let outbox_id: i64 = sqlx::query(
-        "INSERT INTO outbox (system_id, upstream, state, priority, due_at, expires_at, \
+    let outbox_id = writer.next_outbox_id();
+    sqlx::query(
+        "INSERT INTO outbox (id, system_id, upstream, state, priority, due_at, expires_at, \
          idempotency_key, dest_ton, dest_addr, source_addr, text, data, data_coding, \
          registered_delivery, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )
+    .bind(outbox_id)
     .bind(&system_id)
     .bind(first.get::<String, _>(7))
     .bind(state)
@@ -504,9 +523,8 @@ async fn complete_set_if_whole(
     .bind(i64::from(data_coding))
     .bind(first.get::<i64, _>(14))
     .bind(now)
-    .fetch_one(&mut *conn)
-    .await?
-    .get(0);
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "UPDATE messages SET state = ?1, outbox_id = ?2 WHERE concat_key = ?3 AND state = 'assembling'",
     )
@@ -516,6 +534,14 @@ async fn complete_set_if_whole(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// A message the writer accepted, with its ids.
+struct Accepted {
+    message: NewMessage,
+    message_id: String,
+    /// The outbox row of a whole message; None for a part that waits for its set.
+    outbox_id: Option<i64>,
 }
 
 /// The messages one cancel acts on: the named one with its whole set, or every
