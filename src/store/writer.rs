@@ -18,7 +18,8 @@ use crate::text::{self, Charset, Content};
 
 /// At most this many commands share one transaction: bounds latency and WAL growth.
 const MAX_BATCH: usize = 1024;
-/// Rows per multi-row INSERT, well inside SQLite's bound-parameter limit.
+/// Rows per multi-row INSERT, well inside SQLite's bound-parameter limit; a power
+/// of two (see `cacheable_chunks`).
 const ROWS_PER_INSERT: usize = 256;
 /// message_ids are milliseconds since 2020-01-01 shifted left 20 bits plus a
 /// counter: unique, increasing across restarts, at most 19 decimal digits.
@@ -312,10 +313,10 @@ async fn submit_all(
             None => undecodable.push(key.clone()),
         }
     }
-    for chunk in outbox_rows.chunks(ROWS_PER_INSERT) {
+    for chunk in cacheable_chunks(&outbox_rows) {
         insert_outbox(conn, now, chunk).await?;
     }
-    for chunk in accepted.chunks(ROWS_PER_INSERT) {
+    for chunk in cacheable_chunks(&accepted) {
         insert_messages(conn, now, chunk).await?;
     }
     for id in undecodable {
@@ -337,6 +338,24 @@ async fn submit_all(
         complete_set_if_whole(conn, state, now, key, deltas).await?;
     }
     Ok(())
+}
+
+/// Splits rows into chunks of ROWS_PER_INSERT, 128, 64, … 1 rows: a multi-row
+/// INSERT's text depends on its row count, so a handful of sizes keeps every
+/// statement in the connection's prepared-statement cache instead of preparing a
+/// new one for each batch.
+fn cacheable_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let mut size = ROWS_PER_INSERT;
+    while !rows.is_empty() {
+        while size > rows.len() {
+            size /= 2;
+        }
+        let (chunk, rest) = rows.split_at(size);
+        chunks.push(chunk);
+        rows = rest;
+    }
+    chunks
 }
 
 /// A message scheduled in the future waits as 'scheduled'; otherwise it is queued now.
@@ -752,4 +771,18 @@ async fn maintain(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cacheable_chunks;
+
+    #[test]
+    fn chunks_use_few_distinct_sizes() {
+        let rows: Vec<u32> = (0..700).collect();
+        let sizes: Vec<usize> = cacheable_chunks(&rows).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [256, 256, 128, 32, 16, 8, 4]);
+        assert_eq!(sizes.iter().sum::<usize>(), 700);
+        assert!(cacheable_chunks::<u32>(&[]).is_empty());
+    }
 }
