@@ -120,3 +120,59 @@ async fn hash_password_output_binds_and_sigterm_exits_zero() {
     );
     assert!(!log.contains("s3cret"), "no password in the log");
 }
+
+#[tokio::test]
+async fn migrate_and_queues_read_the_same_database_as_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[[accounts]]\nsystem_id = \"demo\"\npassword = \"demo1234\"\nupstream = \"sandbox\"\n",
+    );
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let broker = BrokerProcess::spawn(&path);
+    let mut esme = Esme::connect(broker.addr).await;
+    esme.bind_ok(BindKind::Transmitter, "demo", "demo1234")
+        .await;
+    for _ in 0..3 {
+        let sm = smpp_broker::smpp::pdu::Sm {
+            dest: smpp_broker::smpp::pdu::Address::new(1, 1, "4917600000"),
+            short_message: bytes::Bytes::from_static(b"hi"),
+            ..Default::default()
+        };
+        assert!(esme
+            .request(Body::SubmitSm(sm))
+            .await
+            .command_status
+            .is_ok());
+    }
+    let out = Command::new(BIN)
+        .arg("queues")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .expect("one row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, ["demo", "queued", "3"], "{table}");
+}
