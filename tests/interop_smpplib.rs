@@ -18,6 +18,12 @@
 //! very next PDU as the response; it never answers a server-initiated unbind; it raises
 //! on unknown TLVs (we keep that strict default); and it refuses to send PDUs its
 //! client-side state machine forbids, so those are written to its socket directly.
+//! It has no cancel_sm or replace_sm, and its read_pdu raises UnknownCommandError
+//! on their responses, so the script writes and reads those raw.
+//!
+//! After a scenario the tests look at what the broker stored: through its Store
+//! API, and (outbox rows and texts) through the sqlite3 CLI on a read-only
+//! connection; without sqlite3 on PATH only that last check is skipped, with a note.
 
 mod common;
 
@@ -45,9 +51,15 @@ const ESME_RINVCMDLEN: i64 = 0x02;
 const ESME_RINVCMDID: i64 = 0x03;
 const ESME_RINVBNDSTS: i64 = 0x04;
 const ESME_RALYBND: i64 = 0x05;
+const ESME_RINVMSGID: i64 = 0x0C;
 const ESME_RBINDFAIL: i64 = 0x0D;
-const ESME_RSUBMITFAIL: i64 = 0x45;
+const ESME_RCANCELFAIL: i64 = 0x11;
+const ESME_RREPLACEFAIL: i64 = 0x13;
 const ESME_RTHROTTLED: i64 = 0x58;
+
+/// query_sm_resp message_state values (SMPP 3.4 5.2.28).
+const ENROUTE: i64 = 1;
+const DELETED: i64 = 4;
 
 // ---------------------------------------------------------------------------------
 // Python and smpplib
@@ -227,6 +239,10 @@ fn parse_flat_json(text: &str) -> Result<BTreeMap<String, Value>, String> {
             chars.next();
         }
     }
+    fn hex4(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<u32, String> {
+        let hex: String = chars.by_ref().take(4).collect();
+        u32::from_str_radix(&hex, 16).map_err(|e| format!("{e}: \\u{hex}"))
+    }
     fn string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<String, String> {
         if chars.next() != Some('"') {
             return Err("expected a string".into());
@@ -242,9 +258,20 @@ fn parse_flat_json(text: &str) -> Result<BTreeMap<String, Value>, String> {
                     'b' => out.push('\u{8}'),
                     'f' => out.push('\u{c}'),
                     'u' => {
-                        let hex: String = chars.by_ref().take(4).collect();
-                        let code = u32::from_str_radix(&hex, 16).map_err(|e| e.to_string())?;
-                        out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                        let mut code = hex4(chars)?;
+                        // json.dumps writes a character beyond the BMP (an emoji) as
+                        // a surrogate pair: \uD83D\uDE00.
+                        if (0xD800..0xDC00).contains(&code) {
+                            if chars.next() != Some('\\') || chars.next() != Some('u') {
+                                return Err("a lone high surrogate".into());
+                            }
+                            let low = hex4(chars)?;
+                            if !(0xDC00..0xE000).contains(&low) {
+                                return Err("a high surrogate without its low one".into());
+                            }
+                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                        }
+                        out.push(char::from_u32(code).ok_or("a lone low surrogate")?);
                     }
                     other => out.push(other),
                 },
@@ -561,6 +588,86 @@ impl Transcript {
         event
     }
 
+    /// The responses to requests the script labelled `label`, in order, each
+    /// checked to echo its request's sequence number.
+    fn labelled(&self, label: &str) -> Vec<&Event> {
+        let found: Vec<&Event> = self
+            .events
+            .iter()
+            .filter(|e| e.is("response") && e.opt_str("label") == Some(label))
+            .collect();
+        for event in &found {
+            self.check(
+                event.int("sequence") == event.int("request_sequence"),
+                format_args!("the response echoes its request's sequence: {}", event.line),
+            );
+        }
+        found
+    }
+
+    /// The single response labelled `label`, checked for command and status.
+    fn answer(&self, label: &str, command: &str, status: i64) -> &Event {
+        let found = self.labelled(label);
+        self.check(
+            found.len() == 1,
+            format_args!(
+                "exactly one response labelled {label:?}, got {}",
+                found.len()
+            ),
+        );
+        let event = found[0];
+        self.check(
+            event.str("command") == command && event.int("status") == status,
+            format_args!(
+                "{label:?} is answered by {command} with status 0x{status:02X}: {}",
+                event.line
+            ),
+        );
+        event
+    }
+
+    /// A submit_sm_resp or data_sm_resp with status 0 and a message_id of 1 to 20
+    /// decimal digits; returns the message_id.
+    fn accepted<'a>(&self, event: &'a Event) -> &'a str {
+        let id = event.opt_str("message_id").unwrap_or("");
+        self.check(
+            event.int("status") == ESME_ROK
+                && !id.is_empty()
+                && id.len() <= 20
+                && id.bytes().all(|b| b.is_ascii_digit()),
+            format_args!(
+                "accepted with a decimal message_id of at most 20 digits: {}",
+                event.line
+            ),
+        );
+        id
+    }
+
+    /// A query_sm_resp for `message_id` saying `state`, error_code 0; returns
+    /// its final_date.
+    fn queried(&self, label: &str, message_id: &str, state: i64) -> &str {
+        let event = self.answer(label, "query_sm_resp", ESME_ROK);
+        self.check(
+            event.opt_str("message_id") == Some(message_id)
+                && event.opt_int("message_state") == Some(state)
+                && event.opt_int("error_code") == Some(0),
+            format_args!(
+                "{label:?}: message_id {message_id}, message_state {state}, error_code 0: {}",
+                event.line
+            ),
+        );
+        event.str("final_date")
+    }
+
+    /// A header-only cancel_sm_resp or replace_sm_resp (read raw by the script).
+    fn header_only(&self, label: &str, command: &str, status: i64) {
+        let event = self.answer(label, command, status);
+        self.check(
+            event.opt_int("body_length") == Some(0),
+            format_args!("{command} has no body: {}", event.line),
+        );
+    }
+
     /// A successful smpplib bind_* by `client`.
     fn assert_bound(&self, client: &str, kind: &str) {
         let bound = self.first("bound", client);
@@ -626,6 +733,142 @@ impl Transcript {
     }
 }
 
+// ---------------------------------------------------------------------------------
+// What the broker stored
+// ---------------------------------------------------------------------------------
+
+/// Asks the broker's store about each message_id of demo's: it must be known and
+/// report `state` (query_sm's value), error_code 0, and a final time exactly when
+/// the state is final. Returns the final times.
+async fn assert_stored(broker: &TestBroker, ids: &[&str], state: i64) -> Vec<Option<i64>> {
+    let mut finals = Vec::new();
+    for id in ids {
+        let status = broker
+            .broker
+            .store()
+            .query("demo", id, "")
+            .await
+            .expect("the store answers")
+            .unwrap_or_else(|| panic!("the store knows message_id {id}"));
+        assert_eq!(status.message_id, *id);
+        assert_eq!(
+            i64::from(status.state.smpp_value()),
+            state,
+            "message {id}: {status:?}"
+        );
+        assert_eq!(status.error_code, 0, "message {id}: {status:?}");
+        assert_eq!(
+            status.final_at.is_some(),
+            state != ENROUTE,
+            "a final time only once final: {status:?}"
+        );
+        finals.push(status.final_at);
+    }
+    finals
+}
+
+/// Runs `sql` with the sqlite3 CLI on a read-only connection to the broker's
+/// database (the broker keeps it open in WAL mode; readers do not disturb it) and
+/// returns the rows, columns split at '|' (select hex() of any text that may hold
+/// one). None, after a note, when sqlite3 is not installed: only that check is
+/// skipped.
+fn sqlite3_rows(broker: &TestBroker, sql: &str) -> Option<Vec<Vec<String>>> {
+    let db = broker.dir.path().join("broker.db");
+    let output = match std::process::Command::new("sqlite3")
+        .args(["-readonly", "-batch", "-noheader", "-list"])
+        .arg(&db)
+        .arg(sql)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(output) => output,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "note: the sqlite3 CLI is not installed, so the outbox rows are not checked \
+                 (apt-get install sqlite3)"
+            );
+            return None;
+        }
+        Err(err) => panic!("cannot run sqlite3: {err}"),
+    };
+    assert!(
+        output.status.success(),
+        "sqlite3 {} {sql:?} failed: {}",
+        db.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("sqlite3 prints UTF-8");
+    Some(
+        text.lines()
+            .map(|line| line.split('|').map(str::to_owned).collect())
+            .collect(),
+    )
+}
+
+/// UTF-8 text from sqlite's hex().
+fn from_hex(hex: &str) -> String {
+    String::from_utf8(hex::decode(hex).expect("hex from sqlite3")).expect("UTF-8 text")
+}
+
+/// One outbox row, as the parts of a message lead to it.
+#[derive(Debug, Clone, PartialEq)]
+struct OutboxRow {
+    id: String,
+    state: String,
+    text: String,
+    data_coding: i64,
+    last_error: String,
+}
+
+/// The outbox row each message_id leads to (None when it leads to none), via the
+/// sqlite3 CLI; None when sqlite3 is not installed.
+fn outbox_rows(broker: &TestBroker) -> Option<BTreeMap<String, Option<OutboxRow>>> {
+    let rows = sqlite3_rows(
+        broker,
+        "SELECT m.message_id, coalesce(o.id, ''), coalesce(o.state, ''), \
+         coalesce(hex(o.text), ''), coalesce(o.data_coding, -1), coalesce(o.last_error, '') \
+         FROM messages m LEFT JOIN outbox o ON o.id = m.outbox_id ORDER BY m.id",
+    )?;
+    Some(
+        rows.into_iter()
+            .map(|r| {
+                assert_eq!(r.len(), 6, "six columns: {r:?}");
+                let row = (!r[1].is_empty()).then(|| OutboxRow {
+                    id: r[1].clone(),
+                    state: r[2].clone(),
+                    text: from_hex(&r[3]),
+                    data_coding: r[4].parse().expect("data_coding"),
+                    last_error: r[5].clone(),
+                });
+                (r[0].clone(), row)
+            })
+            .collect(),
+    )
+}
+
+fn outbox_count(broker: &TestBroker) -> Option<usize> {
+    let rows = sqlite3_rows(broker, "SELECT count(*) FROM outbox")?;
+    Some(rows[0][0].parse().expect("a count"))
+}
+
+/// The one outbox row every id in `ids` leads to.
+fn the_row_of(rows: &BTreeMap<String, Option<OutboxRow>>, ids: &[&str]) -> OutboxRow {
+    let found: Vec<&OutboxRow> = ids
+        .iter()
+        .map(|id| {
+            rows.get(*id)
+                .unwrap_or_else(|| panic!("message {id} has a messages row"))
+                .as_ref()
+                .unwrap_or_else(|| panic!("message {id} leads to an outbox row"))
+        })
+        .collect();
+    assert!(
+        found.iter().all(|row| *row == found[0]),
+        "the ids {ids:?} all lead to one outbox row: {found:?}"
+    );
+    found[0].clone()
+}
+
 async fn wait_until_no_sessions(broker: &TestBroker, system_id: &str) {
     let deadline = Instant::now() + PATIENCE;
     while !broker.broker.registry().sessions(system_id).is_empty() {
@@ -651,9 +894,8 @@ async fn bind_submit_unbind(kind: &str) {
     if kind == "receiver" {
         t.response("submit_sm", "submit_sm_resp", ESME_RINVBNDSTS);
     } else {
-        // until the outbox lands (issue 3): every admitted submit_sm is answered
-        // ESME_RSUBMITFAIL by the placeholder; then expect ESME_ROK and a message_id.
-        t.response("submit_sm", "submit_sm_resp", ESME_RSUBMITFAIL);
+        let id = t.accepted(t.response("submit_sm", "submit_sm_resp", ESME_ROK));
+        assert_stored(&broker, &[id], ENROUTE).await;
     }
     t.assert_enquire_links_answered();
     t.assert_unbound("esme");
@@ -726,9 +968,9 @@ async fn smpplib_bind_twice_is_ralybnd_and_the_session_stays_bound() {
     t.assert_bound("esme", "transmitter");
     t.response("bind_receiver", "bind_receiver_resp", ESME_RALYBND);
     t.assert_enquire_links_answered();
-    // Still bound as a transmitter. Until the outbox lands (issue 3) the placeholder
-    // answers ESME_RSUBMITFAIL; ESME_RINVBNDSTS would mean the bind was lost.
-    t.response("submit_sm", "submit_sm_resp", ESME_RSUBMITFAIL);
+    // Still bound as a transmitter: accepted (ESME_RINVBNDSTS would mean the bind
+    // was lost).
+    t.accepted(t.response("submit_sm", "submit_sm_resp", ESME_ROK));
     t.assert_unbound("esme");
     t.assert_closed("esme");
 }
@@ -896,8 +1138,8 @@ async fn smpplib_binds_over_tls_trusting_the_broker_certificate() {
     );
     t.assert_bound("esme", "transceiver");
     t.assert_enquire_links_answered();
-    // until the outbox lands (issue 3): the placeholder answers ESME_RSUBMITFAIL.
-    t.response("submit_sm", "submit_sm_resp", ESME_RSUBMITFAIL);
+    let id = t.accepted(t.response("submit_sm", "submit_sm_resp", ESME_ROK));
+    assert_stored(&broker, &[id], ENROUTE).await;
     t.assert_unbound("esme");
     t.assert_closed("esme");
 }
@@ -914,15 +1156,13 @@ async fn smpplib_submits_above_the_account_rate_are_throttled() {
         .iter()
         .filter(|e| e.int("status") == ESME_RTHROTTLED)
         .count();
-    // until the outbox lands (issue 3): admitted submits are answered ESME_RSUBMITFAIL.
-    let admitted = responses
+    // Anything not throttled must be accepted with a message_id.
+    let admitted: Vec<&str> = responses
         .iter()
-        .filter(|e| e.int("status") == ESME_RSUBMITFAIL)
-        .count();
-    t.check(
-        throttled + admitted == responses.len(),
-        "submit_sm_resp is either throttled or the placeholder's ESME_RSUBMITFAIL",
-    );
+        .filter(|e| e.int("status") != ESME_RTHROTTLED)
+        .map(|e| t.accepted(e))
+        .collect();
+    let admitted = admitted.len();
     t.check(
         admitted >= 5,
         format_args!("the first second's budget is admitted ({admitted})"),
@@ -932,6 +1172,196 @@ async fn smpplib_submits_above_the_account_rate_are_throttled() {
         format_args!("the excess is throttled ({throttled})"),
     );
     t.assert_unbound("esme");
+}
+
+/// The script's description of a message it sent (`message` event).
+fn message<'a>(t: &'a Transcript, label: &str) -> &'a Event {
+    match t
+        .events
+        .iter()
+        .find(|e| e.is("message") && e.opt_str("label") == Some(label))
+    {
+        Some(event) => event,
+        None => panic!("no message {label:?}\n{t}"),
+    }
+}
+
+/// Issue 3 through smpplib's own text handling (`smpplib.gsm.make_parts`, one
+/// send_message per part): GSM-7 with every extension character and @ (0x00),
+/// UCS-2 with an emoji, ~400 GSM and ~200 UCS-2 characters in UDH parts (smpplib
+/// cuts blindly: inside an ESC pair, inside a surrogate pair), the long GSM text in
+/// SAR parts, and a data_sm. Every part gets its own message_id; once the client
+/// is gone, the store knows every id as ENROUTE and the outbox holds one row per
+/// message with the whole text.
+#[tokio::test]
+async fn smpplib_texts_and_long_messages_are_stored_whole() {
+    let broker = start_broker("").await;
+    let t = Script::run("texts", broker.addr(), &[]).await;
+    t.assert_completed();
+    t.assert_bound("esme", "transceiver");
+    t.assert_unbound("esme");
+    t.assert_closed("esme");
+    wait_until_no_sessions(&broker, "demo").await;
+
+    // label, data_coding, esm_class, minimum parts, what the text must contain
+    let expected: [(&str, i64, i64, i64, &str); 6] = [
+        ("gsm7", 0, 0x00, 1, "€{}[]~^\\|@"),
+        ("ucs2", 8, 0x00, 1, "😀"),
+        ("long_gsm", 0, 0x40, 3, "€"),
+        ("long_ucs2", 8, 0x40, 3, "😀"),
+        ("long_sar", 0, 0x00, 3, "€"),
+        ("data_sm", 0, 0x00, 1, "€"),
+    ];
+    let mut all_ids = Vec::new();
+    let mut sent = Vec::new();
+    for (label, data_coding, esm_class, min_parts, contains) in expected {
+        let m = message(&t, label);
+        let text = m.str("text");
+        let parts = m.int("parts");
+        t.check(
+            m.int("data_coding") == data_coding
+                && m.int("esm_class") == esm_class
+                && parts >= min_parts
+                && contains.chars().all(|c| text.contains(c)),
+            format_args!(
+                "{label}: data_coding {data_coding}, esm_class 0x{esm_class:02X}, at least \
+                 {min_parts} parts, text with {contains:?}: {}",
+                m.line
+            ),
+        );
+        let command = if label == "data_sm" {
+            "data_sm_resp"
+        } else {
+            "submit_sm_resp"
+        };
+        let responses = t.labelled(label);
+        t.check(
+            responses.len() as i64 == parts
+                && responses.iter().all(|e| e.str("command") == command),
+            format_args!("{label}: one {command} per part"),
+        );
+        let ids: Vec<&str> = responses.iter().map(|e| t.accepted(e)).collect();
+        all_ids.extend(ids.iter().copied());
+        sent.push((label, text, data_coding, ids));
+    }
+    // smpplib's blind cuts fall where the script meant them to.
+    t.check(
+        message(&t, "long_gsm")
+            .str("first_part_tail")
+            .ends_with("1b"),
+        "part 1 of long_gsm ends with the ESC of €",
+    );
+    t.check(
+        message(&t, "long_ucs2").str("first_part_tail") == "d83d",
+        "part 1 of long_ucs2 ends with the high surrogate of 😀",
+    );
+    t.check(
+        message(&t, "long_gsm").str("text").chars().count() >= 390
+            && message(&t, "long_ucs2").str("text").chars().count() >= 190,
+        "about 400 GSM and 200 UCS-2 characters",
+    );
+    let distinct: std::collections::BTreeSet<&str> = all_ids.iter().copied().collect();
+    t.check(
+        distinct.len() == all_ids.len(),
+        format_args!("every part has its own message_id: {all_ids:?}"),
+    );
+
+    assert_stored(&broker, &all_ids, ENROUTE).await;
+    let Some(rows) = outbox_rows(&broker) else {
+        return;
+    };
+    let mut outbox_ids = std::collections::BTreeSet::new();
+    for (label, text, data_coding, ids) in &sent {
+        let row = the_row_of(&rows, ids);
+        assert_eq!(&row.text, text, "{label}: the outbox holds the whole text");
+        assert_eq!(row.data_coding, *data_coding, "{label}: {row:?}");
+        assert_eq!(row.state, "queued", "{label}: {row:?}");
+        outbox_ids.insert(row.id);
+    }
+    assert_eq!(outbox_ids.len(), sent.len(), "one outbox row per message");
+    assert_eq!(outbox_count(&broker), Some(sent.len()), "and no other");
+}
+
+/// query_sm (smpplib's query_message), replace_sm and cancel_sm (written and read
+/// raw: smpplib 2.2.4 has neither) on waiting messages, and their refusals.
+#[tokio::test]
+async fn smpplib_query_replace_and_cancel_waiting_messages() {
+    let broker = start_broker("").await;
+    let t = Script::run("query_cancel_replace", broker.addr(), &[]).await;
+    t.assert_completed();
+    t.assert_bound("esme", "transceiver");
+
+    let kept = t.accepted(t.answer("submit kept", "submit_sm_resp", ESME_ROK));
+    let doomed = t.accepted(t.answer("submit doomed", "submit_sm_resp", ESME_ROK));
+    t.check(kept != doomed, "two messages, two message_ids");
+    let waiting = t.queried("query kept", kept, ENROUTE);
+    t.check(waiting.is_empty(), "no final_date while the message waits");
+    t.answer("query unknown", "query_sm_resp", ESME_RINVMSGID);
+
+    t.header_only("replace kept", "replace_sm_resp", ESME_ROK);
+    let replaced = t
+        .answer("replace kept", "replace_sm_resp", ESME_ROK)
+        .str("text");
+    t.check(
+        t.queried("query kept after replace", kept, ENROUTE)
+            .is_empty(),
+        "still waiting after replace_sm",
+    );
+
+    t.header_only("cancel doomed", "cancel_sm_resp", ESME_ROK);
+    let final_date = t.queried("query doomed", doomed, DELETED);
+    t.check(
+        final_date.len() == 16
+            && final_date.ends_with("00+")
+            && final_date[..13].bytes().all(|b| b.is_ascii_digit()),
+        format_args!("final_date is an absolute time YYMMDDhhmmsst00+: {final_date:?}"),
+    );
+    t.header_only("cancel doomed again", "cancel_sm_resp", ESME_RCANCELFAIL);
+    t.header_only("replace doomed", "replace_sm_resp", ESME_RREPLACEFAIL);
+    t.header_only("cancel unknown", "cancel_sm_resp", ESME_RINVMSGID);
+    t.header_only("replace unknown", "replace_sm_resp", ESME_RINVMSGID);
+
+    // Cancelling part 2 of a long message cancels every part.
+    let parts: Vec<&str> = t.labelled("long").iter().map(|e| t.accepted(e)).collect();
+    t.check(
+        parts.len() as i64 == message(&t, "long").int("parts") && parts.len() >= 3,
+        "every part of the long message answered",
+    );
+    t.header_only("cancel long part 2", "cancel_sm_resp", ESME_ROK);
+    for (i, id) in parts.iter().enumerate() {
+        t.queried(&format!("query long part {}", i + 1), id, DELETED);
+    }
+    t.assert_unbound("esme");
+    t.assert_closed("esme");
+    wait_until_no_sessions(&broker, "demo").await;
+
+    assert_stored(&broker, &[kept], ENROUTE).await;
+    let finals = assert_stored(&broker, &[doomed], DELETED).await;
+    assert_eq!(
+        final_date,
+        smpp_broker::smpp::time::format_absolute(finals[0].expect("a final time")),
+        "query_sm's final_date is the stored final time"
+    );
+    assert_stored(&broker, &parts, DELETED).await;
+    let Some(rows) = outbox_rows(&broker) else {
+        return;
+    };
+    let row = the_row_of(&rows, &[kept]);
+    assert_eq!(row.text, replaced, "replace_sm replaced the outbox text");
+    assert_eq!(row.state, "queued", "{row:?}");
+    let row = the_row_of(&rows, &[doomed]);
+    assert_eq!(
+        (row.state.as_str(), row.last_error.as_str()),
+        ("done", "cancelled"),
+        "{row:?}"
+    );
+    let row = the_row_of(&rows, &parts);
+    assert_eq!(row.text, message(&t, "long").str("text"), "{row:?}");
+    assert_eq!(
+        (row.state.as_str(), row.last_error.as_str()),
+        ("done", "cancelled"),
+        "{row:?}"
+    );
 }
 
 #[test]
@@ -945,4 +1375,9 @@ fn the_event_parser_reads_what_json_dumps_writes() {
     assert_eq!(fields["ok"], Value::Bool(true));
     assert_eq!(fields["none"], Value::Null);
     assert_eq!(fields["s"], Value::Str("a\"b\\cé".into()));
+    // python3 -c 'import json; print(json.dumps({"e": "€😀"}))'
+    let fields = parse_flat_json(r#"{"e": "\u20ac\ud83d\ude00"}"#).unwrap();
+    assert_eq!(fields["e"], Value::Str("€😀".into()));
+    assert!(parse_flat_json(r#"{"e": "\ud83d"}"#).is_err());
+    assert!(parse_flat_json(r#"{"e": "\ude00"}"#).is_err());
 }

@@ -10,10 +10,15 @@ means the scenario ran to its end, 1 an unexpected exception (traceback on
 stderr), 2 a usage error.
 
 Raw PDUs (things smpplib refuses to send, or cannot express) are written with
-struct.pack straight to the client's socket (`client._socket`).
+struct.pack straight to the client's socket (`client._socket`). smpplib 2.2.4 has
+no cancel_sm or replace_sm at all, and its read_pdu raises UnknownCommandError on
+their responses (its command factory lacks them), so those exchanges are written
+and read raw (`raw_exchange`).
 """
 
+import binascii
 import json
+import random
 import socket
 import ssl
 import struct
@@ -23,7 +28,9 @@ import traceback
 
 import smpplib.client
 import smpplib.consts
+import smpplib.command_codes
 import smpplib.exceptions
+import smpplib.gsm
 import smpplib.smpp
 
 try:
@@ -39,6 +46,27 @@ STARTED = time.monotonic()
 SOURCE = "4915112345"
 DESTINATION = "4917612345"
 SUBMIT_SM = 0x00000004
+CANCEL_SM = 0x00000008
+REPLACE_SM = 0x00000007
+ENQUIRE_LINK = 0x00000015
+ENQUIRE_LINK_RESP = 0x80000015
+
+# Texts an application sends (issue 3). The GSM text uses only characters
+# smpplib's table maps correctly (not its 0x5F backtick, GSM's §), every
+# extension character, and @ (0x00, a NUL inside short_message).
+GSM_TEXT = u"Price: 5€ {x} [y] ~ ^ \\ | @ £$¥ èé ΔΩ ¤¡¿ _ Äö"
+# Not GSM: make_parts falls back to UCS-2 (data_coding 8); the emoji is a surrogate pair.
+UCS2_TEXT = u"Grüße 😀 Привет 你好 €"
+REPLACED_TEXT = u"replaced: 5€ [sic] @ ~"
+DATA_SM_TEXT = u"data_sm in message_payload: 5€ [ok] @home"
+_FOX = u"The quick brown fox jumps over the lazy dog 0123456789. "
+# ~400 GSM characters. smpplib cuts every 153 octets blindly: the euro sign's ESC
+# is octet 152, the last of part 1, and its 0x65 opens part 2.
+LONG_GSM_TEXT = (_FOX * 3)[:152] + u"€" + (u" {braces} [brackets] ~tilde^ " + _FOX * 5)[:246]
+# ~200 UCS-2 characters. smpplib cuts every 134 octets (67 UTF-16 units): the
+# emoji's high surrogate is unit 66, the last of part 1; its low one opens part 2.
+_PRIVET = u"Привет, мир! "
+LONG_UCS2_TEXT = (_PRIVET * 6)[:66] + u"😀" + (u"Grüße aus Köln 你好 🎉 " * 8)[:130]
 
 
 def emit(event, **fields):
@@ -132,14 +160,24 @@ def raw_header(command_length, command_id, status, sequence):
     return struct.pack(">LLLL", command_length, command_id, status, sequence)
 
 
-def await_response(client, what, request_sequence):
+# Response fields reported when the PDU has them (C-octet strings as text).
+RESPONSE_FIELDS = ("message_id", "message_state", "error_code", "final_date")
+
+
+def await_response(client, what, request_sequence, **extra):
     """Reads until a PDU that is not the broker's own enquire_link comes (those
-    are answered as smpplib's read_once does), and reports it as the response."""
+    are answered as smpplib's read_once does), and reports it as the response,
+    with `extra` (a label, a part number) and the body fields it has."""
     while True:
         p = client.read_pdu()
         if p.command == "enquire_link":
             client._enquire_link_received(p)
             continue
+        fields = dict(extra)
+        for name in RESPONSE_FIELDS:
+            value = getattr(p, name, None)
+            if value is not None:
+                fields[name] = text(value)
         emit(
             "response",
             client=client.name,
@@ -148,6 +186,7 @@ def await_response(client, what, request_sequence):
             command=p.command,
             sequence=p.sequence,
             status=p.status,
+            **fields
         )
         return p
 
@@ -167,22 +206,139 @@ def raw_request(client, command, **kwargs):
     return await_response(client, command, p.sequence)
 
 
-def submit_kwargs(message=b"hello from smpplib"):
+def submit_kwargs(message=b"hello from smpplib", destination=DESTINATION):
     return dict(
         source_addr_ton=smpplib.consts.SMPP_TON_INTL,
         source_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
         source_addr=SOURCE,
         dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
         dest_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
-        destination_addr=DESTINATION,
+        destination_addr=destination,
         short_message=message,
     )
 
 
-def submit(client, message=b"hello from smpplib"):
+def submit(client, message=b"hello from smpplib", **extra):
     """submit_sm the way applications send with smpplib: send_message, then read."""
     p = client.send_message(**submit_kwargs(message))
-    return await_response(client, "submit_sm", p.sequence)
+    return await_response(client, "submit_sm", p.sequence, **extra)
+
+
+def submit_text(client, label, text_, destination=DESTINATION, use_udhi=True):
+    """Sends `text_` the way smpplib's README does: smpplib.gsm.make_parts (GSM,
+    else UCS-2; parts with a UDH, or with SAR TLVs when use_udhi is False), one
+    send_message per part. Returns the submit_sm_resp of every part."""
+    parts, encoding, esm_class = smpplib.gsm.make_parts(text_, use_udhi=use_udhi)
+    emit(
+        "message",
+        client=client.name,
+        label=label,
+        text=text_,
+        parts=len(parts),
+        data_coding=encoding,
+        esm_class=esm_class,
+        # Where the blind cut fell: the last two octets of part 1, in hex.
+        first_part_tail=binascii.hexlify(parts[0][-2:]).decode() if len(parts) > 1 else None,
+    )
+    reference = random.randint(0, 0xFFFF)
+    responses = []
+    for seq, part in enumerate(parts, start=1):
+        kwargs = submit_kwargs(part, destination)
+        kwargs.update(data_coding=encoding, esm_class=esm_class)
+        if len(parts) > 1 and not use_udhi:
+            kwargs.update(sar_msg_ref_num=reference, sar_total_segments=len(parts), sar_segment_seqnum=seq)
+        p = client.send_message(**kwargs)
+        responses.append(await_response(client, "submit_sm", p.sequence, label=label, part=seq))
+    return responses
+
+
+def message_id_of(resp):
+    return text(resp.message_id)
+
+
+def query(client, label, message_id, source=SOURCE):
+    """query_sm through smpplib's own query_message."""
+    p = client.query_message(
+        message_id=message_id,
+        source_addr_ton=smpplib.consts.SMPP_TON_INTL,
+        source_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
+        source_addr=source,
+    )
+    return await_response(client, "query_sm", p.sequence, label=label)
+
+
+def c_octets(value):
+    return value.encode("latin-1") + b"\0"
+
+
+def read_raw_pdu(client):
+    """One PDU read straight from the socket: (command_id, status, sequence, body).
+    Used where smpplib's read_pdu would raise on a response it does not know."""
+    header = client._recv_exact(16)
+    length, command_id, status, sequence = struct.unpack(">LLLL", header)
+    body = client._recv_exact(length - 16) if length > 16 else b""
+    try:
+        command = smpplib.command_codes.get_command_name(command_id)
+    except smpplib.exceptions.UnknownCommandError:
+        command = "0x%08X" % command_id
+    emit("recv", client=client.name, command=command, sequence=sequence, status=status, raw=True)
+    return command_id, command, status, sequence, body
+
+
+def raw_exchange(client, what, command_id, body, **extra):
+    """Writes a request PDU built by hand and reads its response raw, answering
+    the broker's enquire_links in between."""
+    sequence = client.next_sequence()
+    send_raw(client, raw_header(16 + len(body), command_id, 0, sequence) + body, what)
+    while True:
+        got_id, command, status, got_sequence, got_body = read_raw_pdu(client)
+        if got_id == ENQUIRE_LINK:
+            client._socket.sendall(raw_header(16, ENQUIRE_LINK_RESP, 0, got_sequence))
+            continue
+        emit(
+            "response",
+            client=client.name,
+            request=what,
+            request_sequence=sequence,
+            command=command,
+            sequence=got_sequence,
+            status=status,
+            body_length=len(got_body),
+            **extra
+        )
+        return status
+
+
+def cancel(client, label, message_id, destination=DESTINATION):
+    """cancel_sm by message_id (smpplib has no cancel_sm): service_type, message_id,
+    source and destination addresses."""
+    intl, isdn = smpplib.consts.SMPP_TON_INTL, smpplib.consts.SMPP_NPI_ISDN
+    body = (
+        c_octets("")
+        + c_octets(message_id)
+        + struct.pack(">BB", intl, isdn) + c_octets(SOURCE)
+        + struct.pack(">BB", intl, isdn) + c_octets(destination)
+    )
+    return raw_exchange(client, "cancel_sm", CANCEL_SM, body, label=label)
+
+
+def replace(client, label, message_id, message, text_=None):
+    """replace_sm (smpplib has none): message_id, source address, schedule and
+    validity left as they are (empty), registered_delivery 0, sm_default_msg_id 0.
+    `text_` (what `message` says) goes into the response event."""
+    body = (
+        c_octets(message_id)
+        + struct.pack(">BB", smpplib.consts.SMPP_TON_INTL, smpplib.consts.SMPP_NPI_ISDN)
+        + c_octets(SOURCE)
+        + c_octets("")
+        + c_octets("")
+        + struct.pack(">BBB", 0, 0, len(message))
+        + message
+    )
+    extra = {"label": label}
+    if text_ is not None:
+        extra["text"] = text_
+    return raw_exchange(client, "replace_sm", REPLACE_SM, body, **extra)
 
 
 def unbind(client):
@@ -373,6 +529,57 @@ def _peer_cn(sock):
     return None
 
 
+def scenario_texts(host, port):
+    """Issue 3 texts: GSM-7 with every extension character, UCS-2 with an emoji,
+    long GSM and UCS-2 texts in UDH parts (one blindly cut inside an ESC pair, one
+    inside a surrogate pair), a long text in SAR parts, and a data_sm. Each long
+    text goes to its own destination, so no two sets can share a key."""
+    random.seed(3)
+    client = connect("esme", host, port)
+    bind(client, "transceiver", "demo", "demo1234")
+    submit_text(client, "gsm7", GSM_TEXT)
+    submit_text(client, "ucs2", UCS2_TEXT)
+    submit_text(client, "long_gsm", LONG_GSM_TEXT, destination="4917600001")
+    submit_text(client, "long_ucs2", LONG_UCS2_TEXT, destination="4917600002")
+    submit_text(client, "long_sar", LONG_GSM_TEXT.replace(u"fox", u"cat"), destination="4917600003", use_udhi=False)
+    emit("message", client=client.name, label="data_sm", text=DATA_SM_TEXT, parts=1, data_coding=0, esm_class=0)
+    kwargs = submit_kwargs(None)
+    del kwargs["short_message"]
+    p = smpplib.smpp.make_pdu(
+        "data_sm", client=client, data_coding=0, message_payload=smpplib.gsm.gsm_encode(DATA_SM_TEXT), **kwargs
+    )
+    client.send_pdu(p)
+    await_response(client, "data_sm", p.sequence, label="data_sm", part=1)
+    unbind(client)
+    expect_closed(client)
+
+
+def scenario_query_cancel_replace(host, port):
+    """query_sm, replace_sm and cancel_sm on waiting messages, and their refusals."""
+    random.seed(4)
+    client = connect("esme", host, port)
+    bind(client, "transceiver", "demo", "demo1234")
+    kept = message_id_of(submit(client, b"keep me", label="submit kept"))
+    doomed = message_id_of(submit(client, b"cancel me", label="submit doomed"))
+    query(client, "query kept", kept)
+    query(client, "query unknown", "1234567890123456789")
+    replace(client, "replace kept", kept, smpplib.gsm.gsm_encode(REPLACED_TEXT), REPLACED_TEXT)
+    query(client, "query kept after replace", kept)
+    cancel(client, "cancel doomed", doomed)
+    query(client, "query doomed", doomed)
+    cancel(client, "cancel doomed again", doomed)
+    replace(client, "replace doomed", doomed, b"too late")
+    cancel(client, "cancel unknown", "1234567890123456789")
+    replace(client, "replace unknown", "1234567890123456789", b"nobody")
+    # Cancelling one part of a long message cancels its whole set.
+    parts = submit_text(client, "long", LONG_GSM_TEXT, destination="4917600009")
+    cancel(client, "cancel long part 2", message_id_of(parts[1]), destination="4917600009")
+    for seq, part in enumerate(parts, start=1):
+        query(client, "query long part %d" % seq, message_id_of(part))
+    unbind(client)
+    expect_closed(client)
+
+
 def scenario_throttle(host, port, count):
     client = connect("esme", host, port)
     bind(client, "transmitter", "slow", "slow")
@@ -396,6 +603,8 @@ SCENARIOS = {
     "server_unbind": scenario_server_unbind,
     "tls": scenario_tls,
     "throttle": scenario_throttle,
+    "texts": scenario_texts,
+    "query_cancel_replace": scenario_query_cancel_replace,
 }
 
 
