@@ -767,49 +767,6 @@ async fn assert_stored(broker: &TestBroker, ids: &[&str], state: i64) -> Vec<Opt
     finals
 }
 
-/// Runs `sql` with the sqlite3 CLI on a read-only connection to the broker's
-/// database (the broker keeps it open in WAL mode; readers do not disturb it) and
-/// returns the rows, columns split at '|' (select hex() of any text that may hold
-/// one). None, after a note, when sqlite3 is not installed: only that check is
-/// skipped.
-fn sqlite3_rows(broker: &TestBroker, sql: &str) -> Option<Vec<Vec<String>>> {
-    let db = broker.dir.path().join("broker.db");
-    let output = match std::process::Command::new("sqlite3")
-        .args(["-readonly", "-batch", "-noheader", "-list"])
-        .arg(&db)
-        .arg(sql)
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(output) => output,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
-                "note: the sqlite3 CLI is not installed, so the outbox rows are not checked \
-                 (apt-get install sqlite3)"
-            );
-            return None;
-        }
-        Err(err) => panic!("cannot run sqlite3: {err}"),
-    };
-    assert!(
-        output.status.success(),
-        "sqlite3 {} {sql:?} failed: {}",
-        db.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).expect("sqlite3 prints UTF-8");
-    Some(
-        text.lines()
-            .map(|line| line.split('|').map(str::to_owned).collect())
-            .collect(),
-    )
-}
-
-/// UTF-8 text from sqlite's hex().
-fn from_hex(hex: &str) -> String {
-    String::from_utf8(hex::decode(hex).expect("hex from sqlite3")).expect("UTF-8 text")
-}
-
 /// One outbox row, as the parts of a message lead to it.
 #[derive(Debug, Clone, PartialEq)]
 struct OutboxRow {
@@ -820,35 +777,34 @@ struct OutboxRow {
     last_error: String,
 }
 
-/// The outbox row each message_id leads to (None when it leads to none), via the
-/// sqlite3 CLI; None when sqlite3 is not installed.
-fn outbox_rows(broker: &TestBroker) -> Option<BTreeMap<String, Option<OutboxRow>>> {
-    let rows = sqlite3_rows(
-        broker,
+/// The outbox row each message_id leads to (None when it leads to none), read from
+/// the broker's database as an operator would.
+async fn outbox_rows(broker: &TestBroker) -> BTreeMap<String, Option<OutboxRow>> {
+    let rows = common::db_rows(
+        broker.dir.path(),
         "SELECT m.message_id, coalesce(o.id, ''), coalesce(o.state, ''), \
-         coalesce(hex(o.text), ''), coalesce(o.data_coding, -1), coalesce(o.last_error, '') \
+         coalesce(o.text, ''), coalesce(o.data_coding, -1), coalesce(o.last_error, '') \
          FROM messages m LEFT JOIN outbox o ON o.id = m.outbox_id ORDER BY m.id",
-    )?;
-    Some(
-        rows.into_iter()
-            .map(|r| {
-                assert_eq!(r.len(), 6, "six columns: {r:?}");
-                let row = (!r[1].is_empty()).then(|| OutboxRow {
-                    id: r[1].clone(),
-                    state: r[2].clone(),
-                    text: from_hex(&r[3]),
-                    data_coding: r[4].parse().expect("data_coding"),
-                    last_error: r[5].clone(),
-                });
-                (r[0].clone(), row)
-            })
-            .collect(),
     )
+    .await;
+    rows.into_iter()
+        .map(|r| {
+            assert_eq!(r.len(), 6, "six columns: {r:?}");
+            let row = (!r[1].is_empty()).then(|| OutboxRow {
+                id: r[1].clone(),
+                state: r[2].clone(),
+                text: r[3].clone(),
+                data_coding: r[4].parse().expect("data_coding"),
+                last_error: r[5].clone(),
+            });
+            (r[0].clone(), row)
+        })
+        .collect()
 }
 
-fn outbox_count(broker: &TestBroker) -> Option<usize> {
-    let rows = sqlite3_rows(broker, "SELECT count(*) FROM outbox")?;
-    Some(rows[0][0].parse().expect("a count"))
+async fn outbox_count(broker: &TestBroker) -> usize {
+    let rows = common::db_rows(broker.dir.path(), "SELECT count(*) FROM outbox").await;
+    rows[0][0].parse().expect("a count")
 }
 
 /// The one outbox row every id in `ids` leads to.
@@ -1267,9 +1223,7 @@ async fn smpplib_texts_and_long_messages_are_stored_whole() {
     );
 
     assert_stored(&broker, &all_ids, ENROUTE).await;
-    let Some(rows) = outbox_rows(&broker) else {
-        return;
-    };
+    let rows = outbox_rows(&broker).await;
     let mut outbox_ids = std::collections::BTreeSet::new();
     for (label, text, data_coding, ids) in &sent {
         let row = the_row_of(&rows, ids);
@@ -1279,7 +1233,7 @@ async fn smpplib_texts_and_long_messages_are_stored_whole() {
         outbox_ids.insert(row.id);
     }
     assert_eq!(outbox_ids.len(), sent.len(), "one outbox row per message");
-    assert_eq!(outbox_count(&broker), Some(sent.len()), "and no other");
+    assert_eq!(outbox_count(&broker).await, sent.len(), "and no other");
 }
 
 /// query_sm (smpplib's query_message), replace_sm and cancel_sm (written and read
@@ -1343,9 +1297,7 @@ async fn smpplib_query_replace_and_cancel_waiting_messages() {
         "query_sm's final_date is the stored final time"
     );
     assert_stored(&broker, &parts, DELETED).await;
-    let Some(rows) = outbox_rows(&broker) else {
-        return;
-    };
+    let rows = outbox_rows(&broker).await;
     let row = the_row_of(&rows, &[kept]);
     assert_eq!(row.text, replaced, "replace_sm replaced the outbox text");
     assert_eq!(row.state, "queued", "{row:?}");
