@@ -165,14 +165,12 @@ fn template(c: &Common<'_>, account: &AccountPolicy, at: SubmitTime) -> Result<N
     };
     let (body, concat) = split_concat(c.esm_class, payload, c.tlvs)?;
     let charset = Charset::of(c.data_coding, account.alphabet).map_err(|_| S::ESME_RSUBMITFAIL)?;
-    let readable = match concat {
+    let content = match concat {
         // A part may end inside a character that the next part completes.
-        Some(_) => plausible_part(charset, body),
-        None => text::decode_as(charset, body).is_some(),
+        Some(_) if plausible_part(charset, body) => None,
+        None => Some(text::decode_as(charset, body).ok_or(S::ESME_RSUBMITFAIL)?),
+        Some(_) => return Err(S::ESME_RSUBMITFAIL),
     };
-    if !readable {
-        return Err(S::ESME_RSUBMITFAIL);
-    }
     Ok(NewMessage {
         system_id: account.system_id.clone(),
         upstream: account.upstream.clone(),
@@ -187,6 +185,7 @@ fn template(c: &Common<'_>, account: &AccountPolicy, at: SubmitTime) -> Result<N
         charset,
         user_message_reference: c.tlvs.get_u16(tag::USER_MESSAGE_REFERENCE),
         body: body.to_vec(),
+        content,
         concat: concat.map(|(reference, total, seq)| ConcatPart {
             key: reference,
             total,

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::config::StoreSettings;
-use crate::text::Charset;
+use crate::text::{Charset, Content};
 
 pub use writer::WriterLimits;
 
@@ -81,6 +81,10 @@ pub struct NewMessage {
     pub user_message_reference: Option<u16>,
     /// The octets without any UDH.
     pub body: Vec<u8>,
+    /// The decoded body of a whole message, when the caller already decoded it
+    /// (validation does); the writer decodes it otherwise. Parts leave it None: a set
+    /// is decoded once it is whole.
+    pub content: Option<Content>,
     pub concat: Option<ConcatPart>,
     pub scheduled_at: Option<i64>,
     pub expires_at: i64,

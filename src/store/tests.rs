@@ -47,6 +47,7 @@ fn message(text: &str) -> NewMessage {
         charset: Charset::Gsm7,
         user_message_reference: None,
         body: crate::text::gsm7::encode(text).unwrap(),
+        content: None,
         concat: None,
         scheduled_at: None,
         expires_at: T0 + 48 * 3600 * 1000,

@@ -297,7 +297,11 @@ async fn submit_all(
     for a in &accepted {
         let Some(id) = a.outbox_id else { continue };
         let (message, key) = (&a.message, &a.message_id);
-        match decode_content(message.charset, &message.body) {
+        let content = message
+            .content
+            .clone()
+            .or_else(|| decode_content(message.charset, &message.body));
+        match content {
             Some(content) => {
                 let (state, due_at) = schedule(message.scheduled_at, now);
                 outbox_rows.push(OutboxRow {
