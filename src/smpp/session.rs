@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -180,7 +180,7 @@ where
                     self.begin_shutdown()
                 }
                 Some(response) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    self.send(&response).await
+                    self.send_responses(response).await
                 }
                 frame = reader.next() => match frame {
                     Some(Ok(frame)) => {
@@ -549,16 +549,31 @@ where
         }
     }
 
+    /// Writes `first` and every other response that is already complete, then
+    /// flushes once: a group commit completes many submits at the same moment, and
+    /// one write for all of them saves a system call per response.
+    async fn send_responses(&mut self, first: Pdu) -> Flow {
+        let mut next = Some(first);
+        while let Some(response) = next {
+            if let Err(err) = self.writer.feed(self.for_peer(&response).as_ref()).await {
+                debug!(error = %err, "write failed");
+                return Flow::Close("write error");
+            }
+            next = self.in_flight.next().now_or_never().flatten();
+        }
+        self.flush().await
+    }
+
     async fn send(&mut self, pdu: &Pdu) -> Flow {
-        // A 3.3 ESME never gets TLVs from us (A4).
-        let stripped;
-        let pdu = if self.interface_version < SMPP_34 && carries_tlvs(&pdu.body) {
-            stripped = without_tlvs(pdu);
-            &stripped
-        } else {
-            pdu
-        };
-        match self.writer.send(pdu).await {
+        if let Err(err) = self.writer.feed(self.for_peer(pdu).as_ref()).await {
+            debug!(error = %err, "write failed");
+            return Flow::Close("write error");
+        }
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Flow {
+        match self.writer.flush().await {
             Ok(()) => {
                 self.last_sent = Instant::now();
                 Flow::Continue
@@ -567,6 +582,15 @@ where
                 debug!(error = %err, "write failed");
                 Flow::Close("write error")
             }
+        }
+    }
+
+    /// A 3.3 ESME never gets TLVs from us (A4).
+    fn for_peer<'a>(&self, pdu: &'a Pdu) -> std::borrow::Cow<'a, Pdu> {
+        if self.interface_version < SMPP_34 && carries_tlvs(&pdu.body) {
+            std::borrow::Cow::Owned(without_tlvs(pdu))
+        } else {
+            std::borrow::Cow::Borrowed(pdu)
         }
     }
 
