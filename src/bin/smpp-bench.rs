@@ -360,7 +360,10 @@ async fn storage_ceiling(tasks: usize, per_call: usize, messages: usize) -> anyh
             for call in 0..calls_per_task {
                 let first = (task * calls_per_task + call) * per_call;
                 let batch = (first..first + per_call)
-                    .map(|n| from_submit_sm(&bench_message(n), &account, at).map_err(|s| anyhow::anyhow!("{s}")))
+                    .map(|n| {
+                        from_submit_sm(&bench_message(n), &account, at)
+                            .map_err(|s| anyhow::anyhow!("{s}"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 store.submit(batch).await?;
             }
