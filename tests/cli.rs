@@ -10,6 +10,23 @@ use common::process::{write_config, BrokerProcess, BIN};
 use common::Esme;
 use smpp_broker::smpp::pdu::{BindKind, Body};
 
+/// Runs the binary with `args` and `--config config`, plus environment `env`; its
+/// exit status and the stdout or stderr text it printed.
+fn run(
+    args: &[&str],
+    config: Option<&std::path::Path>,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let out = command.envs(env.iter().copied()).output().unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
 #[test]
 fn a_bad_config_stops_startup_and_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -17,35 +34,23 @@ fn a_bad_config_stops_startup_and_names_the_key() {
         dir.path(),
         "[[accounts]]\nsystem_id = \"a\"\npassword = \"pw\"\nupstream = \"nowhere\"\n",
     );
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, _, stderr) = run(&[], Some(&path), &[]);
+    assert!(!ok);
     assert!(stderr.contains("accounts[0].upstream"), "{stderr}");
 
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .env("SMPP_BROKER__ACCOUNTS__0__UPSTREAM", "sandbox")
-        .env("SMPP_BROKER__SMPP__BIND", "not-an-address")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let env = [
+        ("SMPP_BROKER__ACCOUNTS__0__UPSTREAM", "sandbox"),
+        ("SMPP_BROKER__SMPP__BIND", "not-an-address"),
+    ];
+    let (ok, _, stderr) = run(&[], Some(&path), &env);
+    assert!(!ok);
     assert!(stderr.contains("smpp.bind"), "{stderr}");
 }
 
 #[test]
 fn check_config_accepts_the_built_in_default() {
-    let out = Command::new(BIN).arg("check-config").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, _, stderr) = run(&["check-config"], None, &[]);
+    assert!(ok, "{stderr}");
 }
 
 #[test]
@@ -55,14 +60,8 @@ fn a_config_error_never_shows_the_password() {
         dir.path(),
         "[[accounts]]\nsystem_id = \"a\"\npassword = \"t0psecr3\"\nupstream = \"sandbox\"\nthroughput = -1\n",
     );
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, _, stderr) = run(&["check-config"], Some(&path), &[]);
+    assert!(!ok);
     assert!(stderr.contains("accounts[0].throughput"), "{stderr}");
     assert!(!stderr.contains("t0psecr3"), "{stderr}");
 }
@@ -128,17 +127,8 @@ async fn migrate_and_queues_read_the_same_database_as_the_broker() {
         dir.path(),
         "[[accounts]]\nsystem_id = \"demo\"\npassword = \"demo1234\"\nupstream = \"sandbox\"\n",
     );
-    let out = Command::new(BIN)
-        .arg("migrate")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, _, stderr) = run(&["migrate"], Some(&path), &[]);
+    assert!(ok, "{stderr}");
 
     let broker = BrokerProcess::spawn(&path);
     let mut esme = Esme::connect(broker.addr).await;
@@ -156,18 +146,8 @@ async fn migrate_and_queues_read_the_same_database_as_the_broker() {
             .command_status
             .is_ok());
     }
-    let out = Command::new(BIN)
-        .arg("queues")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8(out.stdout).unwrap();
+    let (ok, table, stderr) = run(&["queues"], Some(&path), &[]);
+    assert!(ok, "{stderr}");
     let row: Vec<&str> = table
         .lines()
         .nth(1)
