@@ -19,6 +19,8 @@ enum Credential {
 /// One ESME account as the SMPP side uses it.
 pub struct Account {
     pub system_id: String,
+    /// The same id, shared cheaply with every request the account makes.
+    pub shared_id: Arc<str>,
     pub upstream: String,
     pub max_sessions: usize,
     bind_kinds: Vec<BindKind>,
@@ -97,6 +99,7 @@ impl Accounts {
                 };
                 let account = Account {
                     system_id: a.system_id.clone(),
+                    shared_id: Arc::from(a.system_id.as_str()),
                     upstream: a.upstream.clone(),
                     max_sessions: a.max_sessions,
                     bind_kinds: a.bind_types.iter().copied().map(bind_kind).collect(),

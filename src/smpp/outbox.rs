@@ -22,7 +22,7 @@ use crate::store::{
 
 pub struct OutboxService {
     store: Store,
-    accounts: HashMap<String, AccountPolicy>,
+    accounts: HashMap<String, Arc<AccountPolicy>>,
     clock: Arc<dyn Clock>,
     default_validity_ms: i64,
 }
@@ -36,7 +36,7 @@ impl OutboxService {
     ) -> OutboxService {
         let accounts = accounts
             .into_iter()
-            .map(|a| (a.system_id.clone(), a))
+            .map(|a| (a.system_id.clone(), Arc::new(a)))
             .collect();
         OutboxService {
             store,
@@ -87,8 +87,7 @@ impl MessageService for OutboxService {
         let command = request.command_id();
         let sequence = request.sequence_number;
         let store = self.store.clone();
-        let system_id = requester.system_id.to_string();
-        let Some(account) = self.accounts.get(&system_id).cloned() else {
+        let Some(account) = self.accounts.get(&*requester.system_id).cloned() else {
             return Box::pin(async move { refuse(command, S::ESME_RSYSERR, sequence) });
         };
         let at = self.now();
@@ -121,7 +120,10 @@ impl MessageService for OutboxService {
                     submit_multi(store, &multi.sm, &multi.dests, &account, at).await
                 }
                 Body::QuerySm(q) => {
-                    match store.query(&system_id, &q.message_id, &q.source.addr).await {
+                    match store
+                        .query(&account.system_id, &q.message_id, &q.source.addr)
+                        .await
+                    {
                         Ok(Some(status)) => Ok(Body::QuerySmResp(QuerySmResp {
                             message_id: status.message_id,
                             final_date: status
@@ -154,7 +156,7 @@ impl MessageService for OutboxService {
                     };
                     match target {
                         None => Err(S::ESME_RCANCELFAIL),
-                        Some(target) => match store.cancel(&system_id, target).await {
+                        Some(target) => match store.cancel(&account.system_id, target).await {
                             Ok(CancelOutcome::Cancelled(_)) => Ok(Body::CancelSmResp),
                             Ok(CancelOutcome::NotFound) if by_id => Err(S::ESME_RINVMSGID),
                             Ok(CancelOutcome::NotFound | CancelOutcome::TooLate) => {
@@ -165,7 +167,7 @@ impl MessageService for OutboxService {
                     }
                 }
                 Body::ReplaceSm(r) => match replacement(r, at) {
-                    Ok(replacement) => match store.replace(&system_id, replacement).await {
+                    Ok(replacement) => match store.replace(&account.system_id, replacement).await {
                         Ok(ReplaceOutcome::Replaced) => Ok(Body::ReplaceSmResp),
                         Ok(ReplaceOutcome::NotFound) => Err(S::ESME_RINVMSGID),
                         Ok(ReplaceOutcome::NotReplaceable) => Err(S::ESME_RREPLACEFAIL),

@@ -453,7 +453,7 @@ where
             }
         }
         let requester = Requester {
-            system_id: Arc::from(account.system_id.as_str()),
+            system_id: Arc::clone(&account.shared_id),
             session_id: self.id,
         };
         self.in_flight
