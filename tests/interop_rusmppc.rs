@@ -259,17 +259,6 @@ fn assert_no_event<S: Stream<Item = Event> + Unpin>(events: &mut S) {
     }
 }
 
-async fn wait_until_no_sessions(broker: &TestBroker, system_id: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while !broker.broker.registry().sessions(system_id).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the broker still counts a session of {system_id}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Submits without waiting (rusmppc returns the sequence number it used) and reads
 /// the response from the event stream, so the echoed sequence number is visible.
 async fn submit_no_wait<S: Stream<Item = Event> + Unpin>(
@@ -316,7 +305,7 @@ async fn bind_submit_unbind(kind: Kind) {
         .await
         .expect("unbind answered by unbind_resp");
     expect_closed_by_peer(&client, &mut events).await;
-    wait_until_no_sessions(&broker, "demo").await;
+    common::wait_until_no_sessions(&broker, "demo").await;
 }
 
 #[tokio::test]
@@ -397,7 +386,7 @@ async fn rusmppc_too_many_sessions_is_rbindfail() {
 
     first.unbind().await.unwrap();
     expect_closed_by_peer(&first, &mut first_events).await;
-    wait_until_no_sessions(&broker, "single").await;
+    common::wait_until_no_sessions(&broker, "single").await;
     let (third, _events) = connect(broker.addr()).await;
     bind_ok(&third, Kind::Receiver, "single", "single").await;
 }
@@ -768,7 +757,7 @@ async fn rusmppc_texts_and_long_messages_are_stored_whole() {
     }
     client.unbind().await.unwrap();
     expect_closed_by_peer(&client, &mut events).await;
-    wait_until_no_sessions(&broker, "demo").await;
+    common::wait_until_no_sessions(&broker, "demo").await;
 
     let all: Vec<&str> = sent
         .iter()
@@ -1029,7 +1018,7 @@ async fn rusmpp_codec_queries_replaces_and_cancels_waiting_messages() {
 
     let unbound = esme.request(Pdu::Unbind).await;
     assert_eq!(unbound.status(), CommandStatus::EsmeRok, "{unbound:?}");
-    wait_until_no_sessions(&broker, "demo").await;
+    common::wait_until_no_sessions(&broker, "demo").await;
 
     assert_stored(&broker, &[&kept, &data_id, &second], ENROUTE).await;
     assert_stored(&broker, &[&doomed, &first], DELETED).await;

@@ -825,17 +825,6 @@ fn the_row_of(rows: &BTreeMap<String, Option<OutboxRow>>, ids: &[&str]) -> Outbo
     found[0].clone()
 }
 
-async fn wait_until_no_sessions(broker: &TestBroker, system_id: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while !broker.broker.registry().sessions(system_id).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the broker still counts a session of {system_id}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // Scenarios
 // ---------------------------------------------------------------------------------
@@ -856,7 +845,7 @@ async fn bind_submit_unbind(kind: &str) {
     t.assert_enquire_links_answered();
     t.assert_unbound("esme");
     t.assert_closed("esme");
-    wait_until_no_sessions(&broker, "demo").await;
+    common::wait_until_no_sessions(&broker, "demo").await;
 }
 
 #[tokio::test]
@@ -1037,7 +1026,7 @@ async fn smpplib_inactivity_gets_an_unbind_then_the_connection_closes() {
         closed.int("after_ms") < 5_000,
         "closed after inactivity_timeout + response_timeout, not much later",
     );
-    wait_until_no_sessions(&broker, "demo").await;
+    common::wait_until_no_sessions(&broker, "demo").await;
 }
 
 #[tokio::test]
@@ -1157,7 +1146,7 @@ async fn smpplib_texts_and_long_messages_are_stored_whole() {
     t.assert_bound("esme", "transceiver");
     t.assert_unbound("esme");
     t.assert_closed("esme");
-    wait_until_no_sessions(&broker, "demo").await;
+    common::wait_until_no_sessions(&broker, "demo").await;
 
     // label, data_coding, esm_class, minimum parts, what the text must contain
     let expected: [(&str, i64, i64, i64, &str); 6] = [
@@ -1287,7 +1276,7 @@ async fn smpplib_query_replace_and_cancel_waiting_messages() {
     }
     t.assert_unbound("esme");
     t.assert_closed("esme");
-    wait_until_no_sessions(&broker, "demo").await;
+    common::wait_until_no_sessions(&broker, "demo").await;
 
     assert_stored(&broker, &[kept], ENROUTE).await;
     let finals = assert_stored(&broker, &[doomed], DELETED).await;

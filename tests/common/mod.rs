@@ -186,6 +186,19 @@ pub async fn start_broker_with(extra_smpp: &str, extra: &str) -> TestBroker {
     TestBroker { broker, dir }
 }
 
+/// Waits until the broker has let go of every session of `system_id` (a closed
+/// connection is unregistered by its session task a moment after the close).
+pub async fn wait_until_no_sessions(broker: &TestBroker, system_id: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !broker.broker.registry().sessions(system_id).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broker still counts a session of {system_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A self-signed certificate for "localhost", written as PEM files into `dir`.
 pub fn make_certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
