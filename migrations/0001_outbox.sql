@@ -8,8 +8,9 @@
 --   Rows leave the claim index as soon as they are not 'queued'.
 
 CREATE TABLE messages (
-    id                     INTEGER PRIMARY KEY,
-    message_id             TEXT    NOT NULL UNIQUE,
+    -- The SMPP message_id, in decimal: milliseconds since 2020 shifted left by 20 bits,
+    -- made unique by the writer. Rows are appended in message_id order.
+    message_id             INTEGER PRIMARY KEY,
     system_id              TEXT    NOT NULL,
     upstream               TEXT    NOT NULL,
     -- assembling | scheduled | queued | enroute | delivered | expired | deleted
@@ -36,7 +37,9 @@ CREATE TABLE messages (
     concat_key             TEXT,
     concat_total           INTEGER,
     concat_seq             INTEGER,
-    outbox_id              INTEGER REFERENCES outbox(id),
+    -- The outbox row that carries this message: its own message_id for a whole
+    -- message, the first part's for a long one, NULL while a set is incomplete.
+    outbox_id              INTEGER,
     submitted_at           INTEGER NOT NULL,
     scheduled_at           INTEGER,
     expires_at             INTEGER NOT NULL,
@@ -45,10 +48,12 @@ CREATE TABLE messages (
 ) STRICT;
 
 CREATE INDEX messages_assembling ON messages(concat_key, concat_seq) WHERE state = 'assembling';
-CREATE INDEX messages_outbox ON messages(outbox_id);
+CREATE INDEX messages_parts ON messages(outbox_id) WHERE concat_key IS NOT NULL;
 CREATE INDEX messages_addresses ON messages(system_id, source_addr, dest_addr);
 
 CREATE TABLE outbox (
+    -- The message_id of the message (of the first part of a long one). It is also
+    -- the id the upstream sees, so a retry can never be taken for a new message.
     id              INTEGER PRIMARY KEY,
     system_id       TEXT    NOT NULL,
     upstream        TEXT    NOT NULL,
@@ -60,8 +65,6 @@ CREATE TABLE outbox (
     lease_until     INTEGER,
     attempts        INTEGER NOT NULL DEFAULT 0,
     expires_at      INTEGER NOT NULL,
-    -- The id the upstream sees (the first part's message_id): retries reuse it.
-    idempotency_key TEXT    NOT NULL UNIQUE,
     dest_ton        INTEGER NOT NULL,
     dest_addr       TEXT    NOT NULL,
     source_addr     TEXT    NOT NULL,

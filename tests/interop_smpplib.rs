@@ -784,7 +784,7 @@ async fn outbox_rows(broker: &TestBroker) -> BTreeMap<String, Option<OutboxRow>>
         broker.dir.path(),
         "SELECT m.message_id, coalesce(o.id, ''), coalesce(o.state, ''), \
          coalesce(o.text, ''), coalesce(o.data_coding, -1), coalesce(o.last_error, '') \
-         FROM messages m LEFT JOIN outbox o ON o.id = m.outbox_id ORDER BY m.id",
+         FROM messages m LEFT JOIN outbox o ON o.id = m.outbox_id ORDER BY m.message_id",
     )
     .await;
     rows.into_iter()

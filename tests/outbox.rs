@@ -328,7 +328,7 @@ async fn submit_multi_with_a_bad_destination() {
     );
     let rows = db_rows(
         broker.dir.path(),
-        "SELECT message_id, dest_addr FROM messages ORDER BY id",
+        "SELECT message_id, dest_addr FROM messages ORDER BY message_id",
     )
     .await;
     assert_eq!(rows.len(), 2, "one row per accepted destination");

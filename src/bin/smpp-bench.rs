@@ -405,9 +405,11 @@ async fn submit(
     );
     println!("  throughput:            {smpp_rate:.0} submit_sm/s");
     println!(
-        "  submit_sm_resp latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "  submit_sm_resp latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
         percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
         percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999),
         percentile(&latencies, 1.0)
     );
     println!(

@@ -7,6 +7,7 @@
 //! so nothing is acknowledged before it is on disk (`synchronous=FULL`). Reads use a
 //! small read-only pool.
 
+mod checkpoint;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -264,7 +265,9 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .pragma("temp_store", "MEMORY")
             .pragma("cache_size", "-65536")
-            .pragma("journal_size_limit", "67108864");
+            .pragma("journal_size_limit", "67108864")
+            // The checkpoint task copies the WAL back; COMMITs never do (checkpoint.rs).
+            .pragma("wal_autocheckpoint", "0");
         let mut conn = SqliteConnection::connect_with(&write_options)
             .await
             .map_err(open_err)?;
@@ -281,7 +284,11 @@ impl Store {
             .connect_with(base.read_only(true))
             .await
             .map_err(open_err)?;
+        let checkpointer = SqliteConnection::connect_with(&write_options)
+            .await
+            .map_err(open_err)?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(checkpoint::run(checkpointer, tx.downgrade()));
         let state = writer::WriterState::load(&mut conn, limits, clock).await?;
         tokio::spawn(writer::run(conn, rx, state));
         Ok(Store {
@@ -357,6 +364,9 @@ impl Store {
         message_id: &str,
         source_addr: &str,
     ) -> Result<Option<MessageStatus>, StoreError> {
+        let Some(message_id) = parse_message_id(message_id) else {
+            return Ok(None);
+        };
         let row = sqlx::query(
             "SELECT message_id, state, final_at, error_code FROM messages \
              WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
@@ -367,7 +377,7 @@ impl Store {
         .fetch_optional(&self.reader)
         .await?;
         Ok(row.map(|row| MessageStatus {
-            message_id: row.get(0),
+            message_id: row.get::<i64, _>(0).to_string(),
             state: MessageState::parse(row.get::<&str, _>(1)),
             final_at: row.get(2),
             error_code: row.get::<i64, _>(3).clamp(0, 255) as u8,
@@ -384,6 +394,13 @@ impl Store {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
     }
+}
+
+/// A message_id as the store keeps it. Only the exact decimal form the broker
+/// handed out names a message ("007" does not name 7).
+fn parse_message_id(text: &str) -> Option<i64> {
+    let id: i64 = text.parse().ok()?;
+    (id >= 0 && id.to_string() == text).then_some(id)
 }
 
 #[cfg(test)]

@@ -421,3 +421,42 @@ async fn queue_depth_view_counts_by_account_and_state() {
         ]
     );
 }
+
+#[test]
+fn only_the_exact_decimal_form_names_a_message() {
+    assert_eq!(parse_message_id("1234"), Some(1234));
+    assert_eq!(parse_message_id("0"), Some(0));
+    for other in ["", "007", "+7", "-7", "7a", " 7", "99999999999999999999"] {
+        assert_eq!(parse_message_id(other), None, "{other:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_passive_checkpoint_copies_every_committed_frame() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    for round in 0..20 {
+        let batch = (0..200)
+            .map(|n| message(&format!("round {round} message {n} {}", "x".repeat(100))))
+            .collect();
+        store.submit(batch).await.unwrap();
+    }
+    let mut conn = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("test.db").display()
+    ))
+    .await
+    .unwrap();
+    let progress = checkpoint::checkpoint_once(&mut conn).await.unwrap();
+    // The writer never checkpoints, the checkpoint task may have run meanwhile;
+    // either way the WAL holds frames and a passive checkpoint copies them all.
+    assert!(progress.wal_pages > 0, "{progress:?}");
+    assert_eq!(progress.copied, progress.wal_pages, "{progress:?}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 4000);
+}

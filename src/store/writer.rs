@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 use super::{
-    CancelOutcome, CancelTarget, MessageState, NewMessage, ReplaceOutcome, Replacement, StoreError,
-    SubmitError,
+    parse_message_id, CancelOutcome, CancelTarget, MessageState, NewMessage, ReplaceOutcome,
+    Replacement, StoreError, SubmitError,
 };
 use crate::clock::Clock;
 use crate::text::{self, Charset, Content};
@@ -80,10 +80,9 @@ pub struct WriterState {
     clock: Arc<dyn Clock>,
     /// Waiting messages per account, as committed.
     waiting: HashMap<String, usize>,
+    /// The last message_id handed out. The writer is the only writer, so it numbers
+    /// messages itself and an outbox row takes its message's id without a lookup.
     last_id: i64,
-    /// The writer is the only writer, so it numbers outbox rows itself: messages
-    /// then refer to their row without a lookup.
-    last_outbox_id: i64,
 }
 
 impl WriterState {
@@ -102,12 +101,7 @@ impl WriterState {
             .iter()
             .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as usize))
             .collect();
-        let last_id: Option<i64> =
-            sqlx::query("SELECT max(CAST(message_id AS INTEGER)) FROM messages")
-                .fetch_one(&mut *conn)
-                .await?
-                .get(0);
-        let last_outbox_id: Option<i64> = sqlx::query("SELECT max(id) FROM outbox")
+        let last_id: Option<i64> = sqlx::query("SELECT max(message_id) FROM messages")
             .fetch_one(&mut *conn)
             .await?
             .get(0);
@@ -116,19 +110,13 @@ impl WriterState {
             clock,
             waiting,
             last_id: last_id.unwrap_or(0),
-            last_outbox_id: last_outbox_id.unwrap_or(0),
         })
     }
 
-    fn next_outbox_id(&mut self) -> i64 {
-        self.last_outbox_id += 1;
-        self.last_outbox_id
-    }
-
-    fn next_message_id(&mut self, now: i64) -> String {
+    fn next_message_id(&mut self, now: i64) -> i64 {
         let candidate = (now - ID_EPOCH_MS).max(0) << 20;
         self.last_id = candidate.max(self.last_id + 1);
-        self.last_id.to_string()
+        self.last_id
     }
 }
 
@@ -240,7 +228,6 @@ fn decode_content(charset: Charset, body: &[u8]) -> Option<Content> {
 struct OutboxRow<'a> {
     id: i64,
     message: &'a NewMessage,
-    key: &'a str,
     content: Content,
     state: &'static str,
     due_at: i64,
@@ -273,13 +260,16 @@ async fn submit_all(
             }
         }
         deltas.add(&system_id, messages.len() as i64);
-        let ids: Vec<String> = messages
+        let ids: Vec<i64> = messages
             .iter()
             .map(|_| state.next_message_id(now))
             .collect();
-        finishers.push(finisher(reply, Ok(ids.clone())));
+        finishers.push(finisher(
+            reply,
+            Ok(ids.iter().map(i64::to_string).collect()),
+        ));
         for (message, message_id) in messages.into_iter().zip(ids) {
-            let outbox_id = message.concat.is_none().then(|| state.next_outbox_id());
+            let outbox_id = message.concat.is_none().then_some(message_id);
             accepted.push(Accepted {
                 message,
                 message_id,
@@ -296,7 +286,7 @@ async fn submit_all(
     let mut undecodable = Vec::new();
     for a in &accepted {
         let Some(id) = a.outbox_id else { continue };
-        let (message, key) = (&a.message, &a.message_id);
+        let message = &a.message;
         let content = message
             .content
             .clone()
@@ -307,14 +297,13 @@ async fn submit_all(
                 outbox_rows.push(OutboxRow {
                     id,
                     message,
-                    key,
                     content,
                     state,
                     due_at,
                 });
             }
             // Validated before it reached the store, so this is a bug if it happens.
-            None => undecodable.push(key.clone()),
+            None => undecodable.push(a.message_id),
         }
     }
     for chunk in cacheable_chunks(&outbox_rows) {
@@ -328,7 +317,7 @@ async fn submit_all(
         sqlx::query("UPDATE messages SET state = 'rejected', final_at = ?1, error_code = ?2 WHERE message_id = ?3")
             .bind(now)
             .bind(ERR_UNDECODABLE)
-            .bind(&id)
+            .bind(id)
             .execute(&mut *conn)
             .await?;
     }
@@ -339,7 +328,7 @@ async fn submit_all(
     sets.sort_unstable();
     sets.dedup();
     for key in sets {
-        complete_set_if_whole(conn, state, now, key, deltas).await?;
+        complete_set_if_whole(conn, now, key, deltas).await?;
     }
     Ok(())
 }
@@ -377,8 +366,8 @@ async fn insert_outbox(
 ) -> Result<(), sqlx::Error> {
     let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO outbox (id, system_id, upstream, state, priority, due_at, expires_at, \
-         idempotency_key, dest_ton, dest_addr, source_addr, text, data, data_coding, \
-         registered_delivery, created_at) ",
+         dest_ton, dest_addr, source_addr, text, data, data_coding, registered_delivery, \
+         created_at) ",
     );
     insert.push_values(rows, |mut b, row| {
         let m = row.message;
@@ -393,7 +382,6 @@ async fn insert_outbox(
             .push_bind(i64::from(m.priority))
             .push_bind(row.due_at)
             .push_bind(m.expires_at)
-            .push_bind(row.key)
             .push_bind(i64::from(m.dest.ton))
             .push_bind(&m.dest.addr)
             .push_bind(&m.source.addr)
@@ -420,7 +408,7 @@ async fn insert_messages(
          submitted_at, scheduled_at, expires_at) ",
     );
     insert.push_values(rows, |mut b, a| {
-        let (m, id) = (&a.message, &a.message_id);
+        let (m, id) = (&a.message, a.message_id);
         let state = match &m.concat {
             Some(_) => "assembling",
             None => schedule(m.scheduled_at, now).0,
@@ -460,7 +448,6 @@ async fn insert_messages(
 /// a duplicated part) into one outbox row and moves the parts on.
 async fn complete_set_if_whole(
     conn: &mut SqliteConnection,
-    writer: &mut WriterState,
     now: i64,
     key: &str,
     deltas: &mut Deltas,
@@ -469,7 +456,7 @@ async fn complete_set_if_whole(
         "SELECT message_id, concat_seq, concat_total, body, charset, data_coding, system_id, \
          upstream, priority, scheduled_at, expires_at, dest_ton, dest_addr, source_addr, \
          registered_delivery FROM messages \
-         WHERE concat_key = ?1 AND state = 'assembling' ORDER BY concat_seq, id",
+         WHERE concat_key = ?1 AND state = 'assembling' ORDER BY concat_seq, message_id",
     )
     .bind(key)
     .fetch_all(&mut *conn)
@@ -515,7 +502,8 @@ async fn complete_set_if_whole(
         Content::Text(t) => (Some(t), None),
         Content::Binary(d) => (None, Some(d)),
     };
-    let idempotency_key: String = first.get(0);
+    // The first part's message_id names the set's outbox row, and upstream.
+    let outbox_id: i64 = first.get(0);
     let scheduled_at: Option<i64> = first.get(9);
     let (state, due_at) = schedule(scheduled_at, now);
     let expires_at = parts
@@ -523,12 +511,11 @@ async fn complete_set_if_whole(
         .map(|p| p.get::<i64, _>(10))
         .min()
         .unwrap_or(now);
-    let outbox_id = writer.next_outbox_id();
     sqlx::query(
         "INSERT INTO outbox (id, system_id, upstream, state, priority, due_at, expires_at, \
-         idempotency_key, dest_ton, dest_addr, source_addr, text, data, data_coding, \
-         registered_delivery, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         dest_ton, dest_addr, source_addr, text, data, data_coding, registered_delivery, \
+         created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )
     .bind(outbox_id)
     .bind(&system_id)
@@ -537,7 +524,6 @@ async fn complete_set_if_whole(
     .bind(first.get::<i64, _>(8))
     .bind(due_at)
     .bind(expires_at)
-    .bind(&idempotency_key)
     .bind(first.get::<i64, _>(11))
     .bind(first.get::<String, _>(12))
     .bind(first.get::<String, _>(13))
@@ -559,10 +545,17 @@ async fn complete_set_if_whole(
     Ok(())
 }
 
+/// The messages an outbox row carries, with the row's id as `?1` or `?2`: the
+/// message of that id, or the parts of a set (which alone have the parts index).
+const CARRIED_BY_OUTBOX_1: &str =
+    "(message_id = ?1 OR (outbox_id = ?1 AND concat_key IS NOT NULL))";
+const CARRIED_BY_OUTBOX_2: &str =
+    "(message_id = ?2 OR (outbox_id = ?2 AND concat_key IS NOT NULL))";
+
 /// A message the writer accepted, with its ids.
 struct Accepted {
     message: NewMessage,
-    message_id: String,
+    message_id: i64,
     /// The outbox row of a whole message; None for a part that waits for its set.
     outbox_id: Option<i64>,
 }
@@ -581,8 +574,11 @@ async fn cancel(
             message_id,
             source_addr,
         } => {
+            let Some(message_id) = parse_message_id(message_id) else {
+                return Ok(CancelOutcome::NotFound);
+            };
             sqlx::query(
-                "SELECT id, state, outbox_id, concat_key FROM messages \
+                "SELECT message_id, state, outbox_id, concat_key FROM messages \
                  WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
             )
             .bind(message_id)
@@ -597,7 +593,7 @@ async fn cancel(
             dest_addr,
         } => {
             sqlx::query(
-                "SELECT id, state, outbox_id, concat_key FROM messages \
+                "SELECT message_id, state, outbox_id, concat_key FROM messages \
                  WHERE system_id = ?1 AND source_addr = ?2 AND dest_addr = ?3 \
                  AND (?4 = '' OR service_type = ?4)",
             )
@@ -620,41 +616,42 @@ async fn cancel(
         let outbox_id: Option<i64> = row.get(2);
         let concat_key: Option<String> = row.get(3);
         // A part cancels its whole set: upstream, the set is one message.
-        let done = match (outbox_id, concat_key) {
-            (Some(outbox_id), _) => {
-                sqlx::query(
-                    "UPDATE outbox SET state = 'done', last_error = 'cancelled' WHERE id = ?1",
-                )
-                .bind(outbox_id)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query(
-                    "UPDATE messages SET state = 'deleted', final_at = ?1 WHERE outbox_id = ?2 \
-                     AND state IN ('scheduled', 'queued')",
-                )
-                .bind(now)
-                .bind(outbox_id)
-                .execute(&mut *conn)
-                .await?
-            }
-            (None, Some(key)) => {
-                sqlx::query(
-                    "UPDATE messages SET state = 'deleted', final_at = ?1 \
-                     WHERE concat_key = ?2 AND state = 'assembling'",
-                )
-                .bind(now)
-                .bind(key)
-                .execute(&mut *conn)
-                .await?
-            }
-            (None, None) => {
-                sqlx::query("UPDATE messages SET state = 'deleted', final_at = ?1 WHERE id = ?2")
+        let done =
+            match (outbox_id, concat_key) {
+                (Some(outbox_id), _) => {
+                    sqlx::query(
+                        "UPDATE outbox SET state = 'done', last_error = 'cancelled' WHERE id = ?1",
+                    )
+                    .bind(outbox_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query(&format!(
+                        "UPDATE messages SET state = 'deleted', final_at = ?1 \
+                     WHERE {CARRIED_BY_OUTBOX_2} AND state IN ('scheduled', 'queued')"
+                    ))
                     .bind(now)
-                    .bind(row.get::<i64, _>(0))
+                    .bind(outbox_id)
                     .execute(&mut *conn)
                     .await?
-            }
-        };
+                }
+                (None, Some(key)) => {
+                    sqlx::query(
+                        "UPDATE messages SET state = 'deleted', final_at = ?1 \
+                     WHERE concat_key = ?2 AND state = 'assembling'",
+                    )
+                    .bind(now)
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?
+                }
+                (None, None) => sqlx::query(
+                    "UPDATE messages SET state = 'deleted', final_at = ?1 WHERE message_id = ?2",
+                )
+                .bind(now)
+                .bind(row.get::<i64, _>(0))
+                .execute(&mut *conn)
+                .await?,
+            };
         let count = done.rows_affected() as usize;
         deltas.add(system_id, -(count as i64));
         cancelled += count;
@@ -672,11 +669,15 @@ async fn replace(
     system_id: &str,
     r: Replacement,
 ) -> Result<ReplaceOutcome, sqlx::Error> {
+    let Some(message_id) = parse_message_id(&r.message_id) else {
+        return Ok(ReplaceOutcome::NotFound);
+    };
     let row = sqlx::query(
-        "SELECT id, state, outbox_id, concat_key, charset, data_coding, scheduled_at, expires_at \
-         FROM messages WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
+        "SELECT message_id, state, outbox_id, concat_key, charset, data_coding, scheduled_at, \
+         expires_at FROM messages \
+         WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
     )
-    .bind(&r.message_id)
+    .bind(message_id)
     .bind(system_id)
     .bind(&r.source_addr)
     .fetch_optional(&mut *conn)
@@ -707,7 +708,7 @@ async fn replace(
     };
     sqlx::query(
         "UPDATE messages SET body = ?1, registered_delivery = ?2, scheduled_at = ?3, \
-         expires_at = ?4, state = ?5 WHERE id = ?6",
+         expires_at = ?4, state = ?5 WHERE message_id = ?6",
     )
     .bind(&r.body)
     .bind(i64::from(r.registered_delivery))
@@ -748,9 +749,9 @@ async fn maintain(
     .fetch_all(&mut *conn)
     .await?;
     for row in &due {
-        sqlx::query(
-            "UPDATE messages SET state = 'queued' WHERE outbox_id = ?1 AND state = 'scheduled'",
-        )
+        sqlx::query(&format!(
+            "UPDATE messages SET state = 'queued' WHERE {CARRIED_BY_OUTBOX_1} AND state = 'scheduled'"
+        ))
         .bind(row.get::<i64, _>(0))
         .execute(&mut *conn)
         .await?;

@@ -1,0 +1,59 @@
+//! Copies committed WAL frames into the database file on a connection of its own.
+//!
+//! SQLite's automatic checkpoint runs inside the COMMIT that crosses the threshold,
+//! so one writer batch in a few hundred paid for copying the whole WAL and the
+//! submits waiting on it saw their latency double (measured in README, "Write
+//! path"). The writer therefore turns it off and this task checkpoints in PASSIVE
+//! mode beside it: a passive checkpoint never blocks the writer or the readers.
+
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::Row;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::writer::Command;
+
+/// How often the WAL is copied back. Short enough to keep the WAL small at full
+/// load (tens of MB), long enough that each checkpoint moves many pages at once.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs until the store is dropped (the writer's channel has no senders left).
+pub async fn run(mut conn: SqliteConnection, writer: mpsc::WeakSender<Command>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if writer.upgrade().is_none() {
+            return;
+        }
+        match checkpoint_once(&mut conn).await {
+            Ok(progress) if progress.wal_pages > 0 => debug!(
+                wal_pages = progress.wal_pages,
+                copied = progress.copied,
+                "WAL checkpoint"
+            ),
+            Ok(_) => {}
+            Err(err) => warn!(error = %err, "WAL checkpoint failed; retrying"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Frames in the WAL.
+    pub wal_pages: i64,
+    /// Frames now copied into the database file.
+    pub copied: i64,
+}
+
+pub async fn checkpoint_once(conn: &mut SqliteConnection) -> Result<Progress, sqlx::Error> {
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(conn)
+        .await?;
+    Ok(Progress {
+        wal_pages: row.get(1),
+        copied: row.get(2),
+    })
+}
