@@ -57,10 +57,12 @@ CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY,
     system_id       TEXT    NOT NULL,
     upstream        TEXT    NOT NULL,
-    -- scheduled | queued | retry | sending | done
+    -- scheduled | queued | retry | sending | enroute | done
+    --   sending: claimed by a dispatcher until lease_until; enroute: the upstream
+    --   holds it and a final state is awaited (polled at due_at); done: final.
     state           TEXT    NOT NULL,
     priority        INTEGER NOT NULL,
-    -- When a scheduled or retried row is due.
+    -- When a scheduled or retried row is due, or an enroute row is next polled.
     due_at          INTEGER NOT NULL,
     lease_until     INTEGER,
     attempts        INTEGER NOT NULL DEFAULT 0,
@@ -74,13 +76,17 @@ CREATE TABLE outbox (
     data_coding     INTEGER NOT NULL,
     registered_delivery INTEGER NOT NULL,
     created_at      INTEGER NOT NULL,
+    -- The upstream's own id and last reported state, once it accepted the message.
+    upstream_id     TEXT,
+    upstream_state  TEXT,
     last_error      TEXT
 ) STRICT;
 
 -- The claim order; the predicate must appear literally in the claim query.
-CREATE INDEX outbox_ready ON outbox(priority DESC, id) WHERE state = 'queued';
+CREATE INDEX outbox_ready ON outbox(upstream, priority DESC, id) WHERE state = 'queued';
 CREATE INDEX outbox_due ON outbox(due_at) WHERE state IN ('scheduled', 'retry');
 CREATE INDEX outbox_lease ON outbox(lease_until) WHERE state = 'sending';
+CREATE INDEX outbox_enroute ON outbox(upstream, due_at) WHERE state = 'enroute';
 
 -- How many messages each account has in each state: `SELECT * FROM queue_depth`.
 CREATE VIEW queue_depth AS

@@ -8,6 +8,7 @@
 //! small read-only pool.
 
 mod checkpoint;
+mod dispatch;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::clock::Clock;
 use crate::config::StoreSettings;
@@ -229,12 +230,84 @@ pub enum ReplaceOutcome {
     NotReplaceable,
 }
 
+/// A message claimed for sending: everything the upstream request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The outbox row, whose decimal form is the id the upstream sees.
+    pub outbox_id: i64,
+    pub system_id: String,
+    pub dest_ton: u8,
+    pub dest_addr: String,
+    pub source_addr: String,
+    pub content: Content,
+    pub data_coding: u8,
+    pub registered_delivery: u8,
+    pub priority: u8,
+    pub expires_at: i64,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+impl Dispatch {
+    /// The idempotency key at the upstream: the (first) message_id.
+    pub fn upstream_key(&self) -> String {
+        self.outbox_id.to_string()
+    }
+}
+
+/// What became of one dispatch attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchOutcome {
+    /// The upstream holds the message; if no report comes, poll it at `check_at`.
+    Accepted {
+        upstream_id: String,
+        upstream_state: String,
+        check_at: i64,
+    },
+    /// Send again at `due_at`. `charged` counts an attempt; a paused upstream's
+    /// messages are not charged.
+    Retry {
+        due_at: i64,
+        error: String,
+        charged: bool,
+    },
+    /// Final without delivery: refused by the upstream, or past its validity.
+    Failed {
+        state: MessageState,
+        error_code: u8,
+        error: String,
+    },
+}
+
+/// A state the upstream reported for a message it holds: by webhook, by polling,
+/// or from the sandbox's simulated network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamReport {
+    pub outbox_id: i64,
+    /// The upstream's own name for the state (`Sent`, `Delivered`, `Failed`, …).
+    pub upstream_state: String,
+    /// The message state it means; None while the message is still on its way.
+    pub state: Option<MessageState>,
+    pub error_code: u8,
+    pub error: Option<String>,
+    pub at: i64,
+}
+
+/// An accepted message whose final state has not come in time, to poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCheck {
+    pub outbox_id: i64,
+    pub upstream_id: String,
+    pub expires_at: i64,
+}
+
 /// The database.
 #[derive(Clone)]
 pub struct Store {
     writer: mpsc::Sender<writer::Command>,
     reader: SqlitePool,
     path: Arc<PathBuf>,
+    ready: Arc<Notify>,
 }
 
 impl Store {
@@ -289,12 +362,14 @@ impl Store {
             .map_err(open_err)?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(checkpoint::run(checkpointer, tx.downgrade()));
-        let state = writer::WriterState::load(&mut conn, limits, clock).await?;
+        let ready = Arc::new(Notify::new());
+        let state = writer::WriterState::load(&mut conn, limits, clock, ready.clone()).await?;
         tokio::spawn(writer::run(conn, rx, state));
         Ok(Store {
             writer: tx,
             reader,
             path: Arc::new(path.to_owned()),
+            ready,
         })
     }
 
@@ -354,6 +429,81 @@ impl Store {
     pub async fn maintain(&self) -> Result<(), StoreError> {
         self.call(|reply| writer::Command::Maintain { reply })
             .await?
+    }
+
+    /// Claims up to `limit` queued messages of `upstream`, highest priority first,
+    /// for `lease_ms`: a row whose lease runs out goes back to the queue.
+    pub async fn claim(
+        &self,
+        upstream: &str,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<Dispatch>, StoreError> {
+        let upstream = upstream.to_owned();
+        self.call(|reply| writer::Command::Claim {
+            upstream,
+            limit,
+            lease_ms,
+            reply,
+        })
+        .await?
+    }
+
+    /// Stores what became of claimed messages (by outbox id).
+    pub async fn record_dispatch(
+        &self,
+        outcomes: Vec<(i64, DispatchOutcome)>,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::RecordDispatch { outcomes, reply })
+            .await?
+    }
+
+    /// Stores states reported by an upstream; returns how many were news (a
+    /// repeated or stale report changes nothing).
+    pub async fn record_reports(&self, reports: Vec<UpstreamReport>) -> Result<usize, StoreError> {
+        self.call(|reply| writer::Command::RecordReports { reports, reply })
+            .await?
+    }
+
+    /// Polls of these enroute rows are next due at `at`.
+    pub async fn check_later(&self, outbox_ids: Vec<i64>, at: i64) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::CheckLater {
+            outbox_ids,
+            at,
+            reply,
+        })
+        .await?
+    }
+
+    /// Enroute messages of `upstream` whose poll is due.
+    pub async fn due_checks(
+        &self,
+        upstream: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingCheck>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, upstream_id, expires_at FROM outbox \
+             WHERE state = 'enroute' AND upstream = ?1 AND due_at <= ?2 ORDER BY due_at LIMIT ?3",
+        )
+        .bind(upstream)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PendingCheck {
+                outbox_id: r.get(0),
+                upstream_id: r.get::<Option<String>, _>(1).unwrap_or_default(),
+                expires_at: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Wakes dispatchers when messages may have become ready to send.
+    pub fn ready_signal(&self) -> Arc<Notify> {
+        self.ready.clone()
     }
 
     /// The status of one of the account's messages, for query_sm. The source

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Row, Sqlite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{error, warn};
 
+use super::dispatch;
 use super::{
-    parse_message_id, CancelOutcome, CancelTarget, MessageState, NewMessage, ReplaceOutcome,
-    Replacement, StoreError, SubmitError,
+    parse_message_id, CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, MessageState,
+    NewMessage, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport,
 };
 use crate::clock::Clock;
 use crate::text::{self, Charset, Content};
@@ -55,6 +56,25 @@ pub enum Command {
     Maintain {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Claim {
+        upstream: String,
+        limit: usize,
+        lease_ms: i64,
+        reply: oneshot::Sender<Result<Vec<Dispatch>, StoreError>>,
+    },
+    RecordDispatch {
+        outcomes: Vec<(i64, DispatchOutcome)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    RecordReports {
+        reports: Vec<UpstreamReport>,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    CheckLater {
+        outbox_ids: Vec<i64>,
+        at: i64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// The writer's own periodic maintenance.
     Tick,
 }
@@ -80,6 +100,8 @@ pub struct WriterState {
     clock: Arc<dyn Clock>,
     /// Waiting messages per account, as committed.
     waiting: HashMap<String, usize>,
+    /// Notified after a commit that may have made messages ready to send.
+    ready: Arc<Notify>,
     /// The last message_id handed out. The writer is the only writer, so it numbers
     /// messages itself and an outbox row takes its message's id without a lookup.
     last_id: i64,
@@ -90,6 +112,7 @@ impl WriterState {
         conn: &mut SqliteConnection,
         limits: WriterLimits,
         clock: Arc<dyn Clock>,
+        ready: Arc<Notify>,
     ) -> Result<WriterState, StoreError> {
         let rows = sqlx::query(
             "SELECT system_id, count(*) FROM messages \
@@ -109,6 +132,7 @@ impl WriterState {
             limits,
             clock,
             waiting,
+            ready,
             last_id: last_id.unwrap_or(0),
         })
     }
@@ -146,17 +170,25 @@ pub async fn run(
     }
 }
 
-/// Changes to the waiting counters, applied only if the transaction commits.
+/// What a transaction changed that the writer acts on only once it commits: the
+/// waiting counters, and whether messages became ready to send.
 #[derive(Default)]
-struct Deltas(HashMap<String, i64>);
+pub(super) struct Deltas {
+    waiting: HashMap<String, i64>,
+    ready: bool,
+}
 
 impl Deltas {
-    fn add(&mut self, system_id: &str, delta: i64) {
-        *self.0.entry(system_id.to_owned()).or_default() += delta;
+    pub(super) fn add(&mut self, system_id: &str, delta: i64) {
+        *self.waiting.entry(system_id.to_owned()).or_default() += delta;
     }
 
     fn pending(&self, system_id: &str) -> i64 {
-        self.0.get(system_id).copied().unwrap_or(0)
+        self.waiting.get(system_id).copied().unwrap_or(0)
+    }
+
+    pub(super) fn mark_ready(&mut self) {
+        self.ready = true;
     }
 }
 
@@ -193,6 +225,31 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
                     finishers.push(finisher(reply, Ok(())));
                 }
                 Command::Tick => maintain(conn, state, now, &mut deltas).await?,
+                Command::Claim {
+                    upstream,
+                    limit,
+                    lease_ms,
+                    reply,
+                } => {
+                    let claimed = dispatch::claim(conn, now, &upstream, limit, lease_ms).await?;
+                    finishers.push(finisher(reply, Ok(claimed)));
+                }
+                Command::RecordDispatch { outcomes, reply } => {
+                    dispatch::record_dispatch(conn, now, outcomes, &mut deltas).await?;
+                    finishers.push(finisher(reply, Ok(())));
+                }
+                Command::RecordReports { reports, reply } => {
+                    let news = dispatch::record_reports(conn, reports, &mut deltas).await?;
+                    finishers.push(finisher(reply, Ok(news)));
+                }
+                Command::CheckLater {
+                    outbox_ids,
+                    at,
+                    reply,
+                } => {
+                    dispatch::check_later(conn, &outbox_ids, at).await?;
+                    finishers.push(finisher(reply, Ok(())));
+                }
                 Command::Submit { .. } => {}
             }
         }
@@ -202,11 +259,14 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
     .await;
     match result {
         Ok(()) => {
-            for (system_id, delta) in deltas.0 {
+            for (system_id, delta) in deltas.waiting {
                 let count = state.waiting.entry(system_id).or_default();
                 *count = (*count as i64 + delta).max(0) as usize;
             }
             finishers.into_iter().for_each(|finish| finish(Ok(())));
+            if deltas.ready {
+                state.ready.notify_waiters();
+            }
         }
         Err(err) => {
             error!(error = %err, commands = finishers.len(), "database write failed: the batch was rolled back and every request in it refused");
@@ -305,6 +365,9 @@ async fn submit_all(
             // Validated before it reached the store, so this is a bug if it happens.
             None => undecodable.push(a.message_id),
         }
+    }
+    if !outbox_rows.is_empty() {
+        deltas.mark_ready();
     }
     for chunk in cacheable_chunks(&outbox_rows) {
         insert_outbox(conn, now, chunk).await?;
@@ -534,6 +597,7 @@ async fn complete_set_if_whole(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    deltas.mark_ready();
     sqlx::query(
         "UPDATE messages SET state = ?1, outbox_id = ?2 WHERE concat_key = ?3 AND state = 'assembling'",
     )
@@ -545,9 +609,12 @@ async fn complete_set_if_whole(
     Ok(())
 }
 
+/// Outbox states in which no dispatcher has the row: cancel and replace may act.
+const UNSENT: &str = "('scheduled', 'queued', 'retry')";
+
 /// The messages an outbox row carries, with the row's id as `?1` or `?2`: the
 /// message of that id, or the parts of a set (which alone have the parts index).
-const CARRIED_BY_OUTBOX_1: &str =
+pub(super) const CARRIED_BY_OUTBOX_1: &str =
     "(message_id = ?1 OR (outbox_id = ?1 AND concat_key IS NOT NULL))";
 const CARRIED_BY_OUTBOX_2: &str =
     "(message_id = ?2 OR (outbox_id = ?2 AND concat_key IS NOT NULL))";
@@ -619,12 +686,17 @@ async fn cancel(
         let done =
             match (outbox_id, concat_key) {
                 (Some(outbox_id), _) => {
-                    sqlx::query(
-                        "UPDATE outbox SET state = 'done', last_error = 'cancelled' WHERE id = ?1",
-                    )
+                    // A row a dispatcher has claimed may be on the wire already.
+                    let unsent = sqlx::query(&format!(
+                        "UPDATE outbox SET state = 'done', last_error = 'cancelled' \
+                         WHERE id = ?1 AND state IN {UNSENT}"
+                    ))
                     .bind(outbox_id)
                     .execute(&mut *conn)
                     .await?;
+                    if unsent.rows_affected() == 0 {
+                        continue;
+                    }
                     sqlx::query(&format!(
                         "UPDATE messages SET state = 'deleted', final_at = ?1 \
                      WHERE {CARRIED_BY_OUTBOX_2} AND state IN ('scheduled', 'queued')"
@@ -699,6 +771,15 @@ async fn replace(
     let Some(content) = decode_content(charset, &r.body) else {
         return Ok(ReplaceOutcome::NotReplaceable);
     };
+    let unsent: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT id FROM outbox WHERE id = ?1 AND state IN {UNSENT}"
+    ))
+    .bind(outbox_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if unsent.is_none() {
+        return Ok(ReplaceOutcome::NotReplaceable);
+    }
     let scheduled_at = r.scheduled_at.or(row.get(6));
     let expires_at = r.expires_at.unwrap_or(row.get(7));
     let (new_state, due_at) = schedule(scheduled_at, now);
@@ -742,12 +823,19 @@ async fn maintain(
     now: i64,
     deltas: &mut Deltas,
 ) -> Result<(), sqlx::Error> {
+    // Scheduled messages and retries that are due, and claims whose lease ran out
+    // (a crashed or hung dispatch), go back to the queue.
     let due = sqlx::query(
-        "UPDATE outbox SET state = 'queued' WHERE state = 'scheduled' AND due_at <= ?1 RETURNING id",
+        "UPDATE outbox SET state = 'queued', lease_until = NULL \
+         WHERE (state IN ('scheduled', 'retry') AND due_at <= ?1) \
+         OR (state = 'sending' AND lease_until <= ?1) RETURNING id",
     )
     .bind(now)
     .fetch_all(&mut *conn)
     .await?;
+    if !due.is_empty() {
+        deltas.mark_ready();
+    }
     for row in &due {
         sqlx::query(&format!(
             "UPDATE messages SET state = 'queued' WHERE {CARRIED_BY_OUTBOX_1} AND state = 'scheduled'"

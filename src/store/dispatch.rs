@@ -1,0 +1,230 @@
+//! The writer's side of dispatching: claiming queued messages with a lease, and
+//! storing what the upstream made of them.
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::Row;
+
+use super::writer::{Deltas, CARRIED_BY_OUTBOX_1};
+use super::{Dispatch, DispatchOutcome, MessageState, UpstreamReport};
+use crate::text::Content;
+
+pub(super) async fn claim(
+    conn: &mut SqliteConnection,
+    now: i64,
+    upstream: &str,
+    limit: usize,
+    lease_ms: i64,
+) -> Result<Vec<Dispatch>, sqlx::Error> {
+    let rows = sqlx::query(
+        "UPDATE outbox SET state = 'sending', lease_until = ?1 WHERE id IN \
+         (SELECT id FROM outbox WHERE state = 'queued' AND upstream = ?2 \
+          ORDER BY priority DESC, id LIMIT ?3) \
+         RETURNING id, system_id, dest_ton, dest_addr, source_addr, text, data, data_coding, \
+         registered_delivery, priority, expires_at, attempts",
+    )
+    .bind(now + lease_ms)
+    .bind(upstream)
+    .bind(limit as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut claimed: Vec<Dispatch> = rows
+        .iter()
+        .map(|r| {
+            let content = match r.get::<Option<String>, _>(5) {
+                Some(text) => Content::Text(text),
+                None => Content::Binary(r.get::<Option<Vec<u8>>, _>(6).unwrap_or_default()),
+            };
+            Dispatch {
+                outbox_id: r.get(0),
+                system_id: r.get(1),
+                dest_ton: r.get::<i64, _>(2) as u8,
+                dest_addr: r.get(3),
+                source_addr: r.get(4),
+                content,
+                data_coding: r.get::<i64, _>(7) as u8,
+                registered_delivery: r.get::<i64, _>(8) as u8,
+                priority: r.get::<i64, _>(9) as u8,
+                expires_at: r.get(10),
+                attempts: r.get::<i64, _>(11).max(0) as u32,
+            }
+        })
+        .collect();
+    // RETURNING gives no order; the upstream sees the claim order.
+    claimed.sort_by_key(|d| (std::cmp::Reverse(d.priority), d.outbox_id));
+    Ok(claimed)
+}
+
+pub(super) async fn record_dispatch(
+    conn: &mut SqliteConnection,
+    now: i64,
+    outcomes: Vec<(i64, DispatchOutcome)>,
+    deltas: &mut Deltas,
+) -> Result<(), sqlx::Error> {
+    for (outbox_id, outcome) in outcomes {
+        match outcome {
+            DispatchOutcome::Accepted {
+                upstream_id,
+                upstream_state,
+                check_at,
+            } => {
+                // A report may have overtaken the answer; it is not undone.
+                let updated = sqlx::query(
+                    "UPDATE outbox SET state = 'enroute', lease_until = NULL, \
+                     attempts = attempts + 1, upstream_id = ?1, upstream_state = ?2, \
+                     due_at = ?3, last_error = NULL \
+                     WHERE id = ?4 AND state NOT IN ('enroute', 'done')",
+                )
+                .bind(&upstream_id)
+                .bind(&upstream_state)
+                .bind(check_at)
+                .bind(outbox_id)
+                .execute(&mut *conn)
+                .await?;
+                if updated.rows_affected() > 0 {
+                    set_message_state(conn, outbox_id, MessageState::Enroute, None, deltas).await?;
+                }
+            }
+            DispatchOutcome::Retry {
+                due_at,
+                error,
+                charged,
+            } => {
+                let requeued = due_at <= now;
+                sqlx::query(
+                    "UPDATE outbox SET state = ?1, due_at = ?2, lease_until = NULL, \
+                     attempts = attempts + ?3, last_error = ?4 WHERE id = ?5 AND state = 'sending'",
+                )
+                .bind(if requeued { "queued" } else { "retry" })
+                .bind(due_at)
+                .bind(i64::from(charged))
+                .bind(&error)
+                .bind(outbox_id)
+                .execute(&mut *conn)
+                .await?;
+                if requeued {
+                    deltas.mark_ready();
+                }
+            }
+            DispatchOutcome::Failed {
+                state,
+                error_code,
+                error,
+            } => {
+                let updated = sqlx::query(
+                    "UPDATE outbox SET state = 'done', lease_until = NULL, \
+                     attempts = attempts + 1, last_error = ?1 WHERE id = ?2 AND state != 'done'",
+                )
+                .bind(&error)
+                .bind(outbox_id)
+                .execute(&mut *conn)
+                .await?;
+                if updated.rows_affected() > 0 {
+                    let done = Some((now, error_code));
+                    set_message_state(conn, outbox_id, state, done, deltas).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Returns how many reports changed something.
+pub(super) async fn record_reports(
+    conn: &mut SqliteConnection,
+    reports: Vec<UpstreamReport>,
+    deltas: &mut Deltas,
+) -> Result<usize, sqlx::Error> {
+    let mut news = 0;
+    for report in reports {
+        let changed = match report.state {
+            // Still on its way (e.g. sent, not yet delivered): only the upstream's
+            // state moves on.
+            None => {
+                sqlx::query(
+                    "UPDATE outbox SET upstream_state = ?1 \
+                     WHERE id = ?2 AND state != 'done' AND upstream_state IS NOT ?1",
+                )
+                .bind(&report.upstream_state)
+                .bind(report.outbox_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+                    > 0
+            }
+            Some(state) => {
+                let updated = sqlx::query(
+                    "UPDATE outbox SET state = 'done', lease_until = NULL, upstream_state = ?1, \
+                     last_error = coalesce(?2, last_error) WHERE id = ?3 AND state != 'done'",
+                )
+                .bind(&report.upstream_state)
+                .bind(&report.error)
+                .bind(report.outbox_id)
+                .execute(&mut *conn)
+                .await?;
+                if updated.rows_affected() > 0 {
+                    let done = Some((report.at, report.error_code));
+                    set_message_state(conn, report.outbox_id, state, done, deltas).await?;
+                }
+                updated.rows_affected() > 0
+            }
+        };
+        news += usize::from(changed);
+    }
+    Ok(news)
+}
+
+/// Moves the messages an outbox row carries to `state`, final when `done` gives
+/// the time and error code. Messages that stop waiting leave the queue counts.
+async fn set_message_state(
+    conn: &mut SqliteConnection,
+    outbox_id: i64,
+    state: MessageState,
+    done: Option<(i64, u8)>,
+    deltas: &mut Deltas,
+) -> Result<(), sqlx::Error> {
+    let (final_at, error_code) = match done {
+        Some((at, code)) => (Some(at), i64::from(code)),
+        None => (None, 0),
+    };
+    let was_waiting = sqlx::query(&format!(
+        "UPDATE messages SET state = ?2, final_at = ?3, error_code = ?4 \
+         WHERE {CARRIED_BY_OUTBOX_1} AND state IN ('scheduled', 'queued') RETURNING system_id"
+    ))
+    .bind(outbox_id)
+    .bind(state.as_str())
+    .bind(final_at)
+    .bind(error_code)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &was_waiting {
+        deltas.add(row.get::<&str, _>(0), -1);
+    }
+    if done.is_some() {
+        sqlx::query(&format!(
+            "UPDATE messages SET state = ?2, final_at = ?3, error_code = ?4 \
+             WHERE {CARRIED_BY_OUTBOX_1} AND state = 'enroute'"
+        ))
+        .bind(outbox_id)
+        .bind(state.as_str())
+        .bind(final_at)
+        .bind(error_code)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn check_later(
+    conn: &mut SqliteConnection,
+    outbox_ids: &[i64],
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    for id in outbox_ids {
+        sqlx::query("UPDATE outbox SET due_at = ?1 WHERE id = ?2 AND state = 'enroute'")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
