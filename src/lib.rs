@@ -3,6 +3,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod dispatch;
 pub mod smpp;
 pub mod store;
 pub mod telemetry;

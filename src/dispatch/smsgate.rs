@@ -1,0 +1,259 @@
+//! SMSGate (android-sms-gateway) over its 3rd-party REST API: what a request
+//! looks like and what each answer means (../shared/reference/smsgate-api.md
+//! §1, §2, §6). Pure functions; the HTTP client is in `client.rs`.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::config::{SmsGateMode, UpstreamSettings};
+use crate::smpp::time::civil_from_days;
+use crate::store::{Dispatch, MessageState};
+use crate::text::Content;
+
+/// What the dispatcher needs to know of an smsgate upstream.
+#[derive(Debug, Clone)]
+pub struct SmsGateTarget {
+    pub base_url: String,
+    pub mode: SmsGateMode,
+    pub device_id: Option<String>,
+    pub sim_number: Option<u8>,
+    pub skip_phone_validation: bool,
+    pub data_port: u16,
+}
+
+impl SmsGateTarget {
+    pub fn from_settings(upstream: &UpstreamSettings) -> SmsGateTarget {
+        SmsGateTarget {
+            base_url: upstream.base_url(),
+            mode: upstream.mode(),
+            device_id: upstream.device_id.clone(),
+            sim_number: upstream.sim_number,
+            skip_phone_validation: upstream.skip_phone_validation(),
+            data_port: upstream.data_port(),
+        }
+    }
+
+    /// `POST` here to send.
+    pub fn send_url(&self) -> String {
+        let query = if self.skip_phone_validation {
+            "?skipPhoneValidation=true"
+        } else {
+            ""
+        };
+        format!("{}/messages{query}", self.base_url)
+    }
+
+    /// `GET` here for a message's state. The id is ours: digits only.
+    pub fn status_url(&self, upstream_id: &str) -> String {
+        format!("{}/messages/{upstream_id}", self.base_url)
+    }
+
+    /// The JSON body of `POST /messages` for one claimed message: one recipient,
+    /// our message_id as the idempotency key, the validity as an absolute time (a
+    /// retry must not extend it).
+    pub fn message_body(&self, message: &Dispatch) -> Value {
+        let mut body = json!({
+            "id": message.upstream_key(),
+            "phoneNumbers": [e164(message.dest_ton, &message.dest_addr)],
+            "withDeliveryReport": message.registered_delivery & 0x03 != 0,
+            "priority": upstream_priority(message.priority),
+            "validUntil": rfc3339_utc(message.expires_at),
+        });
+        match &message.content {
+            Content::Text(text) => body["textMessage"] = json!({ "text": text }),
+            Content::Binary(data) => {
+                body["dataMessage"] = json!({
+                    "data": base64::engine::general_purpose::STANDARD.encode(data),
+                    "port": self.data_port,
+                })
+            }
+        }
+        // Pinned, so that a retry cannot land on another device and be sent twice.
+        if let Some(device) = &self.device_id {
+            body["deviceId"] = json!(device);
+        }
+        if let Some(sim) = self.sim_number {
+            body["simNumber"] = json!(sim);
+        }
+        body
+    }
+}
+
+/// A destination as SMSGate wants it: E.164 with `+` for international numbers
+/// (TON 1); other numbers go as given, for the phone to read in its own country.
+pub fn e164(ton: u8, addr: &str) -> String {
+    if ton == 1 && !addr.starts_with('+') {
+        format!("+{addr}")
+    } else {
+        addr.to_owned()
+    }
+}
+
+/// SMPP priority_flag 0–3 on SMSGate's −128…127 scale, where 100 and above skip
+/// the phone's own delays and limits: only the two urgent levels do.
+pub fn upstream_priority(priority_flag: u8) -> i8 {
+    match priority_flag {
+        0 => 0,
+        1 => 50,
+        2 => 100,
+        _ => 127,
+    }
+}
+
+/// Unix milliseconds as RFC 3339 in UTC, to the second.
+pub fn rfc3339_utc(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000);
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let sod = seconds.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+/// What an answer to `POST /messages` means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendOutcome {
+    /// The upstream holds the message.
+    Accepted { upstream_id: String, state: String },
+    /// 409: a message with our id exists already, from an earlier attempt whose
+    /// answer was lost. Its state is to be fetched.
+    Duplicate,
+    /// The upstream will never take this message.
+    Rejected { reason: String },
+    /// The upstream refuses us, not the message (credentials, scope, URL): pause.
+    Refused { status: u16, reason: String },
+    /// Try again later: after `after` when the upstream said so.
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
+}
+
+/// Classifies the answer to `POST /messages`.
+pub fn classify_send(status: u16, retry_after: Option<&str>, body: &str, key: &str) -> SendOutcome {
+    match status {
+        200..=299 => {
+            let parsed: Option<Value> = serde_json::from_str(body).ok();
+            let field = |name: &str| {
+                parsed
+                    .as_ref()
+                    .and_then(|v| v.get(name))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            SendOutcome::Accepted {
+                upstream_id: field("id").unwrap_or_else(|| key.to_owned()),
+                state: field("state").unwrap_or_else(|| "Pending".to_owned()),
+            }
+        }
+        409 => SendOutcome::Duplicate,
+        400 | 413 | 422 => SendOutcome::Rejected {
+            reason: error_text(status, body),
+        },
+        401 | 403 | 404 | 405 => SendOutcome::Refused {
+            status,
+            reason: error_text(status, body),
+        },
+        429 => SendOutcome::Retry {
+            after: retry_after.and_then(parse_retry_after),
+            reason: error_text(status, body),
+        },
+        _ => SendOutcome::Retry {
+            after: None,
+            reason: error_text(status, body),
+        },
+    }
+}
+
+/// What an answer to `GET /messages/{id}` means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusOutcome {
+    Found {
+        state: String,
+        /// The first recipient's error, for a failed message.
+        error: Option<String>,
+    },
+    NotFound,
+    Refused {
+        status: u16,
+        reason: String,
+    },
+    Retry {
+        reason: String,
+    },
+}
+
+pub fn classify_status(status: u16, body: &str) -> StatusOutcome {
+    match status {
+        200 => {
+            let parsed: Value = match serde_json::from_str(body) {
+                Ok(v) => v,
+                Err(err) => {
+                    return StatusOutcome::Retry {
+                        reason: format!("unreadable message state: {err}"),
+                    }
+                }
+            };
+            let Some(state) = parsed.get("state").and_then(Value::as_str) else {
+                return StatusOutcome::Retry {
+                    reason: "message state without a state".into(),
+                };
+            };
+            let error = parsed
+                .get("recipients")
+                .and_then(Value::as_array)
+                .and_then(|r| r.iter().find_map(|r| r.get("error")?.as_str()))
+                .map(str::to_owned);
+            StatusOutcome::Found {
+                state: state.to_owned(),
+                error,
+            }
+        }
+        404 => StatusOutcome::NotFound,
+        401 | 403 => StatusOutcome::Refused {
+            status,
+            reason: error_text(status, body),
+        },
+        _ => StatusOutcome::Retry {
+            reason: error_text(status, body),
+        },
+    }
+}
+
+/// The message state an SMSGate state stands for: None while the message is
+/// still on its way (Pending, Processed, Sent, Cancelling).
+pub fn message_state(upstream_state: &str) -> Option<MessageState> {
+    match upstream_state {
+        "Delivered" => Some(MessageState::Delivered),
+        "Failed" => Some(MessageState::Undeliverable),
+        "Cancelled" => Some(MessageState::Deleted),
+        _ => None,
+    }
+}
+
+/// Seconds only; an HTTP date is ignored (the schedule applies instead).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// `HTTP 503: <the upstream's message>`, kept short for logs and the database.
+fn error_text(status: u16, body: &str) -> String {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.trim().to_owned());
+    let message: String = message.chars().take(300).collect();
+    if message.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {message}")
+    }
+}
+
+#[cfg(test)]
+mod tests;
