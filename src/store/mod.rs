@@ -26,7 +26,10 @@ use crate::clock::Clock;
 use crate::config::StoreSettings;
 use crate::text::{Charset, Content};
 
-pub use writer::WriterLimits;
+pub use writer::{
+    WriterLimits, ERR_ASSEMBLY_TIMEOUT, ERR_EXPIRED, ERR_UNDECODABLE, ERR_UPSTREAM_FAILED,
+    ERR_UPSTREAM_REJECTED,
+};
 
 /// Commands that wait for the writer at most; beyond it callers wait (backpressure).
 const WRITER_QUEUE: usize = 8192;

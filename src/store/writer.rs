@@ -29,6 +29,12 @@ const ID_EPOCH_MS: i64 = 1_577_836_800_000;
 pub const ERR_ASSEMBLY_TIMEOUT: i64 = 1;
 /// error_code of a long message whose joined octets do not decode.
 pub const ERR_UNDECODABLE: i64 = 2;
+/// error_code of a message the upstream refused (HTTP 400).
+pub const ERR_UPSTREAM_REJECTED: i64 = 3;
+/// error_code of a message the upstream could not deliver (its phone reported a failure).
+pub const ERR_UPSTREAM_FAILED: i64 = 4;
+/// error_code of a message whose validity ended before it could be handed over.
+pub const ERR_EXPIRED: i64 = 5;
 
 /// Limits the writer enforces, since it alone sees every change.
 #[derive(Debug, Clone)]
