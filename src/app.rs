@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::dispatch::{Dispatcher, UpstreamHealth};
 use crate::smpp::auth::Accounts;
 use crate::smpp::listener::{accept_loop, Transport};
 use crate::smpp::outbox::OutboxService;
@@ -44,6 +45,7 @@ pub struct Broker {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     ctx: Arc<SessionContext>,
+    health: Arc<UpstreamHealth>,
     store: Store,
 }
 
@@ -82,7 +84,7 @@ impl Broker {
         let messages: Arc<dyn MessageService> = Arc::new(OutboxService::new(
             store.clone(),
             policies,
-            clock,
+            Arc::clone(&clock),
             settings.messages.default_validity.as_millis() as i64,
         ));
         let shutdown = CancellationToken::new();
@@ -121,6 +123,25 @@ impl Broker {
                 tracker.clone(),
             ));
         }
+        let health = Arc::new(UpstreamHealth::default());
+        for upstream in settings.upstreams.iter().filter(|u| u.hold) {
+            warn!(upstream = %upstream.name, "upstream on hold: its messages wait in the queue, none is sent");
+        }
+        for dispatcher in settings
+            .upstreams
+            .iter()
+            .filter(|u| !u.hold)
+            .map(|upstream| {
+                Dispatcher::for_upstream(
+                    upstream,
+                    store.clone(),
+                    Arc::clone(&clock),
+                    Arc::clone(&health),
+                )
+            })
+        {
+            tracker.spawn(dispatcher.run(shutdown.clone()));
+        }
         Ok(Broker {
             smpp_addr,
             tls_addr,
@@ -128,6 +149,7 @@ impl Broker {
             tracker,
             ctx,
             store,
+            health,
         })
     }
 
@@ -145,6 +167,11 @@ impl Broker {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Which upstreams are paused, and why.
+    pub fn upstream_health(&self) -> &Arc<UpstreamHealth> {
+        &self.health
     }
 
     /// A token that stops the broker when cancelled.

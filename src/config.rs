@@ -321,6 +321,9 @@ impl fmt::Display for BindType {
 pub struct UpstreamSettings {
     pub name: String,
     pub kind: UpstreamKind,
+    /// Keep this upstream's messages queued and send none (maintenance).
+    #[serde(default)]
+    pub hold: bool,
 
     // Throttling and retries, for every kind. Defaults depend on the kind.
     /// Messages per second at most.

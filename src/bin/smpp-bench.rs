@@ -120,6 +120,8 @@ level = "warn,smpp_broker::app=info"
 [[upstreams]]
 name = "sandbox"
 kind = "sandbox"
+# Measures acceptance alone: nothing is dispatched meanwhile.
+hold = true
 [[accounts]]
 system_id = "bench"
 password = "bench"

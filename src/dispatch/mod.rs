@@ -1,5 +1,455 @@
 //! Dispatchers drain the outbox to the upstreams: one per upstream, each with
-//! its own throttle, retries and pause.
+//! its own throttle (tower layers), retries, pause and polling.
 
+pub mod client;
 pub mod policy;
+pub mod sandbox;
 pub mod smsgate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::{UpstreamKind, UpstreamSettings};
+use crate::store::{Dispatch, DispatchOutcome, PendingCheck, Store, StoreError, UpstreamReport};
+use policy::{Decision, Policy, RetryPolicy};
+use smsgate::{message_state, SendOutcome, StatusOutcome};
+
+/// A request to an upstream.
+#[derive(Debug, Clone)]
+pub enum Call {
+    Send(Dispatch),
+    /// The state of the message the upstream knows by this id.
+    Status(String),
+}
+
+/// The upstream's answer, already classified.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Send(SendOutcome),
+    Status(StatusOutcome),
+}
+
+/// An upstream behind its throttle: cloneable, shared by the dispatcher's tasks.
+pub type UpstreamService = BoxCloneSyncService<Call, Reply, BoxError>;
+
+/// Wraps an upstream in the layers every upstream gets, outermost first: a
+/// buffer (so clones share one throttle), at most `max_in_flight` requests
+/// waiting for answers, `rate` requests a second spaced evenly, and a timeout.
+pub fn throttled<S>(inner: S, rate: f64, max_in_flight: usize, timeout: Duration) -> UpstreamService
+where
+    S: tower::Service<Call, Response = Reply> + Send + 'static,
+    S::Error: Into<BoxError> + Send + Sync,
+    S::Future: Send + 'static,
+{
+    // One request every 1/rate seconds: no bursts for the phone to absorb.
+    let spacing = Duration::from_secs_f64(1.0 / rate);
+    let service = ServiceBuilder::new()
+        .buffer(1024)
+        .concurrency_limit(max_in_flight)
+        .rate_limit(1, spacing)
+        .timeout(timeout)
+        .service(inner);
+    BoxCloneSyncService::new(service)
+}
+
+/// A transport failure (timeout, refused or reset connection) is retried.
+fn transport_failure(err: BoxError) -> SendOutcome {
+    let reason = if err.is::<tower::timeout::error::Elapsed>() {
+        "request timed out".to_owned()
+    } else {
+        let mut text = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    };
+    SendOutcome::Retry {
+        after: None,
+        reason,
+    }
+}
+
+/// Whether each upstream is paused, and why: for health checks and metrics.
+#[derive(Debug, Default)]
+pub struct UpstreamHealth {
+    paused: Mutex<HashMap<String, (i64, String)>>,
+}
+
+impl UpstreamHealth {
+    /// The end of the pause (Unix ms) and its reason, while paused at `now`.
+    pub fn paused(&self, upstream: &str, now: i64) -> Option<(i64, String)> {
+        let paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        paused
+            .get(upstream)
+            .filter(|(until, _)| *until > now)
+            .cloned()
+    }
+
+    fn pause(&self, upstream: &str, until: i64, reason: String) {
+        let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        paused.insert(upstream.to_owned(), (until, reason));
+    }
+}
+
+/// Drains one upstream's queue.
+pub struct Dispatcher {
+    upstream: String,
+    store: Store,
+    service: UpstreamService,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    health: Arc<UpstreamHealth>,
+    /// Messages claimed and not yet recorded, at most.
+    window: usize,
+    lease_ms: i64,
+    check_interval: Duration,
+}
+
+/// What one in-flight task came back with.
+enum Finished {
+    Sent(Dispatch, Result<Reply, BoxError>),
+    /// The state fetched after a 409.
+    Fetched(Dispatch, Result<Reply, BoxError>),
+}
+
+impl Dispatcher {
+    pub fn new(
+        settings: &UpstreamSettings,
+        store: Store,
+        service: UpstreamService,
+        clock: Arc<dyn Clock>,
+        health: Arc<UpstreamHealth>,
+    ) -> Dispatcher {
+        let window = (settings.max_in_flight() * 2).clamp(2, 512);
+        // Long enough for a whole window to pass the rate limit and time out.
+        let queueing = Duration::from_secs_f64(window as f64 / settings.rate());
+        let lease = settings.request_timeout * 2 + queueing + Duration::from_secs(30);
+        Dispatcher {
+            upstream: settings.name.clone(),
+            store,
+            service,
+            policy: Policy {
+                retry: RetryPolicy {
+                    schedule: settings.retry_schedule(),
+                    jitter: 0.2,
+                },
+                pause_cooldown: settings.pause_cooldown,
+                check_after: settings.check_after,
+            },
+            clock,
+            health,
+            window,
+            lease_ms: lease.as_millis() as i64,
+            check_interval: settings.check_interval,
+        }
+    }
+
+    /// Builds the dispatcher of one configured upstream.
+    pub fn for_upstream(
+        settings: &UpstreamSettings,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        health: Arc<UpstreamHealth>,
+    ) -> Dispatcher {
+        let (rate, in_flight, timeout) = (
+            settings.rate(),
+            settings.max_in_flight(),
+            settings.request_timeout,
+        );
+        let service = match settings.kind {
+            UpstreamKind::Sandbox => throttled(
+                sandbox::Sandbox::new(settings, store.clone(), clock.clone()),
+                rate,
+                in_flight,
+                timeout,
+            ),
+            UpstreamKind::Smsgate => throttled(
+                client::SmsGateClient::new(
+                    smsgate::SmsGateTarget::from_settings(settings),
+                    settings.username.as_deref().unwrap_or_default(),
+                    settings
+                        .password
+                        .clone()
+                        .unwrap_or_else(|| crate::config::Secret::new("")),
+                ),
+                rate,
+                in_flight,
+                timeout,
+            ),
+        };
+        Dispatcher::new(settings, store, service, clock, health)
+    }
+
+    /// Runs until `shutdown`. Rows still in flight then keep their lease and go
+    /// back to the queue when it ends; the upstream's idempotency makes a resend
+    /// harmless.
+    pub async fn run(self, shutdown: CancellationToken) {
+        info!(upstream = %self.upstream, window = self.window, "dispatcher started");
+        let ready = self.store.ready_signal();
+        let mut in_flight = FuturesUnordered::new();
+        let mut next_check = self.clock.now_ms();
+        loop {
+            let notified = ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let now = self.clock.now_ms();
+            let paused = self.health.paused(&self.upstream, now).is_some();
+            if !paused && in_flight.len() <= self.window / 2 {
+                match self.fill(&mut in_flight, now).await {
+                    Ok(()) => {}
+                    Err(err) => warn!(upstream = %self.upstream, error = %err, "claim failed"),
+                }
+            }
+            if !paused && now >= next_check {
+                next_check = now + self.check_interval.as_millis().min(60_000) as i64;
+                self.check_pending(now).await;
+            }
+
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(first) = in_flight.next(), if !in_flight.is_empty() => {
+                    let mut finished = vec![first];
+                    while let Some(Some(more)) = in_flight.next().now_or_never() {
+                        finished.push(more);
+                    }
+                    self.settle(finished, &mut in_flight).await;
+                }
+                _ = &mut notified, if !paused && in_flight.len() < self.window => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        info!(upstream = %self.upstream, "dispatcher stopped");
+    }
+
+    /// Claims up to a window of messages and starts sending them.
+    async fn fill(
+        &self,
+        in_flight: &mut FuturesUnordered<futures::future::BoxFuture<'static, Finished>>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let room = self.window - in_flight.len();
+        let claimed = self
+            .store
+            .claim(&self.upstream, room, self.lease_ms)
+            .await?;
+        let mut expired = Vec::new();
+        for message in claimed {
+            if let Some(outcome) = self.policy.expired(&message, now) {
+                expired.push((message.outbox_id, outcome));
+                continue;
+            }
+            let service = self.service.clone();
+            in_flight.push(
+                async move {
+                    let reply = service.oneshot(Call::Send(message.clone())).await;
+                    Finished::Sent(message, reply)
+                }
+                .boxed(),
+            );
+        }
+        if !expired.is_empty() {
+            self.store.record_dispatch(expired).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores what became of finished requests, starting state fetches for 409s.
+    async fn settle(
+        &self,
+        finished: Vec<Finished>,
+        in_flight: &mut FuturesUnordered<futures::future::BoxFuture<'static, Finished>>,
+    ) {
+        let now = self.clock.now_ms();
+        let mut outcomes = Vec::new();
+        let mut reports = Vec::new();
+        for done in finished {
+            match done {
+                Finished::Sent(message, reply) => {
+                    let outcome = match reply {
+                        Ok(Reply::Send(outcome)) => outcome,
+                        Ok(other) => {
+                            transport_failure(format!("unexpected reply {other:?}").into())
+                        }
+                        Err(err) => transport_failure(err),
+                    };
+                    match self.policy.decide(outcome, &message, now, rand::random()) {
+                        Decision::Record(outcome) => {
+                            self.log_outcome(&message, &outcome);
+                            outcomes.push((message.outbox_id, outcome));
+                        }
+                        Decision::FetchState => {
+                            let service = self.service.clone();
+                            let key = message.upstream_key();
+                            in_flight.push(
+                                async move {
+                                    let reply = service.oneshot(Call::Status(key)).await;
+                                    Finished::Fetched(message, reply)
+                                }
+                                .boxed(),
+                            );
+                        }
+                        Decision::Pause { until, reason } => {
+                            if self.health.paused(&self.upstream, now).is_none() {
+                                warn!(upstream = %self.upstream, %reason, pause_until_ms = until,
+                                    "upstream refuses the broker: paused, messages wait");
+                            }
+                            self.health.pause(&self.upstream, until, reason.clone());
+                            outcomes.push((message.outbox_id, Policy::hand_back(reason, now)));
+                        }
+                    }
+                }
+                Finished::Fetched(message, reply) => match reply {
+                    // The earlier attempt arrived after all: it is accepted.
+                    Ok(Reply::Status(StatusOutcome::Found { state, error })) => {
+                        let key = message.upstream_key();
+                        if let Some(report) = final_report(&message, &state, error, now) {
+                            reports.push(report);
+                        }
+                        outcomes.push((message.outbox_id, self.policy.accepted(key, state, now)));
+                    }
+                    other => {
+                        let reason = format!("409 but the message cannot be read back: {other:?}");
+                        let retry = SendOutcome::Retry {
+                            after: None,
+                            reason,
+                        };
+                        if let Decision::Record(outcome) =
+                            self.policy.decide(retry, &message, now, rand::random())
+                        {
+                            outcomes.push((message.outbox_id, outcome));
+                        }
+                    }
+                },
+            }
+        }
+        if !outcomes.is_empty() {
+            if let Err(err) = self.store.record_dispatch(outcomes).await {
+                // The rows stay leased and are sent again after the lease: the
+                // upstream recognises our id.
+                warn!(upstream = %self.upstream, error = %err, "dispatch outcomes not stored");
+            }
+        }
+        if !reports.is_empty() {
+            if let Err(err) = self.store.record_reports(reports).await {
+                warn!(upstream = %self.upstream, error = %err, "upstream states not stored");
+            }
+        }
+    }
+
+    fn log_outcome(&self, message: &Dispatch, outcome: &DispatchOutcome) {
+        match outcome {
+            DispatchOutcome::Accepted { .. } => {}
+            DispatchOutcome::Retry { due_at, error, .. } => warn!(
+                upstream = %self.upstream, message_id = message.outbox_id,
+                attempts = message.attempts + 1, retry_at_ms = due_at, %error,
+                "upstream did not take the message; retrying"
+            ),
+            DispatchOutcome::Failed { state, error, .. } => warn!(
+                upstream = %self.upstream, message_id = message.outbox_id,
+                state = state.as_str(), %error, "message failed"
+            ),
+        }
+    }
+
+    /// Polls messages the upstream took whose final state has not come.
+    async fn check_pending(&self, now: i64) {
+        let due = match self.store.due_checks(&self.upstream, now, 50).await {
+            Ok(due) => due,
+            Err(err) => {
+                warn!(upstream = %self.upstream, error = %err, "reading due polls failed");
+                return;
+            }
+        };
+        if due.is_empty() {
+            return;
+        }
+        let mut reports = Vec::new();
+        let mut later = Vec::new();
+        for PendingCheck {
+            outbox_id,
+            upstream_id,
+            expires_at,
+        } in due
+        {
+            let reply = self
+                .service
+                .clone()
+                .oneshot(Call::Status(upstream_id))
+                .await;
+            match reply {
+                Ok(Reply::Status(StatusOutcome::Found { state, error })) => {
+                    match message_state(&state) {
+                        Some(final_state) => reports.push(UpstreamReport {
+                            outbox_id,
+                            upstream_state: state,
+                            state: Some(final_state),
+                            error_code: failure_code(final_state),
+                            error,
+                            at: now,
+                        }),
+                        None => later.push(outbox_id),
+                    }
+                }
+                // Gone from the upstream, or still unknown long after its validity:
+                // nobody will tell us any more.
+                Ok(Reply::Status(StatusOutcome::NotFound)) if now > expires_at => {
+                    reports.push(UpstreamReport {
+                        outbox_id,
+                        upstream_state: "NotFound".into(),
+                        state: Some(crate::store::MessageState::Unknown),
+                        error_code: 0,
+                        error: None,
+                        at: now,
+                    })
+                }
+                _ => later.push(outbox_id),
+            }
+        }
+        let at = now + self.check_interval.as_millis() as i64;
+        if let Err(err) = self.store.record_reports(reports).await {
+            warn!(upstream = %self.upstream, error = %err, "polled states not stored");
+        }
+        if let Err(err) = self.store.check_later(later, at).await {
+            warn!(upstream = %self.upstream, error = %err, "next polls not stored");
+        }
+    }
+}
+
+fn failure_code(state: crate::store::MessageState) -> u8 {
+    if state == crate::store::MessageState::Undeliverable {
+        crate::store::ERR_UPSTREAM_FAILED as u8
+    } else {
+        0
+    }
+}
+
+/// The report for a state read back after a 409, when it is already final.
+fn final_report(
+    message: &Dispatch,
+    state: &str,
+    error: Option<String>,
+    now: i64,
+) -> Option<UpstreamReport> {
+    let final_state = message_state(state)?;
+    Some(UpstreamReport {
+        outbox_id: message.outbox_id,
+        upstream_state: state.to_owned(),
+        state: Some(final_state),
+        error_code: failure_code(final_state),
+        error,
+        at: now,
+    })
+}

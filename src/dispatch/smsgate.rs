@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::config::{SmsGateMode, UpstreamSettings};
 use crate::smpp::time::civil_from_days;
-use crate::store::{Dispatch, MessageState};
+use crate::store::{Dispatch, MessageState, UpstreamReport, ERR_UPSTREAM_FAILED};
 use crate::text::Content;
 
 /// What the dispatcher needs to know of an smsgate upstream.
@@ -234,6 +234,37 @@ pub fn message_state(upstream_state: &str) -> Option<MessageState> {
         "Cancelled" => Some(MessageState::Deleted),
         _ => None,
     }
+}
+
+/// The report an SMSGate webhook event stands for, for the message whose outbox id
+/// the event's `messageId` names. Events that say nothing about a sent message
+/// (`sms:received`, `system:ping`, …) give None. The sandbox reports through here
+/// too, so simulated and real events are stored alike.
+pub fn report_for_event(
+    event: &str,
+    outbox_id: i64,
+    at: i64,
+    reason: Option<&str>,
+) -> Option<UpstreamReport> {
+    let (upstream_state, state, error_code) = match event {
+        "sms:sent" => ("Sent", None, 0),
+        "sms:delivered" => ("Delivered", Some(MessageState::Delivered), 0),
+        "sms:failed" => (
+            "Failed",
+            Some(MessageState::Undeliverable),
+            ERR_UPSTREAM_FAILED as u8,
+        ),
+        "sms:cancelled" => ("Cancelled", Some(MessageState::Deleted), 0),
+        _ => return None,
+    };
+    Some(UpstreamReport {
+        outbox_id,
+        upstream_state: upstream_state.into(),
+        state,
+        error_code,
+        error: reason.map(str::to_owned),
+        at,
+    })
 }
 
 /// Seconds only; an HTTP date is ignored (the schedule applies instead).
