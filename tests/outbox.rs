@@ -6,67 +6,15 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{db_rows, restart, start_broker, start_broker_with_clock, Esme, TestBroker};
+use common::messages::{bound, message_state, query, sm, submit_ok, submit_status, udh16, udh8};
+use common::{db_rows, restart, start_broker, start_broker_with_clock, TestBroker};
 use smpp_broker::clock::ManualClock;
 use smpp_broker::smpp::pdu::{
-    tlv::tag, Address, BindKind, Body, CancelSm, CommandStatus, MultiDest, Pdu, QuerySm, ReplaceSm,
-    Sm, SubmitMulti,
+    tlv::tag, Address, Body, CancelSm, CommandStatus, MultiDest, ReplaceSm, Sm, SubmitMulti,
 };
 use smpp_broker::text::gsm7;
-use tokio::net::TcpStream;
 
 const T0: i64 = 1_795_359_600_000; // 2026-11-22 15:00 UTC
-
-fn sm(data_coding: u8, esm_class: u8, short_message: &[u8]) -> Sm {
-    Sm {
-        source: Address::new(1, 1, "4915100000"),
-        dest: Address::new(1, 1, "4917600000"),
-        esm_class,
-        data_coding,
-        registered_delivery: 1,
-        short_message: Bytes::copy_from_slice(short_message),
-        ..Sm::default()
-    }
-}
-
-async fn bound(broker: &TestBroker, system_id: &str, password: &str) -> Esme<TcpStream> {
-    let mut esme = Esme::connect(broker.addr()).await;
-    esme.bind_ok(BindKind::Transceiver, system_id, password)
-        .await;
-    esme
-}
-
-/// Submits and returns the message_id, failing on any other answer.
-async fn submit_ok(esme: &mut Esme<TcpStream>, sm: Sm) -> String {
-    let resp = esme.request(Body::SubmitSm(sm)).await;
-    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
-    let Body::SubmitSmResp(r) = resp.body else {
-        panic!("{resp:?}")
-    };
-    assert!(!r.message_id.is_empty() && r.message_id.len() <= 36);
-    r.message_id
-}
-
-async fn submit_status(esme: &mut Esme<TcpStream>, sm: Sm) -> CommandStatus {
-    esme.request(Body::SubmitSm(sm)).await.command_status
-}
-
-async fn query(esme: &mut Esme<TcpStream>, message_id: &str) -> Pdu {
-    let q = QuerySm {
-        message_id: message_id.into(),
-        source: Address::new(1, 1, "4915100000"),
-    };
-    esme.request(Body::QuerySm(q)).await
-}
-
-async fn message_state(esme: &mut Esme<TcpStream>, message_id: &str) -> u8 {
-    let resp = query(esme, message_id).await;
-    let Body::QuerySmResp(r) = resp.body else {
-        panic!("{resp:?}")
-    };
-    assert_eq!(r.message_id, message_id);
-    r.message_state
-}
 
 async fn outbox_texts(broker: &TestBroker) -> Vec<String> {
     db_rows(
@@ -112,19 +60,6 @@ async fn encodings_are_stored_as_text_and_undecodable_input_is_refused() {
         4,
         "nothing garbled was stored"
     );
-}
-
-fn udh8(reference: u8, total: u8, seq: u8, text: &str) -> Vec<u8> {
-    let mut out = vec![0x05, 0x00, 0x03, reference, total, seq];
-    out.extend(gsm7::encode(text).unwrap());
-    out
-}
-
-fn udh16(reference: u16, total: u8, seq: u8, text: &[u8]) -> Vec<u8> {
-    let [hi, lo] = reference.to_be_bytes();
-    let mut out = vec![0x06, 0x08, 0x04, hi, lo, total, seq];
-    out.extend_from_slice(text);
-    out
 }
 
 fn sar(reference: u16, total: u8, seq: u8, text: &str) -> Sm {

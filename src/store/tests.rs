@@ -734,3 +734,15 @@ async fn a_report_on_a_long_message_reaches_every_part() {
         assert_eq!(status.error_code, 69);
     }
 }
+
+#[tokio::test]
+async fn claims_of_a_previous_run_are_queued_again_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    store.submit(vec![message("one")]).await.unwrap();
+    assert_eq!(claim_all(&store).await.len(), 1);
+    drop(store);
+    let store = open(dir.path(), &clock, None).await;
+    assert_eq!(claim_all(&store).await.len(), 1, "no lease to wait for");
+}

@@ -120,6 +120,21 @@ impl WriterState {
         clock: Arc<dyn Clock>,
         ready: Arc<Notify>,
     ) -> Result<WriterState, StoreError> {
+        // This process is the database's only writer, so a claim left from an
+        // earlier run belongs to no live dispatcher: send it again now rather than
+        // when its lease ends. The upstream recognises the id if it arrived.
+        let orphaned = sqlx::query(
+            "UPDATE outbox SET state = 'queued', lease_until = NULL WHERE state = 'sending'",
+        )
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if orphaned > 0 {
+            tracing::info!(
+                messages = orphaned,
+                "claims of the previous run returned to the queue"
+            );
+        }
         let rows = sqlx::query(
             "SELECT system_id, count(*) FROM messages \
              WHERE state IN ('assembling', 'scheduled', 'queued') GROUP BY system_id",

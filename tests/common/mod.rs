@@ -2,6 +2,8 @@
 //! and a minimal ESME built on our codec that speaks raw PDUs.
 #![allow(dead_code)]
 
+pub mod fake_smsgate;
+pub mod messages;
 pub mod process;
 
 use std::net::SocketAddr;

@@ -1,0 +1,207 @@
+//! The dispatcher against a fake SMSGate: every acknowledged message reaches the
+//! upstream exactly once, with the right text, whatever faults are injected.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::fake_smsgate::{Accepted, FakeSmsGate, Fault, Mode};
+use common::messages::{bound, message_state, sm, submit_ok, udh8};
+use common::{db_rows, TestBroker, PATIENCE};
+use smpp_broker::text::gsm7;
+use smpp_broker::{Broker, Settings};
+
+/// A broker whose account `acme` sends through the fake, with quick retries.
+fn settings(dir: &std::path::Path, fake: &FakeSmsGate, upstream_extra: &str) -> Settings {
+    let text = format!(
+        r#"
+[smpp]
+bind = "127.0.0.1:0"
+[http]
+bind = "127.0.0.1:0"
+[store]
+path = "{db}"
+
+[[upstreams]]
+name = "phone"
+kind = "smsgate"
+mode = "cloud"
+base_url = "{base}"
+username = "{user}"
+password = "{password}"
+device_id = "{device}"
+rate = 1000
+request_timeout = "2s"
+retry_schedule = ["50ms"]
+pause_cooldown = "300ms"
+check_after = "1h"
+{upstream_extra}
+
+[[accounts]]
+system_id = "acme"
+password = "acme1234"
+upstream = "phone"
+"#,
+        db = dir.join("broker.db").display(),
+        base = fake.base_url(),
+        user = fake.username(),
+        password = fake.password(),
+        device = fake.device_id(),
+    );
+    Settings::from_toml(&text, "dispatch test", std::iter::empty()).expect("valid config")
+}
+
+async fn start(fake: &FakeSmsGate, upstream_extra: &str) -> TestBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(settings(dir.path(), fake, upstream_extra))
+        .await
+        .expect("broker starts");
+    TestBroker { broker, dir }
+}
+
+/// Waits until every outbox row has left the queue (the upstream took it or it
+/// failed), and returns (id, state, attempts) per row.
+async fn settled_outbox(broker: &TestBroker, rows: usize) -> Vec<(String, String, String)> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let outbox = db_rows(
+            broker.dir.path(),
+            "SELECT id, state, attempts FROM outbox ORDER BY id",
+        )
+        .await;
+        let settled = outbox
+            .iter()
+            .filter(|r| r[1] == "enroute" || r[1] == "done")
+            .count();
+        if outbox.len() == rows && settled == rows {
+            return outbox
+                .into_iter()
+                .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+                .collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox did not settle: {outbox:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn ids_of(accepted: &[Accepted]) -> Vec<String> {
+    accepted.iter().map(|a| a.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn every_message_arrives_once_with_its_text_despite_faults() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    fake.push_faults([
+        Fault::QueueLimits,
+        Fault::ServerError,
+        Fault::Reset,
+        Fault::AcceptThenReset,
+        Fault::Slow(Duration::from_millis(300)),
+        Fault::QueueLimits,
+        Fault::AcceptThenReset,
+    ]);
+    let broker = start(&fake, "").await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+
+    let gsm_text = "@£$ {curly} [square] ~tilde^ \\back|pipe €uro";
+    let ucs2_text = "Grüße 😀 مرحبا";
+    let ucs2: Vec<u8> = ucs2_text
+        .encode_utf16()
+        .flat_map(u16::to_be_bytes)
+        .collect();
+    let mut expected = vec![
+        (
+            submit_ok(&mut esme, sm(0, 0, &gsm7::encode(gsm_text).unwrap())).await,
+            gsm_text.to_owned(),
+        ),
+        (
+            submit_ok(&mut esme, sm(8, 0, &ucs2)).await,
+            ucs2_text.to_owned(),
+        ),
+    ];
+    let first = submit_ok(&mut esme, sm(0, 0x40, &udh8(9, 2, 1, "The first half, "))).await;
+    submit_ok(&mut esme, sm(0, 0x40, &udh8(9, 2, 2, "and the second."))).await;
+    expected.push((first, "The first half, and the second.".to_owned()));
+    for n in 0..10 {
+        let text = format!("message {n}");
+        let id = submit_ok(&mut esme, sm(0, 0, &gsm7::encode(&text).unwrap())).await;
+        expected.push((id, text));
+    }
+
+    let outbox = settled_outbox(&broker, expected.len()).await;
+    assert!(
+        outbox.iter().all(|(_, state, _)| state == "enroute"),
+        "{outbox:?}"
+    );
+    let accepted = fake.accepted();
+    let ids = ids_of(&accepted);
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no message arrived twice: {ids:?}");
+    assert_eq!(accepted.len(), expected.len(), "every message arrived");
+    for (id, text) in &expected {
+        let arrived = accepted
+            .iter()
+            .find(|a| &a.id == id)
+            .unwrap_or_else(|| panic!("message {id} never arrived"));
+        assert_eq!(arrived.text.as_deref(), Some(text.as_str()), "text of {id}");
+        assert_eq!(arrived.phone_numbers, ["+4917600000"]);
+        assert_eq!(arrived.device_id, fake.device_id());
+        assert_eq!(arrived.with_delivery_report, Some(true));
+        assert!(arrived.valid_until.is_some());
+    }
+    assert!(
+        fake.post_count() > expected.len(),
+        "the faults were really met: {} requests",
+        fake.post_count()
+    );
+    for (id, _) in &expected {
+        assert_eq!(message_state(&mut esme, id).await, 1, "ENROUTE");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_message_is_rejected_and_a_refused_broker_pauses() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    fake.push_faults([Fault::BadRequest("invalid phone number".into())]);
+    let broker = start(&fake, "max_in_flight = 1").await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let rejected = submit_ok(&mut esme, sm(0, 0, b"bad number")).await;
+    settled_outbox(&broker, 1).await;
+    assert_eq!(message_state(&mut esme, &rejected).await, 8, "REJECTED");
+    let row = db_rows(broker.dir.path(), "SELECT last_error FROM outbox").await;
+    assert_eq!(row[0][0], "HTTP 400: invalid phone number");
+
+    // 401: the upstream is paused, the message waits uncharged and goes after
+    // the cool-down.
+    fake.push_faults([Fault::Unauthorized]);
+    let waited = submit_ok(&mut esme, sm(0, 0, b"after the pause")).await;
+    let outbox = settled_outbox(&broker, 2).await;
+    let (_, state, attempts) = outbox.iter().find(|(id, ..)| id == &waited).unwrap();
+    assert_eq!(
+        (state.as_str(), attempts.as_str()),
+        ("enroute", "1"),
+        "the 401 cost no attempt"
+    );
+    assert_eq!(ids_of(&fake.accepted()), [waited]);
+    assert_eq!(fake.post_count(), 3);
+}
+
+#[tokio::test]
+async fn local_mode_speaks_to_the_phone_itself() {
+    let fake = FakeSmsGate::start(Mode::Local).await;
+    fake.push_faults([Fault::AcceptThenReset]);
+    let broker = start(&fake, "").await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let id = submit_ok(&mut esme, sm(0, 0, b"hello phone")).await;
+    settled_outbox(&broker, 1).await;
+    assert_eq!(ids_of(&fake.accepted()), [id]);
+    assert_eq!(
+        fake.post_count(),
+        2,
+        "the retry met the 409 and read the state back"
+    );
+}
