@@ -205,3 +205,55 @@ async fn local_mode_speaks_to_the_phone_itself() {
         "the retry met the 409 and read the state back"
     );
 }
+
+#[tokio::test]
+async fn the_default_config_sandbox_takes_a_message_to_its_final_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("broker.db").display().to_string();
+    let overrides = [
+        ("SMPP_BROKER__SMPP__BIND", "127.0.0.1:0"),
+        ("SMPP_BROKER__HTTP__BIND", "127.0.0.1:0"),
+        ("SMPP_BROKER__STORE__PATH", db.as_str()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let settings = Settings::from_toml(
+        include_str!("../config/default.toml"),
+        "config/default.toml",
+        overrides,
+    )
+    .expect("the default config is valid");
+    let broker = TestBroker {
+        broker: Broker::start(settings).await.expect("broker starts"),
+        dir,
+    };
+    let mut esme = bound(&broker, "demo", "demo1234").await;
+    let id = submit_ok(&mut esme, sm(0, 0, &gsm7::encode("sandbox test").unwrap())).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut seen = Vec::new();
+    loop {
+        let state = message_state(&mut esme, &id).await;
+        if seen.last() != Some(&state) {
+            seen.push(state);
+        }
+        if state == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "states seen: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let outbox = db_rows(
+        broker.dir.path(),
+        "SELECT state, upstream_state FROM outbox",
+    )
+    .await;
+    assert_eq!(outbox, [["done", "Delivered"]]);
+    let message = db_rows(
+        broker.dir.path(),
+        "SELECT state, final_at > submitted_at FROM messages",
+    )
+    .await;
+    assert_eq!(message, [["delivered", "1"]]);
+}

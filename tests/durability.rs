@@ -83,3 +83,68 @@ async fn acknowledged_submits_survive_sigkill() {
     );
     assert!(stored >= acknowledged.len());
 }
+
+/// A SIGKILL while the dispatcher is sending: after the restart every
+/// acknowledged message reaches the upstream, and none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_dispatch_loses_and_repeats_nothing() {
+    use common::fake_smsgate::{FakeSmsGate, Mode};
+    const SENT: u32 = 60;
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    // Every fifth request is taken but never answered: those must not come twice.
+    fake.fail_every(5, common::fake_smsgate::Fault::AcceptThenReset);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = format!(
+        "[[upstreams]]\nname = \"phone\"\nkind = \"smsgate\"\nbase_url = \"{}\"\n\
+         username = \"{}\"\npassword = \"{}\"\ndevice_id = \"{}\"\nrate = 20\n\
+         max_in_flight = 4\nretry_schedule = [\"100ms\"]\n\
+         [[accounts]]\nsystem_id = \"acme\"\npassword = \"acme1234\"\nupstream = \"phone\"\n",
+        fake.base_url(),
+        fake.username(),
+        fake.password(),
+        fake.device_id()
+    );
+    let config = write_config(dir.path(), &upstream);
+    let broker = BrokerProcess::spawn(&config);
+    let mut esme = Esme::connect(broker.addr).await;
+    esme.bind_ok(BindKind::Transmitter, "acme", "acme1234")
+        .await;
+    let mut acknowledged = Vec::new();
+    for n in 1..=SENT {
+        let resp = esme.request(submit(n)).await;
+        let Body::SubmitSmResp(r) = resp.body else {
+            panic!("{resp:?}")
+        };
+        acknowledged.push(r.message_id);
+    }
+    // 20/s: a third of the way through, requests are on the wire.
+    fake.wait_for_accepted(20, std::time::Duration::from_secs(10))
+        .await;
+    broker.kill9();
+    let before_restart = fake.accepted().len();
+    assert!(before_restart < SENT as usize, "the kill came mid-dispatch");
+
+    let broker = BrokerProcess::spawn(&config);
+    let arrived = fake
+        .wait_for_accepted(SENT as usize, std::time::Duration::from_secs(20))
+        .await;
+    let mut ids: Vec<String> = arrived.iter().map(|a| a.id.clone()).collect();
+    ids.sort();
+    let mut expected = acknowledged.clone();
+    expected.sort();
+    assert_eq!(
+        ids, expected,
+        "each acknowledged message arrived exactly once"
+    );
+    assert!(
+        fake.post_count() > SENT as usize,
+        "resends met the 409 path"
+    );
+    println!(
+        "acknowledged {SENT}, arrived before the kill {before_restart}, \
+         arrived in all {}, POST requests {}",
+        arrived.len(),
+        fake.post_count()
+    );
+    drop(broker);
+}
