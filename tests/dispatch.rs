@@ -35,7 +35,6 @@ rate = 1000
 request_timeout = "2s"
 retry_schedule = ["50ms"]
 pause_cooldown = "300ms"
-check_after = "1h"
 {upstream_extra}
 
 [[accounts]]
@@ -256,4 +255,45 @@ async fn the_default_config_sandbox_takes_a_message_to_its_final_state() {
     )
     .await;
     assert_eq!(message, [["delivered", "1"]]);
+}
+
+#[tokio::test]
+async fn messages_without_a_report_are_polled_until_final() {
+    let fake = FakeSmsGate::start(Mode::Private).await;
+    let broker = start(&fake, "check_after = \"100ms\"\ncheck_interval = \"100ms\"").await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let delivered = submit_ok(&mut esme, sm(0, 0, b"will be delivered")).await;
+    let failed = submit_ok(&mut esme, sm(0, 0, b"will fail")).await;
+    let sent = submit_ok(&mut esme, sm(0, 0, b"stays sent")).await;
+    fake.wait_for_accepted(3, PATIENCE).await;
+    fake.set_state(&delivered, "Delivered", None);
+    fake.set_state(
+        &failed,
+        "Failed",
+        Some("Send result: RESULT_ERROR_NO_SERVICE"),
+    );
+    fake.set_state(&sent, "Sent", None);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let states = (
+            message_state(&mut esme, &delivered).await,
+            message_state(&mut esme, &failed).await,
+        );
+        if states == (2, 5) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "states {states:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = db_rows(
+        broker.dir.path(),
+        "SELECT id, state, upstream_state, coalesce(last_error, '') FROM outbox ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        rows[1][1..],
+        ["done", "Failed", "Send result: RESULT_ERROR_NO_SERVICE"]
+    );
+    assert_eq!(rows[2][1], "enroute", "a Sent message is still on its way");
+    assert_eq!(message_state(&mut esme, &sent).await, 1);
 }
