@@ -32,7 +32,7 @@ username = "{user}"
 password = "{password}"
 device_id = "{device}"
 rate = 1000
-request_timeout = "2s"
+
 retry_schedule = ["50ms"]
 pause_cooldown = "300ms"
 {upstream_extra}
@@ -296,4 +296,23 @@ async fn messages_without_a_report_are_polled_until_final() {
     );
     assert_eq!(rows[2][1], "enroute", "a Sent message is still on its way");
     assert_eq!(message_state(&mut esme, &sent).await, 1);
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_is_retried_and_arrives_once() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    fake.push_faults([Fault::Slow(Duration::from_millis(800))]);
+    let broker = start(&fake, "request_timeout = \"200ms\"\nmax_in_flight = 1").await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let id = submit_ok(&mut esme, sm(0, 0, b"patience")).await;
+    let outbox = settled_outbox(&broker, 1).await;
+    assert_eq!(outbox[0].1, "enroute");
+    // The slow answer may still have been taken after the broker gave up on it;
+    // either way the fake holds the message once.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(ids_of(&fake.accepted()), [id]);
+    assert!(
+        fake.post_count() >= 2,
+        "the timed-out request was sent again"
+    );
 }
