@@ -13,7 +13,24 @@ use smpp_broker::text::gsm7;
 use smpp_broker::{Broker, Settings};
 
 /// A broker whose account `acme` sends through the fake, with quick retries.
+/// A key in `upstream_extra` replaces the default of the same name.
 fn settings(dir: &std::path::Path, fake: &FakeSmsGate, upstream_extra: &str) -> Settings {
+    let defaults = [
+        ("rate", "1000".to_owned()),
+        ("retry_schedule", "[\"50ms\"]".to_owned()),
+        ("pause_cooldown", "\"300ms\"".to_owned()),
+    ];
+    let overridden: Vec<&str> = upstream_extra
+        .lines()
+        .filter_map(|line| line.split('=').next())
+        .map(str::trim)
+        .collect();
+    let upstream_keys: String = defaults
+        .iter()
+        .filter(|(key, _)| !overridden.contains(key))
+        .map(|(key, value)| format!("{key} = {value}\n"))
+        .chain(std::iter::once(upstream_extra.to_owned()))
+        .collect();
     let text = format!(
         r#"
 [smpp]
@@ -31,11 +48,7 @@ base_url = "{base}"
 username = "{user}"
 password = "{password}"
 device_id = "{device}"
-rate = 1000
-
-retry_schedule = ["50ms"]
-pause_cooldown = "300ms"
-{upstream_extra}
+{upstream_keys}
 
 [[accounts]]
 system_id = "acme"
@@ -315,4 +328,37 @@ async fn a_request_that_times_out_is_retried_and_arrives_once() {
         fake.post_count() >= 2,
         "the timed-out request was sent again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_rate_is_held_against_an_instant_upstream() {
+    const RATE: f64 = 40.0;
+    const MESSAGES: usize = 81;
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let broker = start(
+        &fake,
+        &format!("rate = {RATE}\nmax_in_flight = 8\nhold = true"),
+    )
+    .await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    for n in 0..MESSAGES {
+        submit_ok(&mut esme, sm(0, 0, format!("rate {n}").as_bytes())).await;
+    }
+    // Queued while held; a restart without the hold lets them all go at once.
+    drop(esme);
+    let TestBroker { broker: held, dir } = broker;
+    held.shutdown().await;
+    let released = Broker::start(settings(
+        dir.path(),
+        &fake,
+        &format!("rate = {RATE}\nmax_in_flight = 8"),
+    ))
+    .await
+    .expect("broker restarts");
+    let arrived = fake.wait_for_accepted(MESSAGES, PATIENCE).await;
+    let span = arrived.last().unwrap().received_at - arrived[0].received_at;
+    let rate = (MESSAGES - 1) as f64 / span.as_secs_f64();
+    println!("configured {RATE}/s, measured {rate:.2}/s over {MESSAGES} messages");
+    assert!((rate - RATE).abs() <= RATE * 0.05, "measured {rate:.2}/s");
+    released.shutdown().await;
 }

@@ -2,6 +2,7 @@
 //! its own throttle (tower layers), retries, pause and polling.
 
 pub mod client;
+pub mod pace;
 pub mod policy;
 pub mod sandbox;
 pub mod smsgate;
@@ -43,7 +44,8 @@ pub type UpstreamService = BoxCloneSyncService<Call, Reply, BoxError>;
 
 /// Wraps an upstream in the layers every upstream gets, outermost first: a
 /// buffer (so clones share one throttle), at most `max_in_flight` requests
-/// waiting for answers, `rate` requests a second spaced evenly, and a timeout.
+/// waiting for answers, `rate` requests a second spaced evenly (`pace`), and a
+/// timeout.
 pub fn throttled<S>(inner: S, rate: f64, max_in_flight: usize, timeout: Duration) -> UpstreamService
 where
     S: tower::Service<Call, Response = Reply> + Send + 'static,
@@ -55,7 +57,7 @@ where
     let service = ServiceBuilder::new()
         .buffer(1024)
         .concurrency_limit(max_in_flight)
-        .rate_limit(1, spacing)
+        .layer(pace::PaceLayer::new(spacing))
         .timeout(timeout)
         .service(inner);
     BoxCloneSyncService::new(service)
