@@ -14,6 +14,8 @@ use tracing::{info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::dispatch::{Dispatcher, UpstreamHealth};
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
 use crate::smpp::auth::Accounts;
 use crate::smpp::listener::{accept_loop, Transport};
 use crate::smpp::outbox::OutboxService;
@@ -46,6 +48,7 @@ pub struct Broker {
     tracker: TaskTracker,
     ctx: Arc<SessionContext>,
     health: Arc<UpstreamHealth>,
+    http_addr: SocketAddr,
     store: Store,
 }
 
@@ -101,6 +104,8 @@ impl Broker {
             None => None,
         };
         let plain = bind("smpp.bind", settings.smpp.bind).await?;
+        let http_listener = bind("http.bind", settings.http.bind).await?;
+        let http_addr = local_addr("http.bind", &http_listener)?;
         let smpp_addr = local_addr("smpp.bind", &plain)?;
         info!(addr = %smpp_addr, "SMPP listening (plain TCP)");
         tracker.spawn(accept_loop(
@@ -124,6 +129,7 @@ impl Broker {
             ));
         }
         let health = Arc::new(UpstreamHealth::default());
+        let metrics = Arc::new(Metrics::default());
         for upstream in settings.upstreams.iter().filter(|u| u.hold) {
             warn!(upstream = %upstream.name, "upstream on hold: its messages wait in the queue, none is sent");
         }
@@ -137,13 +143,38 @@ impl Broker {
                     store.clone(),
                     Arc::clone(&clock),
                     Arc::clone(&health),
+                    Arc::clone(&metrics),
                 )
             })
         {
             tracker.spawn(dispatcher.run(shutdown.clone()));
         }
+        let http = http::router(HttpState {
+            store: store.clone(),
+            health: Arc::clone(&health),
+            metrics: Arc::clone(&metrics),
+            clock: Arc::clone(&clock),
+            upstreams: Arc::new(
+                settings
+                    .upstreams
+                    .iter()
+                    .map(|u| (u.name.clone(), u.hold))
+                    .collect(),
+            ),
+        });
+        info!(addr = %http_addr, "HTTP listening (health, readiness, metrics)");
+        let stop_http = shutdown.clone();
+        tracker.spawn(async move {
+            let served = axum::serve(http_listener, http)
+                .with_graceful_shutdown(stop_http.cancelled_owned())
+                .await;
+            if let Err(err) = served {
+                warn!(error = %err, "HTTP server stopped");
+            }
+        });
         Ok(Broker {
             smpp_addr,
+            http_addr,
             tls_addr,
             shutdown,
             tracker,
@@ -155,6 +186,10 @@ impl Broker {
 
     pub fn smpp_addr(&self) -> SocketAddr {
         self.smpp_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 
     pub fn tls_addr(&self) -> Option<SocketAddr> {

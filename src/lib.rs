@@ -4,6 +4,8 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
+pub mod http;
+pub mod metrics;
 pub mod smpp;
 pub mod store;
 pub mod telemetry;

@@ -362,3 +362,71 @@ async fn the_configured_rate_is_held_against_an_instant_upstream() {
     assert!((rate - RATE).abs() <= RATE * 0.05, "measured {rate:.2}/s");
     released.shutdown().await;
 }
+
+#[tokio::test]
+async fn health_readiness_and_metrics_show_a_paused_upstream() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    fake.push_faults([Fault::Unauthorized]);
+    let broker = start(&fake, "pause_cooldown = \"1h\"").await;
+    let base = format!("http://{}", broker.broker.http_addr());
+    let http = reqwest::Client::new();
+    let healthz = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(healthz.status(), 200);
+
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let waiting = submit_ok(&mut esme, sm(0, 0, b"waits for the pause")).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let ready = loop {
+        let ready: serde_json::Value = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["upstreams"]["phone"]["state"] == "paused" {
+            break ready;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(ready["store"], "ok");
+    assert_eq!(
+        ready["upstreams"]["phone"]["reason"],
+        "HTTP 401: Unauthorized"
+    );
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "smpp_broker_upstream_responses_total{upstream=\"phone\",class=\"refused\"} 1"
+        ),
+        "{metrics}"
+    );
+    // The gauge follows on the dispatcher's next turn.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("smpp_broker_upstream_paused{upstream=\"phone\"} 1") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let row = db_rows(broker.dir.path(), "SELECT state, attempts FROM outbox").await;
+    assert_eq!(row, [["queued", "0"]], "{waiting} waits, uncharged");
+}

@@ -114,6 +114,7 @@ pause_cooldown = "60s"
         script.service(),
         Arc::new(clock.clone()),
         health.clone(),
+        Arc::new(smpp_broker::metrics::Metrics::default()),
     );
     let stop = CancellationToken::new();
     tokio::spawn(dispatcher.run(stop.clone()));

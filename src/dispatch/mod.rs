@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::config::{UpstreamKind, UpstreamSettings};
+use crate::metrics::Metrics;
 use crate::store::{Dispatch, DispatchOutcome, PendingCheck, Store, StoreError, UpstreamReport};
 use policy::{Decision, Policy, RetryPolicy};
 use smsgate::{message_state, SendOutcome, StatusOutcome};
@@ -113,6 +114,7 @@ pub struct Dispatcher {
     policy: Policy,
     clock: Arc<dyn Clock>,
     health: Arc<UpstreamHealth>,
+    metrics: Arc<Metrics>,
     /// Messages claimed and not yet recorded, at most.
     window: usize,
     lease_ms: i64,
@@ -133,6 +135,7 @@ impl Dispatcher {
         service: UpstreamService,
         clock: Arc<dyn Clock>,
         health: Arc<UpstreamHealth>,
+        metrics: Arc<Metrics>,
     ) -> Dispatcher {
         let window = (settings.max_in_flight() * 2).clamp(2, 512);
         // Long enough for a whole window to pass the rate limit and time out.
@@ -152,6 +155,7 @@ impl Dispatcher {
             },
             clock,
             health,
+            metrics,
             window,
             lease_ms: lease.as_millis() as i64,
             check_interval: settings.check_interval,
@@ -164,6 +168,7 @@ impl Dispatcher {
         store: Store,
         clock: Arc<dyn Clock>,
         health: Arc<UpstreamHealth>,
+        metrics: Arc<Metrics>,
     ) -> Dispatcher {
         let (rate, in_flight, timeout) = (
             settings.rate(),
@@ -191,7 +196,7 @@ impl Dispatcher {
                 timeout,
             ),
         };
-        Dispatcher::new(settings, store, service, clock, health)
+        Dispatcher::new(settings, store, service, clock, health, metrics)
     }
 
     /// Runs until `shutdown`. Rows still in flight then keep their lease and go
@@ -209,6 +214,10 @@ impl Dispatcher {
 
             let now = self.clock.now_ms();
             let paused = self.health.paused(&self.upstream, now).is_some();
+            self.metrics
+                .upstream_paused
+                .get_or_create(&Metrics::upstream(&self.upstream))
+                .set(i64::from(paused));
             if !paused && in_flight.len() <= self.window / 2 {
                 match self.fill(&mut in_flight, now).await {
                     Ok(()) => {}
@@ -254,9 +263,16 @@ impl Dispatcher {
                 continue;
             }
             let service = self.service.clone();
+            let timer = self
+                .metrics
+                .upstream_request_seconds
+                .get_or_create(&Metrics::upstream(&self.upstream))
+                .clone();
             in_flight.push(
                 async move {
+                    let started = tokio::time::Instant::now();
                     let reply = service.oneshot(Call::Send(message.clone())).await;
+                    timer.observe(started.elapsed().as_secs_f64());
                     Finished::Sent(message, reply)
                 }
                 .boxed(),
@@ -280,13 +296,25 @@ impl Dispatcher {
         for done in finished {
             match done {
                 Finished::Sent(message, reply) => {
-                    let outcome = match reply {
-                        Ok(Reply::Send(outcome)) => outcome,
-                        Ok(other) => {
-                            transport_failure(format!("unexpected reply {other:?}").into())
+                    let (outcome, class) = match reply {
+                        Ok(Reply::Send(outcome)) => {
+                            let class = response_class(&outcome);
+                            (outcome, class)
                         }
-                        Err(err) => transport_failure(err),
+                        Ok(other) => (
+                            transport_failure(format!("unexpected reply {other:?}").into()),
+                            "transport_error",
+                        ),
+                        Err(err) => (transport_failure(err), "transport_error"),
                     };
+                    self.metrics.response(&self.upstream, class);
+                    if let SendOutcome::Accepted { .. } = outcome {
+                        let waited = (now - message.created_at).max(0) as f64 / 1000.0;
+                        self.metrics
+                            .dispatch_latency_seconds
+                            .get_or_create(&Metrics::upstream(&self.upstream))
+                            .observe(waited);
+                    }
                     match self.policy.decide(outcome, &message, now, rand::random()) {
                         Decision::Record(outcome) => {
                             self.log_outcome(&message, &outcome);
@@ -427,6 +455,16 @@ impl Dispatcher {
         if let Err(err) = self.store.check_later(later, at).await {
             warn!(upstream = %self.upstream, error = %err, "next polls not stored");
         }
+    }
+}
+
+fn response_class(outcome: &SendOutcome) -> &'static str {
+    match outcome {
+        SendOutcome::Accepted { .. } => "accepted",
+        SendOutcome::Duplicate => "duplicate",
+        SendOutcome::Rejected { .. } => "rejected",
+        SendOutcome::Refused { .. } => "refused",
+        SendOutcome::Retry { .. } => "retry",
     }
 }
 

@@ -143,6 +143,7 @@ mod tests {
             priority: 0,
             expires_at: NOW + 3_600_000,
             attempts,
+            created_at: NOW - 1_000,
         }
     }
 

@@ -20,7 +20,7 @@ pub(super) async fn claim(
          (SELECT id FROM outbox WHERE state = 'queued' AND upstream = ?2 \
           ORDER BY priority DESC, id LIMIT ?3) \
          RETURNING id, system_id, dest_ton, dest_addr, source_addr, text, data, data_coding, \
-         registered_delivery, priority, expires_at, attempts",
+         registered_delivery, priority, expires_at, attempts, created_at",
     )
     .bind(now + lease_ms)
     .bind(upstream)
@@ -46,6 +46,7 @@ pub(super) async fn claim(
                 priority: r.get::<i64, _>(9) as u8,
                 expires_at: r.get(10),
                 attempts: r.get::<i64, _>(11).max(0) as u32,
+                created_at: r.get(12),
             }
         })
         .collect();

@@ -249,6 +249,8 @@ pub struct Dispatch {
     pub expires_at: i64,
     /// Attempts made before this one.
     pub attempts: u32,
+    /// When the message (the whole set, for a long one) was complete in the outbox.
+    pub created_at: i64,
 }
 
 impl Dispatch {

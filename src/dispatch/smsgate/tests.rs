@@ -25,6 +25,7 @@ fn dispatch(content: Content) -> Dispatch {
         // 2026-11-24T16:30:05Z
         expires_at: 1_795_537_805_000,
         attempts: 0,
+        created_at: 1_795_537_000_000,
     }
 }
 
