@@ -109,13 +109,29 @@ async fn sigkill_during_dispatch_loses_and_repeats_nothing() {
     let mut esme = Esme::connect(broker.addr).await;
     esme.bind_ok(BindKind::Transmitter, "acme", "acme1234")
         .await;
-    let mut acknowledged = Vec::new();
-    for n in 1..=SENT {
+    use common::messages::{sm, submit_ok, udh8};
+    use smpp_broker::text::gsm7;
+    // (message_id, the text the upstream must receive)
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let gsm_text = "{curly} [square] ~tilde^ \\back|pipe €uro";
+    let id = submit_ok(&mut esme, sm(0, 0, &gsm7::encode(gsm_text).unwrap())).await;
+    acknowledged.push((id, gsm_text.into()));
+    let emoji = "Grüße 😀 مرحبا";
+    let ucs2: Vec<u8> = emoji.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    acknowledged.push((submit_ok(&mut esme, sm(8, 0, &ucs2)).await, emoji.into()));
+    let first = submit_ok(
+        &mut esme,
+        sm(0, 0x40, &udh8(3, 2, 1, "Long messages survive, ")),
+    )
+    .await;
+    submit_ok(&mut esme, sm(0, 0x40, &udh8(3, 2, 2, "in one piece."))).await;
+    acknowledged.push((first, "Long messages survive, in one piece.".into()));
+    for n in 4..=SENT {
         let resp = esme.request(submit(n)).await;
         let Body::SubmitSmResp(r) = resp.body else {
             panic!("{resp:?}")
         };
-        acknowledged.push(r.message_id);
+        acknowledged.push((r.message_id, format!("message {n}")));
     }
     // 20/s: a third of the way through, requests are on the wire.
     fake.wait_for_accepted(20, std::time::Duration::from_secs(10))
@@ -128,13 +144,16 @@ async fn sigkill_during_dispatch_loses_and_repeats_nothing() {
     let arrived = fake
         .wait_for_accepted(SENT as usize, std::time::Duration::from_secs(20))
         .await;
-    let mut ids: Vec<String> = arrived.iter().map(|a| a.id.clone()).collect();
-    ids.sort();
+    let mut received: Vec<(String, String)> = arrived
+        .iter()
+        .map(|a| (a.id.clone(), a.text.clone().unwrap_or_default()))
+        .collect();
+    received.sort();
     let mut expected = acknowledged.clone();
     expected.sort();
     assert_eq!(
-        ids, expected,
-        "each acknowledged message arrived exactly once"
+        received, expected,
+        "each acknowledged message arrived exactly once, with its text"
     );
     assert!(
         fake.post_count() > SENT as usize,
