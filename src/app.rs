@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::config::UpstreamKind;
 use crate::dispatch::{Dispatcher, UpstreamHealth};
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
@@ -159,6 +160,14 @@ impl Broker {
                     .upstreams
                     .iter()
                     .map(|u| (u.name.clone(), u.hold))
+                    .collect(),
+            ),
+            webhook_keys: Arc::new(
+                settings
+                    .upstreams
+                    .iter()
+                    .filter(|u| u.kind == UpstreamKind::Smsgate)
+                    .map(|u| (u.name.clone(), u.signing_key.clone()))
                     .collect(),
             ),
         });

@@ -10,6 +10,7 @@ pub mod smpp;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod webhook;
 
 pub use app::Broker;
 pub use config::Settings;

@@ -8,69 +8,10 @@ use std::time::Duration;
 
 use common::fake_smsgate::{Accepted, FakeSmsGate, Fault, Mode};
 use common::messages::{bound, message_state, sm, submit_ok, udh8};
+use common::upstream_broker::{settings, start};
 use common::{db_rows, TestBroker, PATIENCE};
 use smpp_broker::text::gsm7;
 use smpp_broker::{Broker, Settings};
-
-/// A broker whose account `acme` sends through the fake, with quick retries.
-/// A key in `upstream_extra` replaces the default of the same name.
-fn settings(dir: &std::path::Path, fake: &FakeSmsGate, upstream_extra: &str) -> Settings {
-    let defaults = [
-        ("rate", "1000".to_owned()),
-        ("retry_schedule", "[\"50ms\"]".to_owned()),
-        ("pause_cooldown", "\"300ms\"".to_owned()),
-    ];
-    let overridden: Vec<&str> = upstream_extra
-        .lines()
-        .filter_map(|line| line.split('=').next())
-        .map(str::trim)
-        .collect();
-    let upstream_keys: String = defaults
-        .iter()
-        .filter(|(key, _)| !overridden.contains(key))
-        .map(|(key, value)| format!("{key} = {value}\n"))
-        .chain(std::iter::once(upstream_extra.to_owned()))
-        .collect();
-    let text = format!(
-        r#"
-[smpp]
-bind = "127.0.0.1:0"
-[http]
-bind = "127.0.0.1:0"
-[store]
-path = "{db}"
-
-[[upstreams]]
-name = "phone"
-kind = "smsgate"
-mode = "cloud"
-base_url = "{base}"
-username = "{user}"
-password = "{password}"
-device_id = "{device}"
-{upstream_keys}
-
-[[accounts]]
-system_id = "acme"
-password = "acme1234"
-upstream = "phone"
-"#,
-        db = dir.join("broker.db").display(),
-        base = fake.base_url(),
-        user = fake.username(),
-        password = fake.password(),
-        device = fake.device_id(),
-    );
-    Settings::from_toml(&text, "dispatch test", std::iter::empty()).expect("valid config")
-}
-
-async fn start(fake: &FakeSmsGate, upstream_extra: &str) -> TestBroker {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(settings(dir.path(), fake, upstream_extra))
-        .await
-        .expect("broker starts");
-    TestBroker { broker, dir }
-}
 
 /// Waits until every outbox row has left the queue (the upstream took it or it
 /// failed), and returns (id, state, attempts) per row.

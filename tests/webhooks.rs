@@ -1,0 +1,184 @@
+//! Webhooks from the phone: signed, badly signed, stale, duplicated and
+//! malformed events, and their effect on the messages they report.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake_smsgate::{FakeSmsGate, Mode};
+use common::messages::{bound, message_state, sm, submit_ok};
+use common::upstream_broker::start;
+use common::{db_rows, TestBroker, PATIENCE};
+use serde_json::json;
+use smpp_broker::webhook::sign;
+
+const KEY: &str = "k3yK3y12";
+
+struct Phone {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Phone {
+    fn of(broker: &TestBroker, upstream: &str) -> Phone {
+        Phone {
+            http: reqwest::Client::new(),
+            url: format!("http://{}/webhooks/{upstream}", broker.broker.http_addr()),
+        }
+    }
+
+    /// Posts `body` signed with `key` at `timestamp` (Unix seconds); returns the status.
+    async fn post(&self, body: &serde_json::Value, key: Option<&str>, timestamp: i64) -> u16 {
+        let raw = body.to_string();
+        let mut request = self.http.post(&self.url).body(raw.clone());
+        if let Some(key) = key {
+            let ts = timestamp.to_string();
+            request = request
+                .header("X-Timestamp", &ts)
+                .header("X-Signature", sign(key.as_bytes(), raw.as_bytes(), &ts));
+        }
+        request.send().await.unwrap().status().as_u16()
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn event(name: &str, message_id: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut payload = json!({
+        "messageId": message_id,
+        "sender": null,
+        "recipient": "+4917600000",
+        "phoneNumber": "+4917600000",
+        "simNumber": 1,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        payload[k] = v.clone();
+    }
+    json!({
+        "deviceId": "ffffffffceb0b1db0000018e937c815b",
+        "event": name,
+        "id": "Ey6ECgOkVVFjz3CL48B8C",
+        "webhookId": "smpp-broker-sms-delivered",
+        "payload": payload,
+    })
+}
+
+/// A broker sending through the fake, with webhooks signed by KEY, and one
+/// message the phone has taken.
+async fn broker_with_a_sent_message() -> (TestBroker, FakeSmsGate, String) {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let broker = start(&fake, &format!("signing_key = \"{KEY}\"")).await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let id = submit_ok(&mut esme, sm(0, 0, b"report me")).await;
+    fake.wait_for_accepted(1, PATIENCE).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while db_rows(broker.dir.path(), "SELECT state FROM outbox").await[0][0] != "enroute" {
+        assert!(tokio::time::Instant::now() < deadline, "never enroute");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (broker, fake, id)
+}
+
+#[tokio::test]
+async fn signed_events_are_stored_and_others_refused() {
+    let (broker, _fake, id) = broker_with_a_sent_message().await;
+    let phone = Phone::of(&broker, "phone");
+    let delivered = event(
+        "sms:delivered",
+        &id,
+        json!({"deliveredAt": "2026-11-22T18:10:00.000+03:00"}),
+    );
+
+    // Refused, and nothing changes.
+    assert_eq!(
+        phone.post(&delivered, None, now_secs()).await,
+        401,
+        "unsigned"
+    );
+    assert_eq!(
+        phone.post(&delivered, Some("wrong"), now_secs()).await,
+        401,
+        "wrong key"
+    );
+    assert_eq!(
+        phone.post(&delivered, Some(KEY), now_secs() - 301).await,
+        401,
+        "stale"
+    );
+    assert_eq!(
+        phone.post(&delivered, Some(KEY), now_secs() + 301).await,
+        401,
+        "from the future"
+    );
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    assert_eq!(message_state(&mut esme, &id).await, 1, "still ENROUTE");
+
+    // sms:sent is intermediate; sms:delivered is final, and says when.
+    let sent = event(
+        "sms:sent",
+        &id,
+        json!({"partsCount": 1, "sentAt": "2026-11-22T18:09:00.000+03:00"}),
+    );
+    assert_eq!(phone.post(&sent, Some(KEY), now_secs()).await, 200);
+    assert_eq!(message_state(&mut esme, &id).await, 1);
+    assert_eq!(phone.post(&delivered, Some(KEY), now_secs()).await, 200);
+    assert_eq!(message_state(&mut esme, &id).await, 2, "DELIVERED");
+    let row = db_rows(
+        broker.dir.path(),
+        "SELECT m.final_at, o.state, o.upstream_state FROM messages m JOIN outbox o ON o.id = m.outbox_id",
+    )
+    .await;
+    // 2026-11-22T15:10:00Z
+    assert_eq!(row, [["1795360200000", "done", "Delivered"]]);
+
+    // The phone sends duplicates, and a late failure changes nothing any more.
+    assert_eq!(phone.post(&delivered, Some(KEY), now_secs()).await, 200);
+    let failed = event("sms:failed", &id, json!({"reason": "late"}));
+    assert_eq!(phone.post(&failed, Some(KEY), now_secs()).await, 200);
+    assert_eq!(message_state(&mut esme, &id).await, 2);
+}
+
+#[tokio::test]
+async fn failures_keep_the_phone_s_reason() {
+    let (broker, _fake, id) = broker_with_a_sent_message().await;
+    let phone = Phone::of(&broker, "phone");
+    let reason = "Send result: RESULT_ERROR_GENERIC_FAILURE (Generic failure cause)";
+    let failed = event("sms:failed", &id, json!({"reason": reason}));
+    assert_eq!(phone.post(&failed, Some(KEY), now_secs()).await, 200);
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    assert_eq!(message_state(&mut esme, &id).await, 5, "UNDELIVERABLE");
+    let row = db_rows(broker.dir.path(), "SELECT last_error FROM outbox").await;
+    assert_eq!(row[0][0], reason);
+}
+
+#[tokio::test]
+async fn malformed_foreign_and_misaddressed_events() {
+    let (broker, _fake, _id) = broker_with_a_sent_message().await;
+    let phone = Phone::of(&broker, "phone");
+    let ts = now_secs();
+    // Well signed but not an event.
+    assert_eq!(
+        phone.post(&json!({"hello": "world"}), Some(KEY), ts).await,
+        400
+    );
+    // A message this broker never sent, and an event it does not act on.
+    let foreign = event("sms:delivered", "PyDmBQZZXYmyxMwED8Fzy", json!({}));
+    assert_eq!(phone.post(&foreign, Some(KEY), ts).await, 200);
+    let ping = json!({"event": "system:ping", "payload": {"health": {}}});
+    assert_eq!(phone.post(&ping, Some(KEY), ts).await, 200);
+    // Incoming messages are not taken until they can be stored.
+    let mo = event(
+        "sms:received",
+        "a80532bb",
+        json!({"message": "Hello", "sender": "6505551212"}),
+    );
+    assert_eq!(phone.post(&mo, Some(KEY), ts).await, 503);
+    // No such upstream.
+    let nowhere = Phone::of(&broker, "elsewhere");
+    assert_eq!(nowhere.post(&foreign, Some(KEY), ts).await, 404);
+}
