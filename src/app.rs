@@ -70,15 +70,12 @@ impl Broker {
                 "account uses a plain-text password: fine for development, use password_hash (smpp-broker hash-password) in production"
             );
         }
-        let limits = WriterLimits {
-            max_waiting: settings
-                .accounts
-                .iter()
-                .map(|a| (a.system_id.clone(), a.max_queued))
-                .collect(),
-            assembly_timeout: settings.messages.assembly_timeout,
-        };
-        let store = Store::open(&settings.store, limits, Arc::clone(&clock)).await?;
+        let store = Store::open(
+            &settings.store,
+            writer_limits(&settings),
+            Arc::clone(&clock),
+        )
+        .await?;
         info!(path = %settings.store.path.display(), "outbox open (SQLite, WAL, synchronous=FULL)");
         let policies = settings.accounts.iter().map(|a| AccountPolicy {
             system_id: a.system_id.clone(),
@@ -248,6 +245,23 @@ impl Broker {
             );
         }
         info!("stopped");
+    }
+}
+
+/// The limits the store's writer enforces, from the configuration.
+pub fn writer_limits(settings: &Settings) -> WriterLimits {
+    let per_account = |limit: fn(&crate::config::AccountSettings) -> usize| {
+        settings
+            .accounts
+            .iter()
+            .map(|a| (a.system_id.clone(), limit(a)))
+            .collect()
+    };
+    WriterLimits {
+        max_waiting: per_account(|a| a.max_queued),
+        assembly_timeout: settings.messages.assembly_timeout,
+        max_undelivered: per_account(|a| a.max_undelivered),
+        undelivered_retention: settings.messages.undelivered_retention,
     }
 }
 

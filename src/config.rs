@@ -54,6 +54,7 @@ const STRING_KEYS: &[&str] = &[
     "failed_bind_delay_max",
     "default_validity",
     "assembly_timeout",
+    "undelivered_retention",
     "default_alphabet",
     "busy_timeout",
     "mode",
@@ -198,6 +199,9 @@ pub struct MessageSettings {
     /// A long message whose parts have not all arrived after this long fails.
     #[serde(with = "humantime_serde")]
     pub assembly_timeout: Duration,
+    /// A receipt or incoming message no receiver took within this long is dropped.
+    #[serde(with = "humantime_serde")]
+    pub undelivered_retention: Duration,
 }
 
 impl Default for MessageSettings {
@@ -205,6 +209,7 @@ impl Default for MessageSettings {
         MessageSettings {
             default_validity: Duration::from_secs(48 * 3600),
             assembly_timeout: Duration::from_secs(10 * 60),
+            undelivered_retention: Duration::from_secs(48 * 3600),
         }
     }
 }
@@ -256,6 +261,10 @@ pub struct AccountSettings {
     /// Messages waiting to be handed upstream; above it, ESME_RMSGQFUL.
     #[serde(default = "default_max_queued")]
     pub max_queued: usize,
+    /// Receipts and incoming messages kept for the account's receivers at most;
+    /// beyond it the oldest are dropped (logged).
+    #[serde(default = "default_max_undelivered")]
+    pub max_undelivered: usize,
     /// How data_coding 0 is read: "gsm7" (GSM 03.38) or "latin1".
     #[serde(default)]
     pub default_alphabet: crate::text::DefaultAlphabet,
@@ -263,6 +272,10 @@ pub struct AccountSettings {
 
 fn default_max_queued() -> usize {
     100_000
+}
+
+fn default_max_undelivered() -> usize {
+    crate::store::DEFAULT_MAX_UNDELIVERED
 }
 
 fn default_bind_types() -> Vec<BindType> {

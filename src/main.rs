@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use smpp_broker::clock::SystemClock;
 use smpp_broker::config::LogFormat;
-use smpp_broker::store::{Store, WriterLimits};
+use smpp_broker::store::Store;
 use smpp_broker::{telemetry, Broker, Settings};
 
 /// A persistent queueing SMPP v3.4 broker.
@@ -73,10 +73,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn database_command(settings: Settings, print_queues: bool) -> anyhow::Result<()> {
-    let limits = WriterLimits {
-        max_waiting: Default::default(),
-        assembly_timeout: settings.messages.assembly_timeout,
-    };
+    let limits = smpp_broker::app::writer_limits(&settings);
     let store = Store::open(&settings.store, limits, Arc::new(SystemClock))
         .await
         .with_context(|| format!("opening {}", settings.store.path.display()))?;

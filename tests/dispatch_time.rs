@@ -102,6 +102,8 @@ pause_cooldown = "60s"
         WriterLimits {
             max_waiting: Default::default(),
             assembly_timeout: Duration::from_secs(600),
+            max_undelivered: Default::default(),
+            undelivered_retention: Duration::from_secs(48 * 3600),
         },
         Arc::new(clock.clone()),
     )
@@ -215,11 +217,20 @@ async fn retries_follow_the_schedule_retry_after_the_pause_and_expiry() {
     assert_eq!(attempts, 2);
     rig.advance(7_000).await;
 
-    // 401: paused; the message is back in the queue and not charged.
+    // 401: paused; the message is back in the queue and not charged. (Right after
+    // the promotion above it is queued too, so the pause is what to wait for.)
+    let now = rig.clock.now_ms();
+    let mut paused = None;
+    for _ in 0..500 {
+        paused = rig.health.paused("phone", now);
+        if paused.is_some() && script.calls().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (until, reason) = paused.expect("paused");
     let (_, _, attempts) = rig.row_in(&first, "queued").await;
     assert_eq!(attempts, 2);
-    let now = rig.clock.now_ms();
-    let (until, reason) = rig.health.paused("phone", now).expect("paused");
     assert_eq!(until, now + 60_000);
     assert_eq!(reason, "HTTP 401: Unauthorized");
     assert_eq!(script.calls().len(), 3);

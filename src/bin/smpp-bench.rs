@@ -336,6 +336,8 @@ async fn storage_ceiling(tasks: usize, per_call: usize, messages: usize) -> anyh
     let limits = WriterLimits {
         max_waiting: Default::default(),
         assembly_timeout: Duration::from_secs(600),
+        max_undelivered: Default::default(),
+        undelivered_retention: Duration::from_secs(48 * 3600),
     };
     let store = Store::open(
         &settings,

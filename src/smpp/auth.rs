@@ -194,6 +194,7 @@ mod tests {
             max_sessions: 2,
             throughput: 10.0,
             max_queued: 100,
+            max_undelivered: 100,
             default_alphabet: Default::default(),
         }
     }

@@ -4,6 +4,7 @@
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
+use super::receipts::add_receipts;
 use super::writer::{Deltas, CARRIED_BY_OUTBOX_1};
 use super::{Dispatch, DispatchOutcome, MessageState, UpstreamReport};
 use crate::text::Content;
@@ -58,6 +59,7 @@ pub(super) async fn claim(
 pub(super) async fn record_dispatch(
     conn: &mut SqliteConnection,
     now: i64,
+    keep_until: i64,
     outcomes: Vec<(i64, DispatchOutcome)>,
     deltas: &mut Deltas,
 ) -> Result<(), sqlx::Error> {
@@ -122,6 +124,7 @@ pub(super) async fn record_dispatch(
                 if updated.rows_affected() > 0 {
                     let done = Some((now, error_code));
                     set_message_state(conn, outbox_id, state, done, deltas).await?;
+                    add_receipts(conn, outbox_id, state, now, keep_until, deltas).await?;
                 }
             }
         }
@@ -132,6 +135,8 @@ pub(super) async fn record_dispatch(
 /// Returns how many reports changed something.
 pub(super) async fn record_reports(
     conn: &mut SqliteConnection,
+    now: i64,
+    keep_until: i64,
     reports: Vec<UpstreamReport>,
     deltas: &mut Deltas,
 ) -> Result<usize, sqlx::Error> {
@@ -141,7 +146,7 @@ pub(super) async fn record_reports(
             // Still on its way (e.g. sent, not yet delivered): only the upstream's
             // state moves on.
             None => {
-                sqlx::query(
+                let moved = sqlx::query(
                     "UPDATE outbox SET upstream_state = ?1 \
                      WHERE id = ?2 AND state != 'done' AND upstream_state IS NOT ?1",
                 )
@@ -150,7 +155,13 @@ pub(super) async fn record_reports(
                 .execute(&mut *conn)
                 .await?
                 .rows_affected()
-                    > 0
+                    > 0;
+                // Sent by the phone: the intermediate receipt, for those who asked.
+                if moved && report.upstream_state == "Sent" {
+                    let enroute = MessageState::Enroute;
+                    add_receipts(conn, report.outbox_id, enroute, now, keep_until, deltas).await?;
+                }
+                moved
             }
             Some(state) => {
                 let updated = sqlx::query(
@@ -165,6 +176,7 @@ pub(super) async fn record_reports(
                 if updated.rows_affected() > 0 {
                     let done = Some((report.at, report.error_code));
                     set_message_state(conn, report.outbox_id, state, done, deltas).await?;
+                    add_receipts(conn, report.outbox_id, state, now, keep_until, deltas).await?;
                 }
                 updated.rows_affected() > 0
             }

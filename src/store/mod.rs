@@ -9,6 +9,7 @@
 
 mod checkpoint;
 mod dispatch;
+mod receipts;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -27,8 +28,8 @@ use crate::config::StoreSettings;
 use crate::text::{Charset, Content};
 
 pub use writer::{
-    WriterLimits, ERR_ASSEMBLY_TIMEOUT, ERR_EXPIRED, ERR_UNDECODABLE, ERR_UPSTREAM_FAILED,
-    ERR_UPSTREAM_REJECTED,
+    WriterLimits, DEFAULT_MAX_UNDELIVERED, ERR_ASSEMBLY_TIMEOUT, ERR_EXPIRED, ERR_UNDECODABLE,
+    ERR_UPSTREAM_FAILED, ERR_UPSTREAM_REJECTED,
 };
 
 /// Commands that wait for the writer at most; beyond it callers wait (backpressure).
@@ -306,6 +307,42 @@ pub struct PendingCheck {
     pub expires_at: i64,
 }
 
+/// A receipt or incoming message waiting for one of the account's receivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelivery {
+    pub id: i64,
+    /// Attempts so far that were not acknowledged.
+    pub attempts: u32,
+    pub content: DeliveryContent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryContent {
+    Receipt(ReceiptFacts),
+    Incoming {
+        source_addr: String,
+        dest_addr: String,
+        content: Content,
+    },
+}
+
+/// What a delivery receipt reports, with the original message's fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptFacts {
+    pub message_id: String,
+    pub state: MessageState,
+    pub error_code: u8,
+    pub submitted_at: i64,
+    /// When the state became final; None for an intermediate receipt.
+    pub done_at: Option<i64>,
+    /// The original message's source and destination.
+    pub source: Party,
+    pub dest: Party,
+    /// The original text (or, for binary, none).
+    pub text: String,
+    pub user_message_reference: Option<u16>,
+}
+
 /// The database.
 #[derive(Clone)]
 pub struct Store {
@@ -506,6 +543,41 @@ impl Store {
             .collect())
     }
 
+    /// The oldest receipts and incoming messages of `system_id` after `after_id`.
+    pub async fn pending_deliveries(
+        &self,
+        system_id: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.kind, d.attempts, d.message_id, d.state, d.error_code, d.done_at, \
+             d.source_addr, d.dest_addr, d.text, d.data, m.submitted_at, m.source_ton, \
+             m.source_npi, m.source_addr, m.dest_ton, m.dest_npi, m.dest_addr, m.charset, m.body, \
+             m.user_message_reference FROM deliveries d \
+             LEFT JOIN messages m ON m.message_id = d.message_id \
+             WHERE d.system_id = ?1 AND d.id > ?2 ORDER BY d.id LIMIT ?3",
+        )
+        .bind(system_id)
+        .bind(after_id)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().filter_map(pending_delivery).collect())
+    }
+
+    /// The ESME acknowledged these deliveries: they are done.
+    pub async fn acknowledge_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::Acknowledge { ids, reply })
+            .await?
+    }
+
+    /// These deliveries were not acknowledged; they wait for another attempt.
+    pub async fn delivery_attempted(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::Attempted { ids, reply })
+            .await?
+    }
+
     /// Wakes dispatchers when messages may have become ready to send.
     pub fn ready_signal(&self) -> Arc<Notify> {
         self.ready.clone()
@@ -549,6 +621,50 @@ impl Store {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
     }
+}
+
+fn pending_delivery(r: &sqlx::sqlite::SqliteRow) -> Option<PendingDelivery> {
+    let content = match r.get::<&str, _>(1) {
+        "receipt" => {
+            let charset = Charset::parse(r.get::<Option<&str>, _>(18)?).unwrap_or(Charset::Binary);
+            let body: Vec<u8> = r.get::<Option<Vec<u8>>, _>(19).unwrap_or_default();
+            let text = match crate::text::decode_as(charset, &body) {
+                Some(Content::Text(text)) => text,
+                _ => String::new(),
+            };
+            let party = |ton: usize| Party {
+                ton: r.get::<i64, _>(ton) as u8,
+                npi: r.get::<i64, _>(ton + 1) as u8,
+                addr: r.get(ton + 2),
+            };
+            DeliveryContent::Receipt(ReceiptFacts {
+                message_id: r.get::<i64, _>(3).to_string(),
+                state: MessageState::parse(r.get::<&str, _>(4)),
+                error_code: r.get::<i64, _>(5).clamp(0, 255) as u8,
+                done_at: r.get(6),
+                submitted_at: r.get(11),
+                source: party(12),
+                dest: party(15),
+                text,
+                user_message_reference: r
+                    .get::<Option<i64>, _>(20)
+                    .map(|v| v.clamp(0, 0xFFFF) as u16),
+            })
+        }
+        _ => DeliveryContent::Incoming {
+            source_addr: r.get::<Option<String>, _>(7).unwrap_or_default(),
+            dest_addr: r.get::<Option<String>, _>(8).unwrap_or_default(),
+            content: match r.get::<Option<String>, _>(9) {
+                Some(text) => Content::Text(text),
+                None => Content::Binary(r.get::<Option<Vec<u8>>, _>(10).unwrap_or_default()),
+            },
+        },
+    };
+    Some(PendingDelivery {
+        id: r.get(0),
+        attempts: r.get::<i64, _>(2).max(0) as u32,
+        content,
+    })
 }
 
 /// A message_id as the store keeps it. Only the exact decimal form the broker

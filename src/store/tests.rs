@@ -8,12 +8,26 @@ use crate::clock::ManualClock;
 const T0: i64 = 1_790_000_000_000;
 
 async fn open(dir: &Path, clock: &ManualClock, max_waiting: Option<usize>) -> Store {
+    open_with(dir, clock, max_waiting, None).await
+}
+
+async fn open_with(
+    dir: &Path,
+    clock: &ManualClock,
+    max_waiting: Option<usize>,
+    max_undelivered: Option<usize>,
+) -> Store {
     let mut limits = WriterLimits {
         max_waiting: HashMap::new(),
         assembly_timeout: Duration::from_secs(60),
+        max_undelivered: Default::default(),
+        undelivered_retention: Duration::from_secs(48 * 3600),
     };
     if let Some(max) = max_waiting {
         limits.max_waiting.insert("acme".into(), max);
+    }
+    if let Some(max) = max_undelivered {
+        limits.max_undelivered.insert("acme".into(), max);
     }
     let settings = StoreSettings {
         path: dir.join("test.db"),
@@ -745,4 +759,187 @@ async fn claims_of_a_previous_run_are_queued_again_at_startup() {
     drop(store);
     let store = open(dir.path(), &clock, None).await;
     assert_eq!(claim_all(&store).await.len(), 1, "no lease to wait for");
+}
+
+/// Submits, claims and has the upstream take each message; returns their ids.
+async fn taken(store: &Store, messages: Vec<NewMessage>) -> Vec<String> {
+    let ids = store.submit(messages).await.unwrap();
+    let outcomes = claim_all(store)
+        .await
+        .into_iter()
+        .map(|d| {
+            let accepted = DispatchOutcome::Accepted {
+                upstream_id: d.upstream_key(),
+                upstream_state: "Pending".into(),
+                check_at: T0 + 3_600_000,
+            };
+            (d.outbox_id, accepted)
+        })
+        .collect();
+    store.record_dispatch(outcomes).await.unwrap();
+    ids
+}
+
+fn report(outbox_id: &str, upstream_state: &str, state: Option<MessageState>) -> UpstreamReport {
+    UpstreamReport {
+        outbox_id: outbox_id.parse().unwrap(),
+        upstream_state: upstream_state.into(),
+        state,
+        error_code: if state == Some(MessageState::Undeliverable) {
+            4
+        } else {
+            0
+        },
+        error: None,
+        at: T0 + 5_000,
+    }
+}
+
+async fn receipts(store: &Store) -> Vec<(String, MessageState)> {
+    store
+        .pending_deliveries("acme", 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| match d.content {
+            DeliveryContent::Receipt(r) => (r.message_id, r.state),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn receipts_follow_registered_delivery_and_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    let with = |rd: u8, text: &str| NewMessage {
+        registered_delivery: rd,
+        user_message_reference: Some(77),
+        ..message(text)
+    };
+    let ids = taken(
+        &store,
+        vec![
+            with(0, "none"),
+            with(1, "final"),
+            with(2, "failures"),
+            with(0x11, "all"),
+        ],
+    )
+    .await;
+    for id in &ids {
+        store
+            .record_reports(vec![report(id, "Sent", None)])
+            .await
+            .unwrap();
+        store
+            .record_reports(vec![report(id, "Delivered", Some(MessageState::Delivered))])
+            .await
+            .unwrap();
+        // The phone repeats itself.
+        store
+            .record_reports(vec![report(id, "Delivered", Some(MessageState::Delivered))])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        receipts(&store).await,
+        [
+            (ids[1].clone(), MessageState::Delivered),
+            (ids[3].clone(), MessageState::Enroute),
+            (ids[3].clone(), MessageState::Delivered),
+        ]
+    );
+    let pending = store.pending_deliveries("acme", 0, 100).await.unwrap();
+    let DeliveryContent::Receipt(facts) = &pending[0].content else {
+        panic!("{pending:?}")
+    };
+    assert_eq!(facts.text, "final");
+    assert_eq!(facts.submitted_at, T0);
+    assert_eq!(facts.done_at, Some(T0 + 5_000));
+    assert_eq!(facts.user_message_reference, Some(77));
+    assert_eq!(facts.source.addr, "4915100000");
+    let DeliveryContent::Receipt(intermediate) = &pending[1].content else {
+        panic!()
+    };
+    assert_eq!(intermediate.done_at, None);
+
+    // Failures-only gets its receipt for a failure.
+    let failing = taken(&store, vec![with(2, "fails")]).await;
+    store
+        .record_reports(vec![report(
+            &failing[0],
+            "Failed",
+            Some(MessageState::Undeliverable),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(receipts(&store).await.len(), 4);
+    assert_eq!(
+        receipts(&store).await[3],
+        (failing[0].clone(), MessageState::Undeliverable)
+    );
+
+    // Acknowledged receipts are gone; the others stay, across a restart.
+    let first_two: Vec<i64> = pending.iter().take(2).map(|d| d.id).collect();
+    store.acknowledge_deliveries(first_two).await.unwrap();
+    drop(store);
+    let store = open(dir.path(), &clock, None).await;
+    assert_eq!(receipts(&store).await.len(), 2);
+}
+
+#[tokio::test]
+async fn every_part_of_a_long_message_gets_its_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    let ids = taken(
+        &store,
+        vec![part("k", 2, 1, "hello "), part("k", 2, 2, "world")],
+    )
+    .await;
+    store
+        .record_reports(vec![report(
+            &ids[0],
+            "Failed",
+            Some(MessageState::Undeliverable),
+        )])
+        .await
+        .unwrap();
+    let got = receipts(&store).await;
+    assert_eq!(
+        got,
+        [
+            (ids[0].clone(), MessageState::Undeliverable),
+            (ids[1].clone(), MessageState::Undeliverable)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_oldest_deliveries_go_beyond_the_cap_and_all_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open_with(dir.path(), &clock, None, Some(3)).await;
+    let ids = taken(&store, (0..5).map(|n| message(&format!("m{n}"))).collect()).await;
+    for id in &ids {
+        store
+            .record_reports(vec![report(id, "Delivered", Some(MessageState::Delivered))])
+            .await
+            .unwrap();
+    }
+    let kept: Vec<String> = receipts(&store)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(kept, ids[2..], "the three newest");
+
+    clock.advance_ms(48 * 3_600_000 - 1);
+    store.maintain().await.unwrap();
+    assert_eq!(receipts(&store).await.len(), 3);
+    clock.advance_ms(1);
+    store.maintain().await.unwrap();
+    assert!(receipts(&store).await.is_empty(), "48 h is the limit");
 }

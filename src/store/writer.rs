@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{error, warn};
 
-use super::dispatch;
+use super::{dispatch, receipts};
 use super::{
     parse_message_id, CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, MessageState,
     NewMessage, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport,
@@ -42,7 +42,15 @@ pub struct WriterLimits {
     /// Waiting messages (not yet handed upstream) per account; absent = unlimited.
     pub max_waiting: HashMap<String, usize>,
     pub assembly_timeout: Duration,
+    /// Receipts and incoming messages kept per account for its ESMEs, at most;
+    /// absent = the default (25,000).
+    pub max_undelivered: HashMap<String, usize>,
+    /// How long a receipt or incoming message waits for an ESME at most.
+    pub undelivered_retention: Duration,
 }
+
+/// Receipts and incoming messages an account keeps when it names no limit.
+pub const DEFAULT_MAX_UNDELIVERED: usize = 25_000;
 
 pub enum Command {
     Submit {
@@ -79,6 +87,14 @@ pub enum Command {
     CheckLater {
         outbox_ids: Vec<i64>,
         at: i64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Acknowledge {
+        ids: Vec<i64>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Attempted {
+        ids: Vec<i64>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// The writer's own periodic maintenance.
@@ -158,6 +174,11 @@ impl WriterState {
         })
     }
 
+    /// When a receipt or incoming message stored at `now` is dropped unread.
+    fn receipt_expiry(&self, now: i64) -> i64 {
+        now + self.limits.undelivered_retention.as_millis() as i64
+    }
+
     fn next_message_id(&mut self, now: i64) -> i64 {
         let candidate = (now - ID_EPOCH_MS).max(0) << 20;
         self.last_id = candidate.max(self.last_id + 1);
@@ -197,6 +218,8 @@ pub async fn run(
 pub(super) struct Deltas {
     waiting: HashMap<String, i64>,
     ready: bool,
+    /// Accounts that got new deliveries, whose limit is checked before COMMIT.
+    deliveries: HashMap<String, usize>,
 }
 
 impl Deltas {
@@ -210,6 +233,10 @@ impl Deltas {
 
     pub(super) fn mark_ready(&mut self) {
         self.ready = true;
+    }
+
+    pub(super) fn delivery_added(&mut self, system_id: &str) {
+        *self.deliveries.entry(system_id.to_owned()).or_default() += 1;
     }
 }
 
@@ -256,11 +283,14 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
                     finishers.push(finisher(reply, Ok(claimed)));
                 }
                 Command::RecordDispatch { outcomes, reply } => {
-                    dispatch::record_dispatch(conn, now, outcomes, &mut deltas).await?;
+                    let keep = state.receipt_expiry(now);
+                    dispatch::record_dispatch(conn, now, keep, outcomes, &mut deltas).await?;
                     finishers.push(finisher(reply, Ok(())));
                 }
                 Command::RecordReports { reports, reply } => {
-                    let news = dispatch::record_reports(conn, reports, &mut deltas).await?;
+                    let keep = state.receipt_expiry(now);
+                    let news =
+                        dispatch::record_reports(conn, now, keep, reports, &mut deltas).await?;
                     finishers.push(finisher(reply, Ok(news)));
                 }
                 Command::CheckLater {
@@ -271,7 +301,28 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
                     dispatch::check_later(conn, &outbox_ids, at).await?;
                     finishers.push(finisher(reply, Ok(())));
                 }
+                Command::Acknowledge { ids, reply } => {
+                    receipts::acknowledge(conn, &ids).await?;
+                    finishers.push(finisher(reply, Ok(())));
+                }
+                Command::Attempted { ids, reply } => {
+                    receipts::attempted(conn, &ids).await?;
+                    finishers.push(finisher(reply, Ok(())));
+                }
                 Command::Submit { .. } => {}
+            }
+        }
+        for (system_id, added) in &deltas.deliveries {
+            let max = state
+                .limits
+                .max_undelivered
+                .get(system_id)
+                .copied()
+                .unwrap_or(DEFAULT_MAX_UNDELIVERED);
+            let dropped = receipts::enforce_cap(conn, system_id, max).await?;
+            if dropped > 0 {
+                warn!(%system_id, dropped, added, max,
+                    "receipts and incoming messages over the account's limit: the oldest were dropped");
             }
         }
         sqlx::query("COMMIT").execute(&mut *conn).await?;
@@ -883,6 +934,10 @@ async fn maintain(
             parts = timed_out.len(),
             "long-message parts timed out waiting for the rest of their set"
         );
+    }
+    for (system_id, dropped) in receipts::expire(conn, now).await? {
+        warn!(%system_id, dropped,
+            "receipts and incoming messages no receiver took within the retention were dropped");
     }
     Ok(())
 }

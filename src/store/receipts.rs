@@ -1,0 +1,104 @@
+//! Receipts and incoming messages waiting for an ESME: written in the same
+//! transaction as the state change they report, so none is lost or doubled.
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::Row;
+
+use super::writer::{Deltas, CARRIED_BY_OUTBOX_1};
+use super::MessageState;
+
+/// Receipts the ESMEs asked for (registered_delivery) for the messages the
+/// outbox row `?1` carries that are now in `state`: 1 = every final state,
+/// 2 = failures only, 0x10 = intermediate (ENROUTE once the phone sent it).
+pub(super) async fn add_receipts(
+    conn: &mut SqliteConnection,
+    outbox_id: i64,
+    state: MessageState,
+    now: i64,
+    expires_at: i64,
+    deltas: &mut Deltas,
+) -> Result<(), sqlx::Error> {
+    let wanted = if state == MessageState::Enroute {
+        "registered_delivery & 16 = 16"
+    } else {
+        "(registered_delivery & 3 = 1 OR (registered_delivery & 3 = 2 AND state != 'delivered'))"
+    };
+    let added = sqlx::query(&format!(
+        "INSERT OR IGNORE INTO deliveries (system_id, kind, message_id, state, error_code, \
+         done_at, created_at, expires_at, dedupe_key) \
+         SELECT system_id, 'receipt', message_id, state, error_code, final_at, ?2, ?3, \
+         'receipt:' || message_id || ':' || state FROM messages \
+         WHERE {CARRIED_BY_OUTBOX_1} AND state = ?4 AND {wanted} RETURNING system_id"
+    ))
+    .bind(outbox_id)
+    .bind(now)
+    .bind(expires_at)
+    .bind(state.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &added {
+        deltas.delivery_added(row.get::<&str, _>(0));
+    }
+    Ok(())
+}
+
+/// Drops the oldest waiting deliveries of `system_id` beyond `max`; returns how
+/// many went.
+pub(super) async fn enforce_cap(
+    conn: &mut SqliteConnection,
+    system_id: &str,
+    max: usize,
+) -> Result<u64, sqlx::Error> {
+    let dropped = sqlx::query(
+        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE system_id = ?1 \
+         ORDER BY id DESC LIMIT -1 OFFSET ?2)",
+    )
+    .bind(system_id)
+    .bind(max as i64)
+    .execute(&mut *conn)
+    .await?;
+    Ok(dropped.rows_affected())
+}
+
+/// Drops deliveries kept longer than their retention; returns (account, count).
+pub(super) async fn expire(
+    conn: &mut SqliteConnection,
+    now: i64,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query("DELETE FROM deliveries WHERE expires_at <= ?1 RETURNING system_id")
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut counts: Vec<(String, i64)> = Vec::new();
+    for row in &rows {
+        let system_id: &str = row.get(0);
+        match counts.iter_mut().find(|(s, _)| s == system_id) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((system_id.to_owned(), 1)),
+        }
+    }
+    Ok(counts)
+}
+
+pub(super) async fn acknowledge(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+) -> Result<(), sqlx::Error> {
+    for id in ids {
+        sqlx::query("DELETE FROM deliveries WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn attempted(conn: &mut SqliteConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+    for id in ids {
+        sqlx::query("UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
