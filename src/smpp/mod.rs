@@ -5,6 +5,7 @@ pub mod codec;
 pub mod listener;
 pub mod outbox;
 pub mod pdu;
+pub mod receipt;
 pub mod registry;
 pub mod service;
 pub mod session;
