@@ -18,6 +18,7 @@ use crate::dispatch::{Dispatcher, UpstreamHealth};
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::smpp::auth::Accounts;
+use crate::smpp::delivery::DeliveryHub;
 use crate::smpp::listener::{accept_loop, Transport};
 use crate::smpp::outbox::OutboxService;
 use crate::smpp::registry::Registry;
@@ -89,7 +90,14 @@ impl Broker {
             settings.messages.default_validity.as_millis() as i64,
         ));
         let shutdown = CancellationToken::new();
-        let ctx = SessionContext::new(settings.smpp.clone(), accounts, messages, shutdown.clone());
+        let deliveries = DeliveryHub::start(store.clone(), Arc::clone(&clock), shutdown.clone());
+        let ctx = SessionContext::new(
+            settings.smpp.clone(),
+            accounts,
+            messages,
+            shutdown.clone(),
+            Some(deliveries),
+        );
         let tracker = TaskTracker::new();
         let connections = Arc::new(Semaphore::new(settings.smpp.max_connections));
 

@@ -44,6 +44,7 @@ fn session(
         Accounts::from_settings(&settings.accounts),
         Arc::new(NoMessages),
         shutdown.clone(),
+        None,
     );
     let (client, server) = tokio::io::duplex(64 * 1024);
     let task = tokio::spawn(run_session(

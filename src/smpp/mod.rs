@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod delivery;
 pub mod listener;
 pub mod outbox;
 pub mod pdu;

@@ -4,11 +4,13 @@
 //! handled (pipelining: an ESME may keep many outstanding, answered by sequence
 //! number as each completes), the session timers, and the broker's shutdown.
 
+use super::delivery::{DeliveryHub, DeliveryJob};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -42,6 +44,8 @@ pub struct SessionContext {
     pub registry: Arc<Registry>,
     pub messages: Arc<dyn MessageService>,
     pub shutdown: CancellationToken,
+    /// Where receiving sessions get their receipts and incoming messages.
+    pub deliveries: Option<DeliveryHub>,
     failed_binds: Mutex<FailedBinds>,
     next_session_id: AtomicU64,
 }
@@ -52,6 +56,7 @@ impl SessionContext {
         accounts: Accounts,
         messages: Arc<dyn MessageService>,
         shutdown: CancellationToken,
+        deliveries: Option<DeliveryHub>,
     ) -> Arc<SessionContext> {
         let failed_binds =
             FailedBinds::new(settings.failed_bind_delay, settings.failed_bind_delay_max);
@@ -61,6 +66,7 @@ impl SessionContext {
             registry: Registry::new(),
             messages,
             shutdown,
+            deliveries,
             failed_binds: Mutex::new(failed_binds),
             next_session_id: AtomicU64::new(1),
         })
@@ -110,10 +116,12 @@ pub async fn run_session<S>(
             last_sent: Instant::now(),
             pending_unbind_resp: None,
             our_unbind: OurUnbind::NotWanted,
+            jobs: None,
             ctx,
         };
         let reader = FramedRead::new(read_half, SmppCodec::new(max_pdu));
         let reason = session.run(reader).await;
+        session.release_deliveries();
         session.close().await;
         info!(reason, "session closed");
     }
@@ -125,6 +133,8 @@ pub async fn run_session<S>(
 struct Outstanding {
     command: CommandId,
     deadline: Instant,
+    /// The stored receipt or incoming message a deliver_sm carries.
+    delivery: Option<i64>,
 }
 
 enum Flow {
@@ -151,6 +161,8 @@ struct Session<S> {
     /// The ESME sent unbind (this sequence number): answer once in-flight work is done.
     pending_unbind_resp: Option<u32>,
     our_unbind: OurUnbind,
+    /// Deliveries for this receiving session, once bound as receiver or transceiver.
+    jobs: Option<mpsc::Receiver<DeliveryJob>>,
 }
 
 /// Our own unbind (at shutdown or after inactivity): sent once in-flight work is done.
@@ -181,6 +193,10 @@ where
                 }
                 Some(response) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     self.send_responses(response).await
+                }
+                Some(job) = next_job(&mut self.jobs), if self.jobs.is_some()
+                    && self.state != SessionState::Unbinding => {
+                    self.deliver(job).await
                 }
                 frame = reader.next() => match frame {
                     Some(Ok(frame)) => {
@@ -276,7 +292,18 @@ where
             .map(|(seq, o)| (*seq, o.command))
             .collect();
         for (sequence, command) in expired {
-            self.outstanding.remove(&sequence);
+            if let Some(Outstanding {
+                delivery: Some(id), ..
+            }) = self.outstanding.remove(&sequence)
+            {
+                warn!(
+                    sequence,
+                    delivery = id,
+                    "deliver_sm unanswered: it will be delivered again"
+                );
+                self.delivery_done(id, false);
+                continue;
+            }
             match command {
                 CommandId::EnquireLink => {
                     warn!(sequence, "enquire_link unanswered: the link is dead");
@@ -394,6 +421,15 @@ where
             debug!(command = %command, sequence, "response to no outstanding request (dropped)");
             return Flow::Continue;
         };
+        if let Some(id) = request.delivery {
+            let acknowledged = command == CommandId::DeliverSmResp
+                && Pdu::decode(bytes).is_ok_and(|pdu| pdu.command_status.is_ok());
+            if !acknowledged {
+                warn!(sequence, delivery = id, command = %command, "deliver_sm not acknowledged: it will be delivered again");
+            }
+            self.delivery_done(id, acknowledged);
+            return Flow::Continue;
+        }
         match Pdu::decode(bytes) {
             Ok(pdu) if command == CommandId::GenericNack => {
                 warn!(sequence, request = %request.command, status = %pdu.command_status, "ESME answered our request with generic_nack");
@@ -519,6 +555,12 @@ where
             system_id: self.ctx.settings.system_id.clone(),
             tlvs,
         };
+        if matches!(kind, BindKind::Receiver | BindKind::Transceiver) {
+            if let (Some(hub), Some(account)) = (&self.ctx.deliveries, &self.account) {
+                let window = self.ctx.settings.deliver_window;
+                self.jobs = Some(hub.register(&account.system_id, self.id, window));
+            }
+        }
         info!(bind_type = kind.name(), "bound");
         self.send(&Pdu::new(sequence, Body::BindResp(kind, resp)))
             .await
@@ -529,9 +571,58 @@ where
         let sequence = self.allocate_sequence();
         let command = body.command_id();
         let deadline = Instant::now() + self.ctx.settings.response_timeout;
-        self.outstanding
-            .insert(sequence, Outstanding { command, deadline });
+        self.outstanding.insert(
+            sequence,
+            Outstanding {
+                command,
+                deadline,
+                delivery: None,
+            },
+        );
         self.send(&Pdu::new(sequence, body)).await
+    }
+
+    /// Sends a stored receipt or incoming message. Responses already complete
+    /// go first, so a receipt never overtakes the submit_sm_resp of its message.
+    async fn deliver(&mut self, job: DeliveryJob) -> Flow {
+        while let Some(Some(response)) = self.in_flight.next().now_or_never() {
+            if let Flow::Close(reason) = self.send_responses(response).await {
+                return Flow::Close(reason);
+            }
+        }
+        let sequence = self.allocate_sequence();
+        let deadline = Instant::now() + self.ctx.settings.response_timeout;
+        let outstanding = Outstanding {
+            command: CommandId::DeliverSm,
+            deadline,
+            delivery: Some(job.id),
+        };
+        self.outstanding.insert(sequence, outstanding);
+        self.send(&Pdu::new(sequence, job.body)).await
+    }
+
+    fn delivery_done(&self, id: i64, acknowledged: bool) {
+        if let (Some(hub), Some(account)) = (&self.ctx.deliveries, &self.account) {
+            hub.done(&account.system_id, self.id, id, acknowledged);
+        }
+    }
+
+    /// The session is over: deliveries it still carried go to another session.
+    fn release_deliveries(&mut self) {
+        let carried: Vec<i64> = self
+            .outstanding
+            .values()
+            .filter_map(|o| o.delivery)
+            .collect();
+        for id in carried {
+            self.delivery_done(id, false);
+        }
+        self.outstanding.retain(|_, o| o.delivery.is_none());
+        if let (Some(hub), Some(account), Some(_)) =
+            (&self.ctx.deliveries, &self.account, self.jobs.take())
+        {
+            hub.unregister(&account.system_id, self.id);
+        }
     }
 
     /// The next server sequence number not awaiting a response (A2).
@@ -622,4 +713,11 @@ fn without_tlvs(pdu: &Pdu) -> Pdu {
         _ => {}
     }
     pdu
+}
+
+async fn next_job(jobs: &mut Option<mpsc::Receiver<DeliveryJob>>) -> Option<DeliveryJob> {
+    match jobs {
+        Some(jobs) => jobs.recv().await,
+        None => None,
+    }
 }

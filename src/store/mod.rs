@@ -350,6 +350,7 @@ pub struct Store {
     reader: SqlitePool,
     path: Arc<PathBuf>,
     ready: Arc<Notify>,
+    deliveries: Arc<Notify>,
 }
 
 impl Store {
@@ -405,13 +406,17 @@ impl Store {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(checkpoint::run(checkpointer, tx.downgrade()));
         let ready = Arc::new(Notify::new());
-        let state = writer::WriterState::load(&mut conn, limits, clock, ready.clone()).await?;
+        let deliveries = Arc::new(Notify::new());
+        let state =
+            writer::WriterState::load(&mut conn, limits, clock, ready.clone(), deliveries.clone())
+                .await?;
         tokio::spawn(writer::run(conn, rx, state));
         Ok(Store {
             writer: tx,
             reader,
             path: Arc::new(path.to_owned()),
             ready,
+            deliveries,
         })
     }
 
@@ -576,6 +581,11 @@ impl Store {
     pub async fn delivery_attempted(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         self.call(|reply| writer::Command::Attempted { ids, reply })
             .await?
+    }
+
+    /// Wakes the delivery hub when receipts or incoming messages were stored.
+    pub fn deliveries_signal(&self) -> Arc<Notify> {
+        self.deliveries.clone()
     }
 
     /// Wakes dispatchers when messages may have become ready to send.

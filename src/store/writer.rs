@@ -124,6 +124,8 @@ pub struct WriterState {
     waiting: HashMap<String, usize>,
     /// Notified after a commit that may have made messages ready to send.
     ready: Arc<Notify>,
+    /// Notified after a commit that stored receipts or incoming messages.
+    deliveries: Arc<Notify>,
     /// The last message_id handed out. The writer is the only writer, so it numbers
     /// messages itself and an outbox row takes its message's id without a lookup.
     last_id: i64,
@@ -135,6 +137,7 @@ impl WriterState {
         limits: WriterLimits,
         clock: Arc<dyn Clock>,
         ready: Arc<Notify>,
+        deliveries: Arc<Notify>,
     ) -> Result<WriterState, StoreError> {
         // This process is the database's only writer, so a claim left from an
         // earlier run belongs to no live dispatcher: send it again now rather than
@@ -170,6 +173,7 @@ impl WriterState {
             clock,
             waiting,
             ready,
+            deliveries,
             last_id: last_id.unwrap_or(0),
         })
     }
@@ -338,6 +342,9 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
             finishers.into_iter().for_each(|finish| finish(Ok(())));
             if deltas.ready {
                 state.ready.notify_waiters();
+            }
+            if !deltas.deliveries.is_empty() {
+                state.deliveries.notify_waiters();
             }
         }
         Err(err) => {

@@ -1,0 +1,316 @@
+//! Hands stored receipts and incoming messages to the receiving sessions of
+//! their account: round-robin, each delivery on one session, at most a window of
+//! unacknowledged deliver_sm per session. A delivery leaves the database only
+//! when an ESME acknowledged it; a negative answer, a response timeout or a lost
+//! session makes it eligible again (at least once).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::pdu::tlv::tag;
+use super::pdu::{Address, Body, Sm};
+use super::receipt::receipt_sm;
+use crate::clock::Clock;
+use crate::store::{DeliveryContent, PendingDelivery, Store};
+use crate::text::{gsm7, Content};
+
+/// A deliver_sm for one session to send, and which delivery it carries.
+#[derive(Debug)]
+pub struct DeliveryJob {
+    pub id: i64,
+    pub body: Body,
+}
+
+enum HubEvent {
+    Register {
+        system_id: String,
+        session_id: u64,
+        window: usize,
+        jobs: mpsc::Sender<DeliveryJob>,
+    },
+    Unregister {
+        system_id: String,
+        session_id: u64,
+    },
+    Done {
+        system_id: String,
+        session_id: u64,
+        id: i64,
+        acknowledged: bool,
+    },
+}
+
+/// The sessions' handle on the hub.
+#[derive(Clone)]
+pub struct DeliveryHub {
+    events: mpsc::UnboundedSender<HubEvent>,
+}
+
+impl DeliveryHub {
+    pub fn start(store: Store, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> DeliveryHub {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let hub = Hub {
+            store,
+            clock,
+            accounts: HashMap::new(),
+        };
+        tokio::spawn(hub.run(receiver, shutdown));
+        DeliveryHub { events }
+    }
+
+    /// A receiving session of `system_id`: deliveries for it arrive on the
+    /// returned channel, at most `window` unacknowledged at a time.
+    pub fn register(
+        &self,
+        system_id: &str,
+        session_id: u64,
+        window: usize,
+    ) -> mpsc::Receiver<DeliveryJob> {
+        let (jobs, receiver) = mpsc::channel(window.max(1));
+        let _ = self.events.send(HubEvent::Register {
+            system_id: system_id.to_owned(),
+            session_id,
+            window: window.max(1),
+            jobs,
+        });
+        receiver
+    }
+
+    pub fn unregister(&self, system_id: &str, session_id: u64) {
+        let _ = self.events.send(HubEvent::Unregister {
+            system_id: system_id.to_owned(),
+            session_id,
+        });
+    }
+
+    /// The ESME answered (or never answered) the deliver_sm of delivery `id`.
+    pub fn done(&self, system_id: &str, session_id: u64, id: i64, acknowledged: bool) {
+        let _ = self.events.send(HubEvent::Done {
+            system_id: system_id.to_owned(),
+            session_id,
+            id,
+            acknowledged,
+        });
+    }
+}
+
+struct Receiver {
+    session_id: u64,
+    jobs: mpsc::Sender<DeliveryJob>,
+    window: usize,
+    unacknowledged: usize,
+}
+
+#[derive(Default)]
+struct AccountState {
+    receivers: Vec<Receiver>,
+    /// Where the round-robin goes on.
+    next: usize,
+    /// Deliveries on some session's wire.
+    in_flight: HashSet<i64>,
+}
+
+struct Hub {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    accounts: HashMap<String, AccountState>,
+}
+
+impl Hub {
+    async fn run(mut self, mut events: mpsc::UnboundedReceiver<HubEvent>, stop: CancellationToken) {
+        let signal = self.store.deliveries_signal();
+        loop {
+            let notified = signal.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                event = events.recv() => {
+                    let Some(event) = event else { return };
+                    let mut acknowledged = Vec::new();
+                    let mut attempted = Vec::new();
+                    self.handle(event, &mut acknowledged, &mut attempted);
+                    while let Ok(event) = events.try_recv() {
+                        self.handle(event, &mut acknowledged, &mut attempted);
+                    }
+                    self.record(acknowledged, attempted).await;
+                }
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            self.fill_all().await;
+        }
+    }
+
+    fn handle(&mut self, event: HubEvent, acknowledged: &mut Vec<i64>, attempted: &mut Vec<i64>) {
+        match event {
+            HubEvent::Register {
+                system_id,
+                session_id,
+                window,
+                jobs,
+            } => self
+                .accounts
+                .entry(system_id)
+                .or_default()
+                .receivers
+                .push(Receiver {
+                    session_id,
+                    jobs,
+                    window,
+                    unacknowledged: 0,
+                }),
+            HubEvent::Unregister {
+                system_id,
+                session_id,
+            } => {
+                if let Some(account) = self.accounts.get_mut(&system_id) {
+                    account.receivers.retain(|r| r.session_id != session_id);
+                }
+            }
+            HubEvent::Done {
+                system_id,
+                session_id,
+                id,
+                acknowledged: ok,
+            } => {
+                if let Some(account) = self.accounts.get_mut(&system_id) {
+                    account.in_flight.remove(&id);
+                    if let Some(r) = account
+                        .receivers
+                        .iter_mut()
+                        .find(|r| r.session_id == session_id)
+                    {
+                        r.unacknowledged = r.unacknowledged.saturating_sub(1);
+                    }
+                }
+                if ok {
+                    acknowledged.push(id);
+                } else {
+                    attempted.push(id);
+                }
+            }
+        }
+    }
+
+    async fn record(&self, acknowledged: Vec<i64>, attempted: Vec<i64>) {
+        if !acknowledged.is_empty() {
+            if let Err(err) = self.store.acknowledge_deliveries(acknowledged).await {
+                // Not removed: delivered again later, which at-least-once allows.
+                warn!(error = %err, "acknowledged deliveries not recorded");
+            }
+        }
+        if !attempted.is_empty() {
+            if let Err(err) = self.store.delivery_attempted(attempted).await {
+                warn!(error = %err, "failed delivery attempts not recorded");
+            }
+        }
+    }
+
+    async fn fill_all(&mut self) {
+        let names: Vec<String> = self
+            .accounts
+            .iter()
+            .filter(|(_, a)| a.receivers.iter().any(|r| r.unacknowledged < r.window))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for system_id in names {
+            self.fill(&system_id).await;
+        }
+    }
+
+    /// Gives each receiver of the account deliveries up to its window.
+    async fn fill(&mut self, system_id: &str) {
+        let Some(account) = self.accounts.get(system_id) else {
+            return;
+        };
+        let room: usize = account
+            .receivers
+            .iter()
+            .map(|r| r.window.saturating_sub(r.unacknowledged))
+            .sum();
+        let limit = room + account.in_flight.len();
+        let pending = match self.store.pending_deliveries(system_id, 0, limit).await {
+            Ok(pending) => pending,
+            Err(err) => {
+                warn!(%system_id, error = %err, "reading waiting deliveries failed");
+                return;
+            }
+        };
+        let now = self.clock.now_ms();
+        let Some(account) = self.accounts.get_mut(system_id) else {
+            return;
+        };
+        for delivery in pending {
+            if account.in_flight.contains(&delivery.id) {
+                continue;
+            }
+            let count = account.receivers.len();
+            let Some(offset) = (0..count).find(|k| {
+                let r = &account.receivers[(account.next + k) % count];
+                r.unacknowledged < r.window
+            }) else {
+                break;
+            };
+            let index = (account.next + offset) % count;
+            account.next = index + 1;
+            let receiver = &mut account.receivers[index];
+            let job = DeliveryJob {
+                id: delivery.id,
+                body: deliver_sm(&delivery, now),
+            };
+            match receiver.jobs.try_send(job) {
+                Ok(()) => {
+                    receiver.unacknowledged += 1;
+                    account.in_flight.insert(delivery.id);
+                }
+                // The session is closing: it unregisters shortly.
+                Err(_) => debug!(%system_id, session_id = receiver.session_id, "receiver gone"),
+            }
+        }
+    }
+}
+
+/// The deliver_sm for a stored receipt or incoming message.
+pub fn deliver_sm(delivery: &PendingDelivery, now: i64) -> Body {
+    match &delivery.content {
+        DeliveryContent::Receipt(facts) => Body::DeliverSm(receipt_sm(facts, now)),
+        DeliveryContent::Incoming {
+            source_addr,
+            dest_addr,
+            content,
+        } => Body::DeliverSm(incoming_sm(source_addr, dest_addr, content)),
+    }
+}
+
+/// An incoming message: GSM 7-bit when every character has a septet, else
+/// UCS-2; binary as 8-bit data. Too long for short_message, it goes whole in
+/// message_payload.
+fn incoming_sm(source_addr: &str, dest_addr: &str, content: &Content) -> Sm {
+    let (data_coding, octets) = match content {
+        Content::Text(text) => match gsm7::encode(text) {
+            Some(septets) => (0u8, septets),
+            None => (8, text.encode_utf16().flat_map(u16::to_be_bytes).collect()),
+        },
+        Content::Binary(data) => (4, data.clone()),
+    };
+    let ton = |addr: &str| if addr.starts_with('+') { 1 } else { 0 };
+    let mut sm = Sm {
+        source: Address::new(ton(source_addr), 1, source_addr.trim_start_matches('+')),
+        dest: Address::new(ton(dest_addr), 1, dest_addr.trim_start_matches('+')),
+        data_coding,
+        ..Sm::default()
+    };
+    if octets.len() <= 254 {
+        sm.short_message = Bytes::from(octets);
+    } else {
+        sm.tlvs.push(tag::MESSAGE_PAYLOAD, octets);
+    }
+    sm
+}

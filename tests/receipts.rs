@@ -1,0 +1,166 @@
+//! Receipts reach the ESME as deliver_sm: on any receiving session of the account,
+//! held while none is bound, delivered again when a session drops them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake_smsgate::{FakeSmsGate, Mode};
+use common::messages::{bound, sm, submit_ok};
+use common::upstream_broker::start;
+use common::{db_rows, Esme, TestBroker, PATIENCE};
+use serde_json::json;
+use smpp_broker::smpp::pdu::tlv::tag;
+use smpp_broker::smpp::pdu::{BindKind, Body, MessageIdResp, Pdu};
+use smpp_broker::text::gsm7;
+use tokio::net::TcpStream;
+
+/// Waits for the message's outbox row to be enroute (the phone has it).
+async fn enroute(broker: &TestBroker, fake: &FakeSmsGate, count: usize) {
+    fake.wait_for_accepted(count, PATIENCE).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let rows = db_rows(
+            broker.dir.path(),
+            "SELECT count(*) FROM outbox WHERE state = 'enroute'",
+        )
+        .await;
+        if rows[0][0] == count.to_string() {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not enroute");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The phone reports `message_id` delivered (unsigned webhooks: no signing_key).
+async fn delivered(broker: &TestBroker, message_id: &str) {
+    let url = format!("http://{}/webhooks/phone", broker.broker.http_addr());
+    let body = json!({"event": "sms:delivered", "payload": {"messageId": message_id,
+        "deliveredAt": "2026-11-22T15:10:00.000Z"}});
+    let status = reqwest::Client::new()
+        .post(url)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+/// The next deliver_sm, unanswered; with its sequence number.
+async fn next_receipt(esme: &mut Esme<TcpStream>) -> (u32, smpp_broker::smpp::pdu::Sm) {
+    loop {
+        let pdu = esme.recv_within(PATIENCE).await.expect("a deliver_sm");
+        match pdu.body {
+            Body::DeliverSm(sm) => return (pdu.sequence_number, sm),
+            Body::EnquireLink => {
+                esme.send(&Pdu::new(pdu.sequence_number, Body::EnquireLinkResp))
+                    .await
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn acknowledge(esme: &mut Esme<TcpStream>, sequence: u32) {
+    esme.send(&Pdu::new(
+        sequence,
+        Body::DeliverSmResp(MessageIdResp::default()),
+    ))
+    .await;
+}
+
+async fn waiting_deliveries(broker: &TestBroker) -> usize {
+    db_rows(broker.dir.path(), "SELECT count(*) FROM deliveries").await[0][0]
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_receipt_reaches_the_transceiver_and_is_removed_once_acknowledged() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let broker = start(&fake, "").await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let id = submit_ok(
+        &mut esme,
+        sm(0, 0, &gsm7::encode("Your code is 1234").unwrap()),
+    )
+    .await;
+    enroute(&broker, &fake, 1).await;
+    delivered(&broker, &id).await;
+
+    let (sequence, receipt) = next_receipt(&mut esme).await;
+    let text = gsm7::decode(&receipt.short_message).unwrap();
+    assert!(
+        text.starts_with(&format!("id:{id} sub:001 dlvrd:001 submit date:")),
+        "{text}"
+    );
+    assert!(
+        text.contains(" done date:2611221510 stat:DELIVRD err:000 text:Your code is 1234"),
+        "{text}"
+    );
+    assert_eq!(receipt.esm_class, 0x04);
+    assert_eq!(receipt.source.addr, "4917600000", "addresses swapped");
+    assert_eq!(receipt.dest.addr, "4915100000");
+    assert_eq!(
+        receipt.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID),
+        Some(id.clone())
+    );
+    assert_eq!(receipt.tlvs.get_u8(tag::MESSAGE_STATE), Some(2));
+    assert_eq!(
+        waiting_deliveries(&broker).await,
+        1,
+        "kept until acknowledged"
+    );
+    acknowledge(&mut esme, sequence).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while waiting_deliveries(&broker).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn receipts_wait_for_a_receiver_and_come_again_after_a_dropped_session() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let broker = start(&fake, "").await;
+    let mut transmitter = Esme::connect(broker.addr()).await;
+    transmitter
+        .bind_ok(BindKind::Transmitter, "acme", "acme1234")
+        .await;
+    let id = submit_ok(&mut transmitter, sm(0, 0, b"held")).await;
+    enroute(&broker, &fake, 1).await;
+    delivered(&broker, &id).await;
+    // Nobody receives: the transmitter gets nothing, the receipt waits.
+    let nothing = tokio::time::timeout(Duration::from_millis(300), transmitter.recv()).await;
+    assert!(
+        nothing.is_err(),
+        "a transmitter gets no receipt: {nothing:?}"
+    );
+    assert_eq!(waiting_deliveries(&broker).await, 1);
+
+    // A receiver binds and gets it, but drops the connection without answering.
+    let mut receiver = Esme::connect(broker.addr()).await;
+    receiver
+        .bind_ok(BindKind::Receiver, "acme", "acme1234")
+        .await;
+    let (_, first) = next_receipt(&mut receiver).await;
+    assert_eq!(
+        first.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID),
+        Some(id.clone())
+    );
+    drop(receiver);
+
+    // Delivered again to the next receiver.
+    let mut again = Esme::connect(broker.addr()).await;
+    again.bind_ok(BindKind::Receiver, "acme", "acme1234").await;
+    let (sequence, second) = next_receipt(&mut again).await;
+    assert_eq!(second.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID), Some(id));
+    acknowledge(&mut again, sequence).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while waiting_deliveries(&broker).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
