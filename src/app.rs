@@ -175,6 +175,16 @@ impl Broker {
                     .map(|u| (u.name.clone(), u.signing_key.clone()))
                     .collect(),
             ),
+            incoming_routes: Arc::new(settings.accounts.iter().fold(
+                http::IncomingRoutes::new(),
+                |mut routes, a| {
+                    routes
+                        .entry(a.upstream.clone())
+                        .or_default()
+                        .push((a.system_id.clone(), a.receive_numbers.clone()));
+                    routes
+                },
+            )),
         });
         info!(addr = %http_addr, "HTTP listening (health, readiness, metrics)");
         let stop_http = shutdown.clone();

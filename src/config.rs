@@ -265,6 +265,10 @@ pub struct AccountSettings {
     /// beyond it the oldest are dropped (logged).
     #[serde(default = "default_max_undelivered")]
     pub max_undelivered: usize,
+    /// Incoming messages to these numbers (of the account's upstream) come to
+    /// this account. Without a match they go to the first account of the upstream.
+    #[serde(default)]
+    pub receive_numbers: Vec<String>,
     /// How data_coding 0 is read: "gsm7" (GSM 03.38) or "latin1".
     #[serde(default)]
     pub default_alphabet: crate::text::DefaultAlphabet,

@@ -19,7 +19,8 @@ use crate::config::Secret;
 use crate::dispatch::smsgate::report_for_event;
 use crate::dispatch::UpstreamHealth;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Incoming, Store};
+use crate::text::Content;
 use crate::webhook::{verify_signature, Envelope};
 
 #[derive(Clone)]
@@ -32,6 +33,28 @@ pub struct HttpState {
     pub upstreams: Arc<Vec<(String, bool)>>,
     /// The upstreams that send webhooks, with their signing keys (None: unsigned).
     pub webhook_keys: Arc<HashMap<String, Option<Secret>>>,
+    pub incoming_routes: Arc<IncomingRoutes>,
+}
+
+/// Per upstream, its accounts in configuration order with their receive_numbers.
+pub type IncomingRoutes = HashMap<String, Vec<(String, Vec<String>)>>;
+
+/// The account an incoming message to `recipient` through `upstream` belongs to.
+pub fn route_incoming<'a>(
+    routes: &'a IncomingRoutes,
+    upstream: &str,
+    recipient: Option<&str>,
+) -> Option<&'a str> {
+    let accounts = routes.get(upstream)?;
+    let digits = |n: &str| n.trim_start_matches('+').to_owned();
+    recipient
+        .and_then(|to| {
+            accounts
+                .iter()
+                .find(|(_, numbers)| numbers.iter().any(|n| digits(n) == digits(to)))
+        })
+        .or_else(|| accounts.first())
+        .map(|(system_id, _)| system_id.as_str())
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -157,12 +180,89 @@ async fn webhook(
                 }
             }
         }
-        // Incoming messages need their own store first: until then the phone keeps
-        // them and retries, rather than being told they were taken.
-        "sms:received" | "sms:data-received" => answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "incoming messages are not accepted yet",
-        ),
+        "sms:received" | "sms:data-received" => incoming(&state, &upstream, &envelope).await,
         _ => answer(StatusCode::OK, "ignored"),
+    }
+}
+
+/// An incoming message: stored for the account's receivers before the 2xx.
+async fn incoming(state: &HttpState, upstream: &str, envelope: &Envelope) -> Response {
+    let payload = &envelope.payload;
+    let recipient = payload.recipient.as_deref();
+    let Some(system_id) = route_incoming(&state.incoming_routes, upstream, recipient) else {
+        warn!(%upstream, "incoming message, but no account uses this upstream: dropped");
+        return answer(
+            StatusCode::OK,
+            "ignored: no account receives from this upstream",
+        );
+    };
+    let content = if envelope.event == "sms:data-received" {
+        use base64::Engine;
+        let data = payload.data.as_deref().unwrap_or_default();
+        match base64::engine::general_purpose::STANDARD.decode(data) {
+            Ok(octets) => Content::Binary(octets),
+            Err(err) => {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    format!("data is not base64: {err}"),
+                )
+            }
+        }
+    } else {
+        Content::Text(payload.message.clone().unwrap_or_default())
+    };
+    let sender = payload.sender.clone().unwrap_or_default();
+    let dedupe_key = format!(
+        "mo:{upstream}:{}:{sender}:{}",
+        payload.message_id.as_deref().unwrap_or_default(),
+        payload.received_at.as_deref().unwrap_or_default()
+    );
+    let message = Incoming {
+        system_id: system_id.to_owned(),
+        source_addr: sender,
+        dest_addr: recipient.unwrap_or_default().to_owned(),
+        content,
+        dedupe_key,
+    };
+    match state.store.record_incoming(message).await {
+        Ok(news) => {
+            debug!(%upstream, %system_id, news, "incoming message stored");
+            answer(StatusCode::OK, "stored")
+        }
+        Err(err) => {
+            warn!(%upstream, error = %err, "incoming message not stored; the phone will retry");
+            answer(StatusCode::SERVICE_UNAVAILABLE, "not stored, try again")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incoming_messages_go_by_receiving_number_else_to_the_first_account() {
+        let mut routes = HashMap::new();
+        routes.insert(
+            "phone".to_owned(),
+            vec![
+                ("first".to_owned(), vec![]),
+                ("shop".to_owned(), vec!["+4915100000".to_owned()]),
+            ],
+        );
+        assert_eq!(
+            route_incoming(&routes, "phone", Some("4915100000")),
+            Some("shop")
+        );
+        assert_eq!(
+            route_incoming(&routes, "phone", Some("+4915100000")),
+            Some("shop")
+        );
+        assert_eq!(
+            route_incoming(&routes, "phone", Some("+4930000000")),
+            Some("first")
+        );
+        assert_eq!(route_incoming(&routes, "phone", None), Some("first"));
+        assert_eq!(route_incoming(&routes, "other", None), None);
     }
 }

@@ -164,3 +164,65 @@ async fn receipts_wait_for_a_receiver_and_come_again_after_a_dropped_session() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The phone reports an incoming message (unsigned webhooks).
+async fn received(broker: &TestBroker, message_id: &str, sender: &str, text: &str) {
+    let url = format!("http://{}/webhooks/phone", broker.broker.http_addr());
+    let body = json!({"event": "sms:received", "payload": {"messageId": message_id,
+        "message": text, "sender": sender, "recipient": "+4915100000", "simNumber": 1,
+        "receivedAt": "2026-11-22T18:00:00.000+03:00"}});
+    let status = reqwest::Client::new()
+        .post(url)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn incoming_messages_arrive_whole_and_once() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let broker = start(&fake, "").await;
+    let mut receiver = Esme::connect(broker.addr()).await;
+    receiver
+        .bind_ok(BindKind::Receiver, "acme", "acme1234")
+        .await;
+
+    received(&broker, "a80532bb", "6505551212", "Hello {world} €").await;
+    received(&broker, "a80532bb", "6505551212", "Hello {world} €").await;
+    let (sequence, mo) = next_receipt(&mut receiver).await;
+    assert_eq!(mo.esm_class, 0);
+    assert_eq!(mo.data_coding, 0);
+    assert_eq!(gsm7::decode(&mo.short_message).unwrap(), "Hello {world} €");
+    assert_eq!(mo.source.addr, "6505551212");
+    assert_eq!(mo.dest.addr, "4915100000");
+    acknowledge(&mut receiver, sequence).await;
+
+    let long: String = "Привет, это длинное сообщение. ".repeat(6);
+    received(&broker, "b1", "+4917611111111", &long).await;
+    let (sequence, mo) = next_receipt(&mut receiver).await;
+    assert_eq!(mo.data_coding, 8, "not GSM: UCS-2");
+    assert!(mo.short_message.is_empty());
+    let payload = mo
+        .tlvs
+        .get(tag::MESSAGE_PAYLOAD)
+        .expect("whole in message_payload");
+    let units: Vec<u16> = payload
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
+    assert_eq!(String::from_utf16(&units).unwrap(), long);
+    assert_eq!(mo.source.ton, 1);
+    acknowledge(&mut receiver, sequence).await;
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while waiting_deliveries(&broker).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The duplicate of the first was stored once: nothing else arrives.
+    let nothing = tokio::time::timeout(Duration::from_millis(300), receiver.recv()).await;
+    assert!(nothing.is_err(), "{nothing:?}");
+}

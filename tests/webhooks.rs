@@ -171,13 +171,13 @@ async fn malformed_foreign_and_misaddressed_events() {
     assert_eq!(phone.post(&foreign, Some(KEY), ts).await, 200);
     let ping = json!({"event": "system:ping", "payload": {"health": {}}});
     assert_eq!(phone.post(&ping, Some(KEY), ts).await, 200);
-    // Incoming messages are not taken until they can be stored.
-    let mo = event(
-        "sms:received",
+    // Binary incoming data that is not base64.
+    let bad = event(
+        "sms:data-received",
         "a80532bb",
-        json!({"message": "Hello", "sender": "6505551212"}),
+        json!({"data": "***", "sender": "6505551212"}),
     );
-    assert_eq!(phone.post(&mo, Some(KEY), ts).await, 503);
+    assert_eq!(phone.post(&bad, Some(KEY), ts).await, 400);
     // No such upstream.
     let nowhere = Phone::of(&broker, "elsewhere");
     assert_eq!(nowhere.post(&foreign, Some(KEY), ts).await, 404);

@@ -195,6 +195,7 @@ mod tests {
             throughput: 10.0,
             max_queued: 100,
             max_undelivered: 100,
+            receive_numbers: Vec::new(),
             default_alphabet: Default::default(),
         }
     }

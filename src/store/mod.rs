@@ -307,6 +307,17 @@ pub struct PendingCheck {
     pub expires_at: i64,
 }
 
+/// An incoming (MO) message from an upstream, for an account's receivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub system_id: String,
+    pub source_addr: String,
+    pub dest_addr: String,
+    pub content: Content,
+    /// The same message reported twice is stored once.
+    pub dedupe_key: String,
+}
+
 /// A receipt or incoming message waiting for one of the account's receivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingDelivery {
@@ -569,6 +580,13 @@ impl Store {
         .fetch_all(&self.reader)
         .await?;
         Ok(rows.iter().filter_map(pending_delivery).collect())
+    }
+
+    /// Stores an incoming message for the account's receivers; false when it was
+    /// stored before.
+    pub async fn record_incoming(&self, incoming: Incoming) -> Result<bool, StoreError> {
+        self.call(|reply| writer::Command::RecordIncoming { incoming, reply })
+            .await?
     }
 
     /// The ESME acknowledged these deliveries: they are done.

@@ -5,7 +5,8 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
 use super::writer::{Deltas, CARRIED_BY_OUTBOX_1};
-use super::MessageState;
+use super::{Incoming, MessageState};
+use crate::text::Content;
 
 /// Receipts the ESMEs asked for (registered_delivery) for the messages the
 /// outbox row `?1` carries that are now in `state`: 1 = every final state,
@@ -101,4 +102,32 @@ pub(super) async fn attempted(conn: &mut SqliteConnection, ids: &[i64]) -> Resul
             .await?;
     }
     Ok(())
+}
+
+/// Returns whether the message is new.
+pub(super) async fn add_incoming(
+    conn: &mut SqliteConnection,
+    incoming: &Incoming,
+    now: i64,
+    expires_at: i64,
+) -> Result<bool, sqlx::Error> {
+    let (text, data) = match &incoming.content {
+        Content::Text(text) => (Some(text.as_str()), None),
+        Content::Binary(data) => (None, Some(data.as_slice())),
+    };
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO deliveries (system_id, kind, source_addr, dest_addr, text, data, \
+         created_at, expires_at, dedupe_key) VALUES (?1, 'mo', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .bind(&incoming.system_id)
+    .bind(&incoming.source_addr)
+    .bind(&incoming.dest_addr)
+    .bind(text)
+    .bind(data)
+    .bind(now)
+    .bind(expires_at)
+    .bind(&incoming.dedupe_key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(inserted.rows_affected() > 0)
 }

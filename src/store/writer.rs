@@ -11,8 +11,8 @@ use tracing::{error, warn};
 
 use super::{dispatch, receipts};
 use super::{
-    parse_message_id, CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, MessageState,
-    NewMessage, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport,
+    parse_message_id, CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, Incoming,
+    MessageState, NewMessage, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport,
 };
 use crate::clock::Clock;
 use crate::text::{self, Charset, Content};
@@ -88,6 +88,10 @@ pub enum Command {
         outbox_ids: Vec<i64>,
         at: i64,
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    RecordIncoming {
+        incoming: Incoming,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
     },
     Acknowledge {
         ids: Vec<i64>,
@@ -304,6 +308,14 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
                 } => {
                     dispatch::check_later(conn, &outbox_ids, at).await?;
                     finishers.push(finisher(reply, Ok(())));
+                }
+                Command::RecordIncoming { incoming, reply } => {
+                    let keep = state.receipt_expiry(now);
+                    let news = receipts::add_incoming(conn, &incoming, now, keep).await?;
+                    if news {
+                        deltas.delivery_added(&incoming.system_id);
+                    }
+                    finishers.push(finisher(reply, Ok(news)));
                 }
                 Command::Acknowledge { ids, reply } => {
                     receipts::acknowledge(conn, &ids).await?;
