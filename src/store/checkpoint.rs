@@ -42,6 +42,8 @@ pub async fn run(mut conn: SqliteConnection, writer: mpsc::WeakSender<Command>) 
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
+    /// Another connection was checkpointing: nothing was done this time.
+    pub busy: bool,
     /// Frames in the WAL.
     pub wal_pages: i64,
     /// Frames now copied into the database file.
@@ -53,6 +55,7 @@ pub async fn checkpoint_once(conn: &mut SqliteConnection) -> Result<Progress, sq
         .fetch_one(conn)
         .await?;
     Ok(Progress {
+        busy: row.get::<i64, _>(0) != 0,
         wal_pages: row.get(1),
         copied: row.get(2),
     })

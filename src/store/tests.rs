@@ -463,7 +463,15 @@ async fn a_passive_checkpoint_copies_every_committed_frame() {
     ))
     .await
     .unwrap();
-    let progress = checkpoint::checkpoint_once(&mut conn).await.unwrap();
+    // The checkpoint task may hold the checkpoint lock at this very moment.
+    let mut progress = checkpoint::checkpoint_once(&mut conn).await.unwrap();
+    for _ in 0..100 {
+        if !progress.busy {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        progress = checkpoint::checkpoint_once(&mut conn).await.unwrap();
+    }
     // The writer never checkpoints, the checkpoint task may have run meanwhile;
     // either way the WAL holds frames and a passive checkpoint copies them all.
     assert!(progress.wal_pages > 0, "{progress:?}");
