@@ -136,6 +136,19 @@ impl Broker {
         }
         let health = Arc::new(UpstreamHealth::default());
         let metrics = Arc::new(Metrics::default());
+        for upstream in settings
+            .upstreams
+            .iter()
+            .filter(|u| u.kind == UpstreamKind::Smsgate)
+        {
+            match &settings.http.public_url {
+                Some(url) => {
+                    crate::dispatch::register_webhooks(upstream, url.clone(), shutdown.clone())
+                }
+                None => info!(upstream = %upstream.name,
+                    "http.public_url not set: no webhooks registered; states come by polling"),
+            }
+        }
         for upstream in settings.upstreams.iter().filter(|u| u.hold) {
             warn!(upstream = %upstream.name, "upstream on hold: its messages wait in the queue, none is sent");
         }

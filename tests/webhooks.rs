@@ -182,3 +182,73 @@ async fn malformed_foreign_and_misaddressed_events() {
     let nowhere = Phone::of(&broker, "elsewhere");
     assert_eq!(nowhere.post(&foreign, Some(KEY), ts).await, 404);
 }
+
+#[tokio::test]
+async fn webhooks_are_registered_once_per_upstream_and_stale_ones_removed() {
+    use common::upstream_broker::settings_with_http;
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let http = reqwest::Client::new();
+    for (id, event) in [
+        ("smpp-broker-phone-old", "sms:sent"),
+        ("someone-else", "sms:sent"),
+    ] {
+        let status = http
+            .post(format!("{}/webhooks", fake.base_url()))
+            .basic_auth(fake.username(), Some(fake.password()))
+            .json(&json!({"id": id, "url": "https://elsewhere.example/hook", "event": event}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 201);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_with_http(
+        dir.path(),
+        &fake,
+        "",
+        "public_url = \"https://broker.example.com/\"",
+    );
+    let _broker = TestBroker {
+        broker: smpp_broker::Broker::start(settings).await.unwrap(),
+        dir,
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let registered = loop {
+        let hooks = fake.webhooks();
+        let ours: Vec<&serde_json::Value> = hooks
+            .iter()
+            .filter(|w| w["id"].as_str().unwrap().starts_with("smpp-broker-phone-"))
+            .collect();
+        if ours.len() == 6 && !ours.iter().any(|w| w["id"] == "smpp-broker-phone-old") {
+            break hooks;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{hooks:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut events: Vec<&str> = registered
+        .iter()
+        .filter(|w| w["id"] != "someone-else")
+        .map(|w| {
+            assert_eq!(w["url"], "https://broker.example.com/webhooks/phone");
+            assert_eq!(w["deviceId"], fake.device_id());
+            w["event"].as_str().unwrap()
+        })
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            "sms:cancelled",
+            "sms:data-received",
+            "sms:delivered",
+            "sms:failed",
+            "sms:received",
+            "sms:sent"
+        ]
+    );
+    assert!(
+        registered.iter().any(|w| w["id"] == "someone-else"),
+        "registrations of others are left alone"
+    );
+}

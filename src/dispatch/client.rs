@@ -34,6 +34,81 @@ impl SmsGateClient {
     }
 }
 
+/// The events the broker registers, with the short names in their ids.
+pub const WEBHOOK_EVENTS: [(&str, &str); 6] = [
+    ("sms:sent", "sent"),
+    ("sms:delivered", "delivered"),
+    ("sms:failed", "failed"),
+    ("sms:cancelled", "cancelled"),
+    ("sms:received", "received"),
+    ("sms:data-received", "data-received"),
+];
+
+impl SmsGateClient {
+    /// Registers one webhook per event, with fixed ids (`smpp-broker-{upstream}-…`,
+    /// so a POST replaces rather than adds), pointing at `{public_url}/webhooks/
+    /// {upstream}`; then deletes registrations of ours that are not wanted any
+    /// more. Returns the ids registered.
+    pub async fn register_webhooks(
+        &self,
+        upstream: &str,
+        public_url: &str,
+    ) -> Result<Vec<String>, RegistrationError> {
+        let base = &self.target.base_url;
+        let url = format!("{}/webhooks/{upstream}", public_url.trim_end_matches('/'));
+        let prefix = format!("smpp-broker-{upstream}-");
+        let mut wanted = Vec::new();
+        for (event, short) in WEBHOOK_EVENTS {
+            let id = format!("{prefix}{short}");
+            let mut body = serde_json::json!({"id": id, "url": url, "event": event});
+            if let Some(device) = &self.target.device_id {
+                body["deviceId"] = serde_json::json!(device);
+            }
+            let response = self
+                .http
+                .post(format!("{base}/webhooks"))
+                .basic_auth(&*self.username, Some(self.password.expose()))
+                .json(&body)
+                .send()
+                .await?;
+            let status = response.status();
+            if !status.is_success() {
+                let text = response.text().await.unwrap_or_default();
+                return Err(RegistrationError::Refused(status.as_u16(), text));
+            }
+            wanted.push(id);
+        }
+        let listed: Vec<serde_json::Value> = self
+            .http
+            .get(format!("{base}/webhooks"))
+            .basic_auth(&*self.username, Some(self.password.expose()))
+            .send()
+            .await?
+            .json()
+            .await?;
+        for stale in listed
+            .iter()
+            .filter_map(|w| w.get("id")?.as_str())
+            .filter(|id| id.starts_with(&prefix) && !wanted.iter().any(|w| w == id))
+        {
+            self.http
+                .delete(format!("{base}/webhooks/{stale}"))
+                .basic_auth(&*self.username, Some(self.password.expose()))
+                .send()
+                .await?;
+        }
+        Ok(wanted)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("HTTP {0}: {1}")]
+    Refused(u16, String),
+}
+
 impl Service<Call> for SmsGateClient {
     type Response = Reply;
     type Error = reqwest::Error;

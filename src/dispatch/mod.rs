@@ -137,7 +137,11 @@ impl Dispatcher {
         health: Arc<UpstreamHealth>,
         metrics: Arc<Metrics>,
     ) -> Dispatcher {
-        let window = (settings.max_in_flight() * 2).clamp(2, 512);
+        // Claimed ahead: at least a second's worth at the configured rate, so that
+        // a slow claim (a busy disk) does not leave the upstream idle.
+        let window = (settings.max_in_flight() * 2)
+            .max(settings.rate().ceil() as usize)
+            .clamp(2, 512);
         // Long enough for a whole window to pass the rate limit and time out.
         let queueing = Duration::from_secs_f64(window as f64 / settings.rate());
         let lease = settings.request_timeout * 2 + queueing + Duration::from_secs(30);
@@ -492,4 +496,38 @@ fn final_report(
         error,
         at: now,
     })
+}
+
+/// Registers an smsgate upstream's webhooks at `public_url`, retrying in the
+/// background until it succeeds or the broker stops. Startup does not wait.
+pub fn register_webhooks(settings: &UpstreamSettings, public_url: String, stop: CancellationToken) {
+    let upstream = settings.name.clone();
+    let client = client::SmsGateClient::new(
+        smsgate::SmsGateTarget::from_settings(settings),
+        settings.username.as_deref().unwrap_or_default(),
+        settings
+            .password
+            .clone()
+            .unwrap_or_else(|| crate::config::Secret::new("")),
+    );
+    tokio::spawn(async move {
+        let waits = [5u64, 30, 60, 300];
+        for attempt in 0.. {
+            match client.register_webhooks(&upstream, &public_url).await {
+                Ok(ids) => {
+                    info!(%upstream, url = %format!("{}/webhooks/{upstream}", public_url.trim_end_matches('/')),
+                        ids = %ids.join(","), "webhooks registered");
+                    return;
+                }
+                Err(err) => {
+                    let wait = waits[attempt.min(waits.len() - 1)];
+                    warn!(%upstream, error = %err, retry_in_s = wait, "webhook registration failed");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+                    }
+                }
+            }
+        }
+    });
 }

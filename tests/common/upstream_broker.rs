@@ -9,6 +9,16 @@ use super::TestBroker;
 /// A broker whose account `acme` sends through the fake, with quick retries.
 /// A key in `upstream_extra` replaces the default of the same name.
 pub fn settings(dir: &std::path::Path, fake: &FakeSmsGate, upstream_extra: &str) -> Settings {
+    settings_with_http(dir, fake, upstream_extra, "")
+}
+
+/// As `settings`, with `http_extra` lines in `[http]`.
+pub fn settings_with_http(
+    dir: &std::path::Path,
+    fake: &FakeSmsGate,
+    upstream_extra: &str,
+    http_extra: &str,
+) -> Settings {
     let defaults = [
         ("rate", "1000".to_owned()),
         ("retry_schedule", "[\"50ms\"]".to_owned()),
@@ -31,6 +41,7 @@ pub fn settings(dir: &std::path::Path, fake: &FakeSmsGate, upstream_extra: &str)
 bind = "127.0.0.1:0"
 [http]
 bind = "127.0.0.1:0"
+{http_extra}
 [store]
 path = "{db}"
 
