@@ -167,3 +167,61 @@ async fn sigkill_during_dispatch_loses_and_repeats_nothing() {
     );
     drop(broker);
 }
+
+/// A SIGKILL after the webhook's 2xx and before any receiver took the receipt:
+/// after the restart the receipt still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_acknowledged_to_the_phone_survives_sigkill() {
+    use common::fake_smsgate::{FakeSmsGate, Mode};
+    use common::messages::{sm, submit_ok};
+    use smpp_broker::smpp::pdu::tlv::tag;
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = format!(
+        "[[upstreams]]\nname = \"phone\"\nkind = \"smsgate\"\nbase_url = \"{}\"\n\
+         username = \"{}\"\npassword = \"{}\"\nrate = 100\n\
+         [[accounts]]\nsystem_id = \"acme\"\npassword = \"acme1234\"\nupstream = \"phone\"\n",
+        fake.base_url(),
+        fake.username(),
+        fake.password(),
+    );
+    let config = write_config(dir.path(), &upstream);
+    let broker = BrokerProcess::spawn(&config);
+    let mut transmitter = Esme::connect(broker.addr).await;
+    transmitter
+        .bind_ok(BindKind::Transmitter, "acme", "acme1234")
+        .await;
+    let id = submit_ok(&mut transmitter, sm(0, 0, b"survive")).await;
+    fake.wait_for_accepted(1, std::time::Duration::from_secs(10))
+        .await;
+    let webhook = format!("http://{}/webhooks/phone", broker.http_addr);
+    let body = serde_json::json!({"event": "sms:delivered", "payload": {"messageId": id}});
+    // The broker may still be recording the 202: a report before it is fine too.
+    let status = reqwest::Client::new()
+        .post(&webhook)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    broker.kill9();
+
+    let broker = BrokerProcess::spawn(&config);
+    let mut receiver = Esme::connect(broker.addr).await;
+    receiver
+        .bind_ok(BindKind::Receiver, "acme", "acme1234")
+        .await;
+    let pdu = receiver
+        .recv_within(std::time::Duration::from_secs(10))
+        .await
+        .expect("the receipt after the restart");
+    let Body::DeliverSm(receipt) = pdu.body else {
+        panic!("{pdu:?}")
+    };
+    assert_eq!(
+        receipt.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID),
+        Some(id)
+    );
+    assert_eq!(receipt.tlvs.get_u8(tag::MESSAGE_STATE), Some(2));
+}

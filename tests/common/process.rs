@@ -23,6 +23,7 @@ pub fn write_config(dir: &Path, accounts: &str) -> PathBuf {
 pub struct BrokerProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    pub http_addr: SocketAddr,
     log: Option<JoinHandle<Vec<String>>>,
 }
 
@@ -38,19 +39,26 @@ impl BrokerProcess {
             .expect("broker binary starts");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut seen = Vec::new();
-        let addr = loop {
+        let field = |line: &str| -> SocketAddr {
+            let value = line
+                .split("\"addr\":\"")
+                .nth(1)
+                .and_then(|v| v.split('"').next());
+            value.expect("addr field").parse().expect("socket address")
+        };
+        let (mut addr, mut http_addr) = (None, None);
+        while addr.is_none() || http_addr.is_none() {
             let Some(Ok(line)) = lines.next() else {
                 panic!("broker exited before listening:\n{}", seen.join("\n"));
             };
             if line.contains("SMPP listening (plain TCP)") {
-                let value = line
-                    .split("\"addr\":\"")
-                    .nth(1)
-                    .and_then(|v| v.split('"').next());
-                break value.expect("addr field").parse().expect("socket address");
+                addr = Some(field(&line));
+            } else if line.contains("HTTP listening") {
+                http_addr = Some(field(&line));
             }
             seen.push(line);
-        };
+        }
+        let (addr, http_addr) = (addr.unwrap(), http_addr.unwrap());
         let log = std::thread::spawn(move || {
             seen.extend(lines.map_while(Result::ok));
             seen
@@ -58,6 +66,7 @@ impl BrokerProcess {
         BrokerProcess {
             child,
             addr,
+            http_addr,
             log: Some(log),
         }
     }
