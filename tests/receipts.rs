@@ -226,3 +226,93 @@ async fn incoming_messages_arrive_whole_and_once() {
     let nothing = tokio::time::timeout(Duration::from_millis(300), receiver.recv()).await;
     assert!(nothing.is_err(), "{nothing:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_receipts_reach_a_transceiver_even_when_a_session_drops() {
+    const MESSAGES: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[smpp]
+bind = "127.0.0.1:0"
+deliver_window = 50
+[http]
+bind = "127.0.0.1:0"
+[store]
+path = "{}"
+[[upstreams]]
+name = "sandbox"
+kind = "sandbox"
+sent_after = "1ms"
+delivered_after = "10ms"
+rate = 100000
+max_in_flight = 256
+[[accounts]]
+system_id = "acme"
+password = "acme1234"
+upstream = "sandbox"
+throughput = 100000
+"#,
+        dir.path().join("broker.db").display()
+    );
+    let settings = smpp_broker::Settings::from_toml(&text, "test", std::iter::empty()).unwrap();
+    let broker = TestBroker {
+        broker: smpp_broker::Broker::start(settings).await.unwrap(),
+        dir,
+    };
+    let mut transmitter = Esme::connect(broker.addr()).await;
+    transmitter
+        .bind_ok(BindKind::Transmitter, "acme", "acme1234")
+        .await;
+    // Pipelined: all submits go out, then the responses are read.
+    for n in 0..MESSAGES {
+        let seq = transmitter.next_sequence();
+        let body = Body::SubmitSm(sm(0, 0, format!("m{n}").as_bytes()));
+        transmitter.send(&Pdu::new(seq, body)).await;
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    while ids.len() < MESSAGES {
+        let resp = transmitter.recv_some().await;
+        assert!(resp.command_status.is_ok(), "{resp:?}");
+        let Body::SubmitSmResp(r) = resp.body else {
+            panic!("{resp:?}")
+        };
+        ids.insert(r.message_id);
+    }
+    let started = std::time::Instant::now();
+
+    // The first receiver acknowledges 50, then takes a window of 50 more (the
+    // deliver_window) and drops without answering them.
+    let mut receipted = std::collections::BTreeSet::new();
+    let mut first = Esme::connect(broker.addr()).await;
+    first
+        .bind_ok(BindKind::Transceiver, "acme", "acme1234")
+        .await;
+    for n in 0..100 {
+        let (sequence, receipt) = next_receipt(&mut first).await;
+        if n < 50 {
+            acknowledge(&mut first, sequence).await;
+            receipted.insert(receipt.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID).unwrap());
+        }
+    }
+    drop(first);
+
+    // The next receives everything else, the unacknowledged ones again.
+    let mut second = Esme::connect(broker.addr()).await;
+    second
+        .bind_ok(BindKind::Transceiver, "acme", "acme1234")
+        .await;
+    while receipted.len() < MESSAGES {
+        let (sequence, receipt) = next_receipt(&mut second).await;
+        acknowledge(&mut second, sequence).await;
+        assert_eq!(receipt.tlvs.get_u8(tag::MESSAGE_STATE), Some(2));
+        receipted.insert(receipt.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID).unwrap());
+    }
+    assert_eq!(receipted, ids, "one receipt for every message");
+    println!("{MESSAGES} receipts received in {:?}", started.elapsed());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while waiting_deliveries(&broker).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never all removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
