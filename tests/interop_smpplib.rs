@@ -1322,3 +1322,44 @@ fn the_event_parser_reads_what_json_dumps_writes() {
     assert!(parse_flat_json(r#"{"e": "\ud83d"}"#).is_err());
     assert!(parse_flat_json(r#"{"e": "\ude00"}"#).is_err());
 }
+
+/// End to end with the sandbox: smpplib binds as transceiver, submits with
+/// registered_delivery=1, gets the receipt for that message_id, and query_sm
+/// agrees with it.
+#[tokio::test]
+async fn smpplib_gets_the_sandbox_receipt_and_query_sm_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[smpp]\nbind = \"127.0.0.1:0\"\n[http]\nbind = \"127.0.0.1:0\"\n\
+         [store]\npath = \"{}\"\n\
+         [[upstreams]]\nname = \"sandbox\"\nkind = \"sandbox\"\n\
+         sent_after = \"50ms\"\ndelivered_after = \"200ms\"\n\
+         [[accounts]]\nsystem_id = \"demo\"\npassword = \"demo1234\"\nupstream = \"sandbox\"\n",
+        dir.path().join("broker.db").display()
+    );
+    let settings = smpp_broker::Settings::from_toml(&text, "test", std::iter::empty()).unwrap();
+    let broker = TestBroker {
+        broker: smpp_broker::Broker::start(settings).await.unwrap(),
+        dir,
+    };
+    let t = Script::run("receipt", broker.addr(), &[]).await;
+    t.assert_completed();
+    let id = t
+        .accepted(t.answer("submit", "submit_sm_resp", ESME_ROK))
+        .to_owned();
+    let receipt = t.first("receipt", "esme");
+    t.check(receipt.int("esm_class") == 4, "esm_class 0x04");
+    t.check(
+        receipt.str("receipted_message_id") == id,
+        format_args!("the receipt names {id}: {}", receipt.line),
+    );
+    t.check(receipt.int("message_state") == 2, "DELIVERED");
+    let short = receipt.str("short_message");
+    t.check(
+        short.starts_with(&format!("id:{id} sub:001 dlvrd:001 "))
+            && short.contains(" stat:DELIVRD err:000 text:receipt please"),
+        format_args!("Appendix B text: {short}"),
+    );
+    let final_date = t.queried("query after receipt", &id, 2);
+    t.check(!final_date.is_empty(), "query_sm has the final date");
+}

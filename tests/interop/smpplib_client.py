@@ -580,6 +580,34 @@ def scenario_query_cancel_replace(host, port):
     expect_closed(client)
 
 
+def scenario_receipt(host, port):
+    """submit_sm with registered_delivery=1 through the sandbox; the receipt comes
+    as deliver_sm (smpplib answers it), then query_sm."""
+    client = connect("esme", host, port)
+    bind(client, "transceiver", "demo", "demo1234")
+    kwargs = submit_kwargs(b"receipt please")
+    kwargs["registered_delivery"] = 1
+    p = client.send_message(**kwargs)
+    message_id = message_id_of(await_response(client, "submit_sm", p.sequence, label="submit"))
+    receipts = []
+    client.set_message_received_handler(lambda pdu: receipts.append(pdu))
+    deadline = time.monotonic() + 20
+    while not receipts and time.monotonic() < deadline:
+        client.read_once()
+    r = receipts[0]
+    emit(
+        "receipt",
+        client=client.name,
+        esm_class=r.esm_class,
+        short_message=text(r.short_message),
+        receipted_message_id=text(r.receipted_message_id),
+        message_state=r.message_state,
+    )
+    query(client, "query after receipt", message_id)
+    unbind(client)
+    expect_closed(client)
+
+
 def scenario_throttle(host, port, count):
     client = connect("esme", host, port)
     bind(client, "transmitter", "slow", "slow")
@@ -605,6 +633,7 @@ SCENARIOS = {
     "throttle": scenario_throttle,
     "texts": scenario_texts,
     "query_cancel_replace": scenario_query_cancel_replace,
+    "receipt": scenario_receipt,
 }
 
 
