@@ -90,7 +90,13 @@ impl Broker {
             settings.messages.default_validity.as_millis() as i64,
         ));
         let shutdown = CancellationToken::new();
-        let deliveries = DeliveryHub::start(store.clone(), Arc::clone(&clock), shutdown.clone());
+        let metrics = Arc::new(Metrics::default());
+        let deliveries = DeliveryHub::start(
+            store.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        );
         let ctx = SessionContext::new(
             settings.smpp.clone(),
             accounts,
@@ -135,7 +141,6 @@ impl Broker {
             ));
         }
         let health = Arc::new(UpstreamHealth::default());
-        let metrics = Arc::new(Metrics::default());
         for upstream in settings
             .upstreams
             .iter()

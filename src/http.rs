@@ -121,6 +121,28 @@ async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let response = handle_webhook(&state, &upstream, &headers, &body).await;
+    let event = serde_json::from_slice::<Envelope>(&body)
+        .map(|e| e.event)
+        .unwrap_or_else(|_| "unreadable".to_owned());
+    let outcome = match response.status() {
+        s if s.is_success() => "accepted",
+        StatusCode::UNAUTHORIZED => "refused",
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "unknown_upstream",
+        _ => "failed",
+    };
+    state.metrics.webhook(&upstream, &event, outcome);
+    response
+}
+
+async fn handle_webhook(
+    state: &HttpState,
+    upstream: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let upstream = upstream.to_owned();
     let Some(key) = state.webhook_keys.get(&upstream) else {
         return answer(
             StatusCode::NOT_FOUND,
@@ -132,7 +154,7 @@ async fn webhook(
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if let Err(err) = verify_signature(
             key.expose().as_bytes(),
-            &body,
+            body,
             header("x-signature"),
             header("x-timestamp"),
             now,
@@ -141,7 +163,7 @@ async fn webhook(
             return answer(StatusCode::UNAUTHORIZED, err.to_string());
         }
     }
-    let envelope: Envelope = match serde_json::from_slice(&body) {
+    let envelope: Envelope = match serde_json::from_slice(body) {
         Ok(envelope) => envelope,
         Err(err) => {
             warn!(%upstream, error = %err, "webhook refused: not an SMSGate event");
@@ -180,7 +202,7 @@ async fn webhook(
                 }
             }
         }
-        "sms:received" | "sms:data-received" => incoming(&state, &upstream, &envelope).await,
+        "sms:received" | "sms:data-received" => incoming(state, &upstream, &envelope).await,
         _ => answer(StatusCode::OK, "ignored"),
     }
 }

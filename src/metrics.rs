@@ -20,6 +20,21 @@ pub struct ResponseLabels {
     pub class: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub upstream: String,
+    pub event: String,
+    /// stored | ignored | refused | failed
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub system_id: String,
+    /// acknowledged | retried
+    pub outcome: String,
+}
+
 type HistogramFamily = Family<UpstreamLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -28,6 +43,8 @@ pub struct Metrics {
     pub upstream_responses: Family<ResponseLabels, Counter>,
     pub upstream_request_seconds: HistogramFamily,
     pub dispatch_latency_seconds: HistogramFamily,
+    pub webhook_events: Family<WebhookLabels, Counter>,
+    pub deliveries: Family<DeliveryLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -62,8 +79,22 @@ impl Default for Metrics {
             "From submit_sm accepted to the upstream taking the message",
             dispatch_latency_seconds.clone(),
         );
+        let webhook_events = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_events",
+            "Webhook requests by upstream, event and outcome",
+            webhook_events.clone(),
+        );
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "deliver_sm of receipts and incoming messages, by whether the ESME acknowledged it",
+            deliveries.clone(),
+        );
         Metrics {
             registry,
+            webhook_events,
+            deliveries,
             upstream_paused,
             upstream_responses,
             upstream_request_seconds,
@@ -86,6 +117,30 @@ impl Metrics {
             .get_or_create(&ResponseLabels {
                 upstream: upstream.to_owned(),
                 class: class.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn webhook(&self, upstream: &str, event: &str, outcome: &str) {
+        self.webhook_events
+            .get_or_create(&WebhookLabels {
+                upstream: upstream.to_owned(),
+                event: event.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn delivery(&self, system_id: &str, acknowledged: bool) {
+        let outcome = if acknowledged {
+            "acknowledged"
+        } else {
+            "retried"
+        };
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                system_id: system_id.to_owned(),
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

@@ -17,6 +17,7 @@ use super::pdu::tlv::tag;
 use super::pdu::{Address, Body, Sm};
 use super::receipt::receipt_sm;
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::store::{DeliveryContent, PendingDelivery, Store};
 use crate::text::{gsm7, Content};
 
@@ -53,11 +54,17 @@ pub struct DeliveryHub {
 }
 
 impl DeliveryHub {
-    pub fn start(store: Store, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> DeliveryHub {
+    pub fn start(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> DeliveryHub {
         let (events, receiver) = mpsc::unbounded_channel();
         let hub = Hub {
             store,
             clock,
+            metrics,
             accounts: HashMap::new(),
         };
         tokio::spawn(hub.run(receiver, shutdown));
@@ -119,6 +126,7 @@ struct AccountState {
 struct Hub {
     store: Store,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
     accounts: HashMap<String, AccountState>,
 }
 
@@ -190,6 +198,7 @@ impl Hub {
                         r.unacknowledged = r.unacknowledged.saturating_sub(1);
                     }
                 }
+                self.metrics.delivery(&system_id, ok);
                 if ok {
                     acknowledged.push(id);
                 } else {
