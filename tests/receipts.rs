@@ -119,12 +119,7 @@ async fn a_receipt_reaches_the_transceiver_and_is_removed_once_acknowledged() {
         assert!(tokio::time::Instant::now() < deadline, "never removed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let metrics = reqwest::get(format!("http://{}/metrics", broker.broker.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&broker).await;
     let line = "smpp_broker_deliveries_total{system_id=\"acme\",outcome=\"acknowledged\"} 1";
     assert!(metrics.contains(line), "{metrics}");
 }

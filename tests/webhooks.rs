@@ -142,12 +142,7 @@ async fn signed_events_are_stored_and_others_refused() {
     assert_eq!(phone.post(&failed, Some(KEY), now_secs()).await, 200);
     assert_eq!(message_state(&mut esme, &id).await, 2);
 
-    let metrics = reqwest::get(format!("http://{}/metrics", broker.broker.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&broker).await;
     for line in [
         "smpp_broker_webhook_events_total{upstream=\"phone\",event=\"sms:delivered\",outcome=\"refused\"} 4",
         "smpp_broker_webhook_events_total{upstream=\"phone\",event=\"sms:delivered\",outcome=\"accepted\"} 2",

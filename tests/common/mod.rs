@@ -127,6 +127,12 @@ path = "{db}"
     Settings::from_toml(&text, "test", std::iter::empty()).expect("test config is valid")
 }
 
+/// The broker's `GET /metrics` text.
+pub async fn metrics_text(broker: &TestBroker) -> String {
+    let url = format!("http://{}/metrics", broker.broker.http_addr());
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 /// Rows of a query on a test broker's database, each column as text (NULL as "").
 pub async fn db_rows(dir: &Path, sql: &str) -> Vec<Vec<String>> {
     use sqlx::{Connection, Row, ValueRef};
