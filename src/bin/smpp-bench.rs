@@ -10,6 +10,9 @@
 //! storage-only ceiling in this process: the same stores, inserts and commits with
 //! N×W concurrent submitters and no SMPP. Both figures come from one run, so their
 //! ratio means something on a noisy machine.
+//!
+//! `smpp-bench receipts` stores a receipt for each of M messages (through a quick
+//! sandbox), then binds R receiver sessions and measures acknowledged deliver_sm/s.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +59,17 @@ enum BenchCommand {
         #[arg(long)]
         broker: Option<PathBuf>,
     },
+    /// Receipt fan-out: stores a receipt for each of MESSAGES (through the
+    /// sandbox), then measures deliver_sm/s to RECEIVERS receiver sessions, each
+    /// deliver_sm answered at once.
+    Receipts {
+        #[arg(long, default_value_t = 4)]
+        receivers: usize,
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        #[arg(long)]
+        broker: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +83,11 @@ fn main() -> anyhow::Result<()> {
             messages,
             broker,
         } => runtime.block_on(submit(sessions, window, messages, broker)),
+        BenchCommand::Receipts {
+            receivers,
+            messages,
+            broker,
+        } => runtime.block_on(receipts(receivers, messages, broker)),
     }
 }
 
@@ -101,7 +120,19 @@ fn broker_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(sibling)
 }
 
-async fn start_broker(binary: PathBuf, max_sessions: usize) -> anyhow::Result<BrokerProcess> {
+/// Upstream settings of the submit benchmark: nothing is dispatched meanwhile.
+const HELD_SANDBOX: &str =
+    "# Measures acceptance alone: nothing is dispatched meanwhile.\nhold = true";
+
+/// Upstream settings of the receipts benchmark: every message delivered at once.
+const QUICK_SANDBOX: &str =
+    "sent_after = \"1ms\"\ndelivered_after = \"2ms\"\nrate = 1000000\nmax_in_flight = 512";
+
+async fn start_broker(
+    binary: PathBuf,
+    max_sessions: usize,
+    sandbox: &str,
+) -> anyhow::Result<BrokerProcess> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("bench.toml");
     std::fs::write(
@@ -120,8 +151,7 @@ level = "warn,smpp_broker::app=info"
 [[upstreams]]
 name = "sandbox"
 kind = "sandbox"
-# Measures acceptance alone: nothing is dispatched meanwhile.
-hold = true
+{sandbox}
 [[accounts]]
 system_id = "bench"
 password = "bench"
@@ -185,7 +215,10 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("VmRSS not found")
 }
 
-async fn bind_session(addr: SocketAddr) -> anyhow::Result<Framed<TcpStream, SmppCodec>> {
+async fn bind_session(
+    addr: SocketAddr,
+    kind: BindKind,
+) -> anyhow::Result<Framed<TcpStream, SmppCodec>> {
     let stream = TcpStream::connect(addr).await?;
     let mut framed = Framed::new(stream, SmppCodec::default());
     let bind = Bind {
@@ -194,9 +227,7 @@ async fn bind_session(addr: SocketAddr) -> anyhow::Result<Framed<TcpStream, Smpp
         interface_version: 0x34,
         ..Bind::default()
     };
-    framed
-        .send(&Pdu::new(1, Body::Bind(BindKind::Transceiver, bind)))
-        .await?;
+    framed.send(&Pdu::new(1, Body::Bind(kind, bind))).await?;
     let resp = next_pdu(&mut framed).await?;
     if !resp.command_status.is_ok() {
         bail!("bind refused: {}", resp.command_status);
@@ -214,14 +245,14 @@ async fn next_pdu(framed: &mut Framed<TcpStream, SmppCodec>) -> anyhow::Result<P
 }
 
 async fn sessions(count: usize, broker: Option<PathBuf>) -> anyhow::Result<()> {
-    let broker = start_broker(broker_binary(broker)?, count).await?;
+    let broker = start_broker(broker_binary(broker)?, count, HELD_SANDBOX).await?;
     let pid = broker.child.id();
     let idle_kib = rss_kib(pid)?;
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..count {
         let addr = broker.smpp_addr;
-        set.spawn(async move { bind_session(addr).await });
+        set.spawn(async move { bind_session(addr, BindKind::Transceiver).await });
     }
     let mut sessions = Vec::with_capacity(count);
     while let Some(joined) = set.join_next().await {
@@ -261,7 +292,8 @@ async fn sessions(count: usize, broker: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// One session's results: the latency of every submit_sm, in microseconds.
 async fn submit_session(addr: SocketAddr, window: usize, count: usize) -> anyhow::Result<Vec<u32>> {
-    let (read_half, mut write_half) = bind_session(addr).await?.into_inner().into_split();
+    let bound = bind_session(addr, BindKind::Transmitter).await?;
+    let (read_half, mut write_half) = bound.into_inner().into_split();
     let mut stream = tokio_util::codec::FramedRead::new(read_half, SmppCodec::default());
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(window));
     let sent_at = std::sync::Arc::new(std::sync::Mutex::new(vec![None::<Instant>; count + 1]));
@@ -386,7 +418,7 @@ async fn submit(
     messages: usize,
     broker: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let broker = start_broker(broker_binary(broker)?, sessions).await?;
+    let broker = start_broker(broker_binary(broker)?, sessions, HELD_SANDBOX).await?;
     let per_session = messages / sessions;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -420,5 +452,78 @@ async fn submit(
         "storage-only ceiling ({sessions} submitters x {window} messages per call, same writer): {ceiling:.0} messages/s"
     );
     println!("ratio SMPP / storage-only: {:.2}", smpp_rate / ceiling);
+    Ok(())
+}
+
+/// Rows waiting in the broker's deliveries table.
+async fn waiting_deliveries(db: &std::path::Path) -> anyhow::Result<i64> {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+    Ok(sqlx::query_scalar("SELECT count(*) FROM deliveries")
+        .fetch_one(&mut conn)
+        .await?)
+}
+
+async fn receipts(
+    receivers: usize,
+    messages: usize,
+    broker: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let broker = start_broker(broker_binary(broker)?, receivers + 1, QUICK_SANDBOX).await?;
+    let db = broker._dir.path().join("bench.db");
+    submit_session(broker.smpp_addr, 64, messages).await?;
+    // Every receipt stored before any receiver binds: what follows is fan-out alone.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while waiting_deliveries(&db).await? < messages as i64 {
+        if Instant::now() > deadline {
+            bail!("receipts were not all stored within 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let remaining = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(messages as i64));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..receivers {
+        let remaining = std::sync::Arc::clone(&remaining);
+        let addr = broker.smpp_addr;
+        tasks.spawn(async move {
+            let mut framed = bind_session(addr, BindKind::Receiver).await?;
+            let mut received = 0usize;
+            while remaining.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                let pdu =
+                    match tokio::time::timeout(Duration::from_millis(200), next_pdu(&mut framed))
+                        .await
+                    {
+                        Ok(pdu) => pdu?,
+                        Err(_) => continue,
+                    };
+                let answer = match pdu.body {
+                    Body::DeliverSm(_) => {
+                        received += 1;
+                        remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        Body::DeliverSmResp(Default::default())
+                    }
+                    Body::EnquireLink => Body::EnquireLinkResp,
+                    _ => continue,
+                };
+                framed.send(&Pdu::new(pdu.sequence_number, answer)).await?;
+            }
+            Ok::<_, anyhow::Error>(received)
+        });
+    }
+    let mut per_receiver = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        per_receiver.push(done??);
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "receipt fan-out: {messages} receipts to {receivers} receiver sessions (deliver_window 10)"
+    );
+    println!(
+        "  {:.0} deliver_sm/s acknowledged; per session {per_receiver:?}",
+        messages as f64 / elapsed.as_secs_f64()
+    );
+    drop(broker);
     Ok(())
 }
