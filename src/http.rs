@@ -98,6 +98,17 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
+    // Read at scrape time: the table is small (bounded per account).
+    if let Ok(waiting) = state.store.waiting_deliveries().await {
+        state.metrics.deliveries_waiting.clear();
+        for (system_id, count) in waiting {
+            state
+                .metrics
+                .deliveries_waiting
+                .get_or_create(&crate::metrics::AccountLabels { system_id })
+                .set(count);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -45,6 +45,12 @@ pub struct Metrics {
     pub dispatch_latency_seconds: HistogramFamily,
     pub webhook_events: Family<WebhookLabels, Counter>,
     pub deliveries: Family<DeliveryLabels, Counter>,
+    pub deliveries_waiting: Family<AccountLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    pub system_id: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -91,8 +97,15 @@ impl Default for Metrics {
             "deliver_sm of receipts and incoming messages, by whether the ESME acknowledged it",
             deliveries.clone(),
         );
+        let deliveries_waiting = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "deliveries_waiting",
+            "Receipts and incoming messages stored for an account, not yet acknowledged",
+            deliveries_waiting.clone(),
+        );
         Metrics {
             registry,
+            deliveries_waiting,
             webhook_events,
             deliveries,
             upstream_paused,

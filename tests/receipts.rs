@@ -113,6 +113,9 @@ async fn a_receipt_reaches_the_transceiver_and_is_removed_once_acknowledged() {
         1,
         "kept until acknowledged"
     );
+    let metrics = common::metrics_text(&broker).await;
+    let line = "smpp_broker_deliveries_waiting{system_id=\"acme\"} 1";
+    assert!(metrics.contains(line), "{metrics}");
     acknowledge(&mut esme, sequence).await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while waiting_deliveries(&broker).await != 0 {

@@ -589,6 +589,14 @@ impl Store {
             .await?
     }
 
+    /// Receipts and incoming messages waiting per account: (system_id, count).
+    pub async fn waiting_deliveries(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT system_id, count(*) FROM deliveries GROUP BY system_id")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// The ESME acknowledged these deliveries: they are done.
     pub async fn acknowledge_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         self.call(|reply| writer::Command::Acknowledge { ids, reply })
