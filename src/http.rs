@@ -132,29 +132,16 @@ async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let response = handle_webhook(&state, &upstream, &headers, &body).await;
-    let event = serde_json::from_slice::<Envelope>(&body)
-        .map(|e| e.event)
-        .unwrap_or_else(|_| "unreadable".to_owned());
-    let outcome = match response.status() {
-        s if s.is_success() => "accepted",
-        StatusCode::UNAUTHORIZED => "refused",
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::NOT_FOUND => "unknown_upstream",
-        _ => "failed",
+    // The event's name, for the metrics of requests refused before it was read.
+    let peek = || {
+        serde_json::from_slice::<Envelope>(&body)
+            .map(|e| e.event)
+            .unwrap_or_else(|_| "unreadable".to_owned())
     };
-    state.metrics.webhook(&upstream, &event, outcome);
-    response
-}
-
-async fn handle_webhook(
-    state: &HttpState,
-    upstream: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Response {
-    let upstream = upstream.to_owned();
     let Some(key) = state.webhook_keys.get(&upstream) else {
+        state
+            .metrics
+            .webhook(&upstream, &peek(), "unknown_upstream");
         return answer(
             StatusCode::NOT_FOUND,
             format!("no smsgate upstream named {upstream:?}"),
@@ -165,25 +152,41 @@ async fn handle_webhook(
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if let Err(err) = verify_signature(
             key.expose().as_bytes(),
-            body,
+            &body,
             header("x-signature"),
             header("x-timestamp"),
             now,
         ) {
             warn!(%upstream, error = %err, "webhook refused: bad signature");
+            state.metrics.webhook(&upstream, &peek(), "refused");
             return answer(StatusCode::UNAUTHORIZED, err.to_string());
         }
     }
-    let envelope: Envelope = match serde_json::from_slice(body) {
+    let envelope: Envelope = match serde_json::from_slice(&body) {
         Ok(envelope) => envelope,
         Err(err) => {
             warn!(%upstream, error = %err, "webhook refused: not an SMSGate event");
+            state
+                .metrics
+                .webhook(&upstream, "unreadable", "bad_request");
             return answer(
                 StatusCode::BAD_REQUEST,
                 format!("not an SMSGate event: {err}"),
             );
         }
     };
+    let response = act_on(&state, &upstream, &envelope, now).await;
+    let outcome = match response.status() {
+        s if s.is_success() => "accepted",
+        StatusCode::BAD_REQUEST => "bad_request",
+        _ => "failed",
+    };
+    state.metrics.webhook(&upstream, &envelope.event, outcome);
+    response
+}
+
+/// What a verified, readable event does.
+async fn act_on(state: &HttpState, upstream: &str, envelope: &Envelope, now: i64) -> Response {
     let event = envelope.event.as_str();
     match event {
         "sms:sent" | "sms:delivered" | "sms:failed" | "sms:cancelled" => {
@@ -213,7 +216,7 @@ async fn handle_webhook(
                 }
             }
         }
-        "sms:received" | "sms:data-received" => incoming(state, &upstream, &envelope).await,
+        "sms:received" | "sms:data-received" => incoming(state, upstream, envelope).await,
         _ => answer(StatusCode::OK, "ignored"),
     }
 }

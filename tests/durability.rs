@@ -194,17 +194,12 @@ async fn a_receipt_acknowledged_to_the_phone_survives_sigkill() {
     let id = submit_ok(&mut transmitter, sm(0, 0, b"survive")).await;
     fake.wait_for_accepted(1, std::time::Duration::from_secs(10))
         .await;
-    let webhook = format!("http://{}/webhooks/phone", broker.http_addr);
     let body = serde_json::json!({"event": "sms:delivered", "payload": {"messageId": id}});
     // The broker may still be recording the 202: a report before it is fine too.
-    let status = reqwest::Client::new()
-        .post(&webhook)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(
+        common::post_event(broker.http_addr, "phone", &body).await,
+        200
+    );
     broker.kill9();
 
     let broker = BrokerProcess::spawn(&config);

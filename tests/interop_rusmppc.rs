@@ -296,7 +296,7 @@ async fn bind_submit_unbind(kind: Kind) {
         let response = submit_no_wait(&client, &mut events).await;
         let second = accepted_command(&response);
         assert_ne!(first, second, "each submit_sm has its own message_id");
-        assert_stored(&broker, &[&first, &second], ENROUTE).await;
+        common::assert_stored(&broker, &[&first, &second], ENROUTE).await;
     }
 
     client.enquire_link().await.expect("enquire_link answered");
@@ -609,27 +609,6 @@ async fn rusmppc_default_esm_class_is_a_delivery_ack_and_refused() {
 // What the broker stored
 // ---------------------------------------------------------------------------------
 
-/// Asks the broker's store about each of demo's message_ids: known, with query_sm's
-/// `state`, error_code 0, and a final time exactly when the state is final.
-async fn assert_stored(broker: &TestBroker, ids: &[&str], state: u8) {
-    for id in ids {
-        let status = broker
-            .broker
-            .store()
-            .query("demo", id, "")
-            .await
-            .expect("the store answers")
-            .unwrap_or_else(|| panic!("the store knows message_id {id}"));
-        assert_eq!(status.state.smpp_value(), state, "message {id}: {status:?}");
-        assert_eq!(status.error_code, 0, "message {id}: {status:?}");
-        assert_eq!(
-            status.final_at.is_some(),
-            state != ENROUTE,
-            "a final time only once final: {status:?}"
-        );
-    }
-}
-
 /// For each message_id, the outbox row it leads to: (outbox id, state, text), read
 /// from the broker's database as an operator would.
 async fn outbox_texts(broker: &TestBroker) -> HashMap<String, (String, String, String)> {
@@ -769,7 +748,7 @@ async fn rusmppc_texts_and_long_messages_are_stored_whole() {
         all.len(),
         "every part has its own id: {all:?}"
     );
-    assert_stored(&broker, &all, ENROUTE).await;
+    common::assert_stored(&broker, &all, ENROUTE).await;
     let rows = outbox_texts(&broker).await;
     let mut outbox_ids = std::collections::HashSet::new();
     for (label, text, ids) in &sent {
@@ -1020,8 +999,8 @@ async fn rusmpp_codec_queries_replaces_and_cancels_waiting_messages() {
     assert_eq!(unbound.status(), CommandStatus::EsmeRok, "{unbound:?}");
     common::wait_until_no_sessions(&broker, "demo").await;
 
-    assert_stored(&broker, &[&kept, &data_id, &second], ENROUTE).await;
-    assert_stored(&broker, &[&doomed, &first], DELETED).await;
+    common::assert_stored(&broker, &[&kept, &data_id, &second], ENROUTE).await;
+    common::assert_stored(&broker, &[&doomed, &first], DELETED).await;
     let rows = outbox_texts(&broker).await;
     let (_, state, text) = the_row_of(&rows, &[&kept]);
     assert_eq!(

@@ -737,36 +737,6 @@ impl Transcript {
 // What the broker stored
 // ---------------------------------------------------------------------------------
 
-/// Asks the broker's store about each message_id of demo's: it must be known and
-/// report `state` (query_sm's value), error_code 0, and a final time exactly when
-/// the state is final. Returns the final times.
-async fn assert_stored(broker: &TestBroker, ids: &[&str], state: i64) -> Vec<Option<i64>> {
-    let mut finals = Vec::new();
-    for id in ids {
-        let status = broker
-            .broker
-            .store()
-            .query("demo", id, "")
-            .await
-            .expect("the store answers")
-            .unwrap_or_else(|| panic!("the store knows message_id {id}"));
-        assert_eq!(status.message_id, *id);
-        assert_eq!(
-            i64::from(status.state.smpp_value()),
-            state,
-            "message {id}: {status:?}"
-        );
-        assert_eq!(status.error_code, 0, "message {id}: {status:?}");
-        assert_eq!(
-            status.final_at.is_some(),
-            state != ENROUTE,
-            "a final time only once final: {status:?}"
-        );
-        finals.push(status.final_at);
-    }
-    finals
-}
-
 /// One outbox row, as the parts of a message lead to it.
 #[derive(Debug, Clone, PartialEq)]
 struct OutboxRow {
@@ -840,7 +810,7 @@ async fn bind_submit_unbind(kind: &str) {
         t.response("submit_sm", "submit_sm_resp", ESME_RINVBNDSTS);
     } else {
         let id = t.accepted(t.response("submit_sm", "submit_sm_resp", ESME_ROK));
-        assert_stored(&broker, &[id], ENROUTE).await;
+        common::assert_stored(&broker, &[id], ENROUTE as u8).await;
     }
     t.assert_enquire_links_answered();
     t.assert_unbound("esme");
@@ -1084,7 +1054,7 @@ async fn smpplib_binds_over_tls_trusting_the_broker_certificate() {
     t.assert_bound("esme", "transceiver");
     t.assert_enquire_links_answered();
     let id = t.accepted(t.response("submit_sm", "submit_sm_resp", ESME_ROK));
-    assert_stored(&broker, &[id], ENROUTE).await;
+    common::assert_stored(&broker, &[id], ENROUTE as u8).await;
     t.assert_unbound("esme");
     t.assert_closed("esme");
 }
@@ -1211,7 +1181,7 @@ async fn smpplib_texts_and_long_messages_are_stored_whole() {
         format_args!("every part has its own message_id: {all_ids:?}"),
     );
 
-    assert_stored(&broker, &all_ids, ENROUTE).await;
+    common::assert_stored(&broker, &all_ids, ENROUTE as u8).await;
     let rows = outbox_rows(&broker).await;
     let mut outbox_ids = std::collections::BTreeSet::new();
     for (label, text, data_coding, ids) in &sent {
@@ -1278,14 +1248,14 @@ async fn smpplib_query_replace_and_cancel_waiting_messages() {
     t.assert_closed("esme");
     common::wait_until_no_sessions(&broker, "demo").await;
 
-    assert_stored(&broker, &[kept], ENROUTE).await;
-    let finals = assert_stored(&broker, &[doomed], DELETED).await;
+    common::assert_stored(&broker, &[kept], ENROUTE as u8).await;
+    let finals = common::assert_stored(&broker, &[doomed], DELETED as u8).await;
     assert_eq!(
         final_date,
         smpp_broker::smpp::time::format_absolute(finals[0].expect("a final time")),
         "query_sm's final_date is the stored final time"
     );
-    assert_stored(&broker, &parts, DELETED).await;
+    common::assert_stored(&broker, &parts, DELETED as u8).await;
     let rows = outbox_rows(&broker).await;
     let row = the_row_of(&rows, &[kept]);
     assert_eq!(row.text, replaced, "replace_sm replaced the outbox text");

@@ -35,17 +35,12 @@ async fn enroute(broker: &TestBroker, fake: &FakeSmsGate, count: usize) {
 
 /// The phone reports `message_id` delivered (unsigned webhooks: no signing_key).
 async fn delivered(broker: &TestBroker, message_id: &str) {
-    let url = format!("http://{}/webhooks/phone", broker.broker.http_addr());
     let body = json!({"event": "sms:delivered", "payload": {"messageId": message_id,
         "deliveredAt": "2026-11-22T15:10:00.000Z"}});
-    let status = reqwest::Client::new()
-        .post(url)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(
+        common::post_event(broker.broker.http_addr(), "phone", &body).await,
+        200
+    );
 }
 
 /// The next deliver_sm, unanswered; with its sequence number.
@@ -173,18 +168,13 @@ async fn receipts_wait_for_a_receiver_and_come_again_after_a_dropped_session() {
 
 /// The phone reports an incoming message (unsigned webhooks).
 async fn received(broker: &TestBroker, message_id: &str, sender: &str, text: &str) {
-    let url = format!("http://{}/webhooks/phone", broker.broker.http_addr());
     let body = json!({"event": "sms:received", "payload": {"messageId": message_id,
         "message": text, "sender": sender, "recipient": "+4915100000", "simNumber": 1,
         "receivedAt": "2026-11-22T18:00:00.000+03:00"}});
-    let status = reqwest::Client::new()
-        .post(url)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(
+        common::post_event(broker.broker.http_addr(), "phone", &body).await,
+        200
+    );
 }
 
 #[tokio::test]

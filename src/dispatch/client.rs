@@ -20,6 +20,14 @@ pub struct SmsGateClient {
 }
 
 impl SmsGateClient {
+    pub fn from_settings(settings: &crate::config::UpstreamSettings) -> SmsGateClient {
+        SmsGateClient::new(
+            super::smsgate::SmsGateTarget::from_settings(settings),
+            settings.username.as_deref().unwrap_or_default(),
+            settings.password.clone().unwrap_or_else(|| Secret::new("")),
+        )
+    }
+
     pub fn new(target: SmsGateTarget, username: &str, password: Secret) -> SmsGateClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("smpp-broker/", env!("CARGO_PKG_VERSION")))

@@ -187,14 +187,7 @@ impl Dispatcher {
                 timeout,
             ),
             UpstreamKind::Smsgate => throttled(
-                client::SmsGateClient::new(
-                    smsgate::SmsGateTarget::from_settings(settings),
-                    settings.username.as_deref().unwrap_or_default(),
-                    settings
-                        .password
-                        .clone()
-                        .unwrap_or_else(|| crate::config::Secret::new("")),
-                ),
+                client::SmsGateClient::from_settings(settings),
                 rate,
                 in_flight,
                 timeout,
@@ -502,14 +495,7 @@ fn final_report(
 /// background until it succeeds or the broker stops. Startup does not wait.
 pub fn register_webhooks(settings: &UpstreamSettings, public_url: String, stop: CancellationToken) {
     let upstream = settings.name.clone();
-    let client = client::SmsGateClient::new(
-        smsgate::SmsGateTarget::from_settings(settings),
-        settings.username.as_deref().unwrap_or_default(),
-        settings
-            .password
-            .clone()
-            .unwrap_or_else(|| crate::config::Secret::new("")),
-    );
+    let client = client::SmsGateClient::from_settings(settings);
     tokio::spawn(async move {
         let waits = [5u64, 30, 60, 300];
         for attempt in 0.. {

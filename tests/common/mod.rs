@@ -127,6 +127,45 @@ path = "{db}"
     Settings::from_toml(&text, "test", std::iter::empty()).expect("test config is valid")
 }
 
+/// Asks the broker's store about each of demo's message_ids: known, with query_sm's
+/// `state`, error_code 0, and a final time exactly when the state is final (not
+/// ENROUTE, 1). Returns the final times.
+pub async fn assert_stored(broker: &TestBroker, ids: &[&str], state: u8) -> Vec<Option<i64>> {
+    let mut finals = Vec::new();
+    for id in ids {
+        let status = broker
+            .broker
+            .store()
+            .query("demo", id, "")
+            .await
+            .expect("the store answers")
+            .unwrap_or_else(|| panic!("the store knows message_id {id}"));
+        assert_eq!(status.message_id, *id);
+        assert_eq!(status.state.smpp_value(), state, "message {id}: {status:?}");
+        assert_eq!(status.error_code, 0, "message {id}: {status:?}");
+        assert_eq!(
+            status.final_at.is_some(),
+            state != 1,
+            "a final time only once final: {status:?}"
+        );
+        finals.push(status.final_at);
+    }
+    finals
+}
+
+/// POSTs an unsigned webhook event to the broker at `http_addr` for `upstream`;
+/// returns the status code.
+pub async fn post_event(http_addr: SocketAddr, upstream: &str, body: &serde_json::Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://{http_addr}/webhooks/{upstream}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// The broker's `GET /metrics` text.
 pub async fn metrics_text(broker: &TestBroker) -> String {
     let url = format!("http://{}/metrics", broker.broker.http_addr());
