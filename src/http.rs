@@ -109,6 +109,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
                 .set(count);
         }
     }
+    state.metrics.dropped(state.store.dropped_deliveries());
     (
         [(
             header::CONTENT_TYPE,
@@ -202,7 +203,9 @@ async fn act_on(state: &HttpState, upstream: &str, envelope: &Envelope, now: i64
             };
             let at = envelope.payload.event_time_ms().unwrap_or(now);
             let reason = envelope.payload.reason.as_deref();
-            let Some(report) = report_for_event(event, outbox_id, at, reason) else {
+            let Some(report) =
+                report_for_event(event, outbox_id, at, reason, &state.store.upstream_states())
+            else {
                 return answer(StatusCode::OK, "ignored");
             };
             match state.store.record_reports(vec![report]).await {

@@ -46,6 +46,14 @@ pub struct Metrics {
     pub webhook_events: Family<WebhookLabels, Counter>,
     pub deliveries: Family<DeliveryLabels, Counter>,
     pub deliveries_waiting: Family<AccountLabels, Gauge>,
+    pub deliveries_dropped: Family<DropLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub system_id: String,
+    /// over_limit | expired
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -103,8 +111,16 @@ impl Default for Metrics {
             "Receipts and incoming messages stored for an account, not yet acknowledged",
             deliveries_waiting.clone(),
         );
+        let deliveries_dropped = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "deliveries_dropped",
+            "Receipts and incoming messages dropped before an ESME acknowledged them: \
+             over the account's max_undelivered, or kept past undelivered_retention",
+            deliveries_dropped.clone(),
+        );
         Metrics {
             registry,
+            deliveries_dropped,
             deliveries_waiting,
             webhook_events,
             deliveries,
@@ -158,6 +174,18 @@ impl Metrics {
             .inc();
     }
 
+    /// Brings `deliveries_dropped_total` up to the store's counts (read at scrape
+    /// time; the counts only grow).
+    pub fn dropped(&self, counts: Vec<(String, crate::store::DropReason, u64)>) {
+        for (system_id, reason, count) in counts {
+            let counter = self.deliveries_dropped.get_or_create(&DropLabels {
+                system_id,
+                reason: reason.as_str().to_owned(),
+            });
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
+    }
+
     pub fn upstream(upstream: &str) -> UpstreamLabels {
         UpstreamLabels {
             upstream: upstream.to_owned(),
@@ -189,5 +217,23 @@ mod tests {
         assert!(text.contains("# TYPE smpp_broker_dispatch_latency_seconds histogram"));
         assert!(text.contains("smpp_broker_dispatch_latency_seconds_count{upstream=\"phone\"} 1"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn dropped_deliveries_follow_the_store_counts() {
+        use crate::store::DropReason::{Expired, OverLimit};
+        let metrics = Metrics::default();
+        metrics.dropped(vec![("acme".into(), OverLimit, 2)]);
+        metrics.dropped(vec![
+            ("acme".into(), OverLimit, 5),
+            ("acme".into(), Expired, 1),
+        ]);
+        let text = metrics.render();
+        assert!(text.contains(
+            "smpp_broker_deliveries_dropped_total{system_id=\"acme\",reason=\"over_limit\"} 5"
+        ));
+        assert!(text.contains(
+            "smpp_broker_deliveries_dropped_total{system_id=\"acme\",reason=\"expired\"} 1"
+        ));
     }
 }

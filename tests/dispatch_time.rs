@@ -262,7 +262,7 @@ async fn retries_follow_the_schedule_retry_after_the_pause_and_expiry() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(status.state.smpp_value(), 3, "EXPIRED");
+    assert_eq!(status.smpp_state, 3, "EXPIRED");
 }
 
 #[tokio::test(start_paused = true)]

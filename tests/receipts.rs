@@ -166,6 +166,46 @@ async fn receipts_wait_for_a_receiver_and_come_again_after_a_dropped_session() {
     }
 }
 
+#[tokio::test]
+async fn beyond_the_account_limit_the_oldest_receipts_go_and_are_counted() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::upstream_broker::settings(dir.path(), &fake, "");
+    settings.accounts[0].max_undelivered = 3;
+    let broker = smpp_broker::Broker::start(settings).await.unwrap();
+    let broker = TestBroker { broker, dir };
+    let mut transmitter = Esme::connect(broker.addr()).await;
+    transmitter
+        .bind_ok(BindKind::Transmitter, "acme", "acme1234")
+        .await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(submit_ok(&mut transmitter, sm(0, 0, format!("m{n}").as_bytes())).await);
+    }
+    enroute(&broker, &fake, 5).await;
+    for id in &ids {
+        delivered(&broker, id).await;
+    }
+    assert_eq!(waiting_deliveries(&broker).await, 3);
+    let metrics = common::metrics_text(&broker).await;
+    let line = "smpp_broker_deliveries_dropped_total{system_id=\"acme\",reason=\"over_limit\"} 2";
+    assert!(metrics.contains(line), "{metrics}");
+
+    // A receiver gets the three newest, oldest first.
+    let mut receiver = Esme::connect(broker.addr()).await;
+    receiver
+        .bind_ok(BindKind::Receiver, "acme", "acme1234")
+        .await;
+    for id in &ids[2..] {
+        let (sequence, receipt) = next_receipt(&mut receiver).await;
+        assert_eq!(
+            receipt.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID).as_ref(),
+            Some(id)
+        );
+        acknowledge(&mut receiver, sequence).await;
+    }
+}
+
 /// The phone reports an incoming message (unsigned webhooks).
 async fn received(broker: &TestBroker, message_id: &str, sender: &str, text: &str) {
     let body = json!({"event": "sms:received", "payload": {"messageId": message_id,

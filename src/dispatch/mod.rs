@@ -21,9 +21,9 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::{UpstreamKind, UpstreamSettings};
 use crate::metrics::Metrics;
-use crate::store::{Dispatch, DispatchOutcome, PendingCheck, Store, StoreError, UpstreamReport};
+use crate::store::{Dispatch, DispatchOutcome, PendingCheck, Store, StoreError};
 use policy::{Decision, Policy, RetryPolicy};
-use smsgate::{message_state, SendOutcome, StatusOutcome};
+use smsgate::{upstream_report, SendOutcome, StatusOutcome};
 
 /// A request to an upstream.
 #[derive(Debug, Clone)]
@@ -342,7 +342,10 @@ impl Dispatcher {
                     // The earlier attempt arrived after all: it is accepted.
                     Ok(Reply::Status(StatusOutcome::Found { state, error })) => {
                         let key = message.upstream_key();
-                        if let Some(report) = final_report(&message, &state, error, now) {
+                        let states = self.store.upstream_states();
+                        let report =
+                            upstream_report(message.outbox_id, &state, error, now, &states);
+                        if report.state.is_some() {
                             reports.push(report);
                         }
                         outcomes.push((message.outbox_id, self.policy.accepted(key, state, now)));
@@ -403,6 +406,7 @@ impl Dispatcher {
         if due.is_empty() {
             return;
         }
+        let states = self.store.upstream_states();
         let mut reports = Vec::new();
         let mut later = Vec::new();
         for PendingCheck {
@@ -418,29 +422,17 @@ impl Dispatcher {
                 .await;
             match reply {
                 Ok(Reply::Status(StatusOutcome::Found { state, error })) => {
-                    match message_state(&state) {
-                        Some(final_state) => reports.push(UpstreamReport {
-                            outbox_id,
-                            upstream_state: state,
-                            state: Some(final_state),
-                            error_code: failure_code(final_state),
-                            error,
-                            at: now,
-                        }),
-                        None => later.push(outbox_id),
+                    let report = upstream_report(outbox_id, &state, error, now, &states);
+                    if report.state.is_some() {
+                        reports.push(report);
+                    } else {
+                        later.push(outbox_id);
                     }
                 }
                 // Gone from the upstream, or still unknown long after its validity:
                 // nobody will tell us any more.
                 Ok(Reply::Status(StatusOutcome::NotFound)) if now > expires_at => {
-                    reports.push(UpstreamReport {
-                        outbox_id,
-                        upstream_state: "NotFound".into(),
-                        state: Some(crate::store::MessageState::Unknown),
-                        error_code: 0,
-                        error: None,
-                        at: now,
-                    })
+                    reports.push(upstream_report(outbox_id, "NotFound", None, now, &states))
                 }
                 _ => later.push(outbox_id),
             }
@@ -463,32 +455,6 @@ fn response_class(outcome: &SendOutcome) -> &'static str {
         SendOutcome::Refused { .. } => "refused",
         SendOutcome::Retry { .. } => "retry",
     }
-}
-
-fn failure_code(state: crate::store::MessageState) -> u8 {
-    if state == crate::store::MessageState::Undeliverable {
-        crate::store::ERR_UPSTREAM_FAILED as u8
-    } else {
-        0
-    }
-}
-
-/// The report for a state read back after a 409, when it is already final.
-fn final_report(
-    message: &Dispatch,
-    state: &str,
-    error: Option<String>,
-    now: i64,
-) -> Option<UpstreamReport> {
-    let final_state = message_state(state)?;
-    Some(UpstreamReport {
-        outbox_id: message.outbox_id,
-        upstream_state: state.to_owned(),
-        state: Some(final_state),
-        error_code: failure_code(final_state),
-        error,
-        at: now,
-    })
 }
 
 /// Registers an smsgate upstream's webhooks at `public_url`, retrying in the

@@ -66,7 +66,13 @@ impl Sandbox {
     }
 
     async fn report(&self, event: &str, outbox_id: i64, reason: Option<&str>) {
-        let Some(report) = report_for_event(event, outbox_id, self.clock.now_ms(), reason) else {
+        let Some(report) = report_for_event(
+            event,
+            outbox_id,
+            self.clock.now_ms(),
+            reason,
+            &self.store.upstream_states(),
+        ) else {
             return;
         };
         // A lost simulated report is what polling is for; it is not retried here.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::config::{SmsGateMode, UpstreamSettings};
 use crate::smpp::time::civil_from_days;
-use crate::store::{Dispatch, MessageState, UpstreamReport, ERR_UPSTREAM_FAILED};
+use crate::store::{Dispatch, UpstreamReport, UpstreamStates};
 use crate::text::Content;
 
 /// What the dispatcher needs to know of an smsgate upstream.
@@ -225,14 +225,25 @@ pub fn classify_status(status: u16, body: &str) -> StatusOutcome {
     }
 }
 
-/// The message state an SMSGate state stands for: None while the message is
-/// still on its way (Pending, Processed, Sent, Cancelling).
-pub fn message_state(upstream_state: &str) -> Option<MessageState> {
-    match upstream_state {
-        "Delivered" => Some(MessageState::Delivered),
-        "Failed" => Some(MessageState::Undeliverable),
-        "Cancelled" => Some(MessageState::Deleted),
-        _ => None,
+/// The report of `upstream_state` (SMSGate's name for it) about the message
+/// whose outbox id is `outbox_id`. What the name stands for comes from the
+/// `upstream_states` table; a state it does not list as final leaves the message
+/// on its way.
+pub fn upstream_report(
+    outbox_id: i64,
+    upstream_state: &str,
+    error: Option<String>,
+    at: i64,
+    states: &UpstreamStates,
+) -> UpstreamReport {
+    let final_state = states.final_state(upstream_state);
+    UpstreamReport {
+        outbox_id,
+        upstream_state: upstream_state.to_owned(),
+        state: final_state.map(|f| f.state),
+        error_code: final_state.map_or(0, |f| f.error_code),
+        error,
+        at,
     }
 }
 
@@ -245,26 +256,23 @@ pub fn report_for_event(
     outbox_id: i64,
     at: i64,
     reason: Option<&str>,
+    states: &UpstreamStates,
 ) -> Option<UpstreamReport> {
-    let (upstream_state, state, error_code) = match event {
-        "sms:sent" => ("Sent", None, 0),
-        "sms:delivered" => ("Delivered", Some(MessageState::Delivered), 0),
-        "sms:failed" => (
-            "Failed",
-            Some(MessageState::Undeliverable),
-            ERR_UPSTREAM_FAILED as u8,
-        ),
-        "sms:cancelled" => ("Cancelled", Some(MessageState::Deleted), 0),
+    let upstream_state = match event {
+        "sms:sent" => "Sent",
+        "sms:delivered" => "Delivered",
+        "sms:failed" => "Failed",
+        "sms:cancelled" => "Cancelled",
         _ => return None,
     };
-    Some(UpstreamReport {
+    let error = reason.map(str::to_owned);
+    Some(upstream_report(
         outbox_id,
-        upstream_state: upstream_state.into(),
-        state,
-        error_code,
-        error: reason.map(str::to_owned),
+        upstream_state,
+        error,
         at,
-    })
+        states,
+    ))
 }
 
 /// Seconds only; an HTTP date is ignored (the schedule applies instead).

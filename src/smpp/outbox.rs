@@ -130,7 +130,7 @@ impl MessageService for OutboxService {
                                 .final_at
                                 .map(time::format_absolute)
                                 .unwrap_or_default(),
-                            message_state: status.state.smpp_value(),
+                            message_state: status.smpp_state,
                             error_code: status.error_code,
                         })),
                         Ok(None) => Err(S::ESME_RINVMSGID),

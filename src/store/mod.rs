@@ -10,6 +10,7 @@
 mod checkpoint;
 mod dispatch;
 mod receipts;
+mod states;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ use crate::clock::Clock;
 use crate::config::StoreSettings;
 use crate::text::{Charset, Content};
 
+pub use receipts::{DropReason, DroppedDeliveries};
+pub use states::{FinalState, UpstreamStates};
 pub use writer::{
     WriterLimits, DEFAULT_MAX_UNDELIVERED, ERR_ASSEMBLY_TIMEOUT, ERR_EXPIRED, ERR_UNDECODABLE,
     ERR_UPSTREAM_FAILED, ERR_UPSTREAM_REJECTED,
@@ -110,6 +113,8 @@ pub enum SubmitError {
 pub struct MessageStatus {
     pub message_id: String,
     pub state: MessageState,
+    /// The SMPP 3.4 message_state, from the `message_states` table.
+    pub smpp_state: u8,
     pub final_at: Option<i64>,
     pub error_code: u8,
 }
@@ -160,24 +165,6 @@ impl MessageState {
             "accepted" => MessageState::Accepted,
             "rejected" => MessageState::Rejected,
             _ => MessageState::Unknown,
-        }
-    }
-
-    /// The SMPP 3.4 message_state (1–8; never the v5-only 0 SCHEDULED): a message the
-    /// broker still holds is ENROUTE.
-    pub fn smpp_value(self) -> u8 {
-        match self {
-            MessageState::Assembling
-            | MessageState::Scheduled
-            | MessageState::Queued
-            | MessageState::Enroute => 1,
-            MessageState::Delivered => 2,
-            MessageState::Expired => 3,
-            MessageState::Deleted => 4,
-            MessageState::Undeliverable => 5,
-            MessageState::Accepted => 6,
-            MessageState::Unknown => 7,
-            MessageState::Rejected => 8,
         }
     }
 
@@ -342,6 +329,10 @@ pub enum DeliveryContent {
 pub struct ReceiptFacts {
     pub message_id: String,
     pub state: MessageState,
+    /// How the state is reported, from the `message_states` table: the SMPP 3.4
+    /// message_state and the stat: word.
+    pub smpp_state: u8,
+    pub stat: String,
     pub error_code: u8,
     pub submitted_at: i64,
     /// When the state became final; None for an intermediate receipt.
@@ -362,6 +353,8 @@ pub struct Store {
     path: Arc<PathBuf>,
     ready: Arc<Notify>,
     deliveries: Arc<Notify>,
+    upstream_states: Arc<UpstreamStates>,
+    dropped: DroppedDeliveries,
 }
 
 impl Store {
@@ -416,11 +409,19 @@ impl Store {
             .map_err(open_err)?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(checkpoint::run(checkpointer, tx.downgrade()));
+        let upstream_states = Arc::new(UpstreamStates::load(&mut conn).await?);
         let ready = Arc::new(Notify::new());
         let deliveries = Arc::new(Notify::new());
-        let state =
-            writer::WriterState::load(&mut conn, limits, clock, ready.clone(), deliveries.clone())
-                .await?;
+        let dropped = DroppedDeliveries::default();
+        let state = writer::WriterState::load(
+            &mut conn,
+            limits,
+            clock,
+            ready.clone(),
+            deliveries.clone(),
+            dropped.clone(),
+        )
+        .await?;
         tokio::spawn(writer::run(conn, rx, state));
         Ok(Store {
             writer: tx,
@@ -428,7 +429,19 @@ impl Store {
             path: Arc::new(path.to_owned()),
             ready,
             deliveries,
+            upstream_states,
+            dropped,
         })
+    }
+
+    /// Receipts and incoming messages dropped unread since startup.
+    pub fn dropped_deliveries(&self) -> Vec<(String, DropReason, u64)> {
+        self.dropped.snapshot()
+    }
+
+    /// What the upstreams' own states stand for (the `upstream_states` table).
+    pub fn upstream_states(&self) -> Arc<UpstreamStates> {
+        self.upstream_states.clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -570,8 +583,9 @@ impl Store {
             "SELECT d.id, d.kind, d.attempts, d.message_id, d.state, d.error_code, d.done_at, \
              d.source_addr, d.dest_addr, d.text, d.data, m.submitted_at, m.source_ton, \
              m.source_npi, m.source_addr, m.dest_ton, m.dest_npi, m.dest_addr, m.charset, m.body, \
-             m.user_message_reference FROM deliveries d \
-             LEFT JOIN messages m ON m.message_id = d.message_id \
+             m.user_message_reference, coalesce(s.smpp_state, 7), coalesce(s.stat, 'UNKNOWN') \
+             FROM deliveries d LEFT JOIN messages m ON m.message_id = d.message_id \
+             LEFT JOIN message_states s ON s.state = d.state \
              WHERE d.system_id = ?1 AND d.id > ?2 ORDER BY d.id LIMIT ?3",
         )
         .bind(system_id)
@@ -631,8 +645,9 @@ impl Store {
             return Ok(None);
         };
         let row = sqlx::query(
-            "SELECT message_id, state, final_at, error_code FROM messages \
-             WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
+            "SELECT m.message_id, m.state, m.final_at, m.error_code, coalesce(s.smpp_state, 7) \
+             FROM messages m LEFT JOIN message_states s ON s.state = m.state \
+             WHERE m.message_id = ?1 AND m.system_id = ?2 AND (?3 = '' OR m.source_addr = ?3)",
         )
         .bind(message_id)
         .bind(system_id)
@@ -644,6 +659,7 @@ impl Store {
             state: MessageState::parse(row.get::<&str, _>(1)),
             final_at: row.get(2),
             error_code: row.get::<i64, _>(3).clamp(0, 255) as u8,
+            smpp_state: row.get::<i64, _>(4).clamp(1, 8) as u8,
         }))
     }
 
@@ -676,6 +692,8 @@ fn pending_delivery(r: &sqlx::sqlite::SqliteRow) -> Option<PendingDelivery> {
             DeliveryContent::Receipt(ReceiptFacts {
                 message_id: r.get::<i64, _>(3).to_string(),
                 state: MessageState::parse(r.get::<&str, _>(4)),
+                smpp_state: r.get::<i64, _>(21).clamp(1, 8) as u8,
+                stat: r.get(22),
                 error_code: r.get::<i64, _>(5).clamp(0, 255) as u8,
                 done_at: r.get(6),
                 submitted_at: r.get(11),

@@ -1,12 +1,58 @@
 //! Receipts and incoming messages waiting for an ESME: written in the same
 //! transaction as the state change they report, so none is lost or doubled.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
 use super::writer::{Deltas, CARRIED_BY_OUTBOX_1};
 use super::{Incoming, MessageState};
 use crate::text::Content;
+
+/// Why a receipt or incoming message was dropped before an ESME acknowledged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropReason {
+    /// The account held its `max_undelivered`; the oldest went.
+    OverLimit,
+    /// Kept past `undelivered_retention`.
+    Expired,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::OverLimit => "over_limit",
+            DropReason::Expired => "expired",
+        }
+    }
+}
+
+/// Deliveries dropped unread since startup, by account and reason: what the
+/// `deliveries_dropped_total` metric reports. Counted only once the drop committed.
+#[derive(Debug, Clone, Default)]
+pub struct DroppedDeliveries(Arc<Mutex<BTreeMap<(String, DropReason), u64>>>);
+
+impl DroppedDeliveries {
+    pub(super) fn add(&self, drops: Vec<(String, DropReason, u64)>) {
+        if drops.is_empty() {
+            return;
+        }
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (system_id, reason, count) in drops {
+            *counts.entry((system_id, reason)).or_default() += count;
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, DropReason, u64)> {
+        let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        counts
+            .iter()
+            .map(|((system_id, reason), count)| (system_id.clone(), *reason, *count))
+            .collect()
+    }
+}
 
 /// Receipts the ESMEs asked for (registered_delivery) for the messages the
 /// outbox row `?1` carries that are now in `state`: 1 = every final state,

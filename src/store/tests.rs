@@ -130,7 +130,7 @@ async fn submit_returns_unique_increasing_ids_and_query_finds_them() {
         .unwrap()
         .unwrap();
     assert_eq!(status.state, MessageState::Queued);
-    assert_eq!(status.state.smpp_value(), 1, "a waiting message is ENROUTE");
+    assert_eq!(status.smpp_state, 1, "a waiting message is ENROUTE");
     assert_eq!(status.final_at, None);
     assert_eq!(
         store.query("acme", &ids[0], "999").await.unwrap(),
@@ -258,7 +258,7 @@ async fn cancel_by_id_and_by_addresses() {
     );
     let status = store.query("acme", &ids[2], "").await.unwrap().unwrap();
     assert_eq!(
-        (status.state, status.state.smpp_value()),
+        (status.state, status.smpp_state),
         (MessageState::Deleted, 4)
     );
     assert!(status.final_at.is_some());
@@ -898,6 +898,94 @@ async fn receipts_follow_registered_delivery_and_are_stored_once() {
 }
 
 #[tokio::test]
+async fn query_sm_and_receipts_report_states_as_the_tables_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    let states = store.upstream_states();
+    let final_state = |state, error_code| Some(FinalState { state, error_code });
+    assert_eq!(
+        states.final_state("Delivered"),
+        final_state(MessageState::Delivered, 0)
+    );
+    assert_eq!(
+        states.final_state("Failed"),
+        final_state(MessageState::Undeliverable, 4)
+    );
+    assert_eq!(
+        states.final_state("Cancelled"),
+        final_state(MessageState::Deleted, 0)
+    );
+    assert_eq!(
+        states.final_state("NotFound"),
+        final_state(MessageState::Unknown, 0)
+    );
+    for on_its_way in ["Pending", "Processed", "Sent", "Cancelling", "Martian"] {
+        assert_eq!(states.final_state(on_its_way), None, "{on_its_way}");
+    }
+    // Every state the broker stores has its row.
+    for state in [
+        MessageState::Assembling,
+        MessageState::Scheduled,
+        MessageState::Queued,
+        MessageState::Enroute,
+        MessageState::Delivered,
+        MessageState::Expired,
+        MessageState::Deleted,
+        MessageState::Undeliverable,
+        MessageState::Accepted,
+        MessageState::Unknown,
+        MessageState::Rejected,
+    ] {
+        let found: i64 = sqlx::query("SELECT count(*) FROM message_states WHERE state = ?1")
+            .bind(state.as_str())
+            .fetch_one(&store.reader)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(found, 1, "{state:?}");
+    }
+
+    let ids = taken(&store, vec![message("hello")]).await;
+    let reported = |store: Store, id: String| async move {
+        let status = store.query("acme", &id, "").await.unwrap().unwrap();
+        let pending = store.pending_deliveries("acme", 0, 10).await.unwrap();
+        let DeliveryContent::Receipt(facts) = &pending[0].content else {
+            panic!("{pending:?}")
+        };
+        (status.smpp_state, facts.smpp_state, facts.stat.clone())
+    };
+    let waiting = store.query("acme", &ids[0], "").await.unwrap().unwrap();
+    assert_eq!(waiting.smpp_state, 1, "ENROUTE while the phone has it");
+    store
+        .record_reports(vec![report(
+            &ids[0],
+            "Delivered",
+            Some(MessageState::Delivered),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        reported(store.clone(), ids[0].clone()).await,
+        (2, 2, "DELIVRD".into())
+    );
+    // An operator who changes the mapping changes query_sm and receipts alike.
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", store.path().display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE message_states SET smpp_state = 6, stat = 'ACCEPTD' WHERE state = 'delivered'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        reported(store.clone(), ids[0].clone()).await,
+        (6, 6, "ACCEPTD".into())
+    );
+}
+
+#[tokio::test]
 async fn every_part_of_a_long_message_gets_its_receipt() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
@@ -943,6 +1031,10 @@ async fn the_oldest_deliveries_go_beyond_the_cap_and_all_after_the_retention() {
         .map(|(id, _)| id)
         .collect();
     assert_eq!(kept, ids[2..], "the three newest");
+    assert_eq!(
+        store.dropped_deliveries(),
+        [("acme".to_owned(), DropReason::OverLimit, 2)]
+    );
 
     clock.advance_ms(48 * 3_600_000 - 1);
     store.maintain().await.unwrap();
@@ -950,4 +1042,11 @@ async fn the_oldest_deliveries_go_beyond_the_cap_and_all_after_the_retention() {
     clock.advance_ms(1);
     store.maintain().await.unwrap();
     assert!(receipts(&store).await.is_empty(), "48 h is the limit");
+    assert_eq!(
+        store.dropped_deliveries(),
+        [
+            ("acme".to_owned(), DropReason::OverLimit, 2),
+            ("acme".to_owned(), DropReason::Expired, 3)
+        ]
+    );
 }

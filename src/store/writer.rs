@@ -9,6 +9,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{error, warn};
 
+use super::receipts::{DropReason, DroppedDeliveries};
 use super::{dispatch, receipts};
 use super::{
     parse_message_id, CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, Incoming,
@@ -130,6 +131,8 @@ pub struct WriterState {
     ready: Arc<Notify>,
     /// Notified after a commit that stored receipts or incoming messages.
     deliveries: Arc<Notify>,
+    /// Receipts and incoming messages dropped unread, counted after COMMIT.
+    dropped: DroppedDeliveries,
     /// The last message_id handed out. The writer is the only writer, so it numbers
     /// messages itself and an outbox row takes its message's id without a lookup.
     last_id: i64,
@@ -142,6 +145,7 @@ impl WriterState {
         clock: Arc<dyn Clock>,
         ready: Arc<Notify>,
         deliveries: Arc<Notify>,
+        dropped: DroppedDeliveries,
     ) -> Result<WriterState, StoreError> {
         // This process is the database's only writer, so a claim left from an
         // earlier run belongs to no live dispatcher: send it again now rather than
@@ -178,6 +182,7 @@ impl WriterState {
             waiting,
             ready,
             deliveries,
+            dropped,
             last_id: last_id.unwrap_or(0),
         })
     }
@@ -228,6 +233,8 @@ pub(super) struct Deltas {
     ready: bool,
     /// Accounts that got new deliveries, whose limit is checked before COMMIT.
     deliveries: HashMap<String, usize>,
+    /// Deliveries dropped unread: (account, why, how many).
+    dropped: Vec<(String, DropReason, u64)>,
 }
 
 impl Deltas {
@@ -339,6 +346,9 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
             if dropped > 0 {
                 warn!(%system_id, dropped, added, max,
                     "receipts and incoming messages over the account's limit: the oldest were dropped");
+                deltas
+                    .dropped
+                    .push((system_id.clone(), DropReason::OverLimit, dropped));
             }
         }
         sqlx::query("COMMIT").execute(&mut *conn).await?;
@@ -358,6 +368,7 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
             if !deltas.deliveries.is_empty() {
                 state.deliveries.notify_waiters();
             }
+            state.dropped.add(deltas.dropped);
         }
         Err(err) => {
             error!(error = %err, commands = finishers.len(), "database write failed: the batch was rolled back and every request in it refused");
@@ -957,6 +968,9 @@ async fn maintain(
     for (system_id, dropped) in receipts::expire(conn, now).await? {
         warn!(%system_id, dropped,
             "receipts and incoming messages no receiver took within the retention were dropped");
+        deltas
+            .dropped
+            .push((system_id, DropReason::Expired, dropped as u64));
     }
     Ok(())
 }

@@ -141,7 +141,7 @@ pub async fn assert_stored(broker: &TestBroker, ids: &[&str], state: u8) -> Vec<
             .expect("the store answers")
             .unwrap_or_else(|| panic!("the store knows message_id {id}"));
         assert_eq!(status.message_id, *id);
-        assert_eq!(status.state.smpp_value(), state, "message {id}: {status:?}");
+        assert_eq!(status.smpp_state, state, "message {id}: {status:?}");
         assert_eq!(status.error_code, 0, "message {id}: {status:?}");
         assert_eq!(
             status.final_at.is_some(),

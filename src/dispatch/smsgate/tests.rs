@@ -206,13 +206,3 @@ fn status_answers_are_classified_including_the_local_empty_404() {
         StatusOutcome::Retry { .. }
     ));
 }
-
-#[test]
-fn upstream_states_map_to_message_states() {
-    assert_eq!(message_state("Delivered"), Some(MessageState::Delivered));
-    assert_eq!(message_state("Failed"), Some(MessageState::Undeliverable));
-    assert_eq!(message_state("Cancelled"), Some(MessageState::Deleted));
-    for on_its_way in ["Pending", "Processed", "Sent", "Cancelling"] {
-        assert_eq!(message_state(on_its_way), None);
-    }
-}
