@@ -56,6 +56,7 @@ const STRING_KEYS: &[&str] = &[
     "assembly_timeout",
     "undelivered_retention",
     "default_alphabet",
+    "long_incoming",
     "busy_timeout",
     "mode",
     "base_url",
@@ -272,6 +273,10 @@ pub struct AccountSettings {
     /// How data_coding 0 is read: "gsm7" (GSM 03.38) or "latin1".
     #[serde(default)]
     pub default_alphabet: crate::text::DefaultAlphabet,
+    /// How an incoming message too long for one SMS goes out: "udh" (segments)
+    /// or "message_payload" (whole, in the TLV).
+    #[serde(default)]
+    pub long_incoming: crate::smpp::incoming::LongIncoming,
 }
 
 fn default_max_queued() -> usize {

@@ -1333,3 +1333,65 @@ async fn smpplib_gets_the_sandbox_receipt_and_query_sm_agrees() {
     let final_date = t.queried("query after receipt", &id, 2);
     t.check(!final_date.is_empty(), "query_sm has the final date");
 }
+
+/// Long incoming messages reach python-smpplib whole: the broker cuts them into UDH
+/// segments and the client puts them back together, GSM 7-bit and UCS-2 alike.
+#[tokio::test]
+async fn smpplib_receives_long_incoming_messages_whole() {
+    use common::fake_smsgate::{FakeSmsGate, Mode};
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let broker = common::upstream_broker::start(&fake, "").await;
+    let mut script = Script::start("mo", broker.addr(), &["2"]);
+    script.wait_for("listening").await;
+    let gsm = "Long reply in GSM 7-bit with {braces} and 5€. ".repeat(8);
+    let ucs2 = "Ответ на кириллице, длинный 😀 ".repeat(7);
+    for (id, text) in [("m1", &gsm), ("m2", &ucs2)] {
+        let event = serde_json::json!({"event": "sms:received", "payload": {
+            "messageId": id, "message": text, "sender": "+4917611111111",
+            "recipient": "+4915100000", "receivedAt": "2026-11-22T18:00:00.000Z"}});
+        let status = common::post_event(broker.broker.http_addr(), "phone", &event).await;
+        assert_eq!(status, 200);
+    }
+    let t = script.finish().await;
+    t.assert_completed();
+    let messages: Vec<&Event> = t.events.iter().filter(|e| e.is("mo")).collect();
+    t.check(messages.len() == 2, "two whole messages");
+    let octets = |e: &Event| hex_decode(e.str("octets_hex"));
+    t.check(
+        messages[0].int("data_coding") == 0
+            && smpp_broker::text::gsm7::decode(&octets(messages[0])).as_deref()
+                == Some(gsm.as_str()),
+        "the GSM message whole",
+    );
+    t.check(
+        messages[1].int("data_coding") == 8 && messages[1].str("text") == ucs2,
+        "the UCS-2 message whole",
+    );
+    t.check(
+        messages.iter().all(|m| m.str("source") == "4917611111111"),
+        "from the sender",
+    );
+    let segments = t.count(|e| e.is("segment"));
+    t.check(
+        segments == 3 + 4,
+        format_args!("3 GSM and 4 UCS-2 segments, not {segments}"),
+    );
+    t.check(
+        t.events
+            .iter()
+            .filter(|e| e.is("segment"))
+            .all(|e| match e.int("data_coding") {
+                // Unpacked septets: a 6-octet UDH takes 7 of the 160.
+                0 => e.int("octets") - 6 <= 153,
+                _ => e.int("octets") <= 140,
+            }),
+        "each segment fits one SMS",
+    );
+}
+
+fn hex_decode(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}

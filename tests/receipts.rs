@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use common::fake_smsgate::{FakeSmsGate, Mode};
 use common::messages::{bound, sm, submit_ok};
-use common::upstream_broker::start;
+use common::upstream_broker::{start, start_with};
 use common::{db_rows, Esme, TestBroker, PATIENCE};
 use serde_json::json;
 use smpp_broker::smpp::pdu::tlv::tag;
-use smpp_broker::smpp::pdu::{BindKind, Body, MessageIdResp, Pdu};
+use smpp_broker::smpp::pdu::{BindKind, Body, CommandStatus, MessageIdResp, Pdu};
 use smpp_broker::text::gsm7;
 use tokio::net::TcpStream;
 
@@ -169,11 +169,7 @@ async fn receipts_wait_for_a_receiver_and_come_again_after_a_dropped_session() {
 #[tokio::test]
 async fn beyond_the_account_limit_the_oldest_receipts_go_and_are_counted() {
     let fake = FakeSmsGate::start(Mode::Cloud).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = common::upstream_broker::settings(dir.path(), &fake, "");
-    settings.accounts[0].max_undelivered = 3;
-    let broker = smpp_broker::Broker::start(settings).await.unwrap();
-    let broker = TestBroker { broker, dir };
+    let broker = start_with(&fake, |s| s.accounts[0].max_undelivered = 3).await;
     let mut transmitter = Esme::connect(broker.addr()).await;
     transmitter
         .bind_ok(BindKind::Transmitter, "acme", "acme1234")
@@ -236,22 +232,46 @@ async fn incoming_messages_arrive_whole_and_once() {
     assert_eq!(mo.dest.addr, "4915100000");
     acknowledge(&mut receiver, sequence).await;
 
+    // 186 characters of UCS-2: three segments of one SMS each, with a UDH.
     let long: String = "Привет, это длинное сообщение. ".repeat(6);
     received(&broker, "b1", "+4917611111111", &long).await;
-    let (sequence, mo) = next_receipt(&mut receiver).await;
-    assert_eq!(mo.data_coding, 8, "not GSM: UCS-2");
-    assert!(mo.short_message.is_empty());
-    let payload = mo
-        .tlvs
-        .get(tag::MESSAGE_PAYLOAD)
-        .expect("whole in message_payload");
-    let units: Vec<u16> = payload
+    // The ESME refuses the second segment: the whole message comes again.
+    for number in 1..=3u8 {
+        let (sequence, mo) = next_receipt(&mut receiver).await;
+        assert_eq!(mo.short_message[5], number);
+        if number == 2 {
+            let refusal = Pdu::with_status(
+                CommandStatus::ESME_RX_T_APPN,
+                sequence,
+                Body::DeliverSmResp(MessageIdResp::default()),
+            );
+            receiver.send(&refusal).await;
+        } else {
+            acknowledge(&mut receiver, sequence).await;
+        }
+    }
+    let mut octets = Vec::new();
+    let mut reference = None;
+    for number in 1..=3u8 {
+        let (sequence, mo) = next_receipt(&mut receiver).await;
+        assert_eq!(mo.data_coding, 8, "not GSM: UCS-2");
+        assert_eq!(mo.esm_class, 0x40, "UDH indicator");
+        assert!(mo.short_message.len() <= 140);
+        let udh = &mo.short_message[..6];
+        assert_eq!(
+            (udh[..3].to_vec(), udh[4], udh[5]),
+            (vec![5, 0, 3], 3, number)
+        );
+        assert_eq!(*reference.get_or_insert(udh[3]), udh[3], "one reference");
+        octets.extend_from_slice(&mo.short_message[6..]);
+        assert_eq!(mo.source.ton, 1);
+        acknowledge(&mut receiver, sequence).await;
+    }
+    let units: Vec<u16> = octets
         .chunks(2)
         .map(|c| u16::from_be_bytes([c[0], c[1]]))
         .collect();
     assert_eq!(String::from_utf16(&units).unwrap(), long);
-    assert_eq!(mo.source.ton, 1);
-    acknowledge(&mut receiver, sequence).await;
 
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while waiting_deliveries(&broker).await != 0 {
@@ -261,6 +281,27 @@ async fn incoming_messages_arrive_whole_and_once() {
     // The duplicate of the first was stored once: nothing else arrives.
     let nothing = tokio::time::timeout(Duration::from_millis(300), receiver.recv()).await;
     assert!(nothing.is_err(), "{nothing:?}");
+}
+
+#[tokio::test]
+async fn an_account_may_take_long_incoming_messages_in_message_payload() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let broker = start_with(&fake, |s| {
+        s.accounts[0].long_incoming = smpp_broker::smpp::incoming::LongIncoming::MessagePayload
+    })
+    .await;
+    let mut receiver = Esme::connect(broker.addr()).await;
+    receiver
+        .bind_ok(BindKind::Receiver, "acme", "acme1234")
+        .await;
+    let long = "A long reply, in GSM 7-bit. ".repeat(10);
+    received(&broker, "c1", "6505551212", &long).await;
+    let (sequence, mo) = next_receipt(&mut receiver).await;
+    assert_eq!((mo.esm_class, mo.data_coding), (0, 0));
+    assert!(mo.short_message.is_empty());
+    let payload = mo.tlvs.get(tag::MESSAGE_PAYLOAD).expect("message_payload");
+    assert_eq!(gsm7::decode(payload).unwrap(), long);
+    acknowledge(&mut receiver, sequence).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,8 @@ pub struct Account {
     pub shared_id: Arc<str>,
     pub upstream: String,
     pub max_sessions: usize,
+    /// How its receivers get incoming messages too long for one SMS.
+    pub long_incoming: crate::smpp::incoming::LongIncoming,
     bind_kinds: Vec<BindKind>,
     credential: Credential,
     /// Shared by every session of the account: the throughput limit is per account.
@@ -102,6 +104,7 @@ impl Accounts {
                     shared_id: Arc::from(a.system_id.as_str()),
                     upstream: a.upstream.clone(),
                     max_sessions: a.max_sessions,
+                    long_incoming: a.long_incoming,
                     bind_kinds: a.bind_types.iter().copied().map(bind_kind).collect(),
                     credential,
                     throughput: Mutex::new(TokenBucket::new(a.throughput)),
@@ -197,6 +200,7 @@ mod tests {
             max_undelivered: 100,
             receive_numbers: Vec::new(),
             default_alphabet: Default::default(),
+            long_incoming: Default::default(),
         }
     }
 

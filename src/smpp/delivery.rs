@@ -4,28 +4,27 @@
 //! when an ESME acknowledged it; a negative answer, a response timeout or a lost
 //! session makes it eligible again (at least once).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::pdu::tlv::tag;
-use super::pdu::{Address, Body, Sm};
+use super::incoming::{incoming_sms, LongIncoming};
+use super::pdu::Body;
 use super::receipt::receipt_sm;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::{DeliveryContent, PendingDelivery, Store};
-use crate::text::{gsm7, Content};
 
-/// A deliver_sm for one session to send, and which delivery it carries.
+/// The deliver_sm for one session to send, and which delivery they carry: one,
+/// or the segments of a long incoming message.
 #[derive(Debug)]
 pub struct DeliveryJob {
     pub id: i64,
-    pub body: Body,
+    pub bodies: Vec<Body>,
 }
 
 enum HubEvent {
@@ -33,6 +32,7 @@ enum HubEvent {
         system_id: String,
         session_id: u64,
         window: usize,
+        long_incoming: LongIncoming,
         jobs: mpsc::Sender<DeliveryJob>,
     },
     Unregister {
@@ -72,18 +72,22 @@ impl DeliveryHub {
     }
 
     /// A receiving session of `system_id`: deliveries for it arrive on the
-    /// returned channel, at most `window` unacknowledged at a time.
+    /// returned channel, at most `window` unacknowledged deliver_sm at a time
+    /// (a long incoming message in segments may go past it, once the session has
+    /// room).
     pub fn register(
         &self,
         system_id: &str,
         session_id: u64,
         window: usize,
+        long_incoming: LongIncoming,
     ) -> mpsc::Receiver<DeliveryJob> {
         let (jobs, receiver) = mpsc::channel(window.max(1));
         let _ = self.events.send(HubEvent::Register {
             system_id: system_id.to_owned(),
             session_id,
             window: window.max(1),
+            long_incoming,
             jobs,
         });
         receiver
@@ -96,7 +100,7 @@ impl DeliveryHub {
         });
     }
 
-    /// The ESME answered (or never answered) the deliver_sm of delivery `id`.
+    /// The ESME answered (or never answered) a deliver_sm of delivery `id`.
     pub fn done(&self, system_id: &str, session_id: u64, id: i64, acknowledged: bool) {
         let _ = self.events.send(HubEvent::Done {
             system_id: system_id.to_owned(),
@@ -120,7 +124,15 @@ struct AccountState {
     /// Where the round-robin goes on.
     next: usize,
     /// Deliveries on some session's wire.
-    in_flight: HashSet<i64>,
+    in_flight: HashMap<i64, InFlight>,
+    long_incoming: LongIncoming,
+}
+
+/// A delivery whose deliver_sm are out: it is acknowledged once every one of
+/// them is, and goes out again (whole) if any is not.
+struct InFlight {
+    unanswered: usize,
+    refused: bool,
 }
 
 struct Hub {
@@ -162,18 +174,18 @@ impl Hub {
                 system_id,
                 session_id,
                 window,
+                long_incoming,
                 jobs,
-            } => self
-                .accounts
-                .entry(system_id)
-                .or_default()
-                .receivers
-                .push(Receiver {
+            } => {
+                let account = self.accounts.entry(system_id).or_default();
+                account.long_incoming = long_incoming;
+                account.receivers.push(Receiver {
                     session_id,
                     jobs,
                     window,
                     unacknowledged: 0,
-                }),
+                });
+            }
             HubEvent::Unregister {
                 system_id,
                 session_id,
@@ -188,21 +200,31 @@ impl Hub {
                 id,
                 acknowledged: ok,
             } => {
-                if let Some(account) = self.accounts.get_mut(&system_id) {
-                    account.in_flight.remove(&id);
-                    if let Some(r) = account
-                        .receivers
-                        .iter_mut()
-                        .find(|r| r.session_id == session_id)
-                    {
-                        r.unacknowledged = r.unacknowledged.saturating_sub(1);
-                    }
+                let Some(account) = self.accounts.get_mut(&system_id) else {
+                    return;
+                };
+                if let Some(r) = account
+                    .receivers
+                    .iter_mut()
+                    .find(|r| r.session_id == session_id)
+                {
+                    r.unacknowledged = r.unacknowledged.saturating_sub(1);
                 }
-                self.metrics.delivery(&system_id, ok);
-                if ok {
-                    acknowledged.push(id);
-                } else {
+                let Some(flight) = account.in_flight.get_mut(&id) else {
+                    return;
+                };
+                flight.unanswered = flight.unanswered.saturating_sub(1);
+                flight.refused |= !ok;
+                if flight.unanswered > 0 {
+                    return;
+                }
+                let refused = flight.refused;
+                account.in_flight.remove(&id);
+                self.metrics.delivery(&system_id, !refused);
+                if refused {
                     attempted.push(id);
+                } else {
+                    acknowledged.push(id);
                 }
             }
         }
@@ -257,7 +279,7 @@ impl Hub {
             return;
         };
         for delivery in pending {
-            if account.in_flight.contains(&delivery.id) {
+            if account.in_flight.contains_key(&delivery.id) {
                 continue;
             }
             let count = account.receivers.len();
@@ -270,14 +292,20 @@ impl Hub {
             let index = (account.next + offset) % count;
             account.next = index + 1;
             let receiver = &mut account.receivers[index];
+            let bodies = deliver_sm(&delivery, now, account.long_incoming);
+            let count = bodies.len();
             let job = DeliveryJob {
                 id: delivery.id,
-                body: deliver_sm(&delivery, now),
+                bodies,
             };
             match receiver.jobs.try_send(job) {
                 Ok(()) => {
-                    receiver.unacknowledged += 1;
-                    account.in_flight.insert(delivery.id);
+                    receiver.unacknowledged += count;
+                    let flight = InFlight {
+                        unanswered: count,
+                        refused: false,
+                    };
+                    account.in_flight.insert(delivery.id, flight);
                 }
                 // The session is closing: it unregisters shortly.
                 Err(_) => debug!(%system_id, session_id = receiver.session_id, "receiver gone"),
@@ -286,40 +314,22 @@ impl Hub {
     }
 }
 
-/// The deliver_sm for a stored receipt or incoming message.
-pub fn deliver_sm(delivery: &PendingDelivery, now: i64) -> Body {
+/// The deliver_sm for a stored receipt or incoming message: one, or the
+/// segments of a long incoming message.
+pub fn deliver_sm(delivery: &PendingDelivery, now: i64, long: LongIncoming) -> Vec<Body> {
     match &delivery.content {
-        DeliveryContent::Receipt(facts) => Body::DeliverSm(receipt_sm(facts, now)),
+        DeliveryContent::Receipt(facts) => vec![Body::DeliverSm(receipt_sm(facts, now))],
         DeliveryContent::Incoming {
             source_addr,
             dest_addr,
             content,
-        } => Body::DeliverSm(incoming_sm(source_addr, dest_addr, content)),
+        } => {
+            // The same delivery keeps its reference when it goes out again.
+            let reference = delivery.id as u8;
+            incoming_sms(source_addr, dest_addr, content, long, reference)
+                .into_iter()
+                .map(Body::DeliverSm)
+                .collect()
+        }
     }
-}
-
-/// An incoming message: GSM 7-bit when every character has a septet, else
-/// UCS-2; binary as 8-bit data. Too long for short_message, it goes whole in
-/// message_payload.
-fn incoming_sm(source_addr: &str, dest_addr: &str, content: &Content) -> Sm {
-    let (data_coding, octets) = match content {
-        Content::Text(text) => match gsm7::encode(text) {
-            Some(septets) => (0u8, septets),
-            None => (8, text.encode_utf16().flat_map(u16::to_be_bytes).collect()),
-        },
-        Content::Binary(data) => (4, data.clone()),
-    };
-    let ton = |addr: &str| if addr.starts_with('+') { 1 } else { 0 };
-    let mut sm = Sm {
-        source: Address::new(ton(source_addr), 1, source_addr.trim_start_matches('+')),
-        dest: Address::new(ton(dest_addr), 1, dest_addr.trim_start_matches('+')),
-        data_coding,
-        ..Sm::default()
-    };
-    if octets.len() <= 254 {
-        sm.short_message = Bytes::from(octets);
-    } else {
-        sm.tlvs.push(tag::MESSAGE_PAYLOAD, octets);
-    }
-    sm
 }

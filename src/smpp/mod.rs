@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod codec;
 pub mod delivery;
+pub mod incoming;
 pub mod listener;
 pub mod outbox;
 pub mod pdu;

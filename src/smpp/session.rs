@@ -558,7 +558,8 @@ where
         if matches!(kind, BindKind::Receiver | BindKind::Transceiver) {
             if let (Some(hub), Some(account)) = (&self.ctx.deliveries, &self.account) {
                 let window = self.ctx.settings.deliver_window;
-                self.jobs = Some(hub.register(&account.system_id, self.id, window));
+                let long = account.long_incoming;
+                self.jobs = Some(hub.register(&account.system_id, self.id, window, long));
             }
         }
         info!(bind_type = kind.name(), "bound");
@@ -590,15 +591,26 @@ where
                 return Flow::Close(reason);
             }
         }
-        let sequence = self.allocate_sequence();
+        // Every segment is outstanding before the first is written: a session
+        // lost half-way releases them all, and the delivery goes out again whole.
         let deadline = Instant::now() + self.ctx.settings.response_timeout;
-        let outstanding = Outstanding {
-            command: CommandId::DeliverSm,
-            deadline,
-            delivery: Some(job.id),
-        };
-        self.outstanding.insert(sequence, outstanding);
-        self.send(&Pdu::new(sequence, job.body)).await
+        let mut pdus = Vec::with_capacity(job.bodies.len());
+        for body in job.bodies {
+            let sequence = self.allocate_sequence();
+            let outstanding = Outstanding {
+                command: CommandId::DeliverSm,
+                deadline,
+                delivery: Some(job.id),
+            };
+            self.outstanding.insert(sequence, outstanding);
+            pdus.push(Pdu::new(sequence, body));
+        }
+        for pdu in &pdus {
+            if let Flow::Close(reason) = self.send(pdu).await {
+                return Flow::Close(reason);
+            }
+        }
+        Flow::Continue
     }
 
     fn delivery_done(&self, id: i64, acknowledged: bool) {

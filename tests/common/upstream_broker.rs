@@ -69,6 +69,16 @@ upstream = "phone"
     Settings::from_toml(&text, "dispatch test", std::iter::empty()).expect("valid config")
 }
 
+/// A broker as `settings(…, "")` makes it, after `edit` changed the settings.
+#[allow(dead_code)]
+pub async fn start_with(fake: &FakeSmsGate, edit: impl FnOnce(&mut Settings)) -> TestBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path(), fake, "");
+    edit(&mut settings);
+    let broker = Broker::start(settings).await.expect("broker starts");
+    TestBroker { broker, dir }
+}
+
 pub async fn start(fake: &FakeSmsGate, upstream_extra: &str) -> TestBroker {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(settings(dir.path(), fake, upstream_extra))

@@ -608,6 +608,68 @@ def scenario_receipt(host, port):
     expect_closed(client)
 
 
+def _concatenation(short_message):
+    """(reference, total, number, text octets) from a concatenation UDH (IEI 0x00,
+    8-bit reference, or 0x08, 16-bit), or None."""
+    udh_len = short_message[0]
+    udh, body = short_message[1:1 + udh_len], short_message[1 + udh_len:]
+    i = 0
+    while i + 1 < len(udh):
+        iei, length = udh[i], udh[i + 1]
+        ie = udh[i + 2:i + 2 + length]
+        if iei == 0x00 and length == 3:
+            return ie[0], ie[1], ie[2], body
+        if iei == 0x08 and length == 4:
+            return (ie[0] << 8) | ie[1], ie[2], ie[3], body
+        i += 2 + length
+    return None
+
+
+def scenario_mo(host, port, count):
+    """Binds as receiver and reassembles incoming messages (deliver_sm with
+    esm_class 0, long ones in UDH segments) until `count` are whole. Emits each as
+    hex octets, and as text when it is UCS-2."""
+    client = connect("esme", host, port)
+    bind(client, "receiver", "acme", "acme1234")
+    emit("listening", client=client.name)
+    complete = []
+    partial = {}
+
+    def received(pdu):
+        short_message = pdu.short_message or b""
+        payload = getattr(pdu, "message_payload", None)
+        key = (text(pdu.source_addr), pdu.data_coding)
+        if pdu.esm_class & 0x40:
+            reference, total, number, body = _concatenation(short_message)
+            parts = partial.setdefault(key + (reference,), {})
+            parts[number] = body
+            emit("segment", client=client.name, number=number, total=total,
+                 data_coding=pdu.data_coding, octets=len(short_message))
+            if len(parts) < total:
+                return
+            del partial[key + (reference,)]
+            octets = b"".join(parts[n] for n in range(1, total + 1))
+        else:
+            octets = payload if payload else short_message
+        fields = dict(
+            client=client.name,
+            source=key[0],
+            data_coding=pdu.data_coding,
+            octets_hex=binascii.hexlify(octets).decode("ascii"),
+        )
+        if pdu.data_coding == 8:
+            fields["text"] = octets.decode("utf-16-be")
+        complete.append(fields)
+        emit("mo", **fields)
+
+    client.set_message_received_handler(received)
+    deadline = time.monotonic() + 20
+    while len(complete) < int(count) and time.monotonic() < deadline:
+        client.read_once()
+    unbind(client)
+    expect_closed(client)
+
+
 def scenario_throttle(host, port, count):
     client = connect("esme", host, port)
     bind(client, "transmitter", "slow", "slow")
@@ -634,6 +696,7 @@ SCENARIOS = {
     "texts": scenario_texts,
     "query_cancel_replace": scenario_query_cancel_replace,
     "receipt": scenario_receipt,
+    "mo": scenario_mo,
 }
 
 
