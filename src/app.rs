@@ -141,6 +141,16 @@ impl Broker {
             ));
         }
         let health = Arc::new(UpstreamHealth::default());
+        let incoming_routes = Arc::new(settings.accounts.iter().fold(
+            http::IncomingRoutes::new(),
+            |mut routes, a| {
+                routes
+                    .entry(a.upstream.clone())
+                    .or_default()
+                    .push((a.system_id.clone(), a.receive_numbers.clone()));
+                routes
+            },
+        ));
         for upstream in settings
             .upstreams
             .iter()
@@ -150,8 +160,17 @@ impl Broker {
                 Some(url) => {
                     crate::dispatch::register_webhooks(upstream, url.clone(), shutdown.clone())
                 }
-                None => info!(upstream = %upstream.name,
-                    "http.public_url not set: no webhooks registered; states come by polling"),
+                None => {
+                    info!(upstream = %upstream.name,
+                        "http.public_url not set: no webhooks registered; states come by polling");
+                    let poller = crate::dispatch::inbox::InboxPoller::new(
+                        upstream,
+                        store.clone(),
+                        Arc::clone(&incoming_routes),
+                        Arc::clone(&clock),
+                    );
+                    tracker.spawn(poller.run(shutdown.clone()));
+                }
             }
         }
         for upstream in settings.upstreams.iter().filter(|u| u.hold) {
@@ -193,16 +212,7 @@ impl Broker {
                     .map(|u| (u.name.clone(), u.signing_key.clone()))
                     .collect(),
             ),
-            incoming_routes: Arc::new(settings.accounts.iter().fold(
-                http::IncomingRoutes::new(),
-                |mut routes, a| {
-                    routes
-                        .entry(a.upstream.clone())
-                        .or_default()
-                        .push((a.system_id.clone(), a.receive_numbers.clone()));
-                    routes
-                },
-            )),
+            incoming_routes,
         });
         info!(addr = %http_addr, "HTTP listening (health, readiness, metrics)");
         let stop_http = shutdown.clone();

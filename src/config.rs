@@ -67,6 +67,7 @@ const STRING_KEYS: &[&str] = &[
     "pause_cooldown",
     "check_after",
     "check_interval",
+    "inbox_interval",
     "sent_after",
     "delivered_after",
 ];
@@ -378,6 +379,10 @@ pub struct UpstreamSettings {
     pub skip_phone_validation: Option<bool>,
     /// Port of binary (data_coding 2/4) messages.
     pub data_port: Option<u16>,
+    /// How often the inbox is read for incoming messages when http.public_url
+    /// is not set (no webhooks).
+    #[serde(default, with = "humantime_serde")]
+    pub inbox_interval: Option<Duration>,
 
     // kind = "sandbox"
     #[serde(default, with = "humantime_serde")]
@@ -480,6 +485,10 @@ impl UpstreamSettings {
         self.delivered_after.unwrap_or(Duration::from_secs(3))
     }
 
+    pub fn inbox_interval(&self) -> Duration {
+        self.inbox_interval.unwrap_or(Duration::from_secs(15))
+    }
+
     pub fn failure_ratio(&self) -> f64 {
         self.failure_ratio.unwrap_or(0.0)
     }
@@ -506,6 +515,9 @@ impl UpstreamSettings {
         if self.check_interval.is_zero() {
             return Err(invalid(key("check_interval"), "must be above 0"));
         }
+        if self.inbox_interval.is_some_and(|i| i.is_zero()) {
+            return Err(invalid(key("inbox_interval"), "must be above 0"));
+        }
         let smsgate_keys = [
             ("mode", self.mode.is_some()),
             ("base_url", self.base_url.is_some()),
@@ -519,6 +531,7 @@ impl UpstreamSettings {
                 self.skip_phone_validation.is_some(),
             ),
             ("data_port", self.data_port.is_some()),
+            ("inbox_interval", self.inbox_interval.is_some()),
         ];
         let sandbox_keys = [
             ("sent_after", self.sent_after.is_some()),

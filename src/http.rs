@@ -251,10 +251,11 @@ async fn incoming(state: &HttpState, upstream: &str, envelope: &Envelope) -> Res
         Content::Text(payload.message.clone().unwrap_or_default())
     };
     let sender = payload.sender.clone().unwrap_or_default();
-    let dedupe_key = format!(
-        "mo:{upstream}:{}:{sender}:{}",
+    let dedupe_key = crate::dispatch::smsgate::incoming_key(
+        upstream,
         payload.message_id.as_deref().unwrap_or_default(),
-        payload.received_at.as_deref().unwrap_or_default()
+        &sender,
+        payload.received_at.as_deref().unwrap_or_default(),
     );
     let message = Incoming {
         system_id: system_id.to_owned(),

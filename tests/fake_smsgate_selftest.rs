@@ -871,3 +871,40 @@ async fn wait_for_accepted_panics_on_timeout() {
     let fake = FakeSmsGate::start(Mode::Cloud).await;
     fake.wait_for_accepted(1, Duration::from_millis(50)).await;
 }
+
+#[tokio::test]
+async fn the_inbox_lists_sms_by_time_with_pages() {
+    let fake = FakeSmsGate::start(Mode::Private).await;
+    // 2026-11-22T18:00:00Z and the two minutes after it.
+    let t0 = 1_795_370_400_000;
+    for (n, text) in ["one", "two", "three"].iter().enumerate() {
+        fake.receive_sms(
+            "+4917611111111",
+            "+4915100000",
+            text,
+            t0 + n as i64 * 60_000,
+        );
+    }
+    let url = |q: &str| format!("{}/inbox?type=SMS{q}", fake.base_url());
+    let listed = call(Method::GET, &url("&from=2026-11-22T18:01:00Z"), None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let items = listed.json();
+    let texts: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["contentPreview"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["two", "three"]);
+    assert_eq!(items[0]["createdAt"], "2026-11-22T18:01:00.000Z");
+    assert!(items[0]["id"].as_str().unwrap().starts_with("text:"));
+    let page = call(Method::GET, &url("&limit=1&offset=2"), None)
+        .await
+        .json();
+    assert_eq!(page[0]["contentPreview"], "three");
+    let bad = call(Method::GET, &url("&limit=501"), None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let refused = call_as(Method::GET, &url(""), None, None).await.unwrap();
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(fake.inbox_reads().len(), 2, "refusals are not reads");
+}

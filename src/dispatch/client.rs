@@ -61,7 +61,7 @@ impl SmsGateClient {
         &self,
         upstream: &str,
         public_url: &str,
-    ) -> Result<Vec<String>, RegistrationError> {
+    ) -> Result<Vec<String>, ApiError> {
         let base = &self.target.base_url;
         let url = format!("{}/webhooks/{upstream}", public_url.trim_end_matches('/'));
         let prefix = format!("smpp-broker-{upstream}-");
@@ -72,25 +72,12 @@ impl SmsGateClient {
             if let Some(device) = &self.target.device_id {
                 body["deviceId"] = serde_json::json!(device);
             }
-            let response = self
-                .http
-                .post(format!("{base}/webhooks"))
-                .basic_auth(&*self.username, Some(self.password.expose()))
-                .json(&body)
-                .send()
+            self.api_call(self.http.post(format!("{base}/webhooks")).json(&body))
                 .await?;
-            let status = response.status();
-            if !status.is_success() {
-                let text = response.text().await.unwrap_or_default();
-                return Err(RegistrationError::Refused(status.as_u16(), text));
-            }
             wanted.push(id);
         }
         let listed: Vec<serde_json::Value> = self
-            .http
-            .get(format!("{base}/webhooks"))
-            .basic_auth(&*self.username, Some(self.password.expose()))
-            .send()
+            .api_call(self.http.get(format!("{base}/webhooks")))
             .await?
             .json()
             .await?;
@@ -99,6 +86,7 @@ impl SmsGateClient {
             .filter_map(|w| w.get("id")?.as_str())
             .filter(|id| id.starts_with(&prefix) && !wanted.iter().any(|w| w == id))
         {
+            // Not checked: one already gone is as good as deleted.
             self.http
                 .delete(format!("{base}/webhooks/{stale}"))
                 .basic_auth(&*self.username, Some(self.password.expose()))
@@ -109,8 +97,66 @@ impl SmsGateClient {
     }
 }
 
+/// One entry of `GET /inbox`. For an SMS, `contentPreview` is the whole text.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxItem {
+    pub id: String,
+    pub sender: String,
+    #[serde(default)]
+    pub recipient: Option<String>,
+    #[serde(default)]
+    pub content_preview: String,
+    /// RFC 3339 text (or, from some servers, Unix milliseconds).
+    pub created_at: serde_json::Value,
+}
+
+/// Entries `GET /inbox` gives at most per page.
+pub const INBOX_PAGE: usize = 500;
+
+impl SmsGateClient {
+    /// One page of the SMS (text) received between `from` and `to` (Unix ms).
+    pub async fn inbox(
+        &self,
+        from: i64,
+        to: i64,
+        offset: usize,
+    ) -> Result<Vec<InboxItem>, ApiError> {
+        let mut query = vec![
+            ("type", "SMS".to_owned()),
+            ("from", super::smsgate::rfc3339_utc(from)),
+            ("to", super::smsgate::rfc3339_utc(to)),
+            ("limit", INBOX_PAGE.to_string()),
+            ("offset", offset.to_string()),
+        ];
+        if let Some(device) = &self.target.device_id {
+            query.push(("deviceId", device.clone()));
+        }
+        let inbox = self.http.get(format!("{}/inbox", self.target.base_url));
+        Ok(self.api_call(inbox.query(&query)).await?.json().await?)
+    }
+
+    /// Sends `request` with the upstream's credentials; an answer other than 2xx
+    /// is an error carrying the upstream's text.
+    async fn api_call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
+        let response = request
+            .basic_auth(&*self.username, Some(self.password.expose()))
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(ApiError::Refused(status.as_u16(), text));
+        }
+        Ok(response)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-pub enum RegistrationError {
+pub enum ApiError {
     #[error("{0}")]
     Http(#[from] reqwest::Error),
     #[error("HTTP {0}: {1}")]

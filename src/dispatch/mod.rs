@@ -2,6 +2,7 @@
 //! its own throttle (tower layers), retries, pause and polling.
 
 pub mod client;
+pub mod inbox;
 pub mod pace;
 pub mod policy;
 pub mod sandbox;

@@ -275,6 +275,23 @@ pub fn report_for_event(
     ))
 }
 
+/// The dedupe key of an incoming message: the same whether a webhook reported it
+/// (`messageId` = the phone's hash of it in hex, `receivedAt`) or the inbox listed
+/// it (`id` = `text:` and the same hash in decimal, `createdAt`), so a message
+/// that comes both ways is stored once. Ids of other forms are kept as they are.
+pub fn incoming_key(upstream: &str, message_id: &str, sender: &str, received_at: &str) -> String {
+    let id = match message_id
+        .strip_prefix("text:")
+        .and_then(|hash| hash.parse::<i32>().ok())
+    {
+        Some(hash) => format!("{:x}", hash as u32),
+        None => message_id.to_ascii_lowercase(),
+    };
+    let at = crate::webhook::parse_rfc3339_ms(received_at)
+        .map_or_else(|| received_at.to_owned(), |ms| ms.to_string());
+    format!("mo:{upstream}:{id}:{sender}:{at}")
+}
+
 /// Seconds only; an HTTP date is ignored (the schedule applies instead).
 fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)

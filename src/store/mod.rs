@@ -603,6 +603,35 @@ impl Store {
             .await?
     }
 
+    /// Stores messages read from `upstream`'s inbox and moves its cursor to
+    /// `read_until`, in one transaction; returns how many were new.
+    pub async fn record_inbox(
+        &self,
+        upstream: &str,
+        messages: Vec<Incoming>,
+        read_until: i64,
+    ) -> Result<usize, StoreError> {
+        let upstream = upstream.to_owned();
+        self.call(|reply| writer::Command::RecordInbox {
+            upstream,
+            messages,
+            read_until,
+            reply,
+        })
+        .await?
+    }
+
+    /// When `upstream`'s inbox was first read and how far it has been read (Unix
+    /// ms), if ever.
+    pub async fn inbox_cursor(&self, upstream: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        let row =
+            sqlx::query("SELECT started_at, read_until FROM inbox_cursors WHERE upstream = ?1")
+                .bind(upstream)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
     /// Receipts and incoming messages waiting per account: (system_id, count).
     pub async fn waiting_deliveries(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query("SELECT system_id, count(*) FROM deliveries GROUP BY system_id")

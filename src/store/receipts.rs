@@ -107,6 +107,15 @@ pub(super) async fn enforce_cap(
     Ok(dropped.rows_affected())
 }
 
+/// Forgets the dedupe keys of incoming messages seen more than 7 days ago.
+pub(super) async fn forget_seen(conn: &mut SqliteConnection, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM incoming_seen WHERE seen_at < ?1")
+        .bind(now - SEEN_FOR_MS)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Drops deliveries kept longer than their retention; returns (account, count).
 pub(super) async fn expire(
     conn: &mut SqliteConnection,
@@ -150,13 +159,26 @@ pub(super) async fn attempted(conn: &mut SqliteConnection, ids: &[i64]) -> Resul
     Ok(())
 }
 
-/// Returns whether the message is new.
+/// How long an incoming message's dedupe key outlives its delivery.
+const SEEN_FOR_MS: i64 = 7 * 24 * 3_600_000;
+
+/// Returns whether the message is new: not seen in the last 7 days, acknowledged
+/// or not.
 pub(super) async fn add_incoming(
     conn: &mut SqliteConnection,
     incoming: &Incoming,
     now: i64,
     expires_at: i64,
 ) -> Result<bool, sqlx::Error> {
+    let first_time =
+        sqlx::query("INSERT OR IGNORE INTO incoming_seen (dedupe_key, seen_at) VALUES (?1, ?2)")
+            .bind(&incoming.dedupe_key)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    if first_time.rows_affected() == 0 {
+        return Ok(false);
+    }
     let (text, data) = match &incoming.content {
         Content::Text(text) => (Some(text.as_str()), None),
         Content::Binary(data) => (None, Some(data.as_slice())),
@@ -176,4 +198,21 @@ pub(super) async fn add_incoming(
     .execute(&mut *conn)
     .await?;
     Ok(inserted.rows_affected() > 0)
+}
+
+/// Records that `upstream`'s inbox has been read up to `read_until` (never back).
+pub(super) async fn move_inbox_cursor(
+    conn: &mut SqliteConnection,
+    upstream: &str,
+    read_until: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO inbox_cursors (upstream, started_at, read_until) VALUES (?1, ?2, ?2) \
+         ON CONFLICT (upstream) DO UPDATE SET read_until = max(read_until, excluded.read_until)",
+    )
+    .bind(upstream)
+    .bind(read_until)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -1050,3 +1050,62 @@ async fn the_oldest_deliveries_go_beyond_the_cap_and_all_after_the_retention() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_incoming_message_is_stored_once_even_after_it_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    let hello = || Incoming {
+        system_id: "acme".into(),
+        source_addr: "+4917611111111".into(),
+        dest_addr: "+4915100000".into(),
+        content: Content::Text("hello".into()),
+        dedupe_key: "mo:phone:a80532bb:+4917611111111:1790000000000".into(),
+    };
+    assert!(store.record_incoming(hello()).await.unwrap());
+    assert!(
+        !store.record_incoming(hello()).await.unwrap(),
+        "a duplicate"
+    );
+    let pending = store.pending_deliveries("acme", 0, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    store
+        .acknowledge_deliveries(vec![pending[0].id])
+        .await
+        .unwrap();
+    // The phone tries the webhook again hours later: still a duplicate.
+    clock.advance_ms(6 * 24 * 3_600_000);
+    store.maintain().await.unwrap();
+    assert!(!store.record_incoming(hello()).await.unwrap());
+    assert!(store
+        .pending_deliveries("acme", 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // A week on, the key is forgotten.
+    clock.advance_ms(24 * 3_600_000 + 1);
+    store.maintain().await.unwrap();
+    assert!(store.record_incoming(hello()).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_inbox_cursor_starts_once_and_only_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    assert_eq!(store.inbox_cursor("phone").await.unwrap(), None);
+    store.record_inbox("phone", Vec::new(), T0).await.unwrap();
+    store
+        .record_inbox("phone", Vec::new(), T0 + 500)
+        .await
+        .unwrap();
+    store
+        .record_inbox("phone", Vec::new(), T0 + 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.inbox_cursor("phone").await.unwrap(),
+        Some((T0, T0 + 500))
+    );
+}

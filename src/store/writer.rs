@@ -94,6 +94,13 @@ pub enum Command {
         incoming: Incoming,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    /// Messages read from an upstream's inbox, and how far it has been read.
+    RecordInbox {
+        upstream: String,
+        messages: Vec<Incoming>,
+        read_until: i64,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
     Acknowledge {
         ids: Vec<i64>,
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -322,6 +329,23 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
                     if news {
                         deltas.delivery_added(&incoming.system_id);
                     }
+                    finishers.push(finisher(reply, Ok(news)));
+                }
+                Command::RecordInbox {
+                    upstream,
+                    messages,
+                    read_until,
+                    reply,
+                } => {
+                    let keep = state.receipt_expiry(now);
+                    let mut news = 0;
+                    for incoming in &messages {
+                        if receipts::add_incoming(conn, incoming, now, keep).await? {
+                            deltas.delivery_added(&incoming.system_id);
+                            news += 1;
+                        }
+                    }
+                    receipts::move_inbox_cursor(conn, &upstream, read_until).await?;
                     finishers.push(finisher(reply, Ok(news)));
                 }
                 Command::Acknowledge { ids, reply } => {
@@ -965,6 +989,7 @@ async fn maintain(
             "long-message parts timed out waiting for the rest of their set"
         );
     }
+    receipts::forget_seen(conn, now).await?;
     for (system_id, dropped) in receipts::expire(conn, now).await? {
         warn!(%system_id, dropped,
             "receipts and incoming messages no receiver took within the retention were dropped");

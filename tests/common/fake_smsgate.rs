@@ -306,6 +306,34 @@ impl FakeSmsGate {
             .map(|m| m.state.clone())
     }
 
+    /// The phone receives an SMS at `received_at_ms` (Unix ms); `GET /inbox` lists
+    /// it from then on. Returns its id, `text:` and a signed decimal hash, as the
+    /// app makes them.
+    pub fn receive_sms(
+        &self,
+        sender: &str,
+        recipient: &str,
+        text: &str,
+        received_at_ms: i64,
+    ) -> String {
+        let mut st = self.shared.lock();
+        let hash = -1_000_003i32.wrapping_mul(st.inbox.len() as i32 + 1);
+        let id = format!("text:{hash}");
+        st.inbox.push(InboxEntry {
+            id: id.clone(),
+            sender: sender.to_owned(),
+            recipient: recipient.to_owned(),
+            text: text.to_owned(),
+            received_at_ms,
+        });
+        id
+    }
+
+    /// The query strings of the `GET /inbox` requests so far.
+    pub fn inbox_reads(&self) -> Vec<String> {
+        self.shared.lock().inbox_reads.clone()
+    }
+
     /// The registered webhooks, as the server would list them.
     pub fn webhooks(&self) -> Vec<Value> {
         self.shared.lock().webhooks.clone()
@@ -520,6 +548,18 @@ struct Inner {
     accepted: Vec<Accepted>,
     messages: Vec<StoredMessage>,
     webhooks: Vec<Value>,
+    inbox: Vec<InboxEntry>,
+    /// The query string of every `GET /inbox`.
+    inbox_reads: Vec<String>,
+}
+
+/// An SMS the phone received, as `GET /inbox` lists it.
+struct InboxEntry {
+    id: String,
+    sender: String,
+    recipient: String,
+    text: String,
+    received_at_ms: i64,
 }
 
 struct Every {
@@ -1022,6 +1062,57 @@ impl Shared {
         Ok(StatusCode::NO_CONTENT.into_response())
     }
 
+    /// `GET /inbox?type&from&to&limit&offset`: received messages in time order.
+    fn inbox(
+        &self,
+        headers: &HeaderMap,
+        query: &std::collections::HashMap<String, String>,
+    ) -> Result<Response, ApiError> {
+        self.authorize(headers)?;
+        let bad = |message: &str| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.to_owned(),
+        };
+        let time = |key: &str, default: i64| match query.get(key) {
+            None => Ok(default),
+            Some(text) => {
+                parse_rfc3339(text).ok_or_else(|| bad(&format!("Invalid {key} datetime")))
+            }
+        };
+        let from = time("from", 0)?;
+        let to = time("to", unix_millis(SystemTime::now()))?;
+        let number = |key: &str, default: usize| {
+            query.get(key).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| bad(&format!("bad {key}")))
+            })
+        };
+        let (limit, offset) = (number("limit", 50)?, number("offset", 0)?);
+        if !(1..=500).contains(&limit) {
+            return Err(bad("limit must be between 1 and 500"));
+        }
+        let mut st = self.lock();
+        let raw: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        st.inbox_reads.push(raw.join("&"));
+        let wanted = query.get("type").is_none_or(|t| t == "SMS");
+        let mut listed: Vec<&InboxEntry> = st
+            .inbox
+            .iter()
+            .filter(|m| wanted && (from..=to).contains(&m.received_at_ms))
+            .collect();
+        listed.sort_by_key(|m| m.received_at_ms);
+        let page: Vec<Value> = listed
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|m| {
+                let at = UNIX_EPOCH + Duration::from_millis(m.received_at_ms as u64);
+                json!({"id": m.id, "type": "SMS", "sender": m.sender, "recipient": m.recipient,
+                    "simNumber": 1, "contentPreview": m.text, "createdAt": rfc3339(at)})
+            })
+            .collect();
+        Ok(self.json(StatusCode::OK, json!(page)))
+    }
+
     fn devices(&self, headers: &HeaderMap) -> Result<Response, ApiError> {
         self.authorize(headers)?;
         let device = json!({
@@ -1197,7 +1288,8 @@ fn router(shared: Arc<Shared>) -> Router {
             &format!("{p}/webhooks"),
             get(list_webhooks).post(upsert_webhook),
         )
-        .route(&format!("{p}/webhooks/{{id}}"), delete(delete_webhook));
+        .route(&format!("{p}/webhooks/{{id}}"), delete(delete_webhook))
+        .route(&format!("{p}/inbox"), get(inbox));
     r = match shared.mode {
         Mode::Local => r
             .route("/device", get(devices))
@@ -1257,6 +1349,14 @@ async fn upsert_webhook(State(s): St, headers: HeaderMap, body: Bytes) -> Respon
 async fn delete_webhook(State(s): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
     s.delete_webhook(&headers, &id)
         .unwrap_or_else(|e| s.error(e))
+}
+
+async fn inbox(
+    State(s): St,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    s.inbox(&headers, &query).unwrap_or_else(|e| s.error(e))
 }
 
 async fn devices(State(s): St, headers: HeaderMap) -> Response {

@@ -206,3 +206,25 @@ fn status_answers_are_classified_including_the_local_empty_404() {
         StatusOutcome::Retry { .. }
     ));
 }
+
+#[test]
+fn an_incoming_message_has_one_key_from_the_webhook_and_from_the_inbox() {
+    // The app's hash -1000003 is `fff0bdbd` in the webhook's messageId
+    // (python3 -c 'print(hex(-1000003 & 0xffffffff))'), `text:-1000003` in the inbox.
+    let from_webhook = incoming_key(
+        "phone",
+        "fff0bdbd",
+        "+491761",
+        "2026-11-22T21:00:00.000+03:00",
+    );
+    let from_inbox = incoming_key("phone", "text:-1000003", "+491761", "2026-11-22T18:00:00Z");
+    assert_eq!(from_webhook, from_inbox);
+    assert_ne!(
+        from_webhook,
+        incoming_key("phone", "fff0bdbd", "+491761", "2026-11-22T18:00:01Z")
+    );
+    assert_ne!(
+        from_webhook,
+        incoming_key("other", "fff0bdbd", "+491761", "2026-11-22T18:00:00Z")
+    );
+}
