@@ -13,6 +13,10 @@
 //!
 //! `smpp-bench receipts` stores a receipt for each of M messages (through a quick
 //! sandbox), then binds R receiver sessions and measures acknowledged deliver_sm/s.
+//!
+//! `smpp-bench webhooks` posts N incoming-message webhooks from C concurrent
+//! clients, each answered only once it is committed, and reports events/s and the
+//! answer latency (the phone gives up after 5 s).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +74,16 @@ enum BenchCommand {
         #[arg(long)]
         broker: Option<PathBuf>,
     },
+    /// Webhook intake under load: EVENTS sms:received webhooks from CLIENTS
+    /// concurrent HTTP clients; each 200 means the message is committed.
+    Webhooks {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        #[arg(long)]
+        broker: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,6 +102,11 @@ fn main() -> anyhow::Result<()> {
             messages,
             broker,
         } => runtime.block_on(receipts(receivers, messages, broker)),
+        BenchCommand::Webhooks {
+            clients,
+            events,
+            broker,
+        } => runtime.block_on(webhooks(clients, events, broker)),
     }
 }
 
@@ -95,6 +114,7 @@ fn main() -> anyhow::Result<()> {
 struct BrokerProcess {
     child: Child,
     smpp_addr: SocketAddr,
+    http_addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -132,6 +152,7 @@ async fn start_broker(
     binary: PathBuf,
     max_sessions: usize,
     sandbox: &str,
+    more_config: &str,
 ) -> anyhow::Result<BrokerProcess> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("bench.toml");
@@ -159,6 +180,7 @@ upstream = "sandbox"
 max_sessions = {max_sessions}
 throughput = 10000000
 max_queued = 100000000
+{more_config}
 "#,
             db = dir.path().join("bench.db").display()
         ),
@@ -174,12 +196,16 @@ max_queued = 100000000
     let stderr = child.stderr.take().context("broker stderr")?;
     let mut lines = BufReader::new(tokio::process::ChildStderr::from_std(stderr)?).lines();
     // The broker logs its bound address; port 0 makes it different every run.
-    let smpp_addr = tokio::time::timeout(Duration::from_secs(30), async {
+    let (smpp_addr, http_addr) = tokio::time::timeout(Duration::from_secs(30), async {
+        let (mut smpp, mut http) = (None, None);
         while let Some(line) = lines.next_line().await? {
             if line.contains("SMPP listening (plain TCP)") {
-                if let Some(addr) = logged_addr(&line) {
-                    return Ok::<_, anyhow::Error>(addr);
-                }
+                smpp = logged_addr(&line);
+            } else if line.contains("HTTP listening") {
+                http = logged_addr(&line);
+            }
+            if let (Some(smpp), Some(http)) = (smpp, http) {
+                return Ok::<_, anyhow::Error>((smpp, http));
             }
         }
         bail!("broker exited before listening")
@@ -191,6 +217,7 @@ max_queued = 100000000
     Ok(BrokerProcess {
         child,
         smpp_addr,
+        http_addr,
         _dir: dir,
     })
 }
@@ -245,7 +272,7 @@ async fn next_pdu(framed: &mut Framed<TcpStream, SmppCodec>) -> anyhow::Result<P
 }
 
 async fn sessions(count: usize, broker: Option<PathBuf>) -> anyhow::Result<()> {
-    let broker = start_broker(broker_binary(broker)?, count, HELD_SANDBOX).await?;
+    let broker = start_broker(broker_binary(broker)?, count, HELD_SANDBOX, "").await?;
     let pid = broker.child.id();
     let idle_kib = rss_kib(pid)?;
     let started = Instant::now();
@@ -418,7 +445,7 @@ async fn submit(
     messages: usize,
     broker: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let broker = start_broker(broker_binary(broker)?, sessions, HELD_SANDBOX).await?;
+    let broker = start_broker(broker_binary(broker)?, sessions, HELD_SANDBOX, "").await?;
     let per_session = messages / sessions;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -470,7 +497,7 @@ async fn receipts(
     messages: usize,
     broker: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let broker = start_broker(broker_binary(broker)?, receivers + 1, QUICK_SANDBOX).await?;
+    let broker = start_broker(broker_binary(broker)?, receivers + 1, QUICK_SANDBOX, "").await?;
     let db = broker._dir.path().join("bench.db");
     submit_session(broker.smpp_addr, 64, messages).await?;
     // Every receipt stored before any receiver binds: what follows is fan-out alone.
@@ -524,6 +551,81 @@ async fn receipts(
         "  {:.0} deliver_sm/s acknowledged; per session {per_receiver:?}",
         messages as f64 / elapsed.as_secs_f64()
     );
+    drop(broker);
+    Ok(())
+}
+
+/// An smsgate upstream nobody answers (held, inbox read hourly) and an account
+/// receiving its incoming messages: all the webhook benchmark needs.
+const WEBHOOK_UPSTREAM: &str = r#"
+[[upstreams]]
+name = "phone"
+kind = "smsgate"
+mode = "private"
+base_url = "http://127.0.0.1:9"
+username = "bench"
+password = "bench"
+hold = true
+inbox_interval = "1h"
+[[accounts]]
+system_id = "mo"
+password = "mo"
+upstream = "phone"
+"#;
+
+async fn webhooks(clients: usize, events: usize, broker: Option<PathBuf>) -> anyhow::Result<()> {
+    let broker = start_broker(broker_binary(broker)?, 1, HELD_SANDBOX, WEBHOOK_UPSTREAM).await?;
+    let url = format!("http://{}/webhooks/phone", broker.http_addr);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (http, url, next) = (http.clone(), url.clone(), std::sync::Arc::clone(&next));
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= events {
+                    return Ok::<_, anyhow::Error>(latencies);
+                }
+                let body = serde_json::json!({"event": "sms:received", "deviceId": "bench",
+                    "payload": {"messageId": format!("{n:08x}"), "message": "STOP",
+                        "sender": format!("+4917{:08}", n), "recipient": "+4915100000",
+                        "receivedAt": "2026-11-22T18:00:00.000Z"}});
+                let sent = Instant::now();
+                let status = http.post(&url).json(&body).send().await?.status();
+                if !status.is_success() {
+                    bail!("webhook {n} answered {status}");
+                }
+                latencies.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+        });
+    }
+    let mut latencies = Vec::with_capacity(events);
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done??);
+    }
+    let elapsed = started.elapsed();
+    let stored = waiting_deliveries(&broker._dir.path().join("bench.db")).await?;
+    latencies.sort_unstable();
+    println!("webhook intake: {events} sms:received from {clients} concurrent clients");
+    println!(
+        "  {:.0} events/s committed; {stored} incoming messages stored",
+        events as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  answer latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999),
+        percentile(&latencies, 1.0)
+    );
+    if stored != events as i64 {
+        bail!("{events} webhooks answered 200 but {stored} messages stored");
+    }
     drop(broker);
     Ok(())
 }
