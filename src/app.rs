@@ -103,6 +103,7 @@ impl Broker {
             messages,
             shutdown.clone(),
             Some(deliveries),
+            Arc::clone(&metrics),
         );
         let tracker = TaskTracker::new();
         let connections = Arc::new(Semaphore::new(settings.smpp.max_connections));
@@ -213,6 +214,14 @@ impl Broker {
                     .collect(),
             ),
             incoming_routes,
+            registry: Arc::clone(&ctx.registry),
+            accounts: Arc::new(
+                settings
+                    .accounts
+                    .iter()
+                    .map(|a| a.system_id.clone())
+                    .collect(),
+            ),
         });
         info!(addr = %http_addr, "HTTP listening (health, readiness, metrics)");
         let stop_http = shutdown.clone();

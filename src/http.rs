@@ -19,6 +19,7 @@ use crate::config::Secret;
 use crate::dispatch::smsgate::report_for_event;
 use crate::dispatch::UpstreamHealth;
 use crate::metrics::Metrics;
+use crate::smpp::pdu::BindKind;
 use crate::store::{Incoming, Store};
 use crate::text::Content;
 use crate::webhook::{verify_signature, Envelope};
@@ -34,6 +35,10 @@ pub struct HttpState {
     /// The upstreams that send webhooks, with their signing keys (None: unsigned).
     pub webhook_keys: Arc<HashMap<String, Option<Secret>>>,
     pub incoming_routes: Arc<IncomingRoutes>,
+    /// The bound SMPP sessions, for the sessions gauge.
+    pub registry: Arc<crate::smpp::registry::Registry>,
+    /// Every configured account: each has its sessions gauge, 0 when none is bound.
+    pub accounts: Arc<Vec<String>>,
 }
 
 /// Per upstream, its accounts in configuration order with their receive_numbers.
@@ -110,6 +115,38 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         }
     }
     state.metrics.dropped(state.store.dropped_deliveries());
+    let bound = state.registry.counts();
+    for system_id in state.accounts.iter() {
+        for kind in [
+            BindKind::Transmitter,
+            BindKind::Receiver,
+            BindKind::Transceiver,
+        ] {
+            let count = bound
+                .iter()
+                .find(|(s, k, _)| s == system_id && *k == kind)
+                .map_or(0, |(_, _, n)| *n);
+            let labels = crate::metrics::SessionLabels {
+                system_id: system_id.clone(),
+                bind_type: kind.name().to_owned(),
+            };
+            state
+                .metrics
+                .sessions
+                .get_or_create(&labels)
+                .set(count as i64);
+        }
+    }
+    if let Ok(open) = state.store.open_outbox().await {
+        state.metrics.queue_depth.clear();
+        for (upstream, queue_state, count) in open {
+            let labels = crate::metrics::QueueLabels {
+                upstream,
+                state: queue_state,
+            };
+            state.metrics.queue_depth.get_or_create(&labels).set(count);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

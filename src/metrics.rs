@@ -47,6 +47,33 @@ pub struct Metrics {
     pub deliveries: Family<DeliveryLabels, Counter>,
     pub deliveries_waiting: Family<AccountLabels, Gauge>,
     pub deliveries_dropped: Family<DropLabels, Counter>,
+    pub sessions: Family<SessionLabels, Gauge>,
+    pub submits: Family<SubmitLabels, Counter>,
+    pub queue_depth: Family<QueueLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionLabels {
+    pub system_id: String,
+    /// transmitter | receiver | transceiver
+    pub bind_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubmitLabels {
+    /// Empty for a submit before any bind.
+    pub system_id: String,
+    /// submit_sm | submit_multi | data_sm
+    pub command: String,
+    /// ESME_ROK, ESME_RTHROTTLED, … (or the hex value of an unnamed one)
+    pub command_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub upstream: String,
+    /// scheduled | queued | retry | sending | enroute
+    pub state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,8 +145,31 @@ impl Default for Metrics {
              over the account's max_undelivered, or kept past undelivered_retention",
             deliveries_dropped.clone(),
         );
+        let sessions = Family::<SessionLabels, Gauge>::default();
+        registry.register(
+            "sessions",
+            "Bound SMPP sessions by account and bind type",
+            sessions.clone(),
+        );
+        let submits = Family::<SubmitLabels, Counter>::default();
+        registry.register(
+            "submits",
+            "Answers to submit_sm, submit_multi and data_sm by command_status",
+            submits.clone(),
+        );
+        let queue_depth = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_depth",
+            "Messages not yet final by upstream and outbox state: scheduled (for later), \
+             queued (ready to send), retry (waiting to be sent again), sending (a \
+             request is out), enroute (the upstream has it, no final state yet)",
+            queue_depth.clone(),
+        );
         Metrics {
             registry,
+            sessions,
+            submits,
+            queue_depth,
             deliveries_dropped,
             deliveries_waiting,
             webhook_events,
@@ -184,6 +234,33 @@ impl Metrics {
             });
             counter.inc_by(count.saturating_sub(counter.get()));
         }
+    }
+
+    /// The counter of `smpp_broker_submits_total` for a response of `command`
+    /// (submit_sm_resp, submit_multi_resp, data_sm_resp) with `status`; None for
+    /// other responses. Sessions keep the counters they used, so the labels are
+    /// built once per session, not per submit.
+    pub fn submit_counter(
+        &self,
+        system_id: &str,
+        command: crate::smpp::pdu::CommandId,
+        status: crate::smpp::pdu::CommandStatus,
+    ) -> Option<Counter> {
+        use crate::smpp::pdu::CommandId;
+        let command = match command {
+            CommandId::SubmitSmResp => "submit_sm",
+            CommandId::SubmitMultiResp => "submit_multi",
+            CommandId::DataSmResp => "data_sm",
+            _ => return None,
+        };
+        let labels = SubmitLabels {
+            system_id: system_id.to_owned(),
+            command: command.to_owned(),
+            command_status: status
+                .name()
+                .map_or_else(|| format!("0x{:08X}", status.0), str::to_owned),
+        };
+        Some(self.submits.get_or_create(&labels).clone())
     }
 
     pub fn upstream(upstream: &str) -> UpstreamLabels {

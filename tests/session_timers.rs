@@ -45,6 +45,7 @@ fn session(
         Arc::new(NoMessages),
         shutdown.clone(),
         None,
+        Arc::new(smpp_broker::metrics::Metrics::default()),
     );
     let (client, server) = tokio::io::duplex(64 * 1024);
     let task = tokio::spawn(run_session(

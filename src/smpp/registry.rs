@@ -54,6 +54,23 @@ impl Registry {
         self.lock().get(system_id).cloned().unwrap_or_default()
     }
 
+    /// Bound sessions per account and bind type.
+    pub fn counts(&self) -> Vec<(String, BindKind, usize)> {
+        let map = self.lock();
+        let mut counts = Vec::new();
+        for (system_id, sessions) in map.iter() {
+            for kind in [
+                BindKind::Transmitter,
+                BindKind::Receiver,
+                BindKind::Transceiver,
+            ] {
+                let n = sessions.iter().filter(|s| s.kind == kind).count();
+                counts.push((system_id.clone(), kind, n));
+            }
+        }
+        counts
+    }
+
     pub fn bound_count(&self) -> usize {
         self.lock().values().map(Vec::len).sum()
     }

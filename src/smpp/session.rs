@@ -31,6 +31,8 @@ use super::service::{MessageService, Requester};
 use super::state::{Admission, SessionState};
 use super::throttle::FailedBinds;
 use crate::config::SmppSettings;
+use crate::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
 
 /// The first interface_version of SMPP 3.4; below it the ESME speaks 3.3 and gets no TLVs.
 const SMPP_34: u8 = 0x34;
@@ -46,6 +48,7 @@ pub struct SessionContext {
     pub shutdown: CancellationToken,
     /// Where receiving sessions get their receipts and incoming messages.
     pub deliveries: Option<DeliveryHub>,
+    pub metrics: Arc<Metrics>,
     failed_binds: Mutex<FailedBinds>,
     next_session_id: AtomicU64,
 }
@@ -57,6 +60,7 @@ impl SessionContext {
         messages: Arc<dyn MessageService>,
         shutdown: CancellationToken,
         deliveries: Option<DeliveryHub>,
+        metrics: Arc<Metrics>,
     ) -> Arc<SessionContext> {
         let failed_binds =
             FailedBinds::new(settings.failed_bind_delay, settings.failed_bind_delay_max);
@@ -67,6 +71,7 @@ impl SessionContext {
             messages,
             shutdown,
             deliveries,
+            metrics,
             failed_binds: Mutex::new(failed_binds),
             next_session_id: AtomicU64::new(1),
         })
@@ -117,6 +122,7 @@ pub async fn run_session<S>(
             pending_unbind_resp: None,
             our_unbind: OurUnbind::NotWanted,
             jobs: None,
+            submit_counters: HashMap::new(),
             ctx,
         };
         let reader = FramedRead::new(read_half, SmppCodec::new(max_pdu));
@@ -163,6 +169,8 @@ struct Session<S> {
     our_unbind: OurUnbind,
     /// Deliveries for this receiving session, once bound as receiver or transceiver.
     jobs: Option<mpsc::Receiver<DeliveryJob>>,
+    /// The submits_total counters this session has used, by response and status.
+    submit_counters: HashMap<(CommandId, CommandStatus), Counter>,
 }
 
 /// Our own unbind (at shutdown or after inactivity): sent once in-flight work is done.
@@ -546,6 +554,8 @@ where
         self.interface_version = bind.interface_version;
         self.state = SessionState::Bound(kind);
         self.account = Some(account);
+        // Counters taken before the bind carry no system_id.
+        self.submit_counters.clear();
         self.registration = Some(registration);
         let mut tlvs = Tlvs::new();
         if bind.interface_version >= SMPP_34 {
@@ -655,9 +665,24 @@ where
     /// Writes `first` and every other response that is already complete, then
     /// flushes once: a group commit completes many submits at the same moment, and
     /// one write for all of them saves a system call per response.
+    /// Counts the answer to a submit in `smpp_broker_submits_total`.
+    fn count_submit(&mut self, response: &Pdu) {
+        let key = (response.command_id(), response.command_status);
+        if let Some(counter) = self.submit_counters.get(&key) {
+            counter.inc();
+            return;
+        }
+        let system_id = self.account.as_ref().map_or("", |a| a.system_id.as_str());
+        if let Some(counter) = self.ctx.metrics.submit_counter(system_id, key.0, key.1) {
+            counter.inc();
+            self.submit_counters.insert(key, counter);
+        }
+    }
+
     async fn send_responses(&mut self, first: Pdu) -> Flow {
         let mut next = Some(first);
         while let Some(response) = next {
+            self.count_submit(&response);
             if let Err(err) = self.writer.feed(self.for_peer(&response).as_ref()).await {
                 debug!(error = %err, "write failed");
                 return Flow::Close("write error");
@@ -668,6 +693,7 @@ where
     }
 
     async fn send(&mut self, pdu: &Pdu) -> Flow {
+        self.count_submit(pdu);
         if let Err(err) = self.writer.feed(self.for_peer(pdu).as_ref()).await {
             debug!(error = %err, "write failed");
             return Flow::Close("write error");

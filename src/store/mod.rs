@@ -692,11 +692,32 @@ impl Store {
         }))
     }
 
+    /// Outbox rows not yet done: (upstream, state, count). Each state is counted
+    /// through its own partial index, so a scrape costs what is open, not the
+    /// outbox's whole history, and the write path carries no extra index.
+    pub async fn open_outbox(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.counts_by_two(
+            "SELECT upstream, 'queued', count(*) FROM outbox WHERE state = 'queued' \
+             GROUP BY upstream \
+             UNION ALL SELECT upstream, state, count(*) FROM outbox \
+             WHERE state IN ('scheduled', 'retry') GROUP BY upstream, state \
+             UNION ALL SELECT upstream, 'sending', count(*) FROM outbox WHERE state = 'sending' \
+             GROUP BY upstream \
+             UNION ALL SELECT upstream, 'enroute', count(*) FROM outbox WHERE state = 'enroute' \
+             GROUP BY upstream",
+        )
+        .await
+    }
+
     /// Rows of the `queue_depth` view: (system_id, state, messages).
     pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT system_id, state, messages FROM queue_depth")
-            .fetch_all(&self.reader)
-            .await?;
+        self.counts_by_two("SELECT system_id, state, messages FROM queue_depth")
+            .await
+    }
+
+    /// Rows of two text columns and a count.
+    async fn counts_by_two(&self, sql: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(sql).fetch_all(&self.reader).await?;
         Ok(rows
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
