@@ -16,11 +16,14 @@ RUN apt-get update \
     && mkdir -p /data /etc/smpp-broker \
     && chown broker:broker /data
 COPY --from=build /src/target/release/smpp-broker /usr/local/bin/smpp-broker
-COPY config/docker.toml /etc/smpp-broker/broker.toml
+COPY config/docker.toml /etc/smpp-broker/docker.toml
 USER broker
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 2775 2776 8080
-ENV SMPP_BROKER_CONFIG=/etc/smpp-broker/broker.toml
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["smpp-broker", "healthcheck"]
+# The same path docker-compose.yml names; compose mounts ./config over it.
+ENV SMPP_BROKER_CONFIG=/etc/smpp-broker/docker.toml
 ENTRYPOINT ["smpp-broker"]
 CMD ["serve"]

@@ -111,7 +111,14 @@ impl Broker {
         // Everything that can fail happens before anything is spawned.
         let tls = match &settings.smpp.tls {
             Some(t) => Some((
-                tls::acceptor(&t.cert, &t.key)?,
+                {
+                    if t.generate && tls::ensure_self_signed(&t.cert, &t.key)? {
+                        warn!(cert = %t.cert.display(), key = %t.key.display(),
+                            "smpp.tls: no certificate, so a self-signed one was written; \
+                             use a CA-signed certificate in production");
+                    }
+                    tls::acceptor(&t.cert, &t.key)?
+                },
                 bind("smpp.tls.bind", t.bind).await?,
             )),
             None => None,

@@ -150,6 +150,10 @@ pub struct TlsSettings {
     pub bind: SocketAddr,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// When neither `cert` nor `key` exists, write a self-signed pair there at
+    /// startup (to try TLS; use a CA-signed certificate in production).
+    #[serde(default)]
+    pub generate: bool,
 }
 
 fn default_tls_bind() -> SocketAddr {
@@ -856,8 +860,13 @@ impl SmppSettings {
                     format!("same address as smpp.bind ({})", self.bind),
                 ));
             }
-            check_readable("smpp.tls.cert", &tls.cert)?;
-            check_readable("smpp.tls.key", &tls.key)?;
+            // With generate, a missing pair is written at startup; half a pair
+            // is refused there, by name.
+            let to_generate = tls.generate && !tls.cert.exists() && !tls.key.exists();
+            if !to_generate {
+                check_readable("smpp.tls.cert", &tls.cert)?;
+                check_readable("smpp.tls.key", &tls.key)?;
+            }
         }
         Ok(())
     }
@@ -1773,6 +1782,25 @@ level = "warn,smpp_broker=debug""#,
         parse(&with_section("[smpp]\nshutdown_timeout = \"0s\"")).expect("zero shutdown timeout");
         let msg = error(&with_section("[smpp]\nsystem_id = \"sixteen-chars-id\""));
         assert!(msg.starts_with("test.toml: smpp.system_id: "), "{msg}");
+    }
+
+    #[test]
+    fn tls_generate_allows_a_missing_pair_only() {
+        parse(&with_section(
+            "[smpp.tls]\ncert = \"/nope.pem\"\nkey = \"/nope.key\"\ngenerate = true",
+        ))
+        .expect("written at startup");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, "cert").expect("write");
+        let msg = error(&with_section(&format!(
+            "[smpp.tls]\ncert = {:?}\nkey = \"/nope.key\"\ngenerate = true",
+            cert.display().to_string()
+        )));
+        assert!(
+            msg.starts_with("test.toml: smpp.tls.key: cannot read /nope.key"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -35,6 +35,13 @@ enum Command {
     Migrate,
     /// Print the queue depth per account and state (the queue_depth view).
     Queues,
+    /// Ask the running broker's GET /healthz; exit 0 when it answers 200. For
+    /// container healthchecks: the image needs no curl.
+    Healthcheck {
+        /// Defaults to http://127.0.0.1:PORT/healthz with PORT from [http] bind.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +64,17 @@ fn main() -> anyhow::Result<()> {
                 settings,
                 matches!(command, Command::Queues),
             ))
+        }
+        Command::Healthcheck { url } => {
+            let url = match url {
+                Some(url) => url,
+                None => {
+                    let settings = Settings::load(cli.config.as_deref())?;
+                    format!("http://127.0.0.1:{}/healthz", settings.http.bind.port())
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(healthcheck(&url))
         }
         Command::Serve => {
             let settings = Settings::load(cli.config.as_deref())?;
@@ -86,6 +104,24 @@ async fn database_command(settings: Settings, print_queues: bool) -> anyhow::Res
     for (system_id, state, messages) in rows {
         println!("{system_id:<16} {state:<14} {messages:>10}");
     }
+    Ok(())
+}
+
+async fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("GET {url}: {status} {body}");
+    }
+    println!("{status} {body}");
     Ok(())
 }
 

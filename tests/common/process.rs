@@ -30,7 +30,13 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts the broker and waits for the line that tells its SMPP address.
     pub fn spawn(config: &Path) -> BrokerProcess {
+        Self::spawn_with_env(config, &[])
+    }
+
+    /// As `spawn`, with `SMPP_BROKER__…` overrides (or other variables) set.
+    pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> BrokerProcess {
         let mut child = Command::new(BIN)
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(config)
             .arg("--log-json")
