@@ -356,8 +356,21 @@ struct Transcript {
 
 impl Script {
     fn start(scenario: &str, addr: SocketAddr, args: &[&str]) -> Script {
+        Script::start_over(scenario, addr, args, None)
+    }
+
+    /// As `start`; with `tls_ca`, the script connects over TLS trusting it.
+    fn start_over(
+        scenario: &str,
+        addr: SocketAddr,
+        args: &[&str],
+        tls_ca: Option<&Path>,
+    ) -> Script {
         let python = python();
         let mut command = Command::new("python3");
+        if let Some(ca) = tls_ca {
+            command.env("SMPPLIB_TLS_CA", ca);
+        }
         command
             .arg(script_path())
             .arg(scenario)
@@ -1110,13 +1123,36 @@ fn message<'a>(t: &'a Transcript, label: &str) -> &'a Event {
 /// message with the whole text.
 #[tokio::test]
 async fn smpplib_texts_and_long_messages_are_stored_whole() {
-    let broker = start_broker("").await;
-    let t = Script::run("texts", broker.addr(), &[]).await;
+    texts_stored_whole(false).await;
+}
+
+/// The same over TLS.
+#[tokio::test]
+async fn smpplib_over_tls_texts_and_long_messages_are_stored_whole() {
+    texts_stored_whole(true).await;
+}
+
+async fn texts_stored_whole(over_tls: bool) {
+    let (tls, plain) = if over_tls {
+        (Some(start_tls_broker("").await), None)
+    } else {
+        (None, Some(start_broker("").await))
+    };
+    let broker = match (&tls, &plain) {
+        (Some(tls), _) => &tls.broker,
+        (None, plain) => plain.as_ref().expect("a broker"),
+    };
+    let addr = match &tls {
+        Some(_) => broker.broker.tls_addr().expect("TLS listener"),
+        None => broker.addr(),
+    };
+    let ca = tls.as_ref().map(|t| t.cert_path.as_path());
+    let t = Script::start_over("texts", addr, &[], ca).finish().await;
     t.assert_completed();
     t.assert_bound("esme", "transceiver");
     t.assert_unbound("esme");
     t.assert_closed("esme");
-    common::wait_until_no_sessions(&broker, "demo").await;
+    common::wait_until_no_sessions(broker, "demo").await;
 
     // label, data_coding, esm_class, minimum parts, what the text must contain
     let expected: [(&str, i64, i64, i64, &str); 6] = [
@@ -1181,8 +1217,8 @@ async fn smpplib_texts_and_long_messages_are_stored_whole() {
         format_args!("every part has its own message_id: {all_ids:?}"),
     );
 
-    common::assert_stored(&broker, &all_ids, ENROUTE as u8).await;
-    let rows = outbox_rows(&broker).await;
+    common::assert_stored(broker, &all_ids, ENROUTE as u8).await;
+    let rows = outbox_rows(broker).await;
     let mut outbox_ids = std::collections::BTreeSet::new();
     for (label, text, data_coding, ids) in &sent {
         let row = the_row_of(&rows, ids);
@@ -1192,7 +1228,7 @@ async fn smpplib_texts_and_long_messages_are_stored_whole() {
         outbox_ids.insert(row.id);
     }
     assert_eq!(outbox_ids.len(), sent.len(), "one outbox row per message");
-    assert_eq!(outbox_count(&broker).await, sent.len(), "and no other");
+    assert_eq!(outbox_count(broker).await, sent.len(), "and no other");
 }
 
 /// query_sm (smpplib's query_message), replace_sm and cancel_sm (written and read
@@ -1298,6 +1334,37 @@ fn the_event_parser_reads_what_json_dumps_writes() {
 /// agrees with it.
 #[tokio::test]
 async fn smpplib_gets_the_sandbox_receipt_and_query_sm_agrees() {
+    sandbox_receipt(false).await;
+}
+
+/// The same over TLS.
+#[tokio::test]
+async fn smpplib_over_tls_gets_the_sandbox_receipt_and_query_sm_agrees() {
+    sandbox_receipt(true).await;
+}
+
+/// Adds a TLS listener on 127.0.0.1 with a fresh certificate in `dir`; returns the
+/// certificate for the client to trust.
+fn listen_tls(settings: &mut smpp_broker::Settings, dir: &Path) -> PathBuf {
+    let (cert, key, _) = common::make_certificate(dir);
+    settings.smpp.tls = Some(smpp_broker::config::TlsSettings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        cert: cert.clone(),
+        key,
+        generate: false,
+    });
+    cert
+}
+
+/// The address a scenario connects to, and the certificate it trusts over TLS.
+fn endpoint(broker: &TestBroker, ca: &Option<PathBuf>) -> SocketAddr {
+    match ca {
+        Some(_) => broker.broker.tls_addr().expect("TLS listener"),
+        None => broker.addr(),
+    }
+}
+
+async fn sandbox_receipt(over_tls: bool) {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[smpp]\nbind = \"127.0.0.1:0\"\n[http]\nbind = \"127.0.0.1:0\"\n\
@@ -1307,12 +1374,15 @@ async fn smpplib_gets_the_sandbox_receipt_and_query_sm_agrees() {
          [[accounts]]\nsystem_id = \"demo\"\npassword = \"demo1234\"\nupstream = \"sandbox\"\n",
         dir.path().join("broker.db").display()
     );
-    let settings = smpp_broker::Settings::from_toml(&text, "test", std::iter::empty()).unwrap();
+    let mut settings = smpp_broker::Settings::from_toml(&text, "test", std::iter::empty()).unwrap();
+    let ca = over_tls.then(|| listen_tls(&mut settings, dir.path()));
     let broker = TestBroker {
         broker: smpp_broker::Broker::start(settings).await.unwrap(),
         dir,
     };
-    let t = Script::run("receipt", broker.addr(), &[]).await;
+    let t = Script::start_over("receipt", endpoint(&broker, &ca), &[], ca.as_deref())
+        .finish()
+        .await;
     t.assert_completed();
     let id = t
         .accepted(t.answer("submit", "submit_sm_resp", ESME_ROK))
@@ -1338,10 +1408,26 @@ async fn smpplib_gets_the_sandbox_receipt_and_query_sm_agrees() {
 /// segments and the client puts them back together, GSM 7-bit and UCS-2 alike.
 #[tokio::test]
 async fn smpplib_receives_long_incoming_messages_whole() {
+    long_incoming_whole(false).await;
+}
+
+/// The same over TLS.
+#[tokio::test]
+async fn smpplib_over_tls_receives_long_incoming_messages_whole() {
+    long_incoming_whole(true).await;
+}
+
+async fn long_incoming_whole(over_tls: bool) {
     use common::fake_smsgate::{FakeSmsGate, Mode};
     let fake = FakeSmsGate::start(Mode::Cloud).await;
-    let broker = common::upstream_broker::start(&fake, "").await;
-    let mut script = Script::start("mo", broker.addr(), &["2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::upstream_broker::settings(dir.path(), &fake, "");
+    let ca = over_tls.then(|| listen_tls(&mut settings, dir.path()));
+    let broker = TestBroker {
+        broker: smpp_broker::Broker::start(settings).await.unwrap(),
+        dir,
+    };
+    let mut script = Script::start_over("mo", endpoint(&broker, &ca), &["2"], ca.as_deref());
     script.wait_for("listening").await;
     let gsm = "Long reply in GSM 7-bit with {braces} and 5€. ".repeat(8);
     let ucs2 = "Ответ на кириллице, длинный 😀 ".repeat(7);

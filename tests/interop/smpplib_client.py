@@ -18,6 +18,7 @@ and read raw (`raw_exchange`).
 
 import binascii
 import json
+import os
 import random
 import socket
 import ssl
@@ -124,6 +125,10 @@ class HostnameContext:
 
 
 def connect(name, host, port, **kwargs):
+    # SMPPLIB_TLS_CA: every scenario over TLS, trusting that certificate.
+    ca = os.environ.get("SMPPLIB_TLS_CA")
+    if ca and "ssl_context" not in kwargs:
+        kwargs["ssl_context"] = HostnameContext(ssl.create_default_context(cafile=ca), "localhost")
     client = TracingClient(name, host, port, **kwargs)
     client.connect()
     emit("connected", client=name)
