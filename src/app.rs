@@ -324,6 +324,7 @@ pub fn writer_limits(settings: &Settings) -> WriterLimits {
         assembly_timeout: settings.messages.assembly_timeout,
         max_undelivered: per_account(|a| a.max_undelivered),
         undelivered_retention: settings.messages.undelivered_retention,
+        final_retention: settings.messages.final_retention,
     }
 }
 

@@ -55,6 +55,7 @@ const STRING_KEYS: &[&str] = &[
     "default_validity",
     "assembly_timeout",
     "undelivered_retention",
+    "final_retention",
     "default_alphabet",
     "long_incoming",
     "busy_timeout",
@@ -208,6 +209,10 @@ pub struct MessageSettings {
     /// A receipt or incoming message no receiver took within this long is dropped.
     #[serde(with = "humantime_serde")]
     pub undelivered_retention: Duration,
+    /// A message final (delivered, failed, expired, …) this long is deleted, with
+    /// its outbox row: the database does not grow without bound.
+    #[serde(with = "humantime_serde")]
+    pub final_retention: Duration,
 }
 
 impl Default for MessageSettings {
@@ -216,6 +221,7 @@ impl Default for MessageSettings {
             default_validity: Duration::from_secs(48 * 3600),
             assembly_timeout: Duration::from_secs(10 * 60),
             undelivered_retention: Duration::from_secs(48 * 3600),
+            final_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -779,6 +785,18 @@ impl Settings {
         self.http.validate()?;
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
+        }
+        // A waiting receipt reads its message; the message must outlive it.
+        if self.messages.final_retention < self.messages.undelivered_retention {
+            return Err(invalid(
+                "messages.final_retention",
+                format!(
+                    "must be at least messages.undelivered_retention ({})",
+                    humantime_serde::re::humantime::format_duration(
+                        self.messages.undelivered_retention
+                    )
+                ),
+            ));
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", format!("{err}: {:?}", self.log.level)));
@@ -1782,6 +1800,18 @@ level = "warn,smpp_broker=debug""#,
         parse(&with_section("[smpp]\nshutdown_timeout = \"0s\"")).expect("zero shutdown timeout");
         let msg = error(&with_section("[smpp]\nsystem_id = \"sixteen-chars-id\""));
         assert!(msg.starts_with("test.toml: smpp.system_id: "), "{msg}");
+    }
+
+    #[test]
+    fn final_messages_outlive_waiting_receipts() {
+        let msg = error(&with_section(
+            "[messages]\nundelivered_retention = \"72h\"\nfinal_retention = \"48h\"",
+        ));
+        assert!(
+            msg.starts_with("test.toml: messages.final_retention: must be at least"),
+            "{msg}"
+        );
+        parse(&with_section("[messages]\nfinal_retention = \"30d\"")).expect("longer is fine");
     }
 
     #[test]

@@ -99,12 +99,7 @@ pause_cooldown = "60s"
             path: dir.path().join("broker.db"),
             busy_timeout: Duration::from_secs(5),
         },
-        WriterLimits {
-            max_waiting: Default::default(),
-            assembly_timeout: Duration::from_secs(600),
-            max_undelivered: Default::default(),
-            undelivered_retention: Duration::from_secs(48 * 3600),
-        },
+        WriterLimits::default(),
         Arc::new(clock.clone()),
     )
     .await

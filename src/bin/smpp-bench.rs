@@ -392,12 +392,7 @@ async fn storage_ceiling(tasks: usize, per_call: usize, messages: usize) -> anyh
         path: dir.path().join("ceiling.db"),
         busy_timeout: Duration::from_secs(5),
     };
-    let limits = WriterLimits {
-        max_waiting: Default::default(),
-        assembly_timeout: Duration::from_secs(600),
-        max_undelivered: Default::default(),
-        undelivered_retention: Duration::from_secs(48 * 3600),
-    };
+    let limits = WriterLimits::default();
     let store = Store::open(
         &settings,
         limits,

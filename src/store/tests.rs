@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +17,8 @@ async fn open_with(
     max_undelivered: Option<usize>,
 ) -> Store {
     let mut limits = WriterLimits {
-        max_waiting: HashMap::new(),
         assembly_timeout: Duration::from_secs(60),
-        max_undelivered: Default::default(),
-        undelivered_retention: Duration::from_secs(48 * 3600),
+        ..WriterLimits::default()
     };
     if let Some(max) = max_waiting {
         limits.max_waiting.insert("acme".into(), max);
@@ -1108,4 +1105,46 @@ async fn the_inbox_cursor_starts_once_and_only_moves_on() {
         store.inbox_cursor("phone").await.unwrap(),
         Some((T0, T0 + 500))
     );
+}
+
+#[tokio::test]
+async fn final_messages_and_their_outbox_rows_go_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    let single = taken(&store, vec![message("done soon"), message("still out")]).await;
+    let parts = taken(
+        &store,
+        vec![part("k", 2, 1, "first "), part("k", 2, 2, "second")],
+    )
+    .await;
+    for id in [&single[0], &parts[0]] {
+        store
+            .record_reports(vec![report(id, "Delivered", Some(MessageState::Delivered))])
+            .await
+            .unwrap();
+    }
+    let outbox_ids = |store: Store| async move {
+        sqlx::query("SELECT id FROM outbox ORDER BY id")
+            .fetch_all(&store.reader)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<i64, _>(0).to_string())
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(outbox_ids(store.clone()).await.len(), 3);
+
+    // Final at T0 + 5 s; kept 7 days from then.
+    clock.advance_ms(7 * 24 * 3_600_000 + 5_000 - 1);
+    store.maintain().await.unwrap();
+    assert!(store.query("acme", &single[0], "").await.unwrap().is_some());
+    clock.advance_ms(2);
+    store.maintain().await.unwrap();
+    for gone in [&single[0], &parts[0], &parts[1]] {
+        assert_eq!(store.query("acme", gone, "").await.unwrap(), None, "{gone}");
+    }
+    // The message still on its way stays, with its outbox row.
+    assert_eq!(state_of(&store, &single[1]).await, MessageState::Enroute);
+    assert_eq!(outbox_ids(store.clone()).await, [single[1].clone()]);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot, Notify};
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use super::receipts::{DropReason, DroppedDeliveries};
 use super::{dispatch, receipts};
@@ -48,6 +48,22 @@ pub struct WriterLimits {
     pub max_undelivered: HashMap<String, usize>,
     /// How long a receipt or incoming message waits for an ESME at most.
     pub undelivered_retention: Duration,
+    /// How long a final message is kept before it is deleted.
+    pub final_retention: Duration,
+}
+
+impl Default for WriterLimits {
+    /// No per-account limits; the configuration's default durations.
+    fn default() -> Self {
+        let messages = crate::config::MessageSettings::default();
+        WriterLimits {
+            max_waiting: HashMap::new(),
+            assembly_timeout: messages.assembly_timeout,
+            max_undelivered: HashMap::new(),
+            undelivered_retention: messages.undelivered_retention,
+            final_retention: messages.final_retention,
+        }
+    }
 }
 
 /// Receipts and incoming messages an account keeps when it names no limit.
@@ -990,6 +1006,14 @@ async fn maintain(
         );
     }
     receipts::forget_seen(conn, now).await?;
+    let cutoff = now - state.limits.final_retention.as_millis() as i64;
+    let purged = purge_final(conn, cutoff).await?;
+    if purged > 0 {
+        debug!(
+            purged,
+            "final messages past messages.final_retention deleted"
+        );
+    }
     for (system_id, dropped) in receipts::expire(conn, now).await? {
         warn!(%system_id, dropped,
             "receipts and incoming messages no receiver took within the retention were dropped");
@@ -998,6 +1022,41 @@ async fn maintain(
             .push((system_id, DropReason::Expired, dropped as u64));
     }
     Ok(())
+}
+
+/// Final messages deleted per maintenance tick at most: the writer holds its
+/// transaction meanwhile, so a large backlog goes over many ticks.
+const PURGE_BATCH: i64 = 2_000;
+
+/// Deletes messages that became final before `cutoff` (and were submitted before
+/// it: message_ids grow with time, so the scan walks the primary key from its
+/// oldest end), then the done outbox rows none of whose messages is left.
+async fn purge_final(conn: &mut SqliteConnection, cutoff: i64) -> Result<u64, sqlx::Error> {
+    let below_id = (cutoff - ID_EPOCH_MS).max(0) << 20;
+    let purged = sqlx::query(
+        "DELETE FROM messages WHERE message_id IN (SELECT message_id FROM messages \
+         WHERE message_id < ?1 AND final_at IS NOT NULL AND final_at < ?2 \
+         ORDER BY message_id LIMIT ?3)",
+    )
+    .bind(below_id)
+    .bind(cutoff)
+    .bind(PURGE_BATCH)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if purged > 0 {
+        sqlx::query(
+            "DELETE FROM outbox WHERE id IN (SELECT o.id FROM outbox o WHERE o.id < ?1 \
+             AND o.state = 'done' AND NOT EXISTS (SELECT 1 FROM messages m \
+             WHERE m.message_id = o.id OR (m.outbox_id = o.id AND m.concat_key IS NOT NULL)) \
+             ORDER BY o.id LIMIT ?2)",
+        )
+        .bind(below_id)
+        .bind(PURGE_BATCH)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(purged)
 }
 
 #[cfg(test)]
