@@ -366,7 +366,7 @@ impl Transcript {
 
     fn assert_closed(&self) {
         self.check(
-            self.all("still_open").is_empty() && self.all("data_after_unbind").is_empty(),
+            self.all("still_open").is_empty() && self.all("data_before_close").is_empty(),
             "the broker closes the connection and sends nothing more",
         );
         self.first("closed");
@@ -501,9 +501,10 @@ async fn netsmpp_wrong_password_is_rbindfail_and_the_broker_closes() {
 // ---------------------------------------------------------------------------------
 
 /// GSM 03.38 (with extension characters and @ as 0x00), UCS-2 (Cyrillic and an
-/// emoji as a surrogate pair), and long GSM and UCS-2 texts that Net::SMPP's
-/// caller cut into UDH parts (esm_class 0x40, 05 00 03 ref total seq): every part
-/// is accepted with its own message_id, and each message is stored whole and
+/// emoji as a surrogate pair), long GSM and UCS-2 texts that Net::SMPP's caller
+/// cut into UDH parts (esm_class 0x40, 05 00 03 ref total seq), a long UCS-2 text
+/// in submit_sm's message_payload and a GSM one in data_sm's: every part is
+/// accepted with its own message_id, and each message is stored whole and
 /// decoded, in one outbox row.
 #[tokio::test]
 async fn netsmpp_texts_and_long_messages_are_stored_whole() {
@@ -515,11 +516,13 @@ async fn netsmpp_texts_and_long_messages_are_stored_whole() {
     t.assert_requests_answered();
 
     // label, data_coding, esm_class, parts, characters the text must have
-    let expected: [(&str, i64, i64, i64, &str); 4] = [
+    let expected: [(&str, i64, i64, i64, &str); 6] = [
         ("gsm7", 0, 0x00, 1, "€{}[]~^\\|@ΔΩ"),
         ("ucs2", 8, 0x00, 1, "Привет😀"),
         ("long_gsm", 0, 0x40, 3, "€{}[]"),
         ("long_ucs2", 8, 0x40, 3, "Привет😀"),
+        ("payload", 8, 0x00, 1, "Привет😀"),
+        ("data_sm", 0, 0x00, 1, "€[]@"),
     ];
     let stored = outbox_of_messages(&broker).await;
     let mut all_ids = Vec::new();
@@ -538,16 +541,17 @@ async fn netsmpp_texts_and_long_messages_are_stored_whole() {
                 m.line
             ),
         );
+        let command = if label == "data_sm" {
+            "data_sm_resp"
+        } else {
+            "submit_sm_resp"
+        };
         let ids: Vec<&str> = t
-            .answers(label, "submit_sm_resp", ESME_ROK)
+            .answers(label, command, ESME_ROK)
             .into_iter()
             .map(|e| t.message_id(e))
             .collect();
-        assert_eq!(
-            ids.len() as i64,
-            parts,
-            "{label}: one submit_sm_resp a part"
-        );
+        assert_eq!(ids.len() as i64, parts, "{label}: one {command} a part");
         for id in &ids {
             let (row, stored_text, stored_coding) = stored
                 .get(*id)
@@ -640,7 +644,9 @@ async fn netsmpp_gets_the_receipt_and_query_sm_agrees() {
         format_args!("the Appendix B text: {short}"),
     );
     t.check(
-        r.str("source_addr") == "4917612345" && r.str("destination_addr") == "4915112345",
+        r.str("source_addr") == "4917612345"
+            && r.str("destination_addr") == "4915112345"
+            && r.str("ton_npi") == "1/1 > 1/1",
         format_args!("from the destination back to the source: {}", r.line),
     );
     t.check(
@@ -757,4 +763,36 @@ async fn netsmpp_receives_short_and_long_incoming_messages() {
         );
     }
     wait_for_count(&broker, "SELECT count(*) FROM deliveries", 0).await;
+}
+
+/// At shutdown the broker unbinds; Net::SMPP (through its handlers table) answers
+/// unbind_resp, the broker closes, and shutdown does not wait out the 10 s
+/// response_timeout it would spend on an unanswered unbind.
+#[tokio::test]
+async fn netsmpp_answers_the_brokers_unbind_at_shutdown() {
+    let broker = start_broker("response_timeout = \"10s\"").await;
+    let mut script = Script::start("server_unbind", broker.addr(), &[]);
+    script.wait_for("listening").await;
+    let started = Instant::now();
+    let shutdown = tokio::spawn(broker.broker.shutdown());
+    let t = script.finish().await;
+    let finished = tokio::time::timeout(PATIENCE, shutdown).await;
+    let took = started.elapsed();
+    t.check(matches!(finished, Ok(Ok(()))), "Broker::shutdown completes");
+    t.assert_completed();
+    t.assert_bound("transceiver");
+    t.check(
+        t.all("recv")
+            .iter()
+            .filter(|e| e.str("command") == "unbind")
+            .count()
+            == 1,
+        "Net::SMPP received the broker's unbind",
+    );
+    t.assert_requests_answered();
+    t.assert_closed();
+    t.check(
+        took < Duration::from_secs(3),
+        format_args!("shutdown took {took:?}: the answered unbind ends the session at once"),
+    );
 }

@@ -181,17 +181,19 @@ sub answered {
     return $resp;
 }
 
+# The addresses of every message this script sends.
+my @ADDRESSES = (
+    source_addr_ton  => 1,
+    source_addr_npi  => 1,
+    source_addr      => $SOURCE,
+    dest_addr_ton    => 1,
+    dest_addr_npi    => 1,
+    destination_addr => $DESTINATION,
+);
+
 sub submit {
     my ( $smpp, $label, %fields ) = @_;
-    my $resp = $smpp->submit_sm(
-        source_addr_ton  => 1,
-        source_addr_npi  => 1,
-        source_addr      => $SOURCE,
-        dest_addr_ton    => 1,
-        dest_addr_npi    => 1,
-        destination_addr => $DESTINATION,
-        %fields,
-    );
+    my $resp = $smpp->submit_sm( @ADDRESSES, %fields );
     return answered( $smpp, $label, 'submit_sm', $resp, message_id => $resp && $resp->{message_id} );
 }
 
@@ -237,7 +239,7 @@ sub expect_closed {
             emit( 'closed', client => $name, after_ms => ms_since($since) );
             return;
         }
-        emit( 'data_after_unbind', client => $name, hex => unpack( 'H*', $octets ) );
+        emit( 'data_before_close', client => $name, hex => unpack( 'H*', $octets ) );
     }
     emit( 'still_open', client => $name );
 }
@@ -266,15 +268,12 @@ sub cut {
 
 my $next_reference = 0x41;
 
-# Submits `text` (GSM 03.38 or UCS-2, as `data_coding` says) in one submit_sm, or
-# when it is too long for one SMS in UDH-concatenated parts (esm_class 0x40).
-sub submit_text {
-    my ( $smpp, $label, $data_coding, $text, %fields ) = @_;
-    my ( $charset, $segment, $single ) =
-      $data_coding == 8 ? ( 'UTF-16BE', $UCS2_SEGMENT, 140 ) : ( 'gsm0338', $GSM_SEGMENT, 160 );
-    my $whole = octets( $charset, $text );
-    my @parts = length($whole) <= $single ? ($whole) : cut( $charset, $text, $segment );
-    my $esm_class = @parts > 1 ? 0x40 : 0x00;
+# The Encode name of data_coding 0 (GSM 03.38, unpacked) or 8 (UCS-2).
+sub charset { $_[0] == 8 ? 'UTF-16BE' : 'gsm0338' }
+
+# Tells the test what a message is before it is sent (`message` event).
+sub announce {
+    my ( $smpp, $label, $text, $data_coding, $esm_class, $parts ) = @_;
     emit(
         'message',
         client      => ${*$smpp}{interop_name},
@@ -282,8 +281,20 @@ sub submit_text {
         text        => $text,
         data_coding => $data_coding,
         esm_class   => $esm_class,
-        parts       => scalar @parts,
+        parts       => $parts,
     );
+}
+
+# Submits `text` (GSM 03.38 or UCS-2, as `data_coding` says) in one submit_sm, or
+# when it is too long for one SMS in UDH-concatenated parts (esm_class 0x40).
+sub submit_text {
+    my ( $smpp, $label, $data_coding, $text, %fields ) = @_;
+    my $charset = charset($data_coding);
+    my ( $segment, $single ) = $data_coding == 8 ? ( $UCS2_SEGMENT, 140 ) : ( $GSM_SEGMENT, 160 );
+    my $whole = octets( $charset, $text );
+    my @parts = length($whole) <= $single ? ($whole) : cut( $charset, $text, $segment );
+    my $esm_class = @parts > 1 ? 0x40 : 0x00;
+    announce( $smpp, $label, $text, $data_coding, $esm_class, scalar @parts );
     my $reference = $next_reference++;
     my @responses;
     for my $i ( 0 .. $#parts ) {
@@ -298,6 +309,20 @@ sub submit_text {
           );
     }
     return @responses;
+}
+
+# The whole text in the message_payload TLV (by its name, as Net::SMPP takes it)
+# of one submit_sm (short_message empty) or data_sm.
+sub submit_payload {
+    my ( $smpp, $label, $request, $data_coding, $text ) = @_;
+    announce( $smpp, $label, $text, $data_coding, 0, 1 );
+    my @fields = ( @ADDRESSES, data_coding => $data_coding );
+    my $payload = octets( charset($data_coding), $text );
+    my $resp =
+      $request eq 'data_sm'
+      ? $smpp->data_sm( @fields, message_payload => $payload )
+      : $smpp->submit_sm( @fields, short_message => '', message_payload => $payload );
+    return answered( $smpp, $label, $request, $resp, message_id => $resp && $resp->{message_id} );
 }
 
 # (reference, total, number, body) of a concatenation UDH (IEI 00, 8-bit
@@ -319,9 +344,8 @@ sub concatenation {
 
 sub decode_text {
     my ( $data_coding, $octets ) = @_;
-    return decode( 'gsm0338', $octets ) if $data_coding == 0;
-    return decode( 'UTF-16BE', $octets ) if $data_coding == 8;
-    return undef;
+    return undef unless $data_coding == 0 || $data_coding == 8;
+    return decode( charset($data_coding), $octets );
 }
 
 # A TLV as Net::SMPP leaves it (raw octets under its symbolic name) in hex.
@@ -348,7 +372,7 @@ sub scenario_bind {
     my ( $host, $port, $kind ) = @_;
     my $smpp = bound_esme( 'esme', $host, $port, $kind, 'demo', 'demo1234' );
     # Net::SMPP keeps no bind state: a receiver's submit_sm goes out too.
-    submit( $smpp, 'submit', short_message => octets( 'gsm0338', 'hello from Net::SMPP' ) );
+    submit( $smpp, 'submit', short_message => octets( charset(0), 'hello from Net::SMPP' ) );
     answered( $smpp, 'ping', 'enquire_link', $smpp->enquire_link() );
     unbind_and_close($smpp);
 }
@@ -362,7 +386,8 @@ sub scenario_bind_error {
 }
 
 # texts: GSM 03.38 with extension characters and @ (0x00), UCS-2 with Cyrillic
-# and an emoji, and long GSM and UCS-2 texts cut by this client into UDH parts.
+# and an emoji, long GSM and UCS-2 texts cut by this client into UDH parts, a long
+# UCS-2 text in submit_sm's message_payload, and a GSM text in a data_sm.
 sub scenario_texts {
     my ( $host, $port ) = @_;
     my $smpp = bound_esme( 'esme', $host, $port, 'transceiver', 'demo', 'demo1234' );
@@ -372,6 +397,8 @@ sub scenario_texts {
     submit_text( $smpp, 'long_gsm', 0, substr( $fox x 3, 0, 152 ) . "\x{20AC} {braces} [brackets] " . $fox x 4 );
     my $privet = "\x{41F}\x{440}\x{438}\x{432}\x{435}\x{442}, \x{43C}\x{438}\x{440}! ";
     submit_text( $smpp, 'long_ucs2', 8, substr( $privet x 6, 0, 66 ) . "\x{1F600}" . $privet x 7 );
+    submit_payload( $smpp, 'payload', 'submit_sm', 8, "\x{1F600} " . $privet x 12 );
+    submit_payload( $smpp, 'data_sm', 'data_sm', 0, "data_sm: 5\x{20AC} [ok] \@home " . $fox x 2 );
     unbind_and_close($smpp);
 }
 
@@ -381,11 +408,11 @@ sub scenario_receipt {
     my ( $host, $port ) = @_;
     my $smpp = bound_esme( 'esme', $host, $port, 'transceiver', 'acme', 'acme1234' );
     my $text = "Your code is 1234 {5\x{20AC}} ok";
-    emit( 'message', client => 'esme', label => 'submit', text => $text );
+    announce( $smpp, 'submit', $text, 0, 0, 1 );
     my $resp = submit(
         $smpp, 'submit',
         registered_delivery    => 1,
-        short_message          => octets( 'gsm0338', $text ),
+        short_message          => octets( charset(0), $text ),
         user_message_reference => pack( 'n', 4242 ),
     );
     my $message_id = $resp->{message_id};
@@ -400,6 +427,7 @@ sub scenario_receipt {
         'receipt',
         deliver_sm_fields($r),
         destination_addr         => $r->{destination_addr},
+        ton_npi                  => "$r->{source_addr_ton}/$r->{source_addr_npi} > $r->{dest_addr_ton}/$r->{dest_addr_npi}",
         short_message            => decode_text( $r->{data_coding}, $r->{short_message} ),
         receipted_message_id_hex => tlv_hex( $r, 'receipted_message_id' ),
         message_state            => defined $state ? unpack( 'C', $state ) : undef,
@@ -469,12 +497,23 @@ sub scenario_mo {
     unbind_and_close($smpp);
 }
 
+# server_unbind: bound, reading (Net::SMPP answering through the handlers table)
+# until the broker unbinds, then waits for the close.
+sub scenario_server_unbind {
+    my ( $host, $port ) = @_;
+    my $smpp = bound_esme( 'esme', $host, $port, 'transceiver', 'demo', 'demo1234' );
+    emit( 'listening', client => 'esme' );
+    pump( $smpp, 30, sub { ${*$smpp}{interop_unbound} } );
+    expect_closed($smpp);
+}
+
 my %SCENARIOS = (
-    bind       => \&scenario_bind,
-    bind_error => \&scenario_bind_error,
-    texts      => \&scenario_texts,
-    receipt    => \&scenario_receipt,
-    mo         => \&scenario_mo,
+    bind          => \&scenario_bind,
+    bind_error    => \&scenario_bind_error,
+    texts         => \&scenario_texts,
+    receipt       => \&scenario_receipt,
+    mo            => \&scenario_mo,
+    server_unbind => \&scenario_server_unbind,
 );
 
 my ( $scenario, $host, $port, @args ) = @ARGV;
