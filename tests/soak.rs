@@ -149,8 +149,9 @@ struct Ledger {
 struct Phone {
     /// Messages whose sms:delivered webhook the broker answered with a 2xx.
     reported: HashSet<String>,
-    /// POSTs that got no 2xx (the broker was down or restarting) and were repeated.
-    repeated_posts: usize,
+    /// POSTs that got no 2xx and were repeated, by what they got instead: a
+    /// status code, or "no answer" (the broker was down or restarting).
+    repeated_posts: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -360,7 +361,7 @@ async fn three_sigkills_under_load_lose_and_repeat_nothing() {
          (of which reached the upstream {})\n\
          soak: at the upstream {} (POST requests {}), acknowledged there exactly once {}, \
          duplicates {}\n\
-         soak: sms:delivered webhooks committed {} (POSTs repeated {})\n\
+         soak: sms:delivered webhooks committed {} (POSTs repeated {}: {})\n\
          soak: receipts (deliver_sm) {}, distinct {}, for acknowledged submits {}, \
          repeated {} ({} messages' receipts came again on a later connection), \
          left unacknowledged by a kill {}; ESME connections {}",
@@ -381,7 +382,13 @@ async fn three_sigkills_under_load_lose_and_repeat_nothing() {
         report.acknowledged_once,
         report.duplicates,
         phone_log.reported.len(),
-        phone_log.repeated_posts,
+        phone_log.repeated_posts.values().sum::<usize>(),
+        phone_log
+            .repeated_posts
+            .iter()
+            .map(|(why, n)| format!("{why}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         ledger.deliver_sms,
         ledger.receipts.len(),
         report.acknowledged_with_receipt,
@@ -762,18 +769,28 @@ async fn phone(fake: FakeSmsGate, addrs: watch::Receiver<Addrs>, shared: Arc<Sha
                     .body(body.to_string())
                     .send()
                     .await;
-                let committed = answer.is_ok_and(|a| a.status().is_success());
-                (id, committed)
+                let refusal = match answer {
+                    Ok(a) if a.status().is_success() => None,
+                    Ok(a) => Some(a.status().as_u16().to_string()),
+                    Err(_) => Some("no answer".to_owned()),
+                };
+                (id, refusal)
             }
         });
         let mut answers = futures::stream::iter(posts).buffer_unordered(PHONE_PARALLEL);
-        while let Some((id, committed)) = answers.next().await {
-            if committed {
+        while let Some((id, refusal)) = answers.next().await {
+            if let Some(refusal) = refusal {
+                *shared
+                    .phone
+                    .lock()
+                    .unwrap()
+                    .repeated_posts
+                    .entry(refusal)
+                    .or_default() += 1;
+                to_report.push_back(id);
+            } else {
                 shared.phone.lock().unwrap().reported.insert(id);
                 shared.events.webhook_answered.notify_waiters();
-            } else {
-                shared.phone.lock().unwrap().repeated_posts += 1;
-                to_report.push_back(id);
             }
         }
         tokio::select! {
