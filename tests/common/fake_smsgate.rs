@@ -1369,3 +1369,17 @@ async fn fallback(State(s): St) -> Response {
         message: "Not Found".to_owned(),
     })
 }
+
+impl FakeSmsGate {
+    /// The accepted messages from the `start`th on, in arrival order: for a test
+    /// that follows arrivals without copying the whole list each time.
+    pub fn accepted_from(&self, start: usize) -> Vec<Accepted> {
+        let st = self.shared.lock();
+        st.accepted.get(start..).unwrap_or_default().to_vec()
+    }
+
+    /// How many messages were accepted so far.
+    pub fn accepted_count(&self) -> usize {
+        self.shared.lock().accepted.len()
+    }
+}

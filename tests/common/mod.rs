@@ -388,3 +388,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Esme<S> {
         self.framed.into_inner()
     }
 }
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Esme<S> {
+    /// Like `send`, but a broken connection is an answer (false), not a failure:
+    /// for tests that kill the broker under a live session.
+    pub async fn try_send(&mut self, pdu: &Pdu) -> bool {
+        self.framed.send(pdu).await.is_ok()
+    }
+}
