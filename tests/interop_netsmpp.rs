@@ -24,23 +24,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::fake_smsgate::{FakeSmsGate, Mode};
+use common::script::{response_to, Client, Event, Transcript};
 use common::{start_broker, TestBroker, PATIENCE};
-use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
-use tokio::task::JoinHandle;
+use serde_json::json;
 use tokio::time::Instant;
-
-/// The longest a scenario script may run before it is killed.
-const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 
 const ESME_ROK: i64 = 0x00;
 const ESME_RINVBNDSTS: i64 = 0x04;
@@ -79,235 +71,32 @@ fn net_smpp_version() -> &'static str {
     }
 }
 
-fn script_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/netsmpp_client.pl")
-}
-
-// ---------------------------------------------------------------------------------
-// The events the script prints
-// ---------------------------------------------------------------------------------
-
-/// One JSON line of the script.
-#[derive(Debug, Clone)]
-struct Event {
-    line: String,
-    fields: serde_json::Map<String, Value>,
-}
-
-impl Event {
-    fn parse(line: String) -> Event {
-        let fields = match serde_json::from_str(&line) {
-            Ok(Value::Object(fields)) => fields,
-            // Not an event: kept in the transcript, matched by nothing.
-            _ => serde_json::Map::new(),
-        };
-        Event { line, fields }
-    }
-
-    fn is(&self, name: &str) -> bool {
-        self.fields.get("event").and_then(Value::as_str) == Some(name)
-    }
-
-    fn opt_str(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).and_then(Value::as_str)
-    }
-
-    fn opt_int(&self, key: &str) -> Option<i64> {
-        self.fields.get(key).and_then(Value::as_i64)
-    }
-
-    fn str(&self, key: &str) -> &str {
-        self.opt_str(key)
-            .unwrap_or_else(|| panic!("no string {key:?} in {}", self.line))
-    }
-
-    fn int(&self, key: &str) -> i64 {
-        self.opt_int(key)
-            .unwrap_or_else(|| panic!("no integer {key:?} in {}", self.line))
+/// The scenarios of `tests/interop/netsmpp_client.pl`, once Net::SMPP is there.
+/// Net::SMPP warns on stderr about a TLV tag it does not know, a short read or an
+/// early EOF, so a completed scenario must have left stderr empty.
+fn netsmpp() -> Client {
+    Client {
+        name: format!("Net::SMPP {}", net_smpp_version()),
+        program: "perl",
+        script: "tests/interop/netsmpp_client.pl",
+        env: Vec::new(),
+        print_var: "NETSMPP_TRANSCRIPT",
+        quiet_stderr: true,
     }
 }
 
 // ---------------------------------------------------------------------------------
-// Running a scenario
+// What the script printed
 // ---------------------------------------------------------------------------------
-
-/// A running scenario script.
-struct Script {
-    scenario: String,
-    child: Child,
-    stdout: Lines<BufReader<ChildStdout>>,
-    stderr: Option<JoinHandle<String>>,
-    events: Vec<Event>,
-    deadline: Instant,
-}
-
-/// What a finished script printed, and how it ended (exit None: killed).
-struct Transcript {
-    scenario: String,
-    events: Vec<Event>,
-    stderr: String,
-    exit: Option<i32>,
-}
-
-impl Script {
-    fn start(scenario: &str, addr: SocketAddr, args: &[&str]) -> Script {
-        net_smpp_version();
-        let mut child = Command::new("perl")
-            .arg(script_path())
-            .arg(scenario)
-            .arg(addr.ip().to_string())
-            .arg(addr.port().to_string())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start perl {}: {err}", script_path().display()));
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let mut pipe = child.stderr.take().expect("piped stderr");
-        let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text).await;
-            text
-        });
-        Script {
-            scenario: scenario.to_string(),
-            child,
-            stdout,
-            stderr: Some(stderr),
-            events: Vec::new(),
-            deadline: Instant::now() + SCRIPT_LIMIT,
-        }
-    }
-
-    async fn run(scenario: &str, addr: SocketAddr, args: &[&str]) -> Transcript {
-        Script::start(scenario, addr, args).finish().await
-    }
-
-    /// The next line, or None at the end of the output or at the deadline.
-    async fn next_event(&mut self) -> Option<Event> {
-        match tokio::time::timeout_at(self.deadline, self.stdout.next_line()).await {
-            Ok(Ok(Some(line))) => {
-                let event = Event::parse(line);
-                self.events.push(event.clone());
-                Some(event)
-            }
-            _ => None,
-        }
-    }
-
-    /// Reads events until one named `name`; fails with the transcript when the
-    /// script ends or runs out of time first.
-    async fn wait_for(&mut self, name: &str) -> Event {
-        while let Some(event) = self.next_event().await {
-            if event.is(name) {
-                return event;
-            }
-        }
-        let transcript = self.end().await;
-        panic!("no {name:?} event\n{transcript}");
-    }
-
-    /// Reads the rest and waits for the exit (killing the script at the deadline).
-    async fn finish(mut self) -> Transcript {
-        while self.next_event().await.is_some() {}
-        let transcript = self.end().await;
-        if std::env::var_os("NETSMPP_TRANSCRIPT").is_some() {
-            eprintln!("{transcript}");
-        }
-        transcript
-    }
-
-    async fn end(&mut self) -> Transcript {
-        let exit = match tokio::time::timeout_at(self.deadline, self.child.wait()).await {
-            Ok(Ok(status)) => status.code(),
-            _ => {
-                let _ = self.child.kill().await;
-                None
-            }
-        };
-        let stderr = match self.stderr.take() {
-            Some(task) => tokio::time::timeout(PATIENCE, task)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default(),
-            None => String::new(),
-        };
-        Transcript {
-            scenario: self.scenario.clone(),
-            events: self.events.clone(),
-            stderr,
-            exit,
-        }
-    }
-}
-
-impl fmt::Display for Transcript {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "--- Net::SMPP {} scenario {:?}: exit {:?} ---",
-            net_smpp_version(),
-            self.scenario,
-            self.exit
-        )?;
-        for event in &self.events {
-            writeln!(f, "  {}", event.line)?;
-        }
-        writeln!(f, "--- stderr ---\n{}--- end ---", self.stderr)
-    }
-}
 
 impl Transcript {
-    /// Fails with `what` and the whole transcript unless `ok`.
-    fn check(&self, ok: bool, what: impl fmt::Display) {
-        assert!(ok, "{what}\n{self}");
-    }
-
-    /// Exit 0 after "done", and nothing on stderr: Net::SMPP warns there about a
-    /// TLV tag it does not know, a short read or an early EOF.
-    fn assert_completed(&self) -> &Self {
-        self.check(
-            self.exit == Some(0) && self.events.iter().any(|e| e.is("done")),
-            "the Net::SMPP script did not complete",
-        );
-        self.check(
-            self.stderr.trim().is_empty(),
-            "Net::SMPP printed nothing on stderr",
-        );
-        self
-    }
-
-    fn all(&self, name: &str) -> Vec<&Event> {
-        self.events.iter().filter(|e| e.is(name)).collect()
-    }
-
-    fn first(&self, name: &str) -> &Event {
-        match self.events.iter().find(|e| e.is(name)) {
-            Some(event) => event,
-            None => panic!("no {name:?} event\n{self}"),
-        }
-    }
-
     /// The responses to the requests labelled `label`, each checked to be
     /// `command` with `status`.
     fn answers(&self, label: &str, command: &str, status: i64) -> Vec<&Event> {
-        let found: Vec<&Event> = self
-            .all("response")
-            .into_iter()
-            .filter(|e| e.opt_str("label") == Some(label))
-            .collect();
+        let found = self.labelled("response", label);
         self.check(!found.is_empty(), format_args!("a response to {label:?}"));
         for event in &found {
-            self.check(
-                event.str("command") == command && event.int("status") == status,
-                format_args!(
-                    "{label:?} answered by {command}, status 0x{status:02X}: {}",
-                    event.line
-                ),
-            );
+            self.check_answer(event, label, command, status);
         }
         found
     }
@@ -315,43 +104,13 @@ impl Transcript {
     /// The one response to `label`.
     fn answer(&self, label: &str, command: &str, status: i64) -> &Event {
         let found = self.answers(label, command, status);
-        self.check(found.len() == 1, format_args!("one response to {label:?}"));
-        found[0]
-    }
-
-    /// A message_id of 1 to 20 decimal digits in an accepted response.
-    fn message_id<'a>(&self, event: &'a Event) -> &'a str {
-        let id = event.opt_str("message_id").unwrap_or("");
-        self.check(
-            (1..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()),
-            format_args!("a decimal message_id: {}", event.line),
-        );
-        id
-    }
-
-    /// The script's description of the message it labelled `label`.
-    fn message(&self, label: &str) -> &Event {
-        match self
-            .all("message")
-            .into_iter()
-            .find(|e| e.opt_str("label") == Some(label))
-        {
-            Some(event) => event,
-            None => panic!("no message {label:?}\n{self}"),
-        }
+        self.only(found, format_args!("response to {label:?}"))
     }
 
     /// Bound as `kind`: bind_<kind>_resp, status 0, system_id smpp-broker, and
     /// sc_interface_version 0x34 as Net::SMPP decoded the TLV.
     fn assert_bound(&self, kind: &str) {
-        let bound = self.first("bound");
-        self.check(
-            bound.str("command") == format!("bind_{kind}_resp")
-                && bound.int("status") == ESME_ROK
-                && bound.str("system_id") == "smpp-broker"
-                && bound.opt_int("sc_interface_version") == Some(0x34),
-            format_args!("bound as {kind}: {}", bound.line),
-        );
+        self.check_bound(self.first("bound"), kind);
     }
 
     /// unbind answered by unbind_resp, then the broker closed the connection.
@@ -448,7 +207,7 @@ fn hex(octets: &[u8]) -> String {
 /// receiver's is refused), enquire_link, unbind, and the broker closes.
 async fn bind_submit_unbind(kind: &str) {
     let broker = start_broker("").await;
-    let t = Script::run("bind", broker.addr(), &[kind]).await;
+    let t = netsmpp().run("bind", broker.addr(), &[kind]).await;
     t.assert_completed();
     t.assert_bound(kind);
     if kind == "receiver" {
@@ -481,12 +240,13 @@ async fn netsmpp_binds_as_receiver_and_its_submit_is_rinvbndsts() {
 #[tokio::test]
 async fn netsmpp_wrong_password_is_rbindfail_and_the_broker_closes() {
     let broker = start_broker("").await;
-    let t = Script::run(
-        "bind_error",
-        broker.addr(),
-        &["transceiver", "demo", "wrong"],
-    )
-    .await;
+    let t = netsmpp()
+        .run(
+            "bind_error",
+            broker.addr(),
+            &["transceiver", "demo", "wrong"],
+        )
+        .await;
     t.assert_completed();
     let failed = t.first("bind_failed");
     t.check(
@@ -509,43 +269,28 @@ async fn netsmpp_wrong_password_is_rbindfail_and_the_broker_closes() {
 #[tokio::test]
 async fn netsmpp_texts_and_long_messages_are_stored_whole() {
     let broker = start_broker("").await;
-    let t = Script::run("texts", broker.addr(), &[]).await;
+    let t = netsmpp().run("texts", broker.addr(), &[]).await;
     t.assert_completed();
     t.assert_bound("transceiver");
     t.assert_unbound_and_closed();
     t.assert_requests_answered();
 
     // label, data_coding, esm_class, parts, characters the text must have
-    let expected: [(&str, i64, i64, i64, &str); 6] = [
-        ("gsm7", 0, 0x00, 1, "€{}[]~^\\|@ΔΩ"),
-        ("ucs2", 8, 0x00, 1, "Привет😀"),
-        ("long_gsm", 0, 0x40, 3, "€{}[]"),
-        ("long_ucs2", 8, 0x40, 3, "Привет😀"),
-        ("payload", 8, 0x00, 1, "Привет😀"),
-        ("data_sm", 0, 0x00, 1, "€[]@"),
+    let expected = [
+        ("gsm7", 0, 0x00, 1..=1, "€{}[]~^\\|@ΔΩ"),
+        ("ucs2", 8, 0x00, 1..=1, "Привет😀"),
+        ("long_gsm", 0, 0x40, 3..=3, "€{}[]"),
+        ("long_ucs2", 8, 0x40, 3..=3, "Привет😀"),
+        ("payload", 8, 0x00, 1..=1, "Привет😀"),
+        ("data_sm", 0, 0x00, 1..=1, "€[]@"),
     ];
     let stored = outbox_of_messages(&broker).await;
     let mut all_ids = Vec::new();
     let mut rows = std::collections::BTreeSet::new();
     for (label, data_coding, esm_class, parts, has) in expected {
-        let m = t.message(label);
-        let text = m.str("text");
-        t.check(
-            m.int("data_coding") == data_coding
-                && m.int("esm_class") == esm_class
-                && m.int("parts") == parts
-                && has.chars().all(|c| text.contains(c)),
-            format_args!(
-                "{label}: data_coding {data_coding}, esm_class 0x{esm_class:02X}, {parts} \
-                 parts, with {has:?}: {}",
-                m.line
-            ),
-        );
-        let command = if label == "data_sm" {
-            "data_sm_resp"
-        } else {
-            "submit_sm_resp"
-        };
+        let m = t.sent(label, data_coding, esm_class, parts, has);
+        let (text, parts) = (m.str("text"), m.int("parts"));
+        let command = response_to(label);
         let ids: Vec<&str> = t
             .answers(label, command, ESME_ROK)
             .into_iter()
@@ -598,7 +343,7 @@ async fn post_delivered(broker: &TestBroker, message_id: &str) {
 async fn netsmpp_gets_the_receipt_and_query_sm_agrees() {
     let fake = FakeSmsGate::start(Mode::Cloud).await;
     let broker = common::upstream_broker::start(&fake, "").await;
-    let mut script = Script::start("receipt", broker.addr(), &[]);
+    let mut script = netsmpp().start("receipt", broker.addr(), &[]);
     let id = script
         .wait_for("submitted")
         .await
@@ -606,7 +351,7 @@ async fn netsmpp_gets_the_receipt_and_query_sm_agrees() {
         .to_owned();
     let accepted = fake.wait_for_accepted(1, PATIENCE).await;
     let text = script
-        .events
+        .events()
         .iter()
         .find(|e| e.is("message"))
         .expect("the script said what it sent")
@@ -690,7 +435,7 @@ async fn netsmpp_gets_the_receipt_and_query_sm_agrees() {
 async fn netsmpp_receives_short_and_long_incoming_messages() {
     let fake = FakeSmsGate::start(Mode::Cloud).await;
     let broker = common::upstream_broker::start(&fake, "").await;
-    let mut script = Script::start("mo", broker.addr(), &["3"]);
+    let mut script = netsmpp().start("mo", broker.addr(), &["3"]);
     script.wait_for("listening").await;
     let short = "Hi! See you at 5€ {ok}?".to_owned();
     let long_gsm = "A long reply in GSM 7-bit, with [brackets] and 5€. ".repeat(8);
@@ -771,14 +516,10 @@ async fn netsmpp_receives_short_and_long_incoming_messages() {
 #[tokio::test]
 async fn netsmpp_answers_the_brokers_unbind_at_shutdown() {
     let broker = start_broker("response_timeout = \"10s\"").await;
-    let mut script = Script::start("server_unbind", broker.addr(), &[]);
-    script.wait_for("listening").await;
-    let started = Instant::now();
-    let shutdown = tokio::spawn(broker.broker.shutdown());
-    let t = script.finish().await;
-    let finished = tokio::time::timeout(PATIENCE, shutdown).await;
-    let took = started.elapsed();
-    t.check(matches!(finished, Ok(Ok(()))), "Broker::shutdown completes");
+    let (t, took) = netsmpp()
+        .start("server_unbind", broker.addr(), &[])
+        .finish_under_shutdown(broker.broker)
+        .await;
     t.assert_completed();
     t.assert_bound("transceiver");
     t.check(

@@ -5,6 +5,7 @@
 pub mod fake_smsgate;
 pub mod messages;
 pub mod process;
+pub mod script;
 pub mod upstream_broker;
 
 use std::net::SocketAddr;
