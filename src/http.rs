@@ -122,10 +122,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             BindKind::Receiver,
             BindKind::Transceiver,
         ] {
-            let count = bound
-                .iter()
-                .find(|(s, k, _)| s == system_id && *k == kind)
-                .map_or(0, |(_, _, n)| *n);
+            let count = bound.get(&(system_id.clone(), kind)).copied().unwrap_or(0);
             let labels = crate::metrics::SessionLabels {
                 system_id: system_id.clone(),
                 bind_type: kind.name().to_owned(),

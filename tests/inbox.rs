@@ -101,7 +101,6 @@ async fn incoming_messages_are_read_from_the_inbox_once_and_across_a_restart() {
         "while you were out",
         now_ms(),
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let broker = start(&fake, dir).await;
     let mut receiver = Esme::connect(broker.addr()).await;
     receiver

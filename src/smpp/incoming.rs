@@ -43,18 +43,14 @@ struct Encoded {
 }
 
 fn encode(content: &Content) -> Encoded {
+    if let Content::Text(text) = content {
+        if let Some(gsm) = encode_gsm7(text) {
+            return gsm;
+        }
+    }
     let mut octets = Vec::new();
     let mut boundaries = Vec::new();
     let data_coding = match content {
-        Content::Text(text) if gsm7::encode(text).is_some() => {
-            for ch in text.chars() {
-                if let Some((septets, len)) = gsm7::encode_char(ch) {
-                    octets.extend_from_slice(&septets[..len]);
-                    boundaries.push(octets.len());
-                }
-            }
-            DC_GSM7
-        }
         Content::Text(text) => {
             let mut units = [0u16; 2];
             for ch in text.chars() {
@@ -76,6 +72,22 @@ fn encode(content: &Content) -> Encoded {
         octets,
         boundaries,
     }
+}
+
+/// GSM 7-bit, one septet per octet, or None when a character has no septet.
+fn encode_gsm7(text: &str) -> Option<Encoded> {
+    let mut octets = Vec::with_capacity(text.len());
+    let mut boundaries = Vec::with_capacity(text.len());
+    for ch in text.chars() {
+        let (septets, len) = gsm7::encode_char(ch)?;
+        octets.extend_from_slice(&septets[..len]);
+        boundaries.push(octets.len());
+    }
+    Some(Encoded {
+        data_coding: DC_GSM7,
+        octets,
+        boundaries,
+    })
 }
 
 impl Encoded {
@@ -135,13 +147,12 @@ pub fn incoming_sms(
         data_coding: encoded.data_coding,
         ..Sm::default()
     };
-    let whole = |sm: Sm| {
-        let mut sm = sm;
-        sm.short_message = Bytes::from(encoded.octets.clone());
-        vec![sm]
-    };
     if encoded.octets.len() <= encoded.single_capacity() {
-        return whole(base);
+        let short_message = Bytes::from(encoded.octets);
+        return vec![Sm {
+            short_message,
+            ..base
+        }];
     }
     let segments = encoded.split(encoded.segment_capacity());
     if long == LongIncoming::MessagePayload || segments.len() > usize::from(u8::MAX) {

@@ -54,18 +54,12 @@ impl Registry {
         self.lock().get(system_id).cloned().unwrap_or_default()
     }
 
-    /// Bound sessions per account and bind type.
-    pub fn counts(&self) -> Vec<(String, BindKind, usize)> {
-        let map = self.lock();
-        let mut counts = Vec::new();
-        for (system_id, sessions) in map.iter() {
-            for kind in [
-                BindKind::Transmitter,
-                BindKind::Receiver,
-                BindKind::Transceiver,
-            ] {
-                let n = sessions.iter().filter(|s| s.kind == kind).count();
-                counts.push((system_id.clone(), kind, n));
+    /// Bound sessions per account and bind type (absent: none).
+    pub fn counts(&self) -> HashMap<(String, BindKind), usize> {
+        let mut counts = HashMap::new();
+        for (system_id, sessions) in self.lock().iter() {
+            for session in sessions {
+                *counts.entry((system_id.clone(), session.kind)).or_default() += 1;
             }
         }
         counts
