@@ -306,6 +306,11 @@ impl Broker {
                 "shutdown timeout: closing the remaining sessions"
             );
         }
+        // The WAL into the database file, so that a copy of the file alone holds
+        // everything; this also lets go of the database's lock.
+        if let Err(err) = self.store.close().await {
+            warn!(error = %err, "closing the database");
+        }
         info!("stopped");
     }
 }

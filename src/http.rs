@@ -76,7 +76,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready to take messages: the database answers. Each upstream's state is shown;
+/// Ready to take messages: the database answers and takes writes. Each upstream's state is shown;
 /// a paused or held upstream does not make the broker unready, since its messages
 /// wait safely in the outbox.
 async fn readyz(State(state): State<HttpState>) -> Response {
@@ -95,9 +95,13 @@ async fn readyz(State(state): State<HttpState>) -> Response {
             (name.clone(), status)
         })
         .collect();
-    let (code, store) = match state.store.queue_depth().await {
-        Ok(_) => (StatusCode::OK, json!("ok")),
-        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, json!(err.to_string())),
+    // Reads may still work when writes fail (disk full, a lock held past
+    // busy_timeout, the file deleted): then nothing is acknowledged, so not ready.
+    let read = state.store.queue_depth().await;
+    let (code, store) = match (state.store.write_failure(), read) {
+        (Some(reason), _) => (StatusCode::SERVICE_UNAVAILABLE, json!(reason)),
+        (None, Err(err)) => (StatusCode::SERVICE_UNAVAILABLE, json!(err.to_string())),
+        (None, Ok(_)) => (StatusCode::OK, json!("ok")),
     };
     (code, Json(json!({"store": store, "upstreams": upstreams}))).into_response()
 }

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use smpp_broker::clock::SystemClock;
 use smpp_broker::config::LogFormat;
-use smpp_broker::store::Store;
+use smpp_broker::store::{ReadOnlyStore, Store};
 use smpp_broker::{telemetry, Broker, Settings};
 
 /// A persistent queueing SMPP v3.4 broker.
@@ -31,9 +31,11 @@ enum Command {
     HashPassword,
     /// Load and validate the configuration, then exit.
     CheckConfig,
-    /// Create the database or bring its schema up to date, then exit.
+    /// Create the database or bring its schema up to date, then exit. Refused
+    /// while a broker runs on the database.
     Migrate,
-    /// Print the queue depth per account and state (the queue_depth view).
+    /// Print the queue depth per account and state (the queue_depth view). Opens
+    /// the database read-only: safe beside a running broker.
     Queues,
     /// Ask the running broker's GET /healthz; exit 0 when it answers 200. For
     /// container healthchecks: the image needs no curl.
@@ -91,14 +93,21 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn database_command(settings: Settings, print_queues: bool) -> anyhow::Result<()> {
-    let limits = smpp_broker::app::writer_limits(&settings);
-    let store = Store::open(&settings.store, limits, Arc::new(SystemClock))
-        .await
-        .with_context(|| format!("opening {}", settings.store.path.display()))?;
+    let path = settings.store.path.display().to_string();
     if !print_queues {
-        println!("{}: schema is up to date", settings.store.path.display());
+        // Store::open takes the database's lock: a running broker keeps it.
+        let limits = smpp_broker::app::writer_limits(&settings);
+        let store = Store::open(&settings.store, limits, Arc::new(SystemClock))
+            .await
+            .with_context(|| format!("migrate {path}"))?;
+        store.close().await?;
+        println!("{path}: schema is up to date");
         return Ok(());
     }
+    // Read-only, so it may run beside the live broker and changes nothing there.
+    let store = ReadOnlyStore::open(&settings.store)
+        .await
+        .with_context(|| format!("queues {path}"))?;
     let rows = store.queue_depth().await?;
     println!("{:<16} {:<14} {:>10}", "system_id", "state", "messages");
     for (system_id, state, messages) in rows {

@@ -717,7 +717,7 @@ async fn bind(addrs: &mut watch::Receiver<Addrs>) -> Result<Esme<TcpStream>, Str
 /// report comes; every fourth is delivered at once, so that its report may come
 /// before the broker recorded the 202.
 fn delivery_time(index: usize) -> Duration {
-    if index % 4 == 0 {
+    if index.is_multiple_of(4) {
         Duration::ZERO
     } else {
         Duration::from_millis(400)

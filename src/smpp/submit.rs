@@ -272,7 +272,7 @@ fn check_dest(a: &Address) -> Result<Party, S> {
 fn plausible_part(charset: Charset, body: &[u8]) -> bool {
     match charset {
         Charset::Gsm7 | Charset::Ascii => body.is_ascii(),
-        Charset::Ucs2 => body.len() % 2 == 0,
+        Charset::Ucs2 => body.len().is_multiple_of(2),
         Charset::Latin1 | Charset::Cyrillic | Charset::Binary => true,
     }
 }

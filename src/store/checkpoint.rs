@@ -13,14 +13,14 @@ use sqlx::Row;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::writer::Command;
+use super::writer::Request;
 
 /// How often the WAL is copied back. Short enough to keep the WAL small at full
 /// load (tens of MB), long enough that each checkpoint moves many pages at once.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs until the store is dropped (the writer's channel has no senders left).
-pub async fn run(mut conn: SqliteConnection, writer: mpsc::WeakSender<Command>) {
+pub async fn run(mut conn: SqliteConnection, writer: mpsc::WeakSender<Request>) {
     let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -51,7 +51,15 @@ pub struct Progress {
 }
 
 pub async fn checkpoint_once(conn: &mut SqliteConnection) -> Result<Progress, sqlx::Error> {
-    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+    checkpoint(conn, "PASSIVE").await
+}
+
+/// A checkpoint in `mode` (PASSIVE, FULL, RESTART or TRUNCATE).
+pub async fn checkpoint(
+    conn: &mut SqliteConnection,
+    mode: &'static str,
+) -> Result<Progress, sqlx::Error> {
+    let row = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})"))
         .fetch_one(conn)
         .await?;
     Ok(Progress {

@@ -9,6 +9,8 @@
 
 mod checkpoint;
 mod dispatch;
+mod health;
+mod lock;
 mod receipts;
 mod states;
 mod writer;
@@ -16,6 +18,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -28,6 +31,8 @@ use crate::clock::Clock;
 use crate::config::StoreSettings;
 use crate::text::{Charset, Content};
 
+pub use health::WriteHealth;
+pub use lock::lock_path;
 pub use receipts::{DropReason, DroppedDeliveries};
 pub use states::{FinalState, UpstreamStates};
 pub use writer::{
@@ -42,6 +47,23 @@ const WRITER_QUEUE: usize = 8192;
 pub enum StoreError {
     #[error("cannot open the database {path}: {source}")]
     Open { path: PathBuf, source: sqlx::Error },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{database} is in use by another smpp-broker{}: one process owns a database; \
+         stop that one first, or give this one another store.path",
+        owner.map(|pid| format!(" (PID {pid})")).unwrap_or_default()
+    )]
+    Locked {
+        database: PathBuf,
+        owner: Option<u32>,
+    },
+    #[error("no database at {0}: `smpp-broker migrate` or `serve` creates it")]
+    Missing(PathBuf),
     #[error("database migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(
@@ -54,6 +76,16 @@ pub enum StoreError {
     WriterGone,
     #[error("the transaction was rolled back: {0}")]
     Commit(String),
+    #[error(
+        "the database stayed locked by another connection for {0:?} (store.busy_timeout); \
+         nothing was written"
+    )]
+    Busy(std::time::Duration),
+    #[error(
+        "the database file {0} was deleted or replaced while the broker ran: nothing is \
+         acknowledged until it is back or the broker is restarted"
+    )]
+    Replaced(PathBuf),
 }
 
 /// One side of a message: TON, NPI and address.
@@ -348,18 +380,21 @@ pub struct ReceiptFacts {
 /// The database.
 #[derive(Clone)]
 pub struct Store {
-    writer: mpsc::Sender<writer::Command>,
+    writer: mpsc::Sender<writer::Request>,
     reader: SqlitePool,
     path: Arc<PathBuf>,
     ready: Arc<Notify>,
     deliveries: Arc<Notify>,
     upstream_states: Arc<UpstreamStates>,
     dropped: DroppedDeliveries,
+    health: Arc<WriteHealth>,
+    busy_timeout: Duration,
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database, checks that the writer
-    /// connection is durable, and starts the writer task.
+    /// Takes the database's lock (one process owns a database: lock.rs), opens it
+    /// (creating it if needed), migrates it, checks that the writer connection is
+    /// durable, and starts the writer task, which holds the lock until it stops.
     pub async fn open(
         settings: &StoreSettings,
         limits: WriterLimits,
@@ -367,17 +402,30 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let path = settings.path.as_path();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let _ = std::fs::create_dir_all(dir);
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                action: "create the directory of",
+                path: path.to_owned(),
+                source,
+            })?;
         }
+        let lock = lock::DatabaseLock::acquire(path)?;
+        // SQLite says only "unable to open database file"; the OS says why.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| StoreError::Io {
+                action: "open the database",
+                path: path.to_owned(),
+                source,
+            })?;
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
         };
-        let base = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(open_err)?
-            .filename(path)
-            .busy_timeout(settings.busy_timeout)
-            .foreign_keys(true);
+        let base = connect_options(path, settings.busy_timeout)?;
         let write_options = base
             .clone()
             .create_if_missing(true)
@@ -399,6 +447,11 @@ impl Store {
         if synchronous != 2 {
             return Err(StoreError::NotDurable(synchronous));
         }
+        let file = writer::DatabaseFile::identify(path).map_err(|source| StoreError::Io {
+            action: "read the metadata of",
+            path: path.to_owned(),
+            source,
+        })?;
         let reader = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_with(base.read_only(true))
@@ -413,13 +466,20 @@ impl Store {
         let ready = Arc::new(Notify::new());
         let deliveries = Arc::new(Notify::new());
         let dropped = DroppedDeliveries::default();
+        let health = Arc::new(WriteHealth::default());
         let state = writer::WriterState::load(
             &mut conn,
-            limits,
-            clock,
-            ready.clone(),
-            deliveries.clone(),
-            dropped.clone(),
+            writer::Surroundings {
+                limits,
+                clock,
+                ready: ready.clone(),
+                deliveries: deliveries.clone(),
+                dropped: dropped.clone(),
+                health: health.clone(),
+                file,
+                busy_timeout: settings.busy_timeout,
+                lock,
+            },
         )
         .await?;
         tokio::spawn(writer::run(conn, rx, state));
@@ -431,7 +491,22 @@ impl Store {
             deliveries,
             upstream_states,
             dropped,
+            health,
+            busy_timeout: settings.busy_timeout,
         })
+    }
+
+    /// Whether writes fail now (disk full, a lock held past busy_timeout, the file
+    /// deleted or replaced), and why; None while they succeed.
+    pub fn write_failure(&self) -> Option<String> {
+        self.health.failure()
+    }
+
+    /// Writes what the WAL holds into the database file and stops the writer,
+    /// which lets go of the database's lock: a copy of the file alone then holds
+    /// everything. Commands sent after this fail with WriterGone.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::Close { reply }).await?
     }
 
     /// Receipts and incoming messages dropped unread since startup.
@@ -448,13 +523,21 @@ impl Store {
         &self.path
     }
 
+    /// Sends a command to the writer and waits for its answer. The writer answers
+    /// within busy_timeout of the send, or refuses the command unapplied
+    /// (StoreError::Busy): a caller that gave up waiting is never told "no" for
+    /// something that was then written.
     async fn call<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> writer::Command,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let request = writer::Request {
+            command: make(reply),
+            deadline: std::time::Instant::now() + self.busy_timeout,
+        };
         self.writer
-            .send(make(reply))
+            .send(request)
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)
@@ -711,18 +794,72 @@ impl Store {
 
     /// Rows of the `queue_depth` view: (system_id, state, messages).
     pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.counts_by_two("SELECT system_id, state, messages FROM queue_depth")
-            .await
+        queue_depth(&self.reader).await
     }
 
-    /// Rows of two text columns and a count.
     async fn counts_by_two(&self, sql: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query(sql).fetch_all(&self.reader).await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+        counts_by_two(&self.reader, sql).await
     }
+}
+
+/// A database opened read-only, for commands an operator runs beside a live
+/// broker (`smpp-broker queues`): it takes no lock, migrates nothing, recovers
+/// nothing and writes nothing.
+pub struct ReadOnlyStore {
+    reader: SqlitePool,
+}
+
+impl ReadOnlyStore {
+    pub async fn open(settings: &StoreSettings) -> Result<ReadOnlyStore, StoreError> {
+        let path = settings.path.as_path();
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_owned()));
+        }
+        let reader = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect_options(path, settings.busy_timeout)?.read_only(true))
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(ReadOnlyStore { reader })
+    }
+
+    /// Rows of the `queue_depth` view: (system_id, state, messages).
+    pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        queue_depth(&self.reader).await
+    }
+}
+
+fn connect_options(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<SqliteConnectOptions, StoreError> {
+    Ok(SqliteConnectOptions::from_str("sqlite://")
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?
+        .filename(path)
+        .busy_timeout(busy_timeout)
+        .foreign_keys(true))
+}
+
+async fn queue_depth(reader: &SqlitePool) -> Result<Vec<(String, String, i64)>, StoreError> {
+    counts_by_two(reader, "SELECT system_id, state, messages FROM queue_depth").await
+}
+
+/// Rows of two text columns and a count.
+async fn counts_by_two(
+    reader: &SqlitePool,
+    sql: &str,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let rows = sqlx::query(sql).fetch_all(reader).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
 
 fn pending_delivery(r: &sqlx::sqlite::SqliteRow) -> Option<PendingDelivery> {
@@ -778,5 +915,7 @@ fn parse_message_id(text: &str) -> Option<i64> {
     (id >= 0 && id.to_string() == text).then_some(id)
 }
 
+#[cfg(test)]
+mod failure_tests;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use std::time::Duration;
 use super::*;
 use crate::clock::ManualClock;
 
-const T0: i64 = 1_790_000_000_000;
+pub(super) const T0: i64 = 1_790_000_000_000;
 
 async fn open(dir: &Path, clock: &ManualClock, max_waiting: Option<usize>) -> Store {
     open_with(dir, clock, max_waiting, None).await
@@ -35,7 +35,7 @@ async fn open_with(
         .unwrap()
 }
 
-fn message(text: &str) -> NewMessage {
+pub(super) fn message(text: &str) -> NewMessage {
     NewMessage {
         system_id: "acme".into(),
         upstream: "sandbox".into(),
@@ -148,7 +148,7 @@ async fn submit_returns_unique_increasing_ids_and_query_finds_them() {
     );
 
     // Ids stay unique after a restart even if the clock went back.
-    drop(store);
+    store.close().await.unwrap();
     clock.advance_ms(-60_000);
     let store = open(dir.path(), &clock, None).await;
     let later = store.submit(vec![message("three")]).await.unwrap();
@@ -182,7 +182,7 @@ async fn queue_limit_refuses_beyond_the_waiting_count() {
             .unwrap(),
         CancelOutcome::Cancelled(1)
     );
-    drop(store);
+    store.close().await.unwrap();
     let store = open(dir.path(), &ManualClock::new(T0), Some(3)).await;
     store.submit(vec![message("e")]).await.unwrap();
     assert!(matches!(
@@ -372,7 +372,7 @@ async fn a_set_survives_a_restart_and_a_missing_part_times_out() {
         .await
         .unwrap()
         .remove(0);
-    drop(store);
+    store.close().await.unwrap();
     let store = open(dir.path(), &clock, None).await;
     store
         .submit(vec![part("set-a", 2, 2, "half")])
@@ -761,7 +761,7 @@ async fn claims_of_a_previous_run_are_queued_again_at_startup() {
     let store = open(dir.path(), &clock, None).await;
     store.submit(vec![message("one")]).await.unwrap();
     assert_eq!(claim_all(&store).await.len(), 1);
-    drop(store);
+    store.close().await.unwrap();
     let store = open(dir.path(), &clock, None).await;
     assert_eq!(claim_all(&store).await.len(), 1, "no lease to wait for");
 }
@@ -889,7 +889,7 @@ async fn receipts_follow_registered_delivery_and_are_stored_once() {
     // Acknowledged receipts are gone; the others stay, across a restart.
     let first_two: Vec<i64> = pending.iter().take(2).map(|d| d.id).collect();
     store.acknowledge_deliveries(first_two).await.unwrap();
-    drop(store);
+    store.close().await.unwrap();
     let store = open(dir.path(), &clock, None).await;
     assert_eq!(receipts(&store).await.len(), 2);
 }

@@ -1,16 +1,19 @@
 //! The single writer: group commit over the only read-write connection.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::sqlite::SqliteConnection;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot, Notify};
-use tracing::{debug, error, warn};
+use tracing::{debug, info, warn};
 
+use super::health::WriteHealth;
+use super::lock::DatabaseLock;
 use super::receipts::{DropReason, DroppedDeliveries};
-use super::{dispatch, receipts};
+use super::{checkpoint, dispatch, receipts};
 use super::{
     parse_message_id, CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, Incoming,
     MessageState, NewMessage, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport,
@@ -68,6 +71,13 @@ impl Default for WriterLimits {
 
 /// Receipts and incoming messages an account keeps when it names no limit.
 pub const DEFAULT_MAX_UNDELIVERED: usize = 25_000;
+
+/// A command and when its caller stops waiting for it.
+pub struct Request {
+    pub command: Command,
+    /// Past it the command is refused unapplied (StoreError::Busy).
+    pub deadline: Instant,
+}
 
 pub enum Command {
     Submit {
@@ -127,10 +137,92 @@ pub enum Command {
     },
     /// The writer's own periodic maintenance.
     Tick,
+    /// Checkpoint the WAL into the database file and stop (a graceful stop).
+    Close {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// Why a command was not applied, or its transaction did not hold.
+#[derive(Debug, Clone)]
+enum Refusal {
+    RolledBack(String),
+    Busy(Duration),
+    Replaced(PathBuf),
+}
+
+impl Refusal {
+    fn error(&self) -> StoreError {
+        match self {
+            Refusal::RolledBack(reason) => StoreError::Commit(reason.clone()),
+            Refusal::Busy(waited) => StoreError::Busy(*waited),
+            Refusal::Replaced(path) => StoreError::Replaced(path.clone()),
+        }
+    }
+}
+
+impl Command {
+    /// Answers the command with `refusal` without applying it.
+    fn refuse(self, refusal: &Refusal) {
+        fn no<T, E: From<StoreError>>(reply: oneshot::Sender<Result<T, E>>, refusal: &Refusal) {
+            let _ = reply.send(Err(E::from(refusal.error())));
+        }
+        match self {
+            Command::Submit { reply, .. } => no(reply, refusal),
+            Command::Cancel { reply, .. } => no(reply, refusal),
+            Command::Replace { reply, .. } => no(reply, refusal),
+            Command::Maintain { reply } => no(reply, refusal),
+            Command::Claim { reply, .. } => no(reply, refusal),
+            Command::RecordDispatch { reply, .. } => no(reply, refusal),
+            Command::RecordReports { reply, .. } => no(reply, refusal),
+            Command::CheckLater { reply, .. } => no(reply, refusal),
+            Command::RecordIncoming { reply, .. } => no(reply, refusal),
+            Command::RecordInbox { reply, .. } => no(reply, refusal),
+            Command::Acknowledge { reply, .. } => no(reply, refusal),
+            Command::Attempted { reply, .. } => no(reply, refusal),
+            Command::Close { reply } => no(reply, refusal),
+            Command::Tick => {}
+        }
+    }
+}
+
+/// The database file as it was opened: (device, inode). A file deleted or
+/// replaced under the broker keeps taking writes through the open descriptor,
+/// and all of them vanish at the next start, so the writer compares the path's
+/// identity with this one after every commit.
+pub struct DatabaseFile {
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl DatabaseFile {
+    pub fn identify(path: &Path) -> std::io::Result<DatabaseFile> {
+        Ok(DatabaseFile {
+            path: path.to_owned(),
+            identity: file_identity(path)?,
+        })
+    }
+
+    /// Whether the path still names the file that was opened.
+    fn unchanged(&self) -> bool {
+        file_identity(&self.path).is_ok_and(|id| id == self.identity)
+    }
+}
+
+#[cfg(unix)]
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    std::fs::metadata(path).map(|_| (0, 0))
 }
 
 /// Sends a command's answer once the transaction's fate is known.
-type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Finisher = Box<dyn FnOnce(Result<(), &Refusal>) + Send>;
 
 fn finisher<T: Send + 'static, E: From<StoreError> + Send + 'static>(
     reply: oneshot::Sender<Result<T, E>>,
@@ -139,7 +231,7 @@ fn finisher<T: Send + 'static, E: From<StoreError> + Send + 'static>(
     Box::new(move |committed| {
         let answer = match committed {
             Ok(()) => outcome,
-            Err(reason) => Err(E::from(StoreError::Commit(reason))),
+            Err(refusal) => Err(E::from(refusal.error())),
         };
         let _ = reply.send(answer);
     })
@@ -159,20 +251,38 @@ pub struct WriterState {
     /// The last message_id handed out. The writer is the only writer, so it numbers
     /// messages itself and an outbox row takes its message's id without a lookup.
     last_id: i64,
+    health: Arc<WriteHealth>,
+    file: DatabaseFile,
+    /// The connection's busy_timeout as configured, and as set now (a transaction
+    /// whose oldest request has waited gets only what remains of it).
+    busy_timeout: Duration,
+    busy_timeout_now: Duration,
+    /// Held while the writer runs: this process owns the database.
+    _lock: DatabaseLock,
+}
+
+/// What the writer works with besides its connection.
+pub struct Surroundings {
+    pub limits: WriterLimits,
+    pub clock: Arc<dyn Clock>,
+    pub ready: Arc<Notify>,
+    pub deliveries: Arc<Notify>,
+    pub dropped: DroppedDeliveries,
+    pub health: Arc<WriteHealth>,
+    pub file: DatabaseFile,
+    pub busy_timeout: Duration,
+    pub lock: DatabaseLock,
 }
 
 impl WriterState {
     pub async fn load(
         conn: &mut SqliteConnection,
-        limits: WriterLimits,
-        clock: Arc<dyn Clock>,
-        ready: Arc<Notify>,
-        deliveries: Arc<Notify>,
-        dropped: DroppedDeliveries,
+        around: Surroundings,
     ) -> Result<WriterState, StoreError> {
-        // This process is the database's only writer, so a claim left from an
-        // earlier run belongs to no live dispatcher: send it again now rather than
-        // when its lease ends. The upstream recognises the id if it arrived.
+        // Under the database's lock this process is its only writer, so a claim
+        // left from an earlier run belongs to no live dispatcher: send it again now
+        // rather than when its lease ends. The upstream recognises the id if it
+        // arrived.
         let orphaned = sqlx::query(
             "UPDATE outbox SET state = 'queued', lease_until = NULL WHERE state = 'sending'",
         )
@@ -200,13 +310,18 @@ impl WriterState {
             .await?
             .get(0);
         Ok(WriterState {
-            limits,
-            clock,
+            limits: around.limits,
+            clock: around.clock,
             waiting,
-            ready,
-            deliveries,
-            dropped,
+            ready: around.ready,
+            deliveries: around.deliveries,
+            dropped: around.dropped,
             last_id: last_id.unwrap_or(0),
+            health: around.health,
+            file: around.file,
+            busy_timeout: around.busy_timeout,
+            busy_timeout_now: around.busy_timeout,
+            _lock: around.lock,
         })
     }
 
@@ -224,28 +339,109 @@ impl WriterState {
 
 pub async fn run(
     mut conn: SqliteConnection,
-    mut commands: mpsc::Receiver<Command>,
+    mut requests: mpsc::Receiver<Request>,
     mut state: WriterState,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
-            command = commands.recv() => match command {
-                Some(command) => command,
+            request = requests.recv() => match request {
+                Some(request) => request,
                 None => return,
             },
-            _ = tick.tick() => Command::Tick,
+            _ = tick.tick() => Request {
+                command: Command::Tick,
+                deadline: Instant::now() + state.busy_timeout,
+            },
         };
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match commands.try_recv() {
-                Ok(command) => batch.push(command),
+        while batch.len() < MAX_BATCH && !is_close(batch.last()) {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
                 Err(_) => break,
             }
         }
-        apply_batch(&mut conn, &mut state, batch).await;
+        let close = if is_close(batch.last()) {
+            batch.pop()
+        } else {
+            None
+        };
+        if !batch.is_empty() {
+            apply_batch(&mut conn, &mut state, batch).await;
+        }
+        if let Some(Request {
+            command: Command::Close { reply },
+            ..
+        }) = close
+        {
+            let _ = reply.send(close_database(conn).await);
+            // Dropping the state lets go of the database's lock.
+            return;
+        }
     }
+}
+
+fn is_close(request: Option<&Request>) -> bool {
+    matches!(
+        request,
+        Some(Request {
+            command: Command::Close { .. },
+            ..
+        })
+    )
+}
+
+/// Copies the whole WAL into the database file and closes the connection.
+async fn close_database(mut conn: SqliteConnection) -> Result<(), StoreError> {
+    let progress = checkpoint::checkpoint(&mut conn, "TRUNCATE").await?;
+    if progress.busy {
+        warn!(
+            wal_pages = progress.wal_pages,
+            copied = progress.copied,
+            "the final WAL checkpoint could not finish: a reader held it back; \
+             the WAL file beside the database still holds the rest"
+        );
+    } else {
+        info!(
+            wal_pages = progress.wal_pages,
+            "WAL checkpointed into the database file"
+        );
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// SQLITE_BUSY, in any of its extended forms: another connection holds the lock.
+fn is_busy(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == 5),
+        _ => false,
+    }
+}
+
+/// Gives BEGIN IMMEDIATE only what remains of the oldest request's wait, so that
+/// every request is answered within busy_timeout of being sent: one that arrived
+/// while an earlier transaction waited for the lock would otherwise wait twice.
+async fn bound_lock_wait(
+    conn: &mut SqliteConnection,
+    state: &mut WriterState,
+    remaining: Duration,
+) -> Result<(), sqlx::Error> {
+    let wanted = remaining
+        .min(state.busy_timeout)
+        .max(Duration::from_millis(1));
+    let differs = wanted.abs_diff(state.busy_timeout_now) > Duration::from_millis(20);
+    if differs {
+        sqlx::query(&format!("PRAGMA busy_timeout = {}", wanted.as_millis()))
+            .execute(&mut *conn)
+            .await?;
+        state.busy_timeout_now = wanted;
+    }
+    Ok(())
 }
 
 /// What a transaction changed that the writer acts on only once it commits: the
@@ -278,11 +474,46 @@ impl Deltas {
     }
 }
 
-async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch: Vec<Command>) {
+async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch: Vec<Request>) {
+    let started = Instant::now();
+    let (live, expired): (Vec<Request>, Vec<Request>) =
+        batch.into_iter().partition(|r| r.deadline > started);
+    if !expired.is_empty() {
+        // Their callers have waited busy_timeout already; an ESME may have given up
+        // and will submit again, so applying them now could send a message twice.
+        let refusal = Refusal::Busy(state.busy_timeout);
+        let refused = expired.len() as u64;
+        expired.into_iter().for_each(|r| r.command.refuse(&refusal));
+        state
+            .health
+            .failed(refusal.error().to_string(), refused, started)
+            .log();
+    }
+    let Some(earliest) = live.iter().map(|r| r.deadline).min() else {
+        return;
+    };
+    let batch: Vec<Command> = live.into_iter().map(|r| r.command).collect();
+    let requests = batch.iter().filter(|c| !matches!(c, Command::Tick)).count() as u64;
+    let begun = match bound_lock_wait(conn, state, earliest - started).await {
+        Ok(()) => sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = begun {
+        let refusal = if is_busy(&err) {
+            Refusal::Busy(state.busy_timeout)
+        } else {
+            Refusal::RolledBack(err.to_string())
+        };
+        batch.into_iter().for_each(|c| c.refuse(&refusal));
+        state
+            .health
+            .failed(refusal.error().to_string(), requests, Instant::now())
+            .log();
+        return;
+    }
     let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
     let mut deltas = Deltas::default();
     let result = async {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let now = state.clock.now_ms();
         let (submits, others): (Vec<_>, Vec<_>) = batch
             .into_iter()
@@ -372,7 +603,8 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
                     receipts::attempted(conn, &ids).await?;
                     finishers.push(finisher(reply, Ok(())));
                 }
-                Command::Submit { .. } => {}
+                // Submits went first; Close never reaches a batch (run).
+                Command::Submit { .. } | Command::Close { .. } => {}
             }
         }
         for (system_id, added) in &deltas.deliveries {
@@ -395,30 +627,38 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
         Ok::<(), sqlx::Error>(())
     }
     .await;
-    match result {
-        Ok(()) => {
-            for (system_id, delta) in deltas.waiting {
-                let count = state.waiting.entry(system_id).or_default();
-                *count = (*count as i64 + delta).max(0) as usize;
-            }
-            finishers.into_iter().for_each(|finish| finish(Ok(())));
-            if deltas.ready {
-                state.ready.notify_waiters();
-            }
-            if !deltas.deliveries.is_empty() {
-                state.deliveries.notify_waiters();
-            }
-            state.dropped.add(deltas.dropped);
-        }
+    let refusal = match result {
         Err(err) => {
-            error!(error = %err, commands = finishers.len(), "database write failed: the batch was rolled back and every request in it refused");
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            let reason = err.to_string();
-            finishers
-                .into_iter()
-                .for_each(|finish| finish(Err(reason.clone())));
+            Some(Refusal::RolledBack(err.to_string()))
         }
+        // Committed, but into a file no longer at the path: lost at the next start.
+        Ok(()) if !state.file.unchanged() => Some(Refusal::Replaced(state.file.path.clone())),
+        Ok(()) => None,
+    };
+    if let Some(refusal) = refusal {
+        finishers
+            .into_iter()
+            .for_each(|finish| finish(Err(&refusal)));
+        state
+            .health
+            .failed(refusal.error().to_string(), requests, Instant::now())
+            .log();
+        return;
     }
+    for (system_id, delta) in deltas.waiting {
+        let count = state.waiting.entry(system_id).or_default();
+        *count = (*count as i64 + delta).max(0) as usize;
+    }
+    finishers.into_iter().for_each(|finish| finish(Ok(())));
+    if deltas.ready {
+        state.ready.notify_waiters();
+    }
+    if !deltas.deliveries.is_empty() {
+        state.deliveries.notify_waiters();
+    }
+    state.dropped.add(deltas.dropped);
+    state.health.succeeded(Instant::now()).log();
 }
 
 fn decode_content(charset: Charset, body: &[u8]) -> Option<Content> {

@@ -112,7 +112,7 @@ pub fn decode_as(charset: Charset, octets: &[u8]) -> Option<Content> {
         Charset::Latin1 => octets.iter().map(|&b| b as char).collect(),
         Charset::Cyrillic => octets.iter().map(|&b| iso_8859_5(b)).collect(),
         Charset::Ucs2 => {
-            if octets.len() % 2 != 0 {
+            if !octets.len().is_multiple_of(2) {
                 return None;
             }
             let units = octets

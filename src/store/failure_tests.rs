@@ -1,0 +1,215 @@
+//! The store under an environment that goes wrong: a second owner, a lock held by
+//! another connection, the file deleted under it, a graceful stop.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, Row, SqliteConnection};
+
+use super::tests::{message, T0};
+use super::*;
+use crate::clock::ManualClock;
+
+fn settings(dir: &Path, busy_timeout: Duration) -> StoreSettings {
+    StoreSettings {
+        path: dir.join("test.db"),
+        busy_timeout,
+    }
+}
+
+async fn open(dir: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+    Store::open(
+        &settings(dir, busy_timeout),
+        WriterLimits::default(),
+        Arc::new(ManualClock::new(T0)),
+    )
+    .await
+}
+
+/// A connection of the test's own, as an operator's `sqlite3` would be.
+async fn outsider(path: &Path) -> SqliteConnection {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(Duration::from_secs(5));
+    SqliteConnection::connect_with(&options).await.unwrap()
+}
+
+async fn outbox_states(path: &Path) -> Vec<String> {
+    let mut conn = outsider(path).await;
+    sqlx::query("SELECT state FROM outbox ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_second_owner_is_refused_before_it_changes_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Duration::from_secs(5)).await.unwrap();
+    store
+        .submit(vec![message("one"), message("two")])
+        .await
+        .unwrap();
+    assert_eq!(store.claim("sandbox", 10, 60_000).await.unwrap().len(), 2);
+
+    let second = open(dir.path(), Duration::from_secs(5)).await;
+    match second {
+        Err(StoreError::Locked { database, owner }) => {
+            assert_eq!(database, dir.path().join("test.db"));
+            assert_eq!(owner, Some(std::process::id()));
+        }
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("a second owner opened the database"),
+    }
+    // The first owner's claims stay claimed: nobody sends them a second time.
+    let path = dir.path().join("test.db");
+    assert_eq!(outbox_states(&path).await, ["sending", "sending"]);
+
+    // Read-only beside the owner: counts, and changes nothing.
+    let reader = ReadOnlyStore::open(&settings(dir.path(), Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        reader.queue_depth().await.unwrap(),
+        [("acme".to_owned(), "queued".to_owned(), 2)]
+    );
+    assert_eq!(outbox_states(&path).await, ["sending", "sending"]);
+    store.submit(vec![message("three")]).await.unwrap();
+
+    store.close().await.unwrap();
+    let reopened = open(dir.path(), Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        reopened.claim("sandbox", 10, 60_000).await.unwrap().len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn the_read_only_store_needs_an_existing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = ReadOnlyStore::open(&settings(dir.path(), Duration::from_secs(5)))
+        .await
+        .err()
+        .expect("no database");
+    assert!(matches!(err, StoreError::Missing(_)), "{err}");
+    assert!(!dir.path().join("test.db").exists(), "nothing created");
+}
+
+#[tokio::test]
+async fn a_database_path_that_cannot_be_opened_gives_the_os_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the file should be: EISDIR, whoever runs the test.
+    std::fs::create_dir(dir.path().join("test.db")).unwrap();
+    let text = open(dir.path(), Duration::from_secs(5))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(text.contains("Is a directory"), "{text}");
+    assert!(text.contains("test.db"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_past_busy_timeout_refuses_within_busy_timeout() {
+    const BUSY: Duration = Duration::from_secs(2);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), BUSY).await.unwrap();
+    store.submit(vec![message("before")]).await.unwrap();
+
+    let mut holder = outsider(&dir.path().join("test.db")).await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let timed = |store: Store| async move {
+        let sent = Instant::now();
+        let outcome = store.submit(vec![message("during")]).await;
+        (outcome, sent.elapsed())
+    };
+    let first = tokio::spawn(timed(store.clone()));
+    // The second arrives while the writer waits for the lock on the first's behalf.
+    tokio::time::sleep(BUSY / 2).await;
+    let second = tokio::spawn(timed(store.clone()));
+    for (outcome, waited) in [first.await.unwrap(), second.await.unwrap()] {
+        match outcome {
+            Err(SubmitError::Store(StoreError::Busy(timeout))) => assert_eq!(timeout, BUSY),
+            Err(other) => panic!("expected Busy, got {other}"),
+            Ok(ids) => panic!("stored {ids:?} while the lock was held"),
+        }
+        // Waiting twice would be 1.5 × BUSY for the second.
+        assert!(waited < BUSY * 13 / 10, "answered after {waited:?}");
+    }
+    let failure = store.write_failure().expect("writes fail");
+    assert!(failure.contains("busy_timeout"), "{failure}");
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    store.submit(vec![message("after")]).await.unwrap();
+    assert_eq!(store.write_failure(), None);
+    let stored: i64 = sqlx::query("SELECT count(*) FROM messages")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 2, "nothing refused was written later");
+}
+
+#[tokio::test]
+async fn a_database_deleted_or_replaced_under_the_store_stops_acknowledgements() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Duration::from_secs(5)).await.unwrap();
+    store.submit(vec![message("kept")]).await.unwrap();
+    let path = dir.path().join("test.db");
+    let aside = dir.path().join("aside.db");
+    std::fs::rename(&path, &aside).unwrap();
+
+    let refused = store.submit(vec![message("lost")]).await;
+    assert!(
+        matches!(refused, Err(SubmitError::Store(StoreError::Replaced(ref p))) if *p == path),
+        "{refused:?}"
+    );
+    assert!(store.write_failure().is_some());
+    // A new file at the path is not the one the broker holds either.
+    std::fs::write(&path, b"").unwrap();
+    assert!(store.submit(vec![message("lost")]).await.is_err());
+
+    // Put back, it is the same file again.
+    std::fs::rename(&aside, &path).unwrap();
+    store.submit(vec![message("kept too")]).await.unwrap();
+    assert_eq!(store.write_failure(), None);
+}
+
+#[tokio::test]
+async fn close_leaves_everything_in_the_database_file_and_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Duration::from_secs(5)).await.unwrap();
+    for n in 0..50 {
+        let batch = (0..10).map(|i| message(&format!("m{n}-{i}"))).collect();
+        store.submit(batch).await.unwrap();
+    }
+    store.close().await.unwrap();
+    assert!(matches!(
+        store.submit(vec![message("late")]).await,
+        Err(SubmitError::Store(StoreError::WriterGone))
+    ));
+    let wal = dir.path().join("test.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "the WAL was copied into the file and truncated");
+
+    // The file alone, copied elsewhere, holds every message.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join("test.db"), copy.path().join("copy.db")).unwrap();
+    let mut conn = outsider(&copy.path().join("copy.db")).await;
+    let stored: i64 = sqlx::query("SELECT count(*) FROM messages")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 500);
+    // And the lock is free.
+    open(dir.path(), Duration::from_secs(5)).await.unwrap();
+}

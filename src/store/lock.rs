@@ -1,0 +1,97 @@
+//! One process owns a database. Two brokers on one SQLite file both believe they
+//! are its only writer: each hands out message_ids from its own counter and returns
+//! the other's claims to the queue, so messages go out twice. The owner therefore
+//! holds an exclusive advisory lock on `{database}.lock` before it opens the
+//! database, and writes its PID there so that a second process can name it.
+//!
+//! The lock is the kernel's (flock), so it ends with the process however it ends:
+//! a SIGKILLed broker leaves a file behind but no lock.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
+
+/// Held for as long as the process writes the database.
+#[derive(Debug)]
+pub struct DatabaseLock {
+    _file: File,
+}
+
+/// The lock file of the database at `database`.
+pub fn lock_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+impl DatabaseLock {
+    /// Takes the lock of the database at `database`, or says who holds it.
+    pub fn acquire(database: &Path) -> Result<DatabaseLock, StoreError> {
+        let path = lock_path(database);
+        let io_error = |source| StoreError::Io {
+            action: "open the lock file",
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut owner = String::new();
+                let _ = file.read_to_string(&mut owner);
+                return Err(StoreError::Locked {
+                    database: database.to_owned(),
+                    owner: owner.trim().parse().ok(),
+                });
+            }
+            Err(TryLockError::Error(source)) => return Err(io_error(source)),
+        }
+        let pid = std::process::id();
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| writeln!(file, "{pid}"))
+            .and_then(|()| file.sync_data())
+            .map_err(io_error)?;
+        Ok(DatabaseLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_owner_is_refused_and_told_the_first_ones_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("outbox.db");
+        let first = DatabaseLock::acquire(&db).unwrap();
+        match DatabaseLock::acquire(&db) {
+            Err(StoreError::Locked { database, owner }) => {
+                assert_eq!(database, db);
+                assert_eq!(owner, Some(std::process::id()));
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(first);
+        DatabaseLock::acquire(&db).expect("free again once the owner let go");
+    }
+
+    #[test]
+    fn a_lock_file_that_cannot_be_created_gives_the_os_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"").unwrap();
+        let err = DatabaseLock::acquire(&file.join("outbox.db")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("Not a directory"), "{text}");
+        assert!(text.contains("outbox.db.lock"), "{text}");
+    }
+}
