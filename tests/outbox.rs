@@ -319,6 +319,10 @@ async fn a_database_fault_is_rsyserr_and_the_session_goes_on() {
         submit_status(&mut esme, sm(0, 0, b"refused")).await,
         CommandStatus::ESME_RSYSERR
     );
+    // Reads still work, but nothing can be acknowledged: not ready.
+    let (code, body) = readyz(&broker).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("busy_timeout"), "{body}");
     sqlx::query("ROLLBACK")
         .execute(&mut intruder)
         .await
@@ -326,9 +330,45 @@ async fn a_database_fault_is_rsyserr_and_the_session_goes_on() {
 
     // The session and the broker go on, and nothing committed was harmed.
     submit_ok(&mut esme, sm(0, 0, b"after the fault")).await;
+    assert_eq!(readyz(&broker).await.0, 200);
     assert_eq!(message_state(&mut esme, &kept).await, 1);
     assert_eq!(
         outbox_texts(&broker).await,
         ["committed before the fault", "after the fault"]
     );
+}
+
+/// `GET /readyz`: status code and body.
+async fn readyz(broker: &TestBroker) -> (u16, String) {
+    let url = format!("http://{}/readyz", broker.broker.http_addr());
+    let response = reqwest::get(url).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_database_deleted_under_the_broker_is_noticed_and_nothing_more_acknowledged() {
+    let broker = start_broker("").await;
+    let mut esme = bound(&broker, "demo", "demo1234").await;
+    submit_ok(&mut esme, sm(0, 0, b"kept")).await;
+    assert_eq!(readyz(&broker).await.0, 200);
+
+    // `rm` of the file (the broker's descriptor keeps the inode alive).
+    let path = broker.dir.path().join("broker.db");
+    let aside = broker.dir.path().join("aside.db");
+    std::fs::rename(&path, &aside).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            submit_status(&mut esme, sm(0, 0, b"would be lost")).await,
+            CommandStatus::ESME_RSYSERR
+        );
+    }
+    let (code, body) = readyz(&broker).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("deleted or replaced"), "{body}");
+
+    // Back where it was: the same file, so writes are acknowledged again.
+    std::fs::rename(&aside, &path).unwrap();
+    submit_ok(&mut esme, sm(0, 0, b"kept too")).await;
+    assert_eq!(readyz(&broker).await.0, 200);
+    assert_eq!(outbox_texts(&broker).await, ["kept", "kept too"]);
 }

@@ -36,6 +36,15 @@ async fn outsider(path: &Path) -> SqliteConnection {
     SqliteConnection::connect_with(&options).await.unwrap()
 }
 
+async fn stored_messages(path: &Path) -> i64 {
+    let mut conn = outsider(path).await;
+    sqlx::query("SELECT count(*) FROM messages")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn outbox_states(path: &Path) -> Vec<String> {
     let mut conn = outsider(path).await;
     sqlx::query("SELECT state FROM outbox ORDER BY id")
@@ -150,12 +159,13 @@ async fn a_lock_held_past_busy_timeout_refuses_within_busy_timeout() {
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
     store.submit(vec![message("after")]).await.unwrap();
     assert_eq!(store.write_failure(), None);
-    let stored: i64 = sqlx::query("SELECT count(*) FROM messages")
-        .fetch_one(&mut holder)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(stored, 2, "nothing refused was written later");
+    drop(holder);
+    let path = dir.path().join("test.db");
+    assert_eq!(
+        stored_messages(&path).await,
+        2,
+        "nothing refused was written later"
+    );
 }
 
 #[tokio::test]
@@ -177,10 +187,11 @@ async fn a_database_deleted_or_replaced_under_the_store_stops_acknowledgements()
     std::fs::write(&path, b"").unwrap();
     assert!(store.submit(vec![message("lost")]).await.is_err());
 
-    // Put back, it is the same file again.
+    // Put back, it is the same file again, and what was refused is not in it.
     std::fs::rename(&aside, &path).unwrap();
     store.submit(vec![message("kept too")]).await.unwrap();
     assert_eq!(store.write_failure(), None);
+    assert_eq!(stored_messages(&path).await, 2);
 }
 
 #[tokio::test]
@@ -203,13 +214,7 @@ async fn close_leaves_everything_in_the_database_file_and_lets_go() {
     // The file alone, copied elsewhere, holds every message.
     let copy = tempfile::tempdir().unwrap();
     std::fs::copy(dir.path().join("test.db"), copy.path().join("copy.db")).unwrap();
-    let mut conn = outsider(&copy.path().join("copy.db")).await;
-    let stored: i64 = sqlx::query("SELECT count(*) FROM messages")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(stored, 500);
+    assert_eq!(stored_messages(&copy.path().join("copy.db")).await, 500);
     // And the lock is free.
     open(dir.path(), Duration::from_secs(5)).await.unwrap();
 }

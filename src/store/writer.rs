@@ -483,11 +483,11 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
         // and will submit again, so applying them now could send a message twice.
         let refusal = Refusal::Busy(state.busy_timeout);
         let refused = expired.len() as u64;
-        expired.into_iter().for_each(|r| r.command.refuse(&refusal));
         state
             .health
             .failed(refusal.error().to_string(), refused, started)
             .log();
+        expired.into_iter().for_each(|r| r.command.refuse(&refusal));
     }
     let Some(earliest) = live.iter().map(|r| r.deadline).min() else {
         return;
@@ -504,11 +504,11 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
         } else {
             Refusal::RolledBack(err.to_string())
         };
-        batch.into_iter().for_each(|c| c.refuse(&refusal));
         state
             .health
             .failed(refusal.error().to_string(), requests, Instant::now())
             .log();
+        batch.into_iter().for_each(|c| c.refuse(&refusal));
         return;
     }
     let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
@@ -623,29 +623,33 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
                     .push((system_id.clone(), DropReason::OverLimit, dropped));
             }
         }
-        sqlx::query("COMMIT").execute(&mut *conn).await?;
         Ok::<(), sqlx::Error>(())
     }
     .await;
-    let refusal = match result {
-        Err(err) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Some(Refusal::RolledBack(err.to_string()))
-        }
-        // Committed, but into a file no longer at the path: lost at the next start.
-        Ok(()) if !state.file.unchanged() => Some(Refusal::Replaced(state.file.path.clone())),
-        Ok(()) => None,
+    let committed = match result {
+        Err(err) => Err(Refusal::RolledBack(err.to_string())),
+        // Checked before COMMIT, so a refused request is not in the file either if
+        // it comes back.
+        Ok(()) if !state.file.unchanged() => Err(Refusal::Replaced(state.file.path.clone())),
+        Ok(()) => sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(|err| Refusal::RolledBack(err.to_string())),
     };
-    if let Some(refusal) = refusal {
-        finishers
-            .into_iter()
-            .for_each(|finish| finish(Err(&refusal)));
+    if let Err(refusal) = committed {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        // Health first: a caller that hears "no" already finds /readyz saying so.
         state
             .health
             .failed(refusal.error().to_string(), requests, Instant::now())
             .log();
+        finishers
+            .into_iter()
+            .for_each(|finish| finish(Err(&refusal)));
         return;
     }
+    state.health.succeeded(Instant::now()).log();
     for (system_id, delta) in deltas.waiting {
         let count = state.waiting.entry(system_id).or_default();
         *count = (*count as i64 + delta).max(0) as usize;
@@ -658,7 +662,6 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
         state.deliveries.notify_waiters();
     }
     state.dropped.add(deltas.dropped);
-    state.health.succeeded(Instant::now()).log();
 }
 
 fn decode_content(charset: Charset, body: &[u8]) -> Option<Content> {
