@@ -1000,6 +1000,53 @@ async fn sandbox_receipt(over_tls: bool) {
     t.check(!final_date.is_empty(), "query_sm has the final date");
 }
 
+/// A long message from smpplib whose last part alone asks for a receipt, as Jasmin
+/// 0.11 sends them: the phone is asked for a delivery report, and once it reports
+/// the message delivered, the one receipt is the last part's.
+#[tokio::test]
+async fn smpplib_long_message_asking_on_its_last_part_gets_that_parts_receipt() {
+    use common::fake_smsgate::{FakeSmsGate, Mode};
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let broker = common::upstream_broker::start(&fake, "").await;
+    let mut script = smpplib(None).start("long_receipt", broker.addr(), &[]);
+    let submitted = script.wait_for("submitted").await;
+    assert_eq!(submitted.int("parts"), 3, "{submitted:?}");
+    let (first, last) = (submitted.str("first"), submitted.str("last").to_owned());
+    let accepted = fake.wait_for_accepted(1, common::PATIENCE).await;
+    assert_eq!(
+        accepted[0].id, first,
+        "the set goes under its first part's id"
+    );
+    assert_eq!(
+        accepted[0].with_delivery_report,
+        Some(true),
+        "a phone not asked for a report never reports DELIVRD"
+    );
+    common::report_delivered(&broker, first).await;
+
+    let t = script.finish().await;
+    t.assert_completed();
+    let receipt = t.only(t.all("receipt"), "receipt");
+    t.check(
+        receipt.str("receipted_message_id") == last,
+        format_args!("the receipt names the last part {last}: {}", receipt.line),
+    );
+    t.check(
+        receipt.str("short_message").contains(" stat:DELIVRD "),
+        "DELIVRD",
+    );
+    // Every receipt a report stores is stored at once: once smpplib's answer has
+    // removed the one it got, none is left for the parts that did not ask.
+    let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    while common::db_rows(broker.dir.path(), "SELECT count(*) FROM deliveries").await[0][0] != "0" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a receipt is left over for a part that did not ask"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Long incoming messages reach python-smpplib whole: the broker cuts them into UDH
 /// segments and the client puts them back together, GSM 7-bit and UCS-2 alike.
 #[tokio::test]

@@ -6,7 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::messages::{bound, message_state, query, sm, submit_ok, submit_status, udh16, udh8};
+use common::messages::{
+    bound, message_state, query, sar, sm, submit_ok, submit_status, udh16, udh8,
+};
 use common::{db_rows, restart, start_broker, start_broker_with_clock, TestBroker};
 use smpp_broker::clock::ManualClock;
 use smpp_broker::smpp::pdu::{
@@ -60,14 +62,6 @@ async fn encodings_are_stored_as_text_and_undecodable_input_is_refused() {
         4,
         "nothing garbled was stored"
     );
-}
-
-fn sar(reference: u16, total: u8, seq: u8, text: &str) -> Sm {
-    let mut part = sm(0, 0, &gsm7::encode(text).unwrap());
-    part.tlvs.push_u16(tag::SAR_MSG_REF_NUM, reference);
-    part.tlvs.push_u8(tag::SAR_TOTAL_SEGMENTS, total);
-    part.tlvs.push_u8(tag::SAR_SEGMENT_SEQNUM, seq);
-    part
 }
 
 #[tokio::test]

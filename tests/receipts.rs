@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::fake_smsgate::{FakeSmsGate, Mode};
-use common::messages::{bound, sm, submit_ok};
+use common::messages::{bound, sar, sm, submit_ok, udh8};
 use common::upstream_broker::{start, start_with};
-use common::{db_rows, Esme, TestBroker, PATIENCE};
+use common::{db_rows, report_delivered, Esme, TestBroker, PATIENCE};
 use serde_json::json;
 use smpp_broker::smpp::pdu::tlv::tag;
 use smpp_broker::smpp::pdu::{BindKind, Body, CommandStatus, MessageIdResp, Pdu};
@@ -31,16 +31,6 @@ async fn enroute(broker: &TestBroker, fake: &FakeSmsGate, count: usize) {
         assert!(tokio::time::Instant::now() < deadline, "not enroute");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The phone reports `message_id` delivered (unsigned webhooks: no signing_key).
-async fn delivered(broker: &TestBroker, message_id: &str) {
-    let body = json!({"event": "sms:delivered", "payload": {"messageId": message_id,
-        "deliveredAt": "2026-11-22T15:10:00.000Z"}});
-    assert_eq!(
-        common::post_event(broker.broker.http_addr(), "phone", &body).await,
-        200
-    );
 }
 
 /// The next deliver_sm, unanswered; with its sequence number.
@@ -83,7 +73,7 @@ async fn a_receipt_reaches_the_transceiver_and_is_removed_once_acknowledged() {
     )
     .await;
     enroute(&broker, &fake, 1).await;
-    delivered(&broker, &id).await;
+    report_delivered(&broker, &id).await;
 
     let (sequence, receipt) = next_receipt(&mut esme).await;
     let text = gsm7::decode(&receipt.short_message).unwrap();
@@ -132,7 +122,7 @@ async fn receipts_wait_for_a_receiver_and_come_again_after_a_dropped_session() {
         .await;
     let id = submit_ok(&mut transmitter, sm(0, 0, b"held")).await;
     enroute(&broker, &fake, 1).await;
-    delivered(&broker, &id).await;
+    report_delivered(&broker, &id).await;
     // Nobody receives: the transmitter gets nothing, the receipt waits.
     let nothing = tokio::time::timeout(Duration::from_millis(300), transmitter.recv()).await;
     assert!(
@@ -180,7 +170,7 @@ async fn beyond_the_account_limit_the_oldest_receipts_go_and_are_counted() {
     }
     enroute(&broker, &fake, 5).await;
     for id in &ids {
-        delivered(&broker, id).await;
+        report_delivered(&broker, id).await;
     }
     assert_eq!(waiting_deliveries(&broker).await, 3);
     let metrics = common::metrics_text(&broker).await;
@@ -200,6 +190,76 @@ async fn beyond_the_account_limit_the_oldest_receipts_go_and_are_counted() {
         );
         acknowledge(&mut receiver, sequence).await;
     }
+}
+
+/// Submits a long message's parts, one submit_sm each, with these
+/// registered_delivery values; returns their message_ids.
+async fn submit_parts(
+    esme: &mut Esme<TcpStream>,
+    parts: Vec<smpp_broker::smpp::pdu::Sm>,
+    asked: &[u8],
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (mut part, &registered_delivery) in parts.into_iter().zip(asked) {
+        part.registered_delivery = registered_delivery;
+        ids.push(submit_ok(esme, part).await);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_long_message_asks_the_phone_when_any_part_asks_and_each_part_gets_its_own_receipt() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let broker = start(&fake, "").await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    // Jasmin asks on the last part only (UDH); another client on the first only (SAR).
+    let udh_parts = (1..=3)
+        .map(|seq| sm(0, 0x40, &udh8(7, 3, seq, &format!("udh {seq} "))))
+        .collect();
+    let last_asks = submit_parts(&mut esme, udh_parts, &[0, 0, 1]).await;
+    let sar_parts = (1..=3)
+        .map(|seq| sar(700, 3, seq, &format!("sar {seq} ")))
+        .collect();
+    let first_asks = submit_parts(&mut esme, sar_parts, &[1, 0, 0]).await;
+    enroute(&broker, &fake, 2).await;
+
+    for (ids, text) in [
+        (&last_asks, "udh 1 udh 2 udh 3 "),
+        (&first_asks, "sar 1 sar 2 sar 3 "),
+    ] {
+        let accepted = fake.accepted();
+        let arrived = accepted
+            .iter()
+            .find(|a| a.id == ids[0])
+            .expect("the set arrived under its first part's id");
+        assert_eq!(arrived.text.as_deref(), Some(text));
+        assert_eq!(
+            arrived.with_delivery_report,
+            Some(true),
+            "a phone not asked never reports DELIVRD"
+        );
+        report_delivered(&broker, &ids[0]).await;
+    }
+
+    // Receipts of one report are stored in one transaction, so once both have come
+    // the table holds every receipt there is: one per asking part.
+    let mut receipted = Vec::new();
+    for _ in 0..2 {
+        let (_, receipt) = next_receipt(&mut esme).await;
+        assert!(gsm7::decode(&receipt.short_message)
+            .unwrap()
+            .contains("stat:DELIVRD"));
+        receipted.push(receipt.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID).unwrap());
+    }
+    receipted.sort();
+    let mut expected = vec![last_asks[2].clone(), first_asks[0].clone()];
+    expected.sort();
+    assert_eq!(receipted, expected, "only the parts that asked");
+    assert_eq!(
+        waiting_deliveries(&broker).await,
+        2,
+        "no receipt for the others"
+    );
 }
 
 /// The phone reports an incoming message (unsigned webhooks).

@@ -54,6 +54,31 @@ impl DroppedDeliveries {
     }
 }
 
+/// registered_delivery's SMSC receipt field: 1 every final state, 2 failures only,
+/// 3 (reserved in 3.4, success only in 5.0).
+const SMSC_RECEIPT: u8 = 0x03;
+
+/// What a long message asks of the upstream, from its parts' registered_delivery:
+/// the least request that covers every part's. Clients such as Jasmin ask only on
+/// the last part, so the first part's value alone would ask for nothing. The SMSC
+/// receipt field is the value the parts agree on, or 1 (every final state) when
+/// they ask for different ones; the SME acknowledgement bits and the intermediate
+/// 0x10 are ORed. Receipts still follow each part's own value (`add_receipts`).
+pub(super) fn covering_request(parts: impl IntoIterator<Item = u8>) -> u8 {
+    let mut receipt = 0;
+    let mut others = 0;
+    for requested in parts {
+        others |= requested & !SMSC_RECEIPT;
+        receipt = match (receipt, requested & SMSC_RECEIPT) {
+            (r, 0) => r,
+            (0, asked) => asked,
+            (r, asked) if r == asked => r,
+            _ => 1,
+        };
+    }
+    others | receipt
+}
+
 /// Receipts the ESMEs asked for (registered_delivery) for the messages the
 /// outbox row `?1` carries that are now in `state`: 1 = every final state,
 /// 2 = failures only, 0x10 = intermediate (ENROUTE once the phone sent it).
@@ -215,4 +240,30 @@ pub(super) async fn move_inbox_cursor(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covering_request;
+
+    #[test]
+    fn a_long_message_asks_for_what_any_part_asks() {
+        assert_eq!(covering_request([0, 0, 1]), 1, "Jasmin: the last part asks");
+        assert_eq!(covering_request([1, 0, 0]), 1);
+        assert_eq!(covering_request([0, 0, 0]), 0);
+        assert_eq!(covering_request([0, 2, 0]), 2, "failures only stays so");
+        assert_eq!(
+            covering_request([2, 1]),
+            1,
+            "every final state covers failures"
+        );
+        assert_eq!(
+            covering_request([2, 3]),
+            1,
+            "failures and successes: every one"
+        );
+        assert_eq!(covering_request([0x10, 0, 2]), 0x12);
+        assert_eq!(covering_request([0x04, 0x08, 0]), 0x0C);
+        assert_eq!(covering_request([]), 0);
+    }
 }

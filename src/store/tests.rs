@@ -269,6 +269,18 @@ async fn cancel_by_id_and_by_addresses() {
     assert_eq!(states, vec!["done"; 3]);
 }
 
+/// A replace_sm of `message_id` with `text`, nothing else changed.
+fn replacement(message_id: &str, text: &str) -> Replacement {
+    Replacement {
+        message_id: message_id.into(),
+        source_addr: String::new(),
+        body: crate::text::gsm7::encode(text).unwrap(),
+        scheduled_at: None,
+        expires_at: None,
+        registered_delivery: 0,
+    }
+}
+
 #[tokio::test]
 async fn replace_changes_a_waiting_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -278,14 +290,7 @@ async fn replace_changes_a_waiting_message() {
         .await
         .unwrap()
         .remove(0);
-    let replacement = Replacement {
-        message_id: id.clone(),
-        source_addr: String::new(),
-        body: crate::text::gsm7::encode("new text").unwrap(),
-        scheduled_at: None,
-        expires_at: None,
-        registered_delivery: 0,
-    };
+    let replacement = replacement(&id, "new text");
     assert_eq!(
         store.replace("acme", replacement.clone()).await.unwrap(),
         ReplaceOutcome::Replaced
@@ -593,14 +598,7 @@ async fn a_claimed_message_cannot_be_cancelled_or_replaced() {
         store.cancel("acme", target).await.unwrap(),
         CancelOutcome::TooLate
     );
-    let replacement = Replacement {
-        message_id: id,
-        source_addr: String::new(),
-        body: b"new".to_vec(),
-        scheduled_at: None,
-        expires_at: None,
-        registered_delivery: 0,
-    };
+    let replacement = replacement(&id, "new");
     assert_eq!(
         store.replace("acme", replacement).await.unwrap(),
         ReplaceOutcome::NotReplaceable
@@ -1007,6 +1005,83 @@ async fn every_part_of_a_long_message_gets_its_receipt() {
             (ids[0].clone(), MessageState::Undeliverable),
             (ids[1].clone(), MessageState::Undeliverable)
         ]
+    );
+}
+
+/// Parts submitted one PDU each, as clients send them, with these
+/// registered_delivery values; returns their ids and the set's dispatch.
+async fn long_message_asking(store: &Store, key: &str, asked: &[u8]) -> (Vec<String>, Dispatch) {
+    let total = asked.len() as u8;
+    let mut ids = Vec::new();
+    for (seq, &registered_delivery) in (1..=total).zip(asked) {
+        let part = NewMessage {
+            registered_delivery,
+            ..part(key, total, seq, &format!("part {seq} "))
+        };
+        ids.extend(store.submit(vec![part]).await.unwrap());
+    }
+    // A part's request is fixed once its set is joined: replace_sm refuses parts.
+    assert_eq!(
+        store
+            .replace("acme", replacement(&ids[ids.len() - 1], "other"))
+            .await
+            .unwrap(),
+        ReplaceOutcome::NotReplaceable
+    );
+    let mut claimed = claim_all(store).await;
+    assert_eq!(claimed.len(), 1, "one dispatch for the set");
+    (ids, claimed.remove(0))
+}
+
+#[tokio::test]
+async fn a_long_message_asks_for_a_report_when_any_part_does_and_each_part_gets_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    // Jasmin asks on the last part only; other clients on the first only.
+    let (last_asks, set) = long_message_asking(&store, "jasmin", &[0, 0, 1]).await;
+    assert_eq!(set.registered_delivery, 1, "the set asks the upstream");
+    assert_eq!(set.content, Content::Text("part 1 part 2 part 3 ".into()));
+    let (first_asks, other) = long_message_asking(&store, "first", &[1, 0, 0]).await;
+    assert_eq!(other.registered_delivery, 1);
+    let (none_asks, silent) = long_message_asking(&store, "none", &[0, 0]).await;
+    assert_eq!(silent.registered_delivery, 0);
+    let (failures_asks, failing) = long_message_asking(&store, "fail", &[0, 2]).await;
+    assert_eq!(failing.registered_delivery, 2, "failures only, as asked");
+
+    for dispatch in [&set, &other, &silent, &failing] {
+        let accepted = DispatchOutcome::Accepted {
+            upstream_id: dispatch.upstream_key(),
+            upstream_state: "Pending".into(),
+            check_at: T0 + 3_600_000,
+        };
+        store
+            .record_dispatch(vec![(dispatch.outbox_id, accepted)])
+            .await
+            .unwrap();
+    }
+    for dispatch in [&set, &other, &silent, &failing] {
+        let delivered = report(
+            &dispatch.upstream_key(),
+            "Delivered",
+            Some(MessageState::Delivered),
+        );
+        store.record_reports(vec![delivered]).await.unwrap();
+    }
+    assert_eq!(
+        receipts(&store).await,
+        [
+            (last_asks[2].clone(), MessageState::Delivered),
+            (first_asks[0].clone(), MessageState::Delivered),
+        ],
+        "only the parts that asked get a receipt; failures-only gets none on delivery"
+    );
+    for id in last_asks.iter().chain(&first_asks).chain(&none_asks) {
+        assert_eq!(state_of(&store, id).await, MessageState::Delivered, "{id}");
+    }
+    assert_eq!(
+        state_of(&store, &failures_asks[1]).await,
+        MessageState::Delivered
     );
 }
 

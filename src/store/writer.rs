@@ -959,6 +959,10 @@ async fn complete_set_if_whole(
         .map(|p| p.get::<i64, _>(10))
         .min()
         .unwrap_or(now);
+    // Any part may be the one that asks for a report; each part's own receipts
+    // follow its own value (see receipts.rs).
+    let registered_delivery =
+        receipts::covering_request(parts.iter().map(|p| p.get::<i64, _>(14) as u8));
     sqlx::query(
         "INSERT INTO outbox (id, system_id, upstream, state, priority, due_at, expires_at, \
          dest_ton, dest_addr, source_addr, text, data, data_coding, registered_delivery, \
@@ -978,7 +982,7 @@ async fn complete_set_if_whole(
     .bind(text)
     .bind(data)
     .bind(i64::from(data_coding))
-    .bind(first.get::<i64, _>(14))
+    .bind(i64::from(registered_delivery))
     .bind(now)
     .execute(&mut *conn)
     .await?;

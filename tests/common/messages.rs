@@ -1,6 +1,7 @@
 //! Building and sending the messages tests submit, and asking about them.
 
 use bytes::Bytes;
+use smpp_broker::smpp::pdu::tlv::tag;
 use smpp_broker::smpp::pdu::{Address, BindKind, Body, CommandStatus, Pdu, QuerySm, Sm};
 use smpp_broker::text::gsm7;
 use tokio::net::TcpStream;
@@ -17,6 +18,15 @@ pub fn sm(data_coding: u8, esm_class: u8, short_message: &[u8]) -> Sm {
         short_message: Bytes::copy_from_slice(short_message),
         ..Sm::default()
     }
+}
+
+/// A part of a long message in GSM 7-bit, numbered by the SAR TLVs.
+pub fn sar(reference: u16, total: u8, seq: u8, text: &str) -> Sm {
+    let mut part = sm(0, 0, &gsm7::encode(text).unwrap());
+    part.tlvs.push_u16(tag::SAR_MSG_REF_NUM, reference);
+    part.tlvs.push_u8(tag::SAR_TOTAL_SEGMENTS, total);
+    part.tlvs.push_u8(tag::SAR_SEGMENT_SEQNUM, seq);
+    part
 }
 
 pub async fn bound(broker: &TestBroker, system_id: &str, password: &str) -> Esme<TcpStream> {

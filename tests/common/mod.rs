@@ -168,6 +168,17 @@ pub async fn post_event(http_addr: SocketAddr, upstream: &str, body: &serde_json
 }
 
 /// The broker's `GET /metrics` text.
+/// The phone behind upstream `phone` reports `message_id` delivered (unsigned
+/// webhooks: no signing_key).
+pub async fn report_delivered(broker: &TestBroker, message_id: &str) {
+    let body = serde_json::json!({"event": "sms:delivered", "payload": {"messageId": message_id,
+        "deliveredAt": "2026-11-22T15:10:00.000Z"}});
+    assert_eq!(
+        post_event(broker.broker.http_addr(), "phone", &body).await,
+        200
+    );
+}
+
 pub async fn metrics_text(broker: &TestBroker) -> String {
     let url = format!("http://{}/metrics", broker.broker.http_addr());
     reqwest::get(url).await.unwrap().text().await.unwrap()

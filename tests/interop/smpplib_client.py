@@ -229,10 +229,12 @@ def submit(client, message=b"hello from smpplib", **extra):
     return await_response(client, "submit_sm", p.sequence, **extra)
 
 
-def submit_text(client, label, text_, destination=DESTINATION, use_udhi=True):
+def submit_text(client, label, text_, destination=DESTINATION, use_udhi=True, receipt_on_last_part=False):
     """Sends `text_` the way smpplib's README does: smpplib.gsm.make_parts (GSM,
     else UCS-2; parts with a UDH, or with SAR TLVs when use_udhi is False), one
-    send_message per part. Returns the submit_sm_resp of every part."""
+    send_message per part. With receipt_on_last_part, only the last part asks for
+    a receipt (registered_delivery 1), as Jasmin 0.11 sends long messages. Returns
+    the submit_sm_resp of every part."""
     parts, encoding, esm_class = smpplib.gsm.make_parts(text_, use_udhi=use_udhi)
     emit(
         "message",
@@ -252,6 +254,8 @@ def submit_text(client, label, text_, destination=DESTINATION, use_udhi=True):
         kwargs.update(data_coding=encoding, esm_class=esm_class)
         if len(parts) > 1 and not use_udhi:
             kwargs.update(sar_msg_ref_num=reference, sar_total_segments=len(parts), sar_segment_seqnum=seq)
+        if receipt_on_last_part and seq == len(parts):
+            kwargs.update(registered_delivery=1)
         p = client.send_message(**kwargs)
         responses.append(await_response(client, "submit_sm", p.sequence, label=label, part=seq))
     return responses
@@ -594,6 +598,15 @@ def scenario_receipt(host, port):
     kwargs["registered_delivery"] = 1
     p = client.send_message(**kwargs)
     message_id = message_id_of(await_response(client, "submit_sm", p.sequence, label="submit"))
+    await_receipt(client)
+    query(client, "query after receipt", message_id)
+    unbind(client)
+    expect_closed(client)
+
+
+def await_receipt(client):
+    """Reads with smpplib's own loop (it answers the deliver_sm) until a receipt
+    comes, for at most 20 s, and emits it."""
     receipts = []
     client.set_message_received_handler(lambda pdu: receipts.append(pdu))
     deadline = time.monotonic() + 20
@@ -608,7 +621,23 @@ def scenario_receipt(host, port):
         receipted_message_id=text(r.receipted_message_id),
         message_state=r.message_state,
     )
-    query(client, "query after receipt", message_id)
+
+
+def scenario_long_receipt(host, port):
+    """A long message whose last part alone asks for a receipt, as Jasmin 0.11
+    sends them; once the test has the phone report it delivered, the receipt comes
+    as deliver_sm (smpplib answers it)."""
+    client = connect("esme", host, port)
+    bind(client, "transceiver", "acme", "acme1234")
+    parts = submit_text(client, "long", LONG_GSM_TEXT, receipt_on_last_part=True)
+    emit(
+        "submitted",
+        client=client.name,
+        parts=len(parts),
+        first=message_id_of(parts[0]),
+        last=message_id_of(parts[-1]),
+    )
+    await_receipt(client)
     unbind(client)
     expect_closed(client)
 
@@ -701,6 +730,7 @@ SCENARIOS = {
     "texts": scenario_texts,
     "query_cancel_replace": scenario_query_cancel_replace,
     "receipt": scenario_receipt,
+    "long_receipt": scenario_long_receipt,
     "mo": scenario_mo,
 }
 
