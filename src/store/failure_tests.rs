@@ -218,3 +218,19 @@ async fn close_leaves_everything_in_the_database_file_and_lets_go() {
     // And the lock is free.
     open(dir.path(), Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_first_starts_at_once_give_one_owner_and_one_clear_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = tokio::join!(
+        open(dir.path(), Duration::from_secs(5)),
+        open(dir.path(), Duration::from_secs(5))
+    );
+    let (owner, refused) = match (a, b) {
+        (Ok(store), Err(err)) | (Err(err), Ok(store)) => (store, err),
+        (Ok(_), Ok(_)) => panic!("two owners"),
+        (Err(a), Err(b)) => panic!("no owner: {a}; {b}"),
+    };
+    assert!(matches!(refused, StoreError::Locked { .. }), "{refused}");
+    owner.submit(vec![message("first")]).await.unwrap();
+}
