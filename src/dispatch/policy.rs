@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::smsgate::SendOutcome;
-use crate::store::{Dispatch, DispatchOutcome, MessageState, ERR_EXPIRED, ERR_UPSTREAM_REJECTED};
+use crate::store::{Dispatch, DispatchOutcome, ErrorCode, MessageState};
 
 /// Waits between attempts: the configured schedule (its last entry repeats),
 /// spread by ±`jitter` so that a failed burst does not come back as one.
@@ -53,7 +53,7 @@ impl Policy {
     pub fn expired(&self, message: &Dispatch, now: i64) -> Option<DispatchOutcome> {
         (now >= message.expires_at).then(|| DispatchOutcome::Failed {
             state: MessageState::Expired,
-            error_code: ERR_EXPIRED as u8,
+            error_code: ErrorCode::Expired.code(),
             error: "validity period ended before the upstream took the message".into(),
         })
     }
@@ -73,7 +73,7 @@ impl Policy {
             SendOutcome::Duplicate => Decision::FetchState,
             SendOutcome::Rejected { reason } => Decision::Record(DispatchOutcome::Failed {
                 state: MessageState::Rejected,
-                error_code: ERR_UPSTREAM_REJECTED as u8,
+                error_code: ErrorCode::UpstreamRejected.code(),
                 error: reason,
             }),
             SendOutcome::Refused { reason, .. } => Decision::Pause {
@@ -234,7 +234,7 @@ mod tests {
             p.decide(rejected, &message(0), NOW, 0.5),
             Decision::Record(DispatchOutcome::Failed {
                 state: MessageState::Rejected,
-                error_code: ERR_UPSTREAM_REJECTED as u8,
+                error_code: ErrorCode::UpstreamRejected.code(),
                 error: "HTTP 400: invalid phone number".into()
             })
         );

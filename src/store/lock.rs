@@ -6,6 +6,9 @@
 //!
 //! The lock is the kernel's (flock), so it ends with the process however it ends:
 //! a SIGKILLed broker leaves a file behind but no lock.
+//!
+//! The owner also keeps checking that the path still names the file it opened
+//! (`DatabaseFile`).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -62,6 +65,41 @@ impl DatabaseLock {
             .map_err(io_error)?;
         Ok(DatabaseLock { _file: file })
     }
+}
+
+/// The database file as it was opened: (device, inode). A file deleted or
+/// replaced under the broker keeps taking writes through the open descriptor,
+/// and all of them vanish at the next start, so the writer compares the path's
+/// identity with this one after every commit.
+pub struct DatabaseFile {
+    pub(super) path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl DatabaseFile {
+    pub fn identify(path: &Path) -> std::io::Result<DatabaseFile> {
+        Ok(DatabaseFile {
+            path: path.to_owned(),
+            identity: file_identity(path)?,
+        })
+    }
+
+    /// Whether the path still names the file that was opened.
+    pub(super) fn unchanged(&self) -> bool {
+        file_identity(&self.path).is_ok_and(|id| id == self.identity)
+    }
+}
+
+#[cfg(unix)]
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    std::fs::metadata(path).map(|_| (0, 0))
 }
 
 #[cfg(test)]

@@ -396,7 +396,7 @@ async fn a_set_survives_a_restart_and_a_missing_part_times_out() {
     store.maintain().await.unwrap();
     let status = store.query("acme", &b1, "").await.unwrap().unwrap();
     assert_eq!(status.state, MessageState::Undeliverable);
-    assert_eq!(status.error_code, writer::ERR_ASSEMBLY_TIMEOUT as u8);
+    assert_eq!(status.error_code, ErrorCode::AssemblyTimeout.code());
 }
 
 #[tokio::test]

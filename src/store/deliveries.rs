@@ -1,13 +1,15 @@
 //! Receipts and incoming messages waiting for an ESME: written in the same
 //! transaction as the state change they report, so none is lost or doubled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
+use tracing::warn;
 
-use super::writer::{Deltas, CARRIED_BY_OUTBOX_1};
+use super::sql::CARRIED_BY_OUTBOX_1;
+use super::writer::AfterCommit;
 use super::{Incoming, MessageState};
 use crate::text::Content;
 
@@ -88,7 +90,7 @@ pub(super) async fn add_receipts(
     state: MessageState,
     now: i64,
     expires_at: i64,
-    deltas: &mut Deltas,
+    after: &mut AfterCommit,
 ) -> Result<(), sqlx::Error> {
     let wanted = if state == MessageState::Enroute {
         "registered_delivery & 16 = 16"
@@ -109,27 +111,45 @@ pub(super) async fn add_receipts(
     .fetch_all(&mut *conn)
     .await?;
     for row in &added {
-        deltas.delivery_added(row.get::<&str, _>(0));
+        after.delivery_added(row.get::<&str, _>(0));
     }
     Ok(())
 }
 
 /// Drops the oldest waiting deliveries of `system_id` beyond `max`; returns how
 /// many went.
-pub(super) async fn enforce_cap(
+/// Receipts and incoming messages an account keeps when it names no limit.
+pub const DEFAULT_MAX_UNDELIVERED: usize = 25_000;
+
+/// Drops the oldest deliveries of each account that got new ones in this
+/// transaction beyond its limit (`max_undelivered`); what was dropped, per account.
+pub(super) async fn enforce_caps(
     conn: &mut SqliteConnection,
-    system_id: &str,
-    max: usize,
-) -> Result<u64, sqlx::Error> {
-    let dropped = sqlx::query(
-        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE system_id = ?1 \
-         ORDER BY id DESC LIMIT -1 OFFSET ?2)",
-    )
-    .bind(system_id)
-    .bind(max as i64)
-    .execute(&mut *conn)
-    .await?;
-    Ok(dropped.rows_affected())
+    max_undelivered: &HashMap<String, usize>,
+    added: &HashMap<String, usize>,
+) -> Result<Vec<(String, DropReason, u64)>, sqlx::Error> {
+    let mut dropped_all = Vec::new();
+    for (system_id, added) in added {
+        let max = max_undelivered
+            .get(system_id)
+            .copied()
+            .unwrap_or(DEFAULT_MAX_UNDELIVERED);
+        let dropped = sqlx::query(
+            "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE system_id = ?1 \
+             ORDER BY id DESC LIMIT -1 OFFSET ?2)",
+        )
+        .bind(system_id)
+        .bind(max as i64)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if dropped > 0 {
+            warn!(%system_id, dropped, added, max,
+                "receipts and incoming messages over the account's limit: the oldest were dropped");
+            dropped_all.push((system_id.clone(), DropReason::OverLimit, dropped));
+        }
+    }
+    Ok(dropped_all)
 }
 
 /// Forgets the dedupe keys of incoming messages seen more than 7 days ago.

@@ -4,8 +4,9 @@
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
-use super::receipts::add_receipts;
-use super::writer::{Deltas, CARRIED_BY_OUTBOX_1};
+use super::deliveries::add_receipts;
+use super::sql::CARRIED_BY_OUTBOX_1;
+use super::writer::AfterCommit;
 use super::{Dispatch, DispatchOutcome, MessageState, UpstreamReport};
 use crate::text::Content;
 
@@ -61,7 +62,7 @@ pub(super) async fn record_dispatch(
     now: i64,
     keep_until: i64,
     outcomes: Vec<(i64, DispatchOutcome)>,
-    deltas: &mut Deltas,
+    after: &mut AfterCommit,
 ) -> Result<(), sqlx::Error> {
     for (outbox_id, outcome) in outcomes {
         match outcome {
@@ -84,7 +85,7 @@ pub(super) async fn record_dispatch(
                 .execute(&mut *conn)
                 .await?;
                 if updated.rows_affected() > 0 {
-                    set_message_state(conn, outbox_id, MessageState::Enroute, None, deltas).await?;
+                    set_message_state(conn, outbox_id, MessageState::Enroute, None, after).await?;
                 }
             }
             DispatchOutcome::Retry {
@@ -105,7 +106,7 @@ pub(super) async fn record_dispatch(
                 .execute(&mut *conn)
                 .await?;
                 if requeued {
-                    deltas.mark_ready();
+                    after.mark_ready();
                 }
             }
             DispatchOutcome::Failed {
@@ -123,8 +124,8 @@ pub(super) async fn record_dispatch(
                 .await?;
                 if updated.rows_affected() > 0 {
                     let done = Some((now, error_code));
-                    set_message_state(conn, outbox_id, state, done, deltas).await?;
-                    add_receipts(conn, outbox_id, state, now, keep_until, deltas).await?;
+                    set_message_state(conn, outbox_id, state, done, after).await?;
+                    add_receipts(conn, outbox_id, state, now, keep_until, after).await?;
                 }
             }
         }
@@ -138,7 +139,7 @@ pub(super) async fn record_reports(
     now: i64,
     keep_until: i64,
     reports: Vec<UpstreamReport>,
-    deltas: &mut Deltas,
+    after: &mut AfterCommit,
 ) -> Result<usize, sqlx::Error> {
     let mut news = 0;
     for report in reports {
@@ -159,7 +160,7 @@ pub(super) async fn record_reports(
                 // Sent by the phone: the intermediate receipt, for those who asked.
                 if moved && report.upstream_state == "Sent" {
                     let enroute = MessageState::Enroute;
-                    add_receipts(conn, report.outbox_id, enroute, now, keep_until, deltas).await?;
+                    add_receipts(conn, report.outbox_id, enroute, now, keep_until, after).await?;
                 }
                 moved
             }
@@ -175,8 +176,8 @@ pub(super) async fn record_reports(
                 .await?;
                 if updated.rows_affected() > 0 {
                     let done = Some((report.at, report.error_code));
-                    set_message_state(conn, report.outbox_id, state, done, deltas).await?;
-                    add_receipts(conn, report.outbox_id, state, now, keep_until, deltas).await?;
+                    set_message_state(conn, report.outbox_id, state, done, after).await?;
+                    add_receipts(conn, report.outbox_id, state, now, keep_until, after).await?;
                 }
                 updated.rows_affected() > 0
             }
@@ -193,7 +194,7 @@ async fn set_message_state(
     outbox_id: i64,
     state: MessageState,
     done: Option<(i64, u8)>,
-    deltas: &mut Deltas,
+    after: &mut AfterCommit,
 ) -> Result<(), sqlx::Error> {
     let (final_at, error_code) = match done {
         Some((at, code)) => (Some(at), i64::from(code)),
@@ -210,7 +211,7 @@ async fn set_message_state(
     .fetch_all(&mut *conn)
     .await?;
     for row in &was_waiting {
-        deltas.add(row.get::<&str, _>(0), -1);
+        after.add(row.get::<&str, _>(0), -1);
     }
     if done.is_some() {
         sqlx::query(&format!(

@@ -1,0 +1,203 @@
+//! What cancel_sm and replace_sm change: messages not yet handed to an upstream.
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::Row;
+
+use super::messages::{decode_content, schedule};
+use super::sql::CARRIED_BY_OUTBOX_2;
+use super::writer::AfterCommit;
+use super::{
+    parse_message_id, CancelOutcome, CancelTarget, MessageState, ReplaceOutcome, Replacement,
+};
+use crate::text::{Charset, Content};
+
+/// Outbox states in which no dispatcher has the row: cancel and replace may act.
+pub(super) const UNSENT: &str = "('scheduled', 'queued', 'retry')";
+
+/// The messages one cancel acts on: the named one with its whole set, or every
+/// waiting message between two addresses.
+pub(super) async fn cancel(
+    conn: &mut SqliteConnection,
+    now: i64,
+    system_id: &str,
+    target: CancelTarget,
+    after: &mut AfterCommit,
+) -> Result<CancelOutcome, sqlx::Error> {
+    let rows = match &target {
+        CancelTarget::MessageId {
+            message_id,
+            source_addr,
+        } => {
+            let Some(message_id) = parse_message_id(message_id) else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            sqlx::query(
+                "SELECT message_id, state, outbox_id, concat_key FROM messages \
+                 WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
+            )
+            .bind(message_id)
+            .bind(system_id)
+            .bind(source_addr)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        CancelTarget::Addresses {
+            service_type,
+            source_addr,
+            dest_addr,
+        } => {
+            sqlx::query(
+                "SELECT message_id, state, outbox_id, concat_key FROM messages \
+                 WHERE system_id = ?1 AND source_addr = ?2 AND dest_addr = ?3 \
+                 AND (?4 = '' OR service_type = ?4)",
+            )
+            .bind(system_id)
+            .bind(source_addr)
+            .bind(dest_addr)
+            .bind(service_type)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    if rows.is_empty() {
+        return Ok(CancelOutcome::NotFound);
+    }
+    let mut cancelled = 0usize;
+    for row in rows {
+        if !MessageState::parse(row.get::<&str, _>(1)).is_waiting() {
+            continue;
+        }
+        let outbox_id: Option<i64> = row.get(2);
+        let concat_key: Option<String> = row.get(3);
+        // A part cancels its whole set: upstream, the set is one message.
+        let done =
+            match (outbox_id, concat_key) {
+                (Some(outbox_id), _) => {
+                    // A row a dispatcher has claimed may be on the wire already.
+                    let unsent = sqlx::query(&format!(
+                        "UPDATE outbox SET state = 'done', last_error = 'cancelled' \
+                         WHERE id = ?1 AND state IN {UNSENT}"
+                    ))
+                    .bind(outbox_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    if unsent.rows_affected() == 0 {
+                        continue;
+                    }
+                    sqlx::query(&format!(
+                        "UPDATE messages SET state = 'deleted', final_at = ?1 \
+                     WHERE {CARRIED_BY_OUTBOX_2} AND state IN ('scheduled', 'queued')"
+                    ))
+                    .bind(now)
+                    .bind(outbox_id)
+                    .execute(&mut *conn)
+                    .await?
+                }
+                (None, Some(key)) => {
+                    sqlx::query(
+                        "UPDATE messages SET state = 'deleted', final_at = ?1 \
+                     WHERE concat_key = ?2 AND state = 'assembling'",
+                    )
+                    .bind(now)
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?
+                }
+                (None, None) => sqlx::query(
+                    "UPDATE messages SET state = 'deleted', final_at = ?1 WHERE message_id = ?2",
+                )
+                .bind(now)
+                .bind(row.get::<i64, _>(0))
+                .execute(&mut *conn)
+                .await?,
+            };
+        let count = done.rows_affected() as usize;
+        after.add(system_id, -(count as i64));
+        cancelled += count;
+    }
+    Ok(if cancelled > 0 {
+        CancelOutcome::Cancelled(cancelled)
+    } else {
+        CancelOutcome::TooLate
+    })
+}
+
+pub(super) async fn replace(
+    conn: &mut SqliteConnection,
+    now: i64,
+    system_id: &str,
+    r: Replacement,
+) -> Result<ReplaceOutcome, sqlx::Error> {
+    let Some(message_id) = parse_message_id(&r.message_id) else {
+        return Ok(ReplaceOutcome::NotFound);
+    };
+    let row = sqlx::query(
+        "SELECT message_id, state, outbox_id, concat_key, charset, data_coding, scheduled_at, \
+         expires_at FROM messages \
+         WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
+    )
+    .bind(message_id)
+    .bind(system_id)
+    .bind(&r.source_addr)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(ReplaceOutcome::NotFound);
+    };
+    let state = MessageState::parse(row.get::<&str, _>(1));
+    let outbox_id: Option<i64> = row.get(2);
+    let concat_key: Option<String> = row.get(3);
+    let (Some(outbox_id), None, true) = (
+        outbox_id,
+        concat_key,
+        matches!(state, MessageState::Queued | MessageState::Scheduled),
+    ) else {
+        return Ok(ReplaceOutcome::NotReplaceable);
+    };
+    let charset = Charset::parse(row.get::<&str, _>(4)).unwrap_or(Charset::Binary);
+    let Some(content) = decode_content(charset, &r.body) else {
+        return Ok(ReplaceOutcome::NotReplaceable);
+    };
+    let unsent: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT id FROM outbox WHERE id = ?1 AND state IN {UNSENT}"
+    ))
+    .bind(outbox_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if unsent.is_none() {
+        return Ok(ReplaceOutcome::NotReplaceable);
+    }
+    let scheduled_at = r.scheduled_at.or(row.get(6));
+    let expires_at = r.expires_at.unwrap_or(row.get(7));
+    let (new_state, due_at) = schedule(scheduled_at, now);
+    let (text, data) = match content {
+        Content::Text(t) => (Some(t), None),
+        Content::Binary(d) => (None, Some(d)),
+    };
+    sqlx::query(
+        "UPDATE messages SET body = ?1, registered_delivery = ?2, scheduled_at = ?3, \
+         expires_at = ?4, state = ?5 WHERE message_id = ?6",
+    )
+    .bind(&r.body)
+    .bind(i64::from(r.registered_delivery))
+    .bind(scheduled_at)
+    .bind(expires_at)
+    .bind(new_state)
+    .bind(row.get::<i64, _>(0))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE outbox SET text = ?1, data = ?2, registered_delivery = ?3, due_at = ?4, \
+         expires_at = ?5, state = ?6 WHERE id = ?7",
+    )
+    .bind(text)
+    .bind(data)
+    .bind(i64::from(r.registered_delivery))
+    .bind(due_at)
+    .bind(expires_at)
+    .bind(new_state)
+    .bind(outbox_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(ReplaceOutcome::Replaced)
+}

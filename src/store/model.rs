@@ -1,0 +1,325 @@
+//! The store's vocabulary: what the rest of the broker hands it and gets back.
+//! No SQL here; each backend maps these to its own rows.
+
+use crate::text::{Charset, Content};
+
+use super::StoreError;
+
+/// Why a message failed, as `messages.error_code` stores it and query_sm and
+/// receipts report it (the `err:` of a receipt). The phone's own failures keep
+/// the code it reported; these are the broker's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorCode {
+    /// A long message whose parts did not all arrive in time.
+    AssemblyTimeout = 1,
+    /// A long message whose joined octets do not decode.
+    Undecodable = 2,
+    /// The upstream refused the message (HTTP 400).
+    UpstreamRejected = 3,
+    /// The upstream could not deliver it (its phone reported a failure).
+    UpstreamFailed = 4,
+    /// Its validity ended before it could be handed over.
+    Expired = 5,
+}
+
+impl ErrorCode {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<ErrorCode> for i64 {
+    fn from(code: ErrorCode) -> i64 {
+        i64::from(code.code())
+    }
+}
+
+/// One side of a message: TON, NPI and address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Party {
+    pub ton: u8,
+    pub npi: u8,
+    pub addr: String,
+}
+
+/// A part of a long message: which set it belongs to and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcatPart {
+    /// Identifies the set: account, addresses, reference and total.
+    pub key: String,
+    pub total: u8,
+    pub seq: u8,
+}
+
+/// A message the broker accepts, validated and ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub system_id: String,
+    pub upstream: String,
+    pub service_type: String,
+    pub source: Party,
+    pub dest: Party,
+    pub esm_class: u8,
+    pub protocol_id: u8,
+    pub priority: u8,
+    pub registered_delivery: u8,
+    pub data_coding: u8,
+    pub charset: Charset,
+    pub user_message_reference: Option<u16>,
+    /// The octets without any UDH.
+    pub body: Vec<u8>,
+    /// The decoded body of a whole message, when the caller already decoded it
+    /// (validation does); the writer decodes it otherwise. Parts leave it None: a set
+    /// is decoded once it is whole.
+    pub content: Option<Content>,
+    pub concat: Option<ConcatPart>,
+    pub scheduled_at: Option<i64>,
+    pub expires_at: i64,
+}
+
+/// Why a submit was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the account has {0} messages waiting, its limit")]
+    QueueFull(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What query_sm reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageStatus {
+    pub message_id: String,
+    pub state: MessageState,
+    /// The SMPP 3.4 message_state, from the `message_states` table.
+    pub smpp_state: u8,
+    pub final_at: Option<i64>,
+    pub error_code: u8,
+}
+
+/// Message states as the database stores them, with their SMPP 3.4 message_state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageState {
+    Assembling,
+    Scheduled,
+    Queued,
+    Enroute,
+    Delivered,
+    Expired,
+    Deleted,
+    Undeliverable,
+    Accepted,
+    Unknown,
+    Rejected,
+}
+
+impl MessageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Assembling => "assembling",
+            MessageState::Scheduled => "scheduled",
+            MessageState::Queued => "queued",
+            MessageState::Enroute => "enroute",
+            MessageState::Delivered => "delivered",
+            MessageState::Expired => "expired",
+            MessageState::Deleted => "deleted",
+            MessageState::Undeliverable => "undeliverable",
+            MessageState::Accepted => "accepted",
+            MessageState::Unknown => "unknown",
+            MessageState::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> MessageState {
+        match s {
+            "assembling" => MessageState::Assembling,
+            "scheduled" => MessageState::Scheduled,
+            "queued" => MessageState::Queued,
+            "enroute" => MessageState::Enroute,
+            "delivered" => MessageState::Delivered,
+            "expired" => MessageState::Expired,
+            "deleted" => MessageState::Deleted,
+            "undeliverable" => MessageState::Undeliverable,
+            "accepted" => MessageState::Accepted,
+            "rejected" => MessageState::Rejected,
+            _ => MessageState::Unknown,
+        }
+    }
+
+    /// Not yet handed to an upstream: the states cancel_sm and replace_sm may act on
+    /// and the queue limit counts.
+    pub fn is_waiting(self) -> bool {
+        matches!(
+            self,
+            MessageState::Assembling | MessageState::Scheduled | MessageState::Queued
+        )
+    }
+}
+
+/// Which messages a cancel_sm names.
+#[derive(Debug, Clone)]
+pub enum CancelTarget {
+    /// One message (and, for a part of a long message, its whole set).
+    MessageId {
+        message_id: String,
+        source_addr: String,
+    },
+    /// Every waiting message from `source` to `dest` (service_type empty = any).
+    Addresses {
+        service_type: String,
+        source_addr: String,
+        dest_addr: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled(usize),
+    NotFound,
+    /// Known, but already handed upstream or final.
+    TooLate,
+}
+
+/// New content for a waiting message (replace_sm). The data_coding stays.
+#[derive(Debug, Clone)]
+pub struct Replacement {
+    pub message_id: String,
+    pub source_addr: String,
+    pub body: Vec<u8>,
+    pub scheduled_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub registered_delivery: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplaceOutcome {
+    Replaced,
+    NotFound,
+    /// Already handed upstream, final, part of a long message, or not decodable.
+    NotReplaceable,
+}
+
+/// A message claimed for sending: everything the upstream request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The outbox row, whose decimal form is the id the upstream sees.
+    pub outbox_id: i64,
+    pub system_id: String,
+    pub dest_ton: u8,
+    pub dest_addr: String,
+    pub source_addr: String,
+    pub content: Content,
+    pub data_coding: u8,
+    pub registered_delivery: u8,
+    pub priority: u8,
+    pub expires_at: i64,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// When the message (the whole set, for a long one) was complete in the outbox.
+    pub created_at: i64,
+}
+
+impl Dispatch {
+    /// The idempotency key at the upstream: the (first) message_id.
+    pub fn upstream_key(&self) -> String {
+        self.outbox_id.to_string()
+    }
+}
+
+/// What became of one dispatch attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchOutcome {
+    /// The upstream holds the message; if no report comes, poll it at `check_at`.
+    Accepted {
+        upstream_id: String,
+        upstream_state: String,
+        check_at: i64,
+    },
+    /// Send again at `due_at`. `charged` counts an attempt; a paused upstream's
+    /// messages are not charged.
+    Retry {
+        due_at: i64,
+        error: String,
+        charged: bool,
+    },
+    /// Final without delivery: refused by the upstream, or past its validity.
+    Failed {
+        state: MessageState,
+        error_code: u8,
+        error: String,
+    },
+}
+
+/// A state the upstream reported for a message it holds: by webhook, by polling,
+/// or from the sandbox's simulated network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamReport {
+    pub outbox_id: i64,
+    /// The upstream's own name for the state (`Sent`, `Delivered`, `Failed`, …).
+    pub upstream_state: String,
+    /// The message state it means; None while the message is still on its way.
+    pub state: Option<MessageState>,
+    pub error_code: u8,
+    pub error: Option<String>,
+    pub at: i64,
+}
+
+/// An accepted message whose final state has not come in time, to poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCheck {
+    pub outbox_id: i64,
+    pub upstream_id: String,
+    pub expires_at: i64,
+}
+
+/// An incoming (MO) message from an upstream, for an account's receivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub system_id: String,
+    pub source_addr: String,
+    pub dest_addr: String,
+    pub content: Content,
+    /// The same message reported twice is stored once.
+    pub dedupe_key: String,
+}
+
+/// A receipt or incoming message waiting for one of the account's receivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelivery {
+    pub id: i64,
+    /// Attempts so far that were not acknowledged.
+    pub attempts: u32,
+    pub content: DeliveryContent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryContent {
+    Receipt(ReceiptFacts),
+    Incoming {
+        source_addr: String,
+        dest_addr: String,
+        content: Content,
+    },
+}
+
+/// What a delivery receipt reports, with the original message's fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptFacts {
+    pub message_id: String,
+    pub state: MessageState,
+    /// How the state is reported, from the `message_states` table: the SMPP 3.4
+    /// message_state and the stat: word.
+    pub smpp_state: u8,
+    pub stat: String,
+    pub error_code: u8,
+    pub submitted_at: i64,
+    /// When the state became final; None for an intermediate receipt.
+    pub done_at: Option<i64>,
+    /// The original message's source and destination.
+    pub source: Party,
+    pub dest: Party,
+    /// The original text (or, for binary, none).
+    pub text: String,
+    pub user_message_reference: Option<u16>,
+}
