@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use sqlx::sqlite::SqliteConnection;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 use tracing::warn;
 
+use super::sql::content_columns;
 use super::writer::{finisher, AfterCommit, Command, Finisher, WriterState};
 use super::{deliveries, ErrorCode, NewMessage, SubmitError};
 use crate::text::{self, Charset, Content};
@@ -37,12 +38,63 @@ pub(super) fn decode_content(charset: Charset, body: &[u8]) -> Option<Content> {
     text::decode_as(charset, body)
 }
 
+/// An outbox row to insert: one whole message, or the joined parts of a set.
 pub(super) struct OutboxRow<'a> {
     id: i64,
-    message: &'a NewMessage,
-    content: Content,
+    system_id: &'a str,
+    upstream: &'a str,
     state: &'static str,
+    priority: u8,
     due_at: i64,
+    expires_at: i64,
+    dest_ton: u8,
+    dest_addr: &'a str,
+    source_addr: &'a str,
+    content: Content,
+    data_coding: u8,
+    registered_delivery: u8,
+}
+
+impl<'a> OutboxRow<'a> {
+    /// The row of a whole message, which takes the message's id.
+    fn of_message(id: i64, m: &'a NewMessage, content: Content, now: i64) -> OutboxRow<'a> {
+        let (state, due_at) = schedule(m.scheduled_at, now);
+        OutboxRow {
+            id,
+            system_id: &m.system_id,
+            upstream: &m.upstream,
+            state,
+            priority: m.priority,
+            due_at,
+            expires_at: m.expires_at,
+            dest_ton: m.dest.ton,
+            dest_addr: &m.dest.addr,
+            source_addr: &m.source.addr,
+            content,
+            data_coding: m.data_coding,
+            registered_delivery: m.registered_delivery,
+        }
+    }
+}
+
+/// A part of a long message that waits for the rest of its set.
+#[derive(sqlx::FromRow)]
+struct AssemblingPart {
+    message_id: i64,
+    concat_seq: i64,
+    concat_total: i64,
+    body: Vec<u8>,
+    charset: String,
+    data_coding: i64,
+    system_id: String,
+    upstream: String,
+    priority: i64,
+    scheduled_at: Option<i64>,
+    expires_at: i64,
+    dest_ton: i64,
+    dest_addr: String,
+    source_addr: String,
+    registered_delivery: i64,
 }
 
 pub(super) async fn submit_all(
@@ -104,16 +156,7 @@ pub(super) async fn submit_all(
             .clone()
             .or_else(|| decode_content(message.charset, &message.body));
         match content {
-            Some(content) => {
-                let (state, due_at) = schedule(message.scheduled_at, now);
-                outbox_rows.push(OutboxRow {
-                    id,
-                    message,
-                    content,
-                    state,
-                    due_at,
-                });
-            }
+            Some(content) => outbox_rows.push(OutboxRow::of_message(id, message, content, now)),
             // Validated before it reached the store, so this is a bug if it happens.
             None => undecodable.push(a.message_id),
         }
@@ -185,25 +228,21 @@ pub(super) async fn insert_outbox(
          created_at) ",
     );
     insert.push_values(rows, |mut b, row| {
-        let m = row.message;
-        let (text, data) = match &row.content {
-            Content::Text(t) => (Some(t.clone()), None),
-            Content::Binary(d) => (None, Some(d.clone())),
-        };
+        let (text, data) = content_columns(&row.content);
         b.push_bind(row.id)
-            .push_bind(&m.system_id)
-            .push_bind(&m.upstream)
+            .push_bind(row.system_id)
+            .push_bind(row.upstream)
             .push_bind(row.state)
-            .push_bind(i64::from(m.priority))
+            .push_bind(i64::from(row.priority))
             .push_bind(row.due_at)
-            .push_bind(m.expires_at)
-            .push_bind(i64::from(m.dest.ton))
-            .push_bind(&m.dest.addr)
-            .push_bind(&m.source.addr)
+            .push_bind(row.expires_at)
+            .push_bind(i64::from(row.dest_ton))
+            .push_bind(row.dest_addr)
+            .push_bind(row.source_addr)
             .push_bind(text)
             .push_bind(data)
-            .push_bind(i64::from(m.data_coding))
-            .push_bind(i64::from(m.registered_delivery))
+            .push_bind(i64::from(row.data_coding))
+            .push_bind(i64::from(row.registered_delivery))
             .push_bind(now);
     });
     insert.build().execute(&mut *conn).await?;
@@ -267,7 +306,7 @@ pub(super) async fn complete_set_if_whole(
     key: &str,
     after: &mut AfterCommit,
 ) -> Result<(), sqlx::Error> {
-    let parts = sqlx::query(
+    let parts: Vec<AssemblingPart> = sqlx::query_as(
         "SELECT message_id, concat_seq, concat_total, body, charset, data_coding, system_id, \
          upstream, priority, scheduled_at, expires_at, dest_ton, dest_addr, source_addr, \
          registered_delivery FROM messages \
@@ -279,23 +318,18 @@ pub(super) async fn complete_set_if_whole(
     let Some(first) = parts.first() else {
         return Ok(());
     };
-    let total = first.get::<i64, _>(2) as usize;
     let mut by_seq: BTreeMap<i64, &[u8]> = BTreeMap::new();
     for part in &parts {
-        by_seq
-            .entry(part.get(1))
-            .or_insert_with(|| part.get::<&[u8], _>(3));
+        by_seq.entry(part.concat_seq).or_insert(&part.body);
     }
-    if by_seq.len() < total {
+    if by_seq.len() < first.concat_total as usize {
         return Ok(());
     }
     let joined: Vec<u8> = by_seq
         .values()
         .flat_map(|body| body.iter().copied())
         .collect();
-    let charset = Charset::parse(first.get::<&str, _>(4)).unwrap_or(Charset::Binary);
-    let data_coding = first.get::<i64, _>(5) as u8;
-    let system_id: String = first.get(6);
+    let charset = Charset::parse(&first.charset).unwrap_or(Charset::Binary);
     let Some(content) = decode_content(charset, &joined) else {
         let failed = sqlx::query(
             "UPDATE messages SET state = 'rejected', final_at = ?1, error_code = ?2 \
@@ -306,59 +340,41 @@ pub(super) async fn complete_set_if_whole(
         .bind(key)
         .execute(&mut *conn)
         .await?;
-        after.add(&system_id, -(failed.rows_affected() as i64));
+        after.add(&first.system_id, -(failed.rows_affected() as i64));
         warn!(
             concat_key = key,
             "long message does not decode once joined; rejected"
         );
         return Ok(());
     };
-    let (text, data) = match content {
-        Content::Text(t) => (Some(t), None),
-        Content::Binary(d) => (None, Some(d)),
-    };
+    let (state, due_at) = schedule(first.scheduled_at, now);
     // The first part's message_id names the set's outbox row, and upstream.
-    let outbox_id: i64 = first.get(0);
-    let scheduled_at: Option<i64> = first.get(9);
-    let (state, due_at) = schedule(scheduled_at, now);
-    let expires_at = parts
-        .iter()
-        .map(|p| p.get::<i64, _>(10))
-        .min()
-        .unwrap_or(now);
-    // Any part may be the one that asks for a report; each part's own receipts
-    // follow its own value (see receipts.rs).
-    let registered_delivery =
-        deliveries::covering_request(parts.iter().map(|p| p.get::<i64, _>(14) as u8));
-    sqlx::query(
-        "INSERT INTO outbox (id, system_id, upstream, state, priority, due_at, expires_at, \
-         dest_ton, dest_addr, source_addr, text, data, data_coding, registered_delivery, \
-         created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    )
-    .bind(outbox_id)
-    .bind(&system_id)
-    .bind(first.get::<String, _>(7))
-    .bind(state)
-    .bind(first.get::<i64, _>(8))
-    .bind(due_at)
-    .bind(expires_at)
-    .bind(first.get::<i64, _>(11))
-    .bind(first.get::<String, _>(12))
-    .bind(first.get::<String, _>(13))
-    .bind(text)
-    .bind(data)
-    .bind(i64::from(data_coding))
-    .bind(i64::from(registered_delivery))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    let row = OutboxRow {
+        id: first.message_id,
+        system_id: &first.system_id,
+        upstream: &first.upstream,
+        state,
+        priority: first.priority as u8,
+        due_at,
+        expires_at: parts.iter().map(|p| p.expires_at).min().unwrap_or(now),
+        dest_ton: first.dest_ton as u8,
+        dest_addr: &first.dest_addr,
+        source_addr: &first.source_addr,
+        content,
+        data_coding: first.data_coding as u8,
+        // Any part may be the one that asks for a report; each part's own receipts
+        // follow its own value (deliveries.rs).
+        registered_delivery: deliveries::covering_request(
+            parts.iter().map(|p| p.registered_delivery as u8),
+        ),
+    };
+    insert_outbox(conn, now, &[row]).await?;
     after.mark_ready();
     sqlx::query(
         "UPDATE messages SET state = ?1, outbox_id = ?2 WHERE concat_key = ?3 AND state = 'assembling'",
     )
     .bind(state)
-    .bind(outbox_id)
+    .bind(first.message_id)
     .bind(key)
     .execute(&mut *conn)
     .await?;

@@ -385,11 +385,12 @@ impl Store {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<PendingDelivery>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
             "SELECT d.id, d.kind, d.attempts, d.message_id, d.state, d.error_code, d.done_at, \
-             d.source_addr, d.dest_addr, d.text, d.data, m.submitted_at, m.source_ton, \
-             m.source_npi, m.source_addr, m.dest_ton, m.dest_npi, m.dest_addr, m.charset, m.body, \
-             m.user_message_reference, coalesce(s.smpp_state, 7), coalesce(s.stat, 'UNKNOWN') \
+             d.source_addr AS mo_source, d.dest_addr AS mo_dest, d.text, d.data, \
+             m.submitted_at, m.source_ton, m.source_npi, m.source_addr, m.dest_ton, \
+             m.dest_npi, m.dest_addr, m.charset, m.body, m.user_message_reference, \
+             coalesce(s.smpp_state, 7) AS smpp_state, coalesce(s.stat, 'UNKNOWN') AS stat \
              FROM deliveries d LEFT JOIN messages m ON m.message_id = d.message_id \
              LEFT JOIN message_states s ON s.state = d.state \
              WHERE d.system_id = ?1 AND d.id > ?2 ORDER BY d.id LIMIT ?3",
@@ -399,7 +400,10 @@ impl Store {
         .bind(limit as i64)
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows.iter().filter_map(pending_delivery).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(DeliveryRow::into_pending)
+            .collect())
     }
 
     /// Stores an incoming message for the account's receivers; false when it was
@@ -585,50 +589,78 @@ async fn counts_by_two(
         .collect())
 }
 
-fn pending_delivery(r: &sqlx::sqlite::SqliteRow) -> Option<PendingDelivery> {
-    let content = match r.get::<&str, _>(1) {
-        "receipt" => {
-            let charset = Charset::parse(r.get::<Option<&str>, _>(18)?).unwrap_or(Charset::Binary);
-            let body: Vec<u8> = r.get::<Option<Vec<u8>>, _>(19).unwrap_or_default();
-            let text = match crate::text::decode_as(charset, &body) {
-                Some(Content::Text(text)) => text,
-                _ => String::new(),
-            };
-            let party = |ton: usize| Party {
-                ton: r.get::<i64, _>(ton) as u8,
-                npi: r.get::<i64, _>(ton + 1) as u8,
-                addr: r.get(ton + 2),
-            };
-            DeliveryContent::Receipt(ReceiptFacts {
-                message_id: r.get::<i64, _>(3).to_string(),
-                state: MessageState::parse(r.get::<&str, _>(4)),
-                smpp_state: r.get::<i64, _>(21).clamp(1, 8) as u8,
-                stat: r.get(22),
-                error_code: r.get::<i64, _>(5).clamp(0, 255) as u8,
-                done_at: r.get(6),
-                submitted_at: r.get(11),
-                source: party(12),
-                dest: party(15),
-                text,
-                user_message_reference: r
-                    .get::<Option<i64>, _>(20)
-                    .map(|v| v.clamp(0, 0xFFFF) as u16),
-            })
-        }
-        _ => DeliveryContent::Incoming {
-            source_addr: r.get::<Option<String>, _>(7).unwrap_or_default(),
-            dest_addr: r.get::<Option<String>, _>(8).unwrap_or_default(),
-            content: match r.get::<Option<String>, _>(9) {
-                Some(text) => Content::Text(text),
-                None => Content::Binary(r.get::<Option<Vec<u8>>, _>(10).unwrap_or_default()),
+/// A receipt or incoming message waiting for an ESME, with (for a receipt) the
+/// original message's columns.
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: i64,
+    kind: String,
+    attempts: i64,
+    message_id: Option<i64>,
+    state: Option<String>,
+    error_code: Option<i64>,
+    done_at: Option<i64>,
+    mo_source: Option<String>,
+    mo_dest: Option<String>,
+    text: Option<String>,
+    data: Option<Vec<u8>>,
+    submitted_at: Option<i64>,
+    source_ton: Option<i64>,
+    source_npi: Option<i64>,
+    source_addr: Option<String>,
+    dest_ton: Option<i64>,
+    dest_npi: Option<i64>,
+    dest_addr: Option<String>,
+    charset: Option<String>,
+    body: Option<Vec<u8>>,
+    user_message_reference: Option<i64>,
+    smpp_state: i64,
+    stat: String,
+}
+
+impl DeliveryRow {
+    /// None for a receipt whose message is gone (purged meanwhile).
+    fn into_pending(self) -> Option<PendingDelivery> {
+        let content = match self.kind.as_str() {
+            "receipt" => {
+                let charset = Charset::parse(self.charset.as_deref()?).unwrap_or(Charset::Binary);
+                let text = match crate::text::decode_as(charset, &self.body.unwrap_or_default()) {
+                    Some(Content::Text(text)) => text,
+                    _ => String::new(),
+                };
+                let party = |ton: Option<i64>, npi: Option<i64>, addr: Option<String>| Party {
+                    ton: ton.unwrap_or(0) as u8,
+                    npi: npi.unwrap_or(0) as u8,
+                    addr: addr.unwrap_or_default(),
+                };
+                DeliveryContent::Receipt(ReceiptFacts {
+                    message_id: self.message_id?.to_string(),
+                    state: MessageState::parse(self.state.as_deref().unwrap_or_default()),
+                    smpp_state: self.smpp_state.clamp(1, 8) as u8,
+                    stat: self.stat,
+                    error_code: self.error_code.unwrap_or(0).clamp(0, 255) as u8,
+                    done_at: self.done_at,
+                    submitted_at: self.submitted_at?,
+                    source: party(self.source_ton, self.source_npi, self.source_addr),
+                    dest: party(self.dest_ton, self.dest_npi, self.dest_addr),
+                    text,
+                    user_message_reference: self
+                        .user_message_reference
+                        .map(|v| v.clamp(0, 0xFFFF) as u16),
+                })
+            }
+            _ => DeliveryContent::Incoming {
+                source_addr: self.mo_source.unwrap_or_default(),
+                dest_addr: self.mo_dest.unwrap_or_default(),
+                content: sql::content_from_columns(self.text, self.data),
             },
-        },
-    };
-    Some(PendingDelivery {
-        id: r.get(0),
-        attempts: r.get::<i64, _>(2).max(0) as u32,
-        content,
-    })
+        };
+        Some(PendingDelivery {
+            id: self.id,
+            attempts: self.attempts.max(0) as u32,
+            content,
+        })
+    }
 }
 
 /// A message_id as the store keeps it. Only the exact decimal form the broker

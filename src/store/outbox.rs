@@ -5,10 +5,46 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
 use super::deliveries::add_receipts;
-use super::sql::CARRIED_BY_OUTBOX_1;
+use super::sql::{content_from_columns, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{Dispatch, DispatchOutcome, MessageState, UpstreamReport};
-use crate::text::Content;
+
+/// An outbox row as a claim returns it.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: i64,
+    system_id: String,
+    dest_ton: i64,
+    dest_addr: String,
+    source_addr: String,
+    text: Option<String>,
+    data: Option<Vec<u8>>,
+    data_coding: i64,
+    registered_delivery: i64,
+    priority: i64,
+    expires_at: i64,
+    attempts: i64,
+    created_at: i64,
+}
+
+impl From<ClaimedRow> for Dispatch {
+    fn from(r: ClaimedRow) -> Dispatch {
+        Dispatch {
+            outbox_id: r.id,
+            system_id: r.system_id,
+            dest_ton: r.dest_ton as u8,
+            dest_addr: r.dest_addr,
+            source_addr: r.source_addr,
+            content: content_from_columns(r.text, r.data),
+            data_coding: r.data_coding as u8,
+            registered_delivery: r.registered_delivery as u8,
+            priority: r.priority as u8,
+            expires_at: r.expires_at,
+            attempts: r.attempts.max(0) as u32,
+            created_at: r.created_at,
+        }
+    }
+}
 
 pub(super) async fn claim(
     conn: &mut SqliteConnection,
@@ -17,7 +53,7 @@ pub(super) async fn claim(
     limit: usize,
     lease_ms: i64,
 ) -> Result<Vec<Dispatch>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<ClaimedRow> = sqlx::query_as(
         "UPDATE outbox SET state = 'sending', lease_until = ?1 WHERE id IN \
          (SELECT id FROM outbox WHERE state = 'queued' AND upstream = ?2 \
           ORDER BY priority DESC, id LIMIT ?3) \
@@ -29,29 +65,7 @@ pub(super) async fn claim(
     .bind(limit as i64)
     .fetch_all(&mut *conn)
     .await?;
-    let mut claimed: Vec<Dispatch> = rows
-        .iter()
-        .map(|r| {
-            let content = match r.get::<Option<String>, _>(5) {
-                Some(text) => Content::Text(text),
-                None => Content::Binary(r.get::<Option<Vec<u8>>, _>(6).unwrap_or_default()),
-            };
-            Dispatch {
-                outbox_id: r.get(0),
-                system_id: r.get(1),
-                dest_ton: r.get::<i64, _>(2) as u8,
-                dest_addr: r.get(3),
-                source_addr: r.get(4),
-                content,
-                data_coding: r.get::<i64, _>(7) as u8,
-                registered_delivery: r.get::<i64, _>(8) as u8,
-                priority: r.get::<i64, _>(9) as u8,
-                expires_at: r.get(10),
-                attempts: r.get::<i64, _>(11).max(0) as u32,
-                created_at: r.get(12),
-            }
-        })
-        .collect();
+    let mut claimed: Vec<Dispatch> = rows.into_iter().map(Dispatch::from).collect();
     // RETURNING gives no order; the upstream sees the claim order.
     claimed.sort_by_key(|d| (std::cmp::Reverse(d.priority), d.outbox_id));
     Ok(claimed)

@@ -1,4 +1,22 @@
-//! SQL fragments more than one statement shares.
+//! SQL fragments and column mappings more than one statement shares.
+
+use crate::text::Content;
+
+/// A message body as its two columns: `text` for text, `data` for octets.
+pub(super) fn content_columns(content: &Content) -> (Option<&str>, Option<&[u8]>) {
+    match content {
+        Content::Text(text) => (Some(text), None),
+        Content::Binary(data) => (None, Some(data)),
+    }
+}
+
+/// The body back from its two columns.
+pub(super) fn content_from_columns(text: Option<String>, data: Option<Vec<u8>>) -> Content {
+    match text {
+        Some(text) => Content::Text(text),
+        None => Content::Binary(data.unwrap_or_default()),
+    }
+}
 
 /// The messages an outbox row carries, with the row's id as `?1` or `?2`: the
 /// message of that id, or the parts of a set (which alone have the parts index).
