@@ -4,12 +4,12 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
 use super::messages::{decode_content, schedule};
-use super::sql::CARRIED_BY_OUTBOX_2;
+use super::sql::{content_columns, CARRIED_BY_OUTBOX_2};
 use super::writer::AfterCommit;
 use super::{
     parse_message_id, CancelOutcome, CancelTarget, MessageState, ReplaceOutcome, Replacement,
 };
-use crate::text::{Charset, Content};
+use crate::text::Charset;
 
 /// Outbox states in which no dispatcher has the row: cancel and replace may act.
 pub(super) const UNSENT: &str = "('scheduled', 'queued', 'retry')";
@@ -170,10 +170,7 @@ pub(super) async fn replace(
     let scheduled_at = r.scheduled_at.or(row.get(6));
     let expires_at = r.expires_at.unwrap_or(row.get(7));
     let (new_state, due_at) = schedule(scheduled_at, now);
-    let (text, data) = match content {
-        Content::Text(t) => (Some(t), None),
-        Content::Binary(d) => (None, Some(d)),
-    };
+    let (text, data) = content_columns(&content);
     sqlx::query(
         "UPDATE messages SET body = ?1, registered_delivery = ?2, scheduled_at = ?3, \
          expires_at = ?4, state = ?5 WHERE message_id = ?6",

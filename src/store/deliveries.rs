@@ -8,10 +8,9 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 use tracing::warn;
 
-use super::sql::CARRIED_BY_OUTBOX_1;
+use super::sql::{content_columns, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{Incoming, MessageState};
-use crate::text::Content;
 
 /// Why a receipt or incoming message was dropped before an ESME acknowledged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -224,10 +223,7 @@ pub(super) async fn add_incoming(
     if first_time.rows_affected() == 0 {
         return Ok(false);
     }
-    let (text, data) = match &incoming.content {
-        Content::Text(text) => (Some(text.as_str()), None),
-        Content::Binary(data) => (None, Some(data.as_slice())),
-    };
+    let (text, data) = content_columns(&incoming.content);
     let inserted = sqlx::query(
         "INSERT OR IGNORE INTO deliveries (system_id, kind, source_addr, dest_addr, text, data, \
          created_at, expires_at, dedupe_key) VALUES (?1, 'mo', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
