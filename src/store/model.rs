@@ -323,3 +323,10 @@ pub struct ReceiptFacts {
     pub text: String,
     pub user_message_reference: Option<u16>,
 }
+
+/// A message_id as the store keeps it. Only the exact decimal form the broker
+/// handed out names a message ("007" does not name 7).
+pub(crate) fn parse_message_id(text: &str) -> Option<i64> {
+    let id: i64 = text.parse().ok()?;
+    (id >= 0 && id.to_string() == text).then_some(id)
+}

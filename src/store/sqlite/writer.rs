@@ -11,7 +11,6 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{info, warn};
 
 use super::deliveries::{DropReason, DroppedDeliveries};
-use super::health::WriteHealth;
 use super::lock::{DatabaseFile, DatabaseLock};
 use super::messages::first_id_at;
 use super::{amend, checkpoint, deliveries, maintenance, messages, outbox};
@@ -20,6 +19,7 @@ use super::{
     Replacement, StoreError, SubmitError, UpstreamReport,
 };
 use crate::clock::Clock;
+use crate::store::WriteHealth;
 
 /// At most this many commands share one transaction: bounds latency and WAL growth.
 const MAX_BATCH: usize = 1024;

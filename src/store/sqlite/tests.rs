@@ -1,5 +1,6 @@
-//! The store under an environment that goes wrong: a second owner, a lock held by
-//! another connection, the file deleted under it, a graceful stop.
+//! What only the SQLite backend has: its WAL, its checkpoints, one process per
+//! file (the lock), and the file itself going wrong under it (a lock held by
+//! another connection, the file deleted, a graceful stop).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,9 +9,10 @@ use std::time::{Duration, Instant};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, Row, SqliteConnection};
 
-use super::tests::{message, T0};
 use super::*;
 use crate::clock::ManualClock;
+use crate::store::conformance::{message, T0};
+use crate::store::{Store, SubmitError};
 
 fn settings(dir: &Path, busy_timeout: Duration) -> StoreSettings {
     StoreSettings {
@@ -233,4 +235,53 @@ async fn two_first_starts_at_once_give_one_owner_and_one_clear_refusal() {
     };
     assert!(matches!(refused, StoreError::Locked { .. }), "{refused}");
     owner.submit(vec![message("first")]).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_writer_connection_is_durable_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let Store::Sqlite(s) = open(dir.path(), Duration::from_secs(5)).await.unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(s.reader())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn a_passive_checkpoint_copies_every_committed_frame() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Duration::from_secs(5)).await.unwrap();
+    for round in 0..20 {
+        let batch = (0..200)
+            .map(|n| message(&format!("round {round} message {n} {}", "x".repeat(100))))
+            .collect();
+        store.submit(batch).await.unwrap();
+    }
+    let mut conn = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("test.db").display()
+    ))
+    .await
+    .unwrap();
+    // The checkpoint task may hold the checkpoint lock at this very moment.
+    let mut progress = checkpoint::checkpoint_once(&mut conn).await.unwrap();
+    for _ in 0..100 {
+        if !progress.busy {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        progress = checkpoint::checkpoint_once(&mut conn).await.unwrap();
+    }
+    // The writer never checkpoints, the checkpoint task may have run meanwhile;
+    // either way the WAL holds frames and a passive checkpoint copies them all.
+    assert!(progress.wal_pages > 0, "{progress:?}");
+    assert_eq!(progress.copied, progress.wal_pages, "{progress:?}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 4000);
 }

@@ -1,0 +1,625 @@
+//! The SQLite backend: one file in WAL mode, owned by one process (`lock`).
+//!
+//! Writes go through one writer task that owns the only read-write connection and
+//! commits in groups: it takes every command that has gathered, runs one
+//! `BEGIN IMMEDIATE … COMMIT`, and answers each caller only after COMMIT returned,
+//! so nothing is acknowledged before it is on disk (`synchronous=FULL`). Reads use a
+//! small read-only pool.
+//!
+//! - `writer`: the group-commit loop; what each command changes lives in
+//!   `messages` (submits, long-message sets), `amend` (cancel, replace), `outbox`
+//!   (claims, dispatch outcomes, upstream reports), `deliveries` (receipts,
+//!   incoming messages, acknowledgements) and `maintenance` (periodic work).
+//! - `lock` (one process per database), `checkpoint` (the WAL back into the file),
+//!   `states` (the upstream state table), `sql` (shared fragments and columns).
+
+mod amend;
+mod checkpoint;
+mod deliveries;
+mod lock;
+mod maintenance;
+mod messages;
+mod outbox;
+mod sql;
+mod states;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::clock::Clock;
+use crate::config::StoreSettings;
+use crate::text::{Charset, Content};
+
+pub use deliveries::{DropReason, DroppedDeliveries, DEFAULT_MAX_UNDELIVERED};
+pub use lock::lock_path;
+pub use states::{FinalState, UpstreamStates};
+pub use writer::WriterLimits;
+
+use super::health::WriteHealth;
+use super::model::*;
+use super::StoreError;
+
+/// Commands that wait for the writer at most; beyond it callers wait (backpressure).
+const WRITER_QUEUE: usize = 8192;
+
+/// An open SQLite database: the writer's channel and a read-only pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: mpsc::Sender<writer::Request>,
+    reader: SqlitePool,
+    path: Arc<PathBuf>,
+    ready: Arc<Notify>,
+    deliveries: Arc<Notify>,
+    upstream_states: Arc<UpstreamStates>,
+    dropped: DroppedDeliveries,
+    health: Arc<WriteHealth>,
+    busy_timeout: Duration,
+}
+
+impl SqliteStore {
+    /// Takes the database's lock (one process owns a database: lock.rs), opens it
+    /// (creating it if needed), migrates it, checks that the writer connection is
+    /// durable, and starts the writer task, which holds the lock until it stops.
+    pub async fn open(
+        settings: &StoreSettings,
+        limits: WriterLimits,
+        clock: Arc<dyn Clock>,
+    ) -> Result<SqliteStore, StoreError> {
+        let path = settings.path.as_path();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                action: "create the directory of",
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        let lock = lock::DatabaseLock::acquire(path)?;
+        // SQLite says only "unable to open database file"; the OS says why.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| StoreError::Io {
+                action: "open the database",
+                path: path.to_owned(),
+                source,
+            })?;
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let base = connect_options(path, settings.busy_timeout)?;
+        let write_options = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .pragma("temp_store", "MEMORY")
+            .pragma("cache_size", "-65536")
+            .pragma("journal_size_limit", "67108864")
+            // The checkpoint task copies the WAL back; COMMITs never do (checkpoint.rs).
+            .pragma("wal_autocheckpoint", "0");
+        let mut conn = SqliteConnection::connect_with(&write_options)
+            .await
+            .map_err(open_err)?;
+        sqlx::migrate!("./migrations").run(&mut conn).await?;
+        let synchronous: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut conn)
+            .await?
+            .get(0);
+        if synchronous != 2 {
+            return Err(StoreError::NotDurable(synchronous));
+        }
+        let file = lock::DatabaseFile::identify(path).map_err(|source| StoreError::Io {
+            action: "read the metadata of",
+            path: path.to_owned(),
+            source,
+        })?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(open_err)?;
+        let checkpointer = SqliteConnection::connect_with(&write_options)
+            .await
+            .map_err(open_err)?;
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(checkpoint::run(checkpointer, tx.downgrade()));
+        let upstream_states = Arc::new(UpstreamStates::load(&mut conn).await?);
+        let ready = Arc::new(Notify::new());
+        let deliveries = Arc::new(Notify::new());
+        let dropped = DroppedDeliveries::default();
+        let health = Arc::new(WriteHealth::default());
+        let state = writer::WriterState::load(
+            &mut conn,
+            writer::Surroundings {
+                limits,
+                clock,
+                ready: ready.clone(),
+                deliveries: deliveries.clone(),
+                dropped: dropped.clone(),
+                health: health.clone(),
+                file,
+                busy_timeout: settings.busy_timeout,
+                lock,
+            },
+        )
+        .await?;
+        tokio::spawn(writer::run(conn, rx, state));
+        Ok(SqliteStore {
+            writer: tx,
+            reader,
+            path: Arc::new(path.to_owned()),
+            ready,
+            deliveries,
+            upstream_states,
+            dropped,
+            health,
+            busy_timeout: settings.busy_timeout,
+        })
+    }
+
+    /// Whether writes fail now (disk full, a lock held past busy_timeout, the file
+    /// deleted or replaced), and why; None while they succeed.
+    pub fn write_failure(&self) -> Option<String> {
+        self.health.failure()
+    }
+
+    /// Writes what the WAL holds into the database file and stops the writer,
+    /// which lets go of the database's lock: a copy of the file alone then holds
+    /// everything. Commands sent after this fail with WriterGone.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::Close { reply }).await?
+    }
+
+    /// Receipts and incoming messages dropped unread since startup.
+    pub fn dropped_deliveries(&self) -> Vec<(String, DropReason, u64)> {
+        self.dropped.snapshot()
+    }
+
+    /// What the upstreams' own states stand for (the `upstream_states` table).
+    pub fn upstream_states(&self) -> Arc<UpstreamStates> {
+        self.upstream_states.clone()
+    }
+
+    /// The read-only pool, for tests that look at rows directly.
+    #[cfg(test)]
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends a command to the writer and waits for its answer. The writer answers
+    /// within busy_timeout of the send, or refuses the command unapplied
+    /// (StoreError::Busy): a caller that gave up waiting is never told "no" for
+    /// something that was then written.
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> writer::Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = writer::Request {
+            command: make(reply),
+            deadline: std::time::Instant::now() + self.busy_timeout,
+        };
+        self.writer
+            .send(request)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Stores messages atomically and returns their message_ids, in order, once
+    /// they are committed.
+    pub async fn submit(&self, messages: Vec<NewMessage>) -> Result<Vec<String>, SubmitError> {
+        self.call(|reply| writer::Command::Submit { messages, reply })
+            .await?
+    }
+
+    pub async fn cancel(
+        &self,
+        system_id: &str,
+        target: CancelTarget,
+    ) -> Result<CancelOutcome, StoreError> {
+        let system_id = system_id.to_owned();
+        self.call(|reply| writer::Command::Cancel {
+            system_id,
+            target,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn replace(
+        &self,
+        system_id: &str,
+        replacement: Replacement,
+    ) -> Result<ReplaceOutcome, StoreError> {
+        let system_id = system_id.to_owned();
+        self.call(|reply| writer::Command::Replace {
+            system_id,
+            replacement,
+            reply,
+        })
+        .await?
+    }
+
+    /// Promotes due scheduled messages and fails long messages whose parts did not
+    /// all arrive in time. Runs every second on its own; tests call it directly.
+    pub async fn maintain(&self) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::Maintain { reply })
+            .await?
+    }
+
+    /// Claims up to `limit` queued messages of `upstream`, highest priority first,
+    /// for `lease_ms`: a row whose lease runs out goes back to the queue.
+    pub async fn claim(
+        &self,
+        upstream: &str,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<Dispatch>, StoreError> {
+        let upstream = upstream.to_owned();
+        self.call(|reply| writer::Command::Claim {
+            upstream,
+            limit,
+            lease_ms,
+            reply,
+        })
+        .await?
+    }
+
+    /// Stores what became of claimed messages (by outbox id).
+    pub async fn record_dispatch(
+        &self,
+        outcomes: Vec<(i64, DispatchOutcome)>,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::RecordDispatch { outcomes, reply })
+            .await?
+    }
+
+    /// Stores states reported by an upstream; returns how many were news (a
+    /// repeated or stale report changes nothing).
+    pub async fn record_reports(&self, reports: Vec<UpstreamReport>) -> Result<usize, StoreError> {
+        self.call(|reply| writer::Command::RecordReports { reports, reply })
+            .await?
+    }
+
+    /// Polls of these enroute rows are next due at `at`.
+    pub async fn check_later(&self, outbox_ids: Vec<i64>, at: i64) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::CheckLater {
+            outbox_ids,
+            at,
+            reply,
+        })
+        .await?
+    }
+
+    /// Enroute messages of `upstream` whose poll is due.
+    pub async fn due_checks(
+        &self,
+        upstream: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingCheck>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, upstream_id, expires_at FROM outbox \
+             WHERE state = 'enroute' AND upstream = ?1 AND due_at <= ?2 ORDER BY due_at LIMIT ?3",
+        )
+        .bind(upstream)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PendingCheck {
+                outbox_id: r.get(0),
+                upstream_id: r.get::<Option<String>, _>(1).unwrap_or_default(),
+                expires_at: r.get(2),
+            })
+            .collect())
+    }
+
+    /// The oldest receipts and incoming messages of `system_id` after `after_id`.
+    pub async fn pending_deliveries(
+        &self,
+        system_id: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
+            "SELECT d.id, d.kind, d.attempts, d.message_id, d.state, d.error_code, d.done_at, \
+             d.source_addr AS mo_source, d.dest_addr AS mo_dest, d.text, d.data, \
+             m.submitted_at, m.source_ton, m.source_npi, m.source_addr, m.dest_ton, \
+             m.dest_npi, m.dest_addr, m.charset, m.body, m.user_message_reference, \
+             coalesce(s.smpp_state, 7) AS smpp_state, coalesce(s.stat, 'UNKNOWN') AS stat \
+             FROM deliveries d LEFT JOIN messages m ON m.message_id = d.message_id \
+             LEFT JOIN message_states s ON s.state = d.state \
+             WHERE d.system_id = ?1 AND d.id > ?2 ORDER BY d.id LIMIT ?3",
+        )
+        .bind(system_id)
+        .bind(after_id)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(DeliveryRow::into_pending)
+            .collect())
+    }
+
+    /// Stores an incoming message for the account's receivers; false when it was
+    /// stored before.
+    pub async fn record_incoming(&self, incoming: Incoming) -> Result<bool, StoreError> {
+        self.call(|reply| writer::Command::RecordIncoming { incoming, reply })
+            .await?
+    }
+
+    /// Stores messages read from `upstream`'s inbox and moves its cursor to
+    /// `read_until`, in one transaction; returns how many were new.
+    pub async fn record_inbox(
+        &self,
+        upstream: &str,
+        messages: Vec<Incoming>,
+        read_until: i64,
+    ) -> Result<usize, StoreError> {
+        let upstream = upstream.to_owned();
+        self.call(|reply| writer::Command::RecordInbox {
+            upstream,
+            messages,
+            read_until,
+            reply,
+        })
+        .await?
+    }
+
+    /// When `upstream`'s inbox was first read and how far it has been read (Unix
+    /// ms), if ever.
+    pub async fn inbox_cursor(&self, upstream: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        let row =
+            sqlx::query("SELECT started_at, read_until FROM inbox_cursors WHERE upstream = ?1")
+                .bind(upstream)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Receipts and incoming messages waiting per account: (system_id, count).
+    pub async fn waiting_deliveries(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT system_id, count(*) FROM deliveries GROUP BY system_id")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The ESME acknowledged these deliveries: they are done.
+    pub async fn acknowledge_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::Acknowledge { ids, reply })
+            .await?
+    }
+
+    /// These deliveries were not acknowledged; they wait for another attempt.
+    pub async fn delivery_attempted(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::Attempted { ids, reply })
+            .await?
+    }
+
+    /// Wakes the delivery hub when receipts or incoming messages were stored.
+    pub fn deliveries_signal(&self) -> Arc<Notify> {
+        self.deliveries.clone()
+    }
+
+    /// Wakes dispatchers when messages may have become ready to send.
+    pub fn ready_signal(&self) -> Arc<Notify> {
+        self.ready.clone()
+    }
+
+    /// The status of one of the account's messages, for query_sm. The source
+    /// address must match the original submission (an empty one matches any).
+    pub async fn query(
+        &self,
+        system_id: &str,
+        message_id: &str,
+        source_addr: &str,
+    ) -> Result<Option<MessageStatus>, StoreError> {
+        let Some(message_id) = parse_message_id(message_id) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT m.message_id, m.state, m.final_at, m.error_code, coalesce(s.smpp_state, 7) \
+             FROM messages m LEFT JOIN message_states s ON s.state = m.state \
+             WHERE m.message_id = ?1 AND m.system_id = ?2 AND (?3 = '' OR m.source_addr = ?3)",
+        )
+        .bind(message_id)
+        .bind(system_id)
+        .bind(source_addr)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|row| MessageStatus {
+            message_id: row.get::<i64, _>(0).to_string(),
+            state: MessageState::parse(row.get::<&str, _>(1)),
+            final_at: row.get(2),
+            error_code: row.get::<i64, _>(3).clamp(0, 255) as u8,
+            smpp_state: row.get::<i64, _>(4).clamp(1, 8) as u8,
+        }))
+    }
+
+    /// Outbox rows not yet done: (upstream, state, count). Each state is counted
+    /// through its own partial index, so a scrape costs what is open, not the
+    /// outbox's whole history, and the write path carries no extra index.
+    pub async fn open_outbox(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.counts_by_two(
+            "SELECT upstream, 'queued', count(*) FROM outbox WHERE state = 'queued' \
+             GROUP BY upstream \
+             UNION ALL SELECT upstream, state, count(*) FROM outbox \
+             WHERE state IN ('scheduled', 'retry') GROUP BY upstream, state \
+             UNION ALL SELECT upstream, 'sending', count(*) FROM outbox WHERE state = 'sending' \
+             GROUP BY upstream \
+             UNION ALL SELECT upstream, 'enroute', count(*) FROM outbox WHERE state = 'enroute' \
+             GROUP BY upstream",
+        )
+        .await
+    }
+
+    /// Rows of the `queue_depth` view: (system_id, state, messages).
+    pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        queue_depth(&self.reader).await
+    }
+
+    async fn counts_by_two(&self, sql: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+        counts_by_two(&self.reader, sql).await
+    }
+}
+
+/// A database opened read-only, for commands an operator runs beside a live
+/// broker (`smpp-broker queues`): it takes no lock, migrates nothing, recovers
+/// nothing and writes nothing.
+pub struct ReadOnlyStore {
+    reader: SqlitePool,
+}
+
+impl ReadOnlyStore {
+    pub async fn open(settings: &StoreSettings) -> Result<ReadOnlyStore, StoreError> {
+        let path = settings.path.as_path();
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_owned()));
+        }
+        let reader = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect_options(path, settings.busy_timeout)?.read_only(true))
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(ReadOnlyStore { reader })
+    }
+
+    /// Rows of the `queue_depth` view: (system_id, state, messages).
+    pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        queue_depth(&self.reader).await
+    }
+}
+
+fn connect_options(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<SqliteConnectOptions, StoreError> {
+    Ok(SqliteConnectOptions::from_str("sqlite://")
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?
+        .filename(path)
+        .busy_timeout(busy_timeout)
+        .foreign_keys(true))
+}
+
+async fn queue_depth(reader: &SqlitePool) -> Result<Vec<(String, String, i64)>, StoreError> {
+    counts_by_two(reader, "SELECT system_id, state, messages FROM queue_depth").await
+}
+
+/// Rows of two text columns and a count.
+async fn counts_by_two(
+    reader: &SqlitePool,
+    sql: &str,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let rows = sqlx::query(sql).fetch_all(reader).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// A receipt or incoming message waiting for an ESME, with (for a receipt) the
+/// original message's columns.
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: i64,
+    kind: String,
+    attempts: i64,
+    message_id: Option<i64>,
+    state: Option<String>,
+    error_code: Option<i64>,
+    done_at: Option<i64>,
+    mo_source: Option<String>,
+    mo_dest: Option<String>,
+    text: Option<String>,
+    data: Option<Vec<u8>>,
+    submitted_at: Option<i64>,
+    source_ton: Option<i64>,
+    source_npi: Option<i64>,
+    source_addr: Option<String>,
+    dest_ton: Option<i64>,
+    dest_npi: Option<i64>,
+    dest_addr: Option<String>,
+    charset: Option<String>,
+    body: Option<Vec<u8>>,
+    user_message_reference: Option<i64>,
+    smpp_state: i64,
+    stat: String,
+}
+
+impl DeliveryRow {
+    /// None for a receipt whose message is gone (purged meanwhile).
+    fn into_pending(self) -> Option<PendingDelivery> {
+        let content = match self.kind.as_str() {
+            "receipt" => {
+                let charset = Charset::parse(self.charset.as_deref()?).unwrap_or(Charset::Binary);
+                let text = match crate::text::decode_as(charset, &self.body.unwrap_or_default()) {
+                    Some(Content::Text(text)) => text,
+                    _ => String::new(),
+                };
+                let party = |ton: Option<i64>, npi: Option<i64>, addr: Option<String>| Party {
+                    ton: ton.unwrap_or(0) as u8,
+                    npi: npi.unwrap_or(0) as u8,
+                    addr: addr.unwrap_or_default(),
+                };
+                DeliveryContent::Receipt(ReceiptFacts {
+                    message_id: self.message_id?.to_string(),
+                    state: MessageState::parse(self.state.as_deref().unwrap_or_default()),
+                    smpp_state: self.smpp_state.clamp(1, 8) as u8,
+                    stat: self.stat,
+                    error_code: self.error_code.unwrap_or(0).clamp(0, 255) as u8,
+                    done_at: self.done_at,
+                    submitted_at: self.submitted_at?,
+                    source: party(self.source_ton, self.source_npi, self.source_addr),
+                    dest: party(self.dest_ton, self.dest_npi, self.dest_addr),
+                    text,
+                    user_message_reference: self
+                        .user_message_reference
+                        .map(|v| v.clamp(0, 0xFFFF) as u16),
+                })
+            }
+            _ => DeliveryContent::Incoming {
+                source_addr: self.mo_source.unwrap_or_default(),
+                dest_addr: self.mo_dest.unwrap_or_default(),
+                content: sql::content_from_columns(self.text, self.data),
+            },
+        };
+        Some(PendingDelivery {
+            id: self.id,
+            attempts: self.attempts.max(0) as u32,
+            content,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
