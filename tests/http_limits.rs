@@ -275,3 +275,41 @@ async fn at_max_connections_with_every_connection_inside_a_request_a_new_one_is_
         .0
         .starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn shutdown_answers_a_request_in_progress_and_does_not_wait_for_slow_or_idle_clients() {
+    let broker = broker_with(|_| {}).await;
+    let mut slow = connect(&broker).await;
+    send(&mut slow, b"GET /healthz HTTP/1.1\r\nHost: ").await;
+    let mut idle = connect(&broker).await;
+    send(&mut idle, HEALTHZ).await;
+    assert!(read_response(&mut idle).await.0.starts_with("HTTP/1.1 200"));
+    let mut posting = connect(&broker).await;
+    send(
+        &mut posting,
+        b"POST /webhooks/phone HTTP/1.1\r\nHost: broker\r\nContent-Length: 2\r\n\
+          Expect: 100-continue\r\n\r\n",
+    )
+    .await;
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(PATIENCE, posting.read_exact(&mut interim))
+        .await
+        .expect("100 Continue in time")
+        .unwrap();
+
+    let stopping = tokio::spawn(broker.broker.shutdown());
+    wait_closed(&mut slow).await;
+    wait_closed(&mut idle).await;
+    // The webhook in progress still gets its answer, then the connection closes.
+    send(&mut posting, b"{}").await;
+    assert!(read_response(&mut posting)
+        .await
+        .0
+        .starts_with("HTTP/1.1 404"));
+    wait_closed(&mut posting).await;
+    // Well before shutdown_timeout + response_timeout (20 s) would give up.
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("stopped without waiting for the slow client")
+        .unwrap();
+}

@@ -128,6 +128,11 @@ async fn serve_connection(
                 return;
             }
             _ = shutdown.cancelled(), if !stopping => {
+                // A request in progress is answered first; a client that is
+                // not in one has nothing to lose.
+                if slot.activity.waiting_since().is_some() {
+                    return;
+                }
                 stopping = true;
                 connection.as_mut().graceful_shutdown();
             }
