@@ -90,6 +90,25 @@ async fn read_response(stream: &mut TcpStream) -> (String, String) {
     }
 }
 
+/// A connection whose webhook request the broker is inside, reading its 2-byte
+/// body (the 100 Continue says so), which the test sends when it likes.
+async fn webhook_awaiting_its_body(broker: &TestBroker) -> TcpStream {
+    let mut client = connect(broker).await;
+    send(
+        &mut client,
+        b"POST /webhooks/phone HTTP/1.1\r\nHost: broker\r\nContent-Length: 2\r\n\
+          Expect: 100-continue\r\n\r\n",
+    )
+    .await;
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(PATIENCE, client.read_exact(&mut interim))
+        .await
+        .expect("100 Continue in time")
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    client
+}
+
 #[tokio::test]
 async fn a_head_not_complete_within_header_read_timeout_is_closed() {
     let broker = broker_with(|http| http.header_read_timeout = Duration::from_secs(1)).await;
@@ -233,23 +252,10 @@ async fn at_max_connections_the_longest_waiting_connection_makes_room_for_health
 #[tokio::test]
 async fn at_max_connections_with_every_connection_inside_a_request_a_new_one_is_refused() {
     let broker = broker_with(|http| http.max_connections = 2).await;
-    // Two webhooks whose bodies are awaited: 100 Continue says the broker reads them.
+    // Two webhooks whose bodies are awaited.
     let mut posting = Vec::new();
     for _ in 0..2 {
-        let mut client = connect(&broker).await;
-        send(
-            &mut client,
-            b"POST /webhooks/phone HTTP/1.1\r\nHost: broker\r\nContent-Length: 2\r\n\
-              Expect: 100-continue\r\n\r\n",
-        )
-        .await;
-        let mut interim = [0u8; 25];
-        tokio::time::timeout(PATIENCE, client.read_exact(&mut interim))
-            .await
-            .expect("100 Continue in time")
-            .unwrap();
-        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
-        posting.push(client);
+        posting.push(webhook_awaiting_its_body(&broker).await);
     }
 
     // Nothing to take the place of: the third is closed without an answer.
@@ -284,18 +290,7 @@ async fn shutdown_answers_a_request_in_progress_and_does_not_wait_for_slow_or_id
     let mut idle = connect(&broker).await;
     send(&mut idle, HEALTHZ).await;
     assert!(read_response(&mut idle).await.0.starts_with("HTTP/1.1 200"));
-    let mut posting = connect(&broker).await;
-    send(
-        &mut posting,
-        b"POST /webhooks/phone HTTP/1.1\r\nHost: broker\r\nContent-Length: 2\r\n\
-          Expect: 100-continue\r\n\r\n",
-    )
-    .await;
-    let mut interim = [0u8; 25];
-    tokio::time::timeout(PATIENCE, posting.read_exact(&mut interim))
-        .await
-        .expect("100 Continue in time")
-        .unwrap();
+    let mut posting = webhook_awaiting_its_body(&broker).await;
 
     let stopping = tokio::spawn(broker.broker.shutdown());
     wait_closed(&mut slow).await;

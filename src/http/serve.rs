@@ -233,14 +233,15 @@ impl ConnectionTable {
     /// progress to close; false when every connection is inside a request.
     fn evict_longest_waiting(&self) -> bool {
         let tenants = self.tenants();
+        // Ties (the same instant) go to the one admitted first.
         let longest = tenants
             .by_id
-            .values()
-            .filter(|t| !t.evict.is_cancelled())
-            .filter_map(|t| t.activity.waiting_since().map(|since| (since, t)))
-            .min_by_key(|(since, _)| *since);
+            .iter()
+            .filter(|(_, t)| !t.evict.is_cancelled())
+            .filter_map(|(id, t)| t.activity.waiting_since().map(|since| (since, *id, t)))
+            .min_by_key(|(since, id, _)| (*since, *id));
         match longest {
-            Some((_, tenant)) => {
+            Some((_, _, tenant)) => {
                 tenant.evict.cancel();
                 true
             }
