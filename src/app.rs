@@ -15,6 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::config::UpstreamKind;
 use crate::dispatch::{Dispatcher, UpstreamHealth};
+use crate::fd_limit;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::smpp::auth::Accounts;
@@ -106,7 +107,8 @@ impl Broker {
             Arc::clone(&metrics),
         );
         let tracker = TaskTracker::new();
-        let connections = Arc::new(Semaphore::new(settings.smpp.max_connections));
+        let caps = fd_limit::caps_for(&settings);
+        let connections = Arc::new(Semaphore::new(caps.smpp));
 
         // Everything that can fail happens before anything is spawned.
         let tls = match &settings.smpp.tls {
@@ -229,17 +231,26 @@ impl Broker {
                     .map(|a| a.system_id.clone())
                     .collect(),
             ),
+            body_limits: http::BodyLimits {
+                max_size: settings.http.max_body_size,
+                read_timeout: settings.http.body_read_timeout,
+            },
         });
         info!(addr = %http_addr, "HTTP listening (health, readiness, metrics)");
-        let stop_http = shutdown.clone();
-        tracker.spawn(async move {
-            let served = axum::serve(http_listener, http)
-                .with_graceful_shutdown(stop_http.cancelled_owned())
-                .await;
-            if let Err(err) = served {
-                warn!(error = %err, "HTTP server stopped");
-            }
-        });
+        let limits = http::ServeLimits {
+            max_connections: caps.http,
+            timeouts: http::ConnectionTimeouts {
+                header_read: settings.http.header_read_timeout,
+                idle: settings.http.idle_timeout,
+            },
+        };
+        tracker.spawn(http::serve(
+            http_listener,
+            http,
+            limits,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
         Ok(Broker {
             smpp_addr,
             http_addr,

@@ -23,6 +23,10 @@ const DEFAULT_ORIGIN: &str = "config/default.toml (built-in)";
 const MAX_PDU_SIZE_LIMIT: u32 = 16 * 1024 * 1024;
 const MIN_PDU_SIZE_LIMIT: u32 = 1024;
 
+/// Bounds of http.max_body_size: webhook events are a few KiB.
+const MIN_HTTP_BODY_LIMIT: usize = 1024;
+const MAX_HTTP_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
 /// SMPP v3.4 system_id is a C-Octet String of at most 16 octets incl. NUL.
 const MAX_SYSTEM_ID_LEN: usize = 15;
 /// SMPP v3.4 password is a C-Octet String of at most 9 octets incl. NUL.
@@ -59,6 +63,9 @@ const STRING_KEYS: &[&str] = &[
     "default_alphabet",
     "long_incoming",
     "busy_timeout",
+    "header_read_timeout",
+    "body_read_timeout",
+    "idle_timeout",
     "mode",
     "base_url",
     "username",
@@ -166,6 +173,21 @@ fn default_tls_bind() -> SocketAddr {
 pub struct HttpSettings {
     pub bind: SocketAddr,
     pub public_url: Option<String>,
+    /// Open HTTP connections at most (lowered at startup when the open-file
+    /// limit cannot hold them next to the SMPP connections).
+    pub max_connections: usize,
+    /// A request's head must be complete this long after the connection opened,
+    /// or after the first byte of a later request on it.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request's body must be complete this long after its head.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection with no request for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest request body in bytes; a larger one gets 413.
+    pub max_body_size: usize,
 }
 
 impl Default for HttpSettings {
@@ -173,6 +195,11 @@ impl Default for HttpSettings {
         HttpSettings {
             bind: SocketAddr::from(([0, 0, 0, 0], 8080)),
             public_url: None,
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_body_size: 64 * 1024,
         }
     }
 }
@@ -900,6 +927,27 @@ impl HttpSettings {
                 ));
             }
         }
+        if self.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("http.header_read_timeout", self.header_read_timeout),
+            ("http.body_read_timeout", self.body_read_timeout),
+            ("http.idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        if !(MIN_HTTP_BODY_LIMIT..=MAX_HTTP_BODY_LIMIT).contains(&self.max_body_size) {
+            return Err(invalid(
+                "http.max_body_size",
+                format!(
+                    "must be between {MIN_HTTP_BODY_LIMIT} and {MAX_HTTP_BODY_LIMIT} (16 MiB), got {}",
+                    self.max_body_size
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -1272,6 +1320,11 @@ upstream = "sandbox"
         assert!(s.smpp.tls.is_none());
         assert_eq!(s.http.bind, "0.0.0.0:8080".parse().expect("addr"));
         assert!(s.http.public_url.is_none());
+        assert_eq!(s.http.max_connections, 256);
+        assert_eq!(s.http.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.http.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.http.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.http.max_body_size, 65536);
         assert_eq!(s.store.path, PathBuf::from("data/broker.db"));
         assert_eq!(s.log.format, LogFormat::Text);
         assert_eq!(s.log.level, "info");
@@ -1881,6 +1934,60 @@ level = "warn,smpp_broker=debug""#,
             error(&with_section("[store]\npath = \"\"")),
             "test.toml: store.path: must not be empty"
         );
+    }
+
+    #[test]
+    fn http_limit_errors_name_their_key() {
+        for (line, expected) in [
+            (
+                "max_connections = 0",
+                "test.toml: http.max_connections: must be at least 1",
+            ),
+            (
+                "header_read_timeout = \"0s\"",
+                "test.toml: http.header_read_timeout: must be longer than zero",
+            ),
+            (
+                "body_read_timeout = \"0s\"",
+                "test.toml: http.body_read_timeout: must be longer than zero",
+            ),
+            (
+                "idle_timeout = \"0s\"",
+                "test.toml: http.idle_timeout: must be longer than zero",
+            ),
+            (
+                "max_body_size = 1023",
+                "test.toml: http.max_body_size: must be between 1024 and 16777216 (16 MiB), got 1023",
+            ),
+            (
+                "max_body_size = 16777217",
+                "test.toml: http.max_body_size: must be between 1024 and 16777216 (16 MiB), got 16777217",
+            ),
+        ] {
+            assert_eq!(error(&with_section(&format!("[http]\n{line}"))), expected);
+        }
+        let msg = error(&with_section("[http]\nidle_timeout = \"soon\""));
+        assert!(msg.starts_with("test.toml: http.idle_timeout: "), "{msg}");
+    }
+
+    #[test]
+    fn http_limits_come_from_the_environment() {
+        let s = parse_env(
+            BASE,
+            &[
+                ("SMPP_BROKER__HTTP__MAX_CONNECTIONS", "32"),
+                ("SMPP_BROKER__HTTP__HEADER_READ_TIMEOUT", "2s"),
+                ("SMPP_BROKER__HTTP__BODY_READ_TIMEOUT", "3s"),
+                ("SMPP_BROKER__HTTP__IDLE_TIMEOUT", "4s"),
+                ("SMPP_BROKER__HTTP__MAX_BODY_SIZE", "4096"),
+            ],
+        )
+        .expect("http overrides");
+        assert_eq!(s.http.max_connections, 32);
+        assert_eq!(s.http.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(s.http.body_read_timeout, Duration::from_secs(3));
+        assert_eq!(s.http.idle_timeout, Duration::from_secs(4));
+        assert_eq!(s.http.max_body_size, 4096);
     }
 
     #[test]

@@ -1,11 +1,19 @@
 //! The HTTP side: health, readiness and metrics (and, with the receipts issue,
 //! the upstreams' webhooks).
 
+mod body;
+mod connection;
+mod serve;
+
+pub use body::BodyLimits;
+pub use connection::ConnectionTimeouts;
+pub use serve::{serve, ServeLimits};
+
 use std::sync::Arc;
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +47,8 @@ pub struct HttpState {
     pub registry: Arc<crate::smpp::registry::Registry>,
     /// Every configured account: each has its sessions gauge, 0 when none is bound.
     pub accounts: Arc<Vec<String>>,
+    /// http.max_body_size and http.body_read_timeout.
+    pub body_limits: BodyLimits,
 }
 
 /// Per upstream, its accounts in configuration order with their receive_numbers.
@@ -169,8 +179,21 @@ async fn webhook(
     State(state): State<HttpState>,
     Path(upstream): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let body = match body::read_body(body, &headers, state.body_limits).await {
+        Ok(body) => body,
+        Err(err) => {
+            let (code, outcome) = match err {
+                body::BodyError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                body::BodyError::TimedOut(_) => (StatusCode::REQUEST_TIMEOUT, "timed_out"),
+                body::BodyError::Broken(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            };
+            warn!(%upstream, error = %err, "webhook refused");
+            state.metrics.webhook(&upstream, "unreadable", outcome);
+            return answer(code, err.to_string());
+        }
+    };
     // The event's name, for the metrics of requests refused before it was read.
     let peek = || {
         serde_json::from_slice::<Envelope>(&body)

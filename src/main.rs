@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use smpp_broker::clock::SystemClock;
 use smpp_broker::config::LogFormat;
+use smpp_broker::fd_limit;
 use smpp_broker::store::{ReadOnlyStore, Store};
 use smpp_broker::{telemetry, Broker, Settings};
 
@@ -135,9 +136,30 @@ async fn healthcheck(url: &str) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let broker = Broker::start(settings).await?;
     broker.run_until(shutdown_signal()).await;
     Ok(())
+}
+
+/// The soft open-file limit up to the hard one: connections are descriptors, and
+/// the connection caps are fitted under the soft limit (src/fd_limit.rs).
+fn raise_open_file_limit() {
+    let shown = |n: Option<u64>| n.map_or("unlimited".to_owned(), |n| n.to_string());
+    match fd_limit::raise_soft_to_hard() {
+        Ok((before, after)) => tracing::info!(
+            soft_before = %shown(before.soft),
+            soft = %shown(after.soft),
+            hard = %shown(after.hard),
+            "open-file limit"
+        ),
+        Err(err) => tracing::warn!(
+            error = %err,
+            soft = %shown(fd_limit::current().soft),
+            hard = %shown(fd_limit::current().hard),
+            "could not raise the open-file limit to the hard limit"
+        ),
+    }
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (docker stop, systemd).

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use common::process::{BrokerProcess, BIN};
 use common::Esme;
+use smpp_broker::fd_limit;
 use smpp_broker::smpp::pdu::BindKind;
 use smpp_broker::Settings;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -111,6 +112,22 @@ fn compose_dockerfile_and_config_agree() {
     assert!(settings.store.path.starts_with("/data"));
     assert!(tls.generate && tls.cert.starts_with("/data") && tls.key.starts_with("/data"));
     assert!(volumes.iter().any(|v| v == "./config:/etc/smpp-broker:ro"));
+
+    // The open-file limit holds both listeners' connection caps as configured.
+    let nofile = &service["ulimits"]["nofile"];
+    let (soft, hard) = (nofile["soft"].as_i64(), nofile["hard"].as_i64());
+    assert!(soft.is_some() && soft == hard, "ulimits nofile soft = hard");
+    let caps = fd_limit::connection_caps(
+        soft.map(|n| n as u64),
+        fd_limit::reserve(&settings),
+        settings.smpp.max_connections,
+        settings.http.max_connections,
+    );
+    assert_eq!(
+        (caps.smpp, caps.http),
+        (settings.smpp.max_connections, settings.http.max_connections),
+        "ulimits nofile {soft:?} is too low for the configured connections"
+    );
 
     // The healthcheck asks /healthz through the broker binary itself.
     let check = strings(&service["healthcheck"]["test"]);

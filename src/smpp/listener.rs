@@ -2,15 +2,17 @@
 //! TLS handshake and the bind happen inside the spawned session task.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
 use super::session::{run_session, SessionContext};
+use crate::accept::Acceptor;
+use crate::log_throttle::LogThrottle;
 
 pub enum Transport {
     Plain,
@@ -27,22 +29,18 @@ pub async fn accept_loop(
     tracker: TaskTracker,
 ) {
     let transport = Arc::new(transport);
-    loop {
-        let accepted = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(ok) => ok,
-            Err(err) => {
-                // Usually EMFILE: back off instead of spinning, and keep serving.
-                error!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    // A failing accept (EMFILE) is logged once per interval and backed off from.
+    let mut acceptor = Acceptor::new(listener, "smpp");
+    let mut refused = LogThrottle::default();
+    while let Some((stream, peer)) = acceptor.next(&ctx.shutdown).await {
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            warn!(%peer, "connection refused: max_connections reached");
+            if let Some(count) = refused.record(Instant::now()) {
+                warn!(
+                    %peer,
+                    count,
+                    "connection refused: max_connections reached (count since the last such line)"
+                );
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

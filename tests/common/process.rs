@@ -35,7 +35,25 @@ impl BrokerProcess {
 
     /// As `spawn`, with `SMPP_BROKER__…` overrides (or other variables) set.
     pub fn spawn_with_env(config: &Path, env: &[(&str, &str)]) -> BrokerProcess {
-        let mut child = Command::new(BIN)
+        Self::spawn_command(Command::new(BIN), config, env)
+    }
+
+    /// As `spawn`, under an open-file limit of `soft` descriptors (hard limit
+    /// `hard`), set by the shell's ulimit just before it runs the broker.
+    pub fn spawn_with_open_files(config: &Path, soft: u64, hard: u64) -> BrokerProcess {
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!(
+                "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""
+            ))
+            .arg(BIN);
+        Self::spawn_command(shell, config, &[])
+    }
+
+    /// Runs `command` (the broker binary, or what execs it) with the config.
+    fn spawn_command(mut command: Command, config: &Path, env: &[(&str, &str)]) -> BrokerProcess {
+        let mut child = command
             .envs(env.iter().copied())
             .arg("--config")
             .arg(config)
