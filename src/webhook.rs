@@ -1,5 +1,5 @@
 //! SMSGate webhooks: signature check and event parsing, pure (the route is in
-//! `http.rs`). ../shared/reference/smsgate-api.md §3.
+//! `http.rs`). docs/smsgate-api.md §3.
 
 use ring::hmac;
 use serde::Deserialize;

@@ -1,5 +1,5 @@
 //! Differential tests of our SMPP v3.4 codec against rusmpp 0.4, an independent
-//! (v5.0) implementation (checklist A6 "matches an independent codec", B2, B3).
+//! (v5.0) implementation (docs/smpp34-checklist.md A6, B2, B3).
 //!
 //! For every PDU both codecs know:
 //!

@@ -1,4 +1,5 @@
-//! The mutation test (checklist A2, A5, A6, A8): more than 100,000 PDUs derived from
+//! The mutation test (docs/smpp34-checklist.md A2, A5, A6, A8): more than 100,000
+//! PDUs derived from
 //! valid seeds of every request kind (and a few responses), mutated with a seeded
 //! xorshift RNG, go through the framing decoder `SmppCodec` and then `Pdu::decode` +
 //! `DecodeError::answer()`. Every case runs under `catch_unwind`; the test fails on any

@@ -1,4 +1,4 @@
-//! Property tests of our SMPP v3.4 codec (checklist A1, A2, A5, A6, A8):
+//! Property tests of our SMPP v3.4 codec (docs/smpp34-checklist.md A1, A2, A5, A6, A8):
 //!
 //! * every `Body` variant, generated with valid field values, survives
 //!   `Pdu::decode(&pdu.to_bytes()) == pdu` and the framing codec;

@@ -14,7 +14,8 @@
 //! `SMPPLIB_TRANSCRIPT=1 cargo test --test interop_smpplib -- --nocapture` prints every
 //! transcript.
 //!
-//! smpplib quirks (checklist B5) shape the scenarios: its bind_* and unbind read the
+//! smpplib quirks (docs/smpp34-checklist.md B5) shape the scenarios: its bind_* and
+//! unbind read the
 //! very next PDU as the response; it never answers a server-initiated unbind; it raises
 //! on unknown TLVs (we keep that strict default); and it refuses to send PDUs its
 //! client-side state machine forbids, so those are written to its socket directly.

@@ -1,6 +1,6 @@
 //! SMSGate (android-sms-gateway) over its 3rd-party REST API: what a request
-//! looks like and what each answer means (../shared/reference/smsgate-api.md
-//! §1, §2, §6). Pure functions; the HTTP client is in `client.rs`.
+//! looks like and what each answer means (docs/smsgate-api.md §1, §2, §6).
+//! Pure functions; the HTTP client is in `client.rs`.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! Delivery receipts as deliver_sm: the de-facto text format of SMPP 3.4
-//! Appendix B and, for 3.4 ESMEs, the TLVs (checklist A11, A14).
+//! Appendix B and, for 3.4 ESMEs, the TLVs (docs/smpp34-checklist.md A11, A14).
 
 use bytes::Bytes;
 

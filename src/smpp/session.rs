@@ -647,7 +647,7 @@ where
         }
     }
 
-    /// The next server sequence number not awaiting a response (A2).
+    /// The next server sequence number not awaiting a response (docs/smpp34-checklist.md A2).
     fn allocate_sequence(&mut self) -> u32 {
         loop {
             let candidate = self.next_sequence;
@@ -714,7 +714,7 @@ where
         }
     }
 
-    /// A 3.3 ESME never gets TLVs from us (A4).
+    /// A 3.3 ESME never gets TLVs from us (docs/smpp34-checklist.md A4).
     fn for_peer<'a>(&self, pdu: &'a Pdu) -> std::borrow::Cow<'a, Pdu> {
         if self.interface_version < SMPP_34 && carries_tlvs(&pdu.body) {
             std::borrow::Cow::Owned(without_tlvs(pdu))

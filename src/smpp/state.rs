@@ -1,5 +1,5 @@
 //! Session states and the v3.4 table of which requests each state accepts
-//! (checklist A4). The rules live here, beside the state, not in the I/O loop.
+//! (docs/smpp34-checklist.md A4). The rules live here, beside the state, not in the I/O loop.
 
 use super::pdu::{BindKind, CommandId};
 

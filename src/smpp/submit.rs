@@ -1,5 +1,5 @@
 //! From a submit_sm, data_sm or submit_multi to the messages the store keeps: every
-//! field validated with its own command_status (checklist A5, A7, A10).
+//! field validated with its own command_status (docs/smpp34-checklist.md A5, A7, A10).
 
 use crate::smpp::pdu::{tlv::tag, Address, CommandStatus as S, DataSm, MultiDest, Sm, Tlvs};
 use crate::smpp::time;

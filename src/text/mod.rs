@@ -1,6 +1,6 @@
 //! Message text: what the octets of a short_message mean, by data_coding (SMPP 3.4
-//! 5.2.19, checklist A7/A10). A payload that does not decode is refused rather than
-//! stored garbled.
+//! 5.2.19, docs/smpp34-checklist.md A7, A10). A payload that does not decode is
+//! refused rather than stored garbled.
 
 pub mod gsm7;
 

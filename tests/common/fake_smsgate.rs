@@ -1,10 +1,10 @@
 //! A fake SMSGate (android-sms-gateway) REST server for integration tests.
 //!
-//! It imitates the 3rd-party API described in `/work/shared/reference/smsgate-api.md`
-//! (§1–§4 and §6) closely enough for the broker's upstream adapter to be tested
-//! against it: the three URL layouts ([`Mode`]), Basic auth, `POST /messages`
-//! validation and its error bodies, message state/cancel, webhook registration and
-//! the device list. On top of that it offers fault injection on `POST /messages`
+//! It imitates the 3rd-party API described in `docs/smsgate-api.md` (§1–§6)
+//! closely enough for the broker's upstream adapter to be tested against it: the
+//! three URL layouts ([`Mode`]), Basic auth, `POST /messages` validation and its
+//! error bodies, message state/cancel, webhook registration, the inbox and the
+//! device list. On top of that it offers fault injection on `POST /messages`
 //! ([`Fault`], [`FakeSmsGate::push_faults`], [`FakeSmsGate::fail_every`]) and
 //! inspection of everything that arrived ([`FakeSmsGate::accepted`], ...).
 //!
@@ -13,7 +13,7 @@
 //!   with region RU (so national formats the real server would normalise are 400s
 //!   here, and "not mobile phone number" never happens);
 //! * one account with exactly one device; no JWT, no `GET /messages` list, no
-//!   inbox/settings/logs routes, no queue-limit bookkeeping (only the injected fault);
+//!   settings/logs routes, no queue-limit bookkeeping (only the injected fault);
 //! * once a message left `Pending`/`Cancelling`, cloud/private `GET`s hash the
 //!   recipients (first 16 hex chars of SHA-256, computed with the SHA-256 of
 //!   `rustls`' ring provider since `sha2` is no direct dependency) and drop the

@@ -57,7 +57,8 @@ pub enum TlvProfile {
     RusmppCompatible,
 }
 
-/// The known tags whose value length the codec fixes (tlv.rs `fixed_len`, checklist A8).
+/// The known tags whose value length the codec fixes (tlv.rs `fixed_len`,
+/// docs/smpp34-checklist.md A8).
 pub const FIXED_LEN_TAGS: &[(u16, usize)] = &[
     (tag::DEST_ADDR_SUBUNIT, 1),
     (tag::SOURCE_ADDR_SUBUNIT, 1),

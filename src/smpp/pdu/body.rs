@@ -1,4 +1,4 @@
-//! The PDU bodies of SMPP v3.4 (checklist A6) and their wire layouts.
+//! The PDU bodies of SMPP v3.4 (docs/smpp34-checklist.md A6) and their wire layouts.
 //!
 //! Lengths: "c(N)" below is a C-Octet String whose maximum N counts the NUL.
 

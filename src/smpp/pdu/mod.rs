@@ -1,7 +1,7 @@
 //! The SMPP v3.4 codec: pure functions from bytes to PDUs and back, no I/O.
 //!
 //! A decode failure always knows which command_status answers it and which sequence
-//! number to echo, so the session can answer and go on (checklist A5).
+//! number to echo, so the session can answer and go on (docs/smpp34-checklist.md A5).
 
 mod body;
 mod command;

@@ -1,4 +1,4 @@
-//! Hex vectors from the checklist (A2) and hand-made edge cases.
+//! Hex vectors of common PDUs (docs/smpp34-checklist.md A2) and hand-made edge cases.
 
 use super::*;
 

@@ -1,6 +1,6 @@
 //! Reading and writing the SMPP primitive types: big-endian integers, C-Octet Strings,
 //! Fixed 1|17 time strings and Octet Strings. A decode failure carries the command_status
-//! the server must answer with (checklist A5), so callers never guess.
+//! the server must answer with (docs/smpp34-checklist.md A5), so callers never guess.
 
 use bytes::{BufMut, BytesMut};
 
