@@ -1,11 +1,20 @@
 //! Bind credentials: the accounts of the config, checked against a plain password
 //! (development) or an argon2 hash.
+//!
+//! Two protections live here. argon2 holds its memory cost (19 MiB with the
+//! defaults) while it runs, so at most one verification per core runs at once and
+//! parallel binds queue instead of exhausting memory. And when any account has a
+//! `password_hash`, every bind costs exactly one verification: an unknown system_id
+//! or a plain-password account is checked against a decoy hash with the same
+//! parameters, so the answer's timing does not tell which system_ids exist.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::{Argon2, Params};
+use tokio::sync::Semaphore;
 
 use super::pdu::{BindKind, CommandStatus};
 use super::throttle::TokenBucket;
@@ -86,11 +95,19 @@ impl BindRefusal {
 
 pub struct Accounts {
     by_system_id: HashMap<String, Arc<Account>>,
+    verifier: Verifier,
 }
 
 impl Accounts {
+    /// The accounts, with one argon2 verification at a time per core.
     pub fn from_settings(accounts: &[AccountSettings]) -> Accounts {
-        let by_system_id = accounts
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Accounts::with_verification_limit(accounts, cores)
+    }
+
+    /// The accounts, with at most `limit` argon2 verifications running at once.
+    pub fn with_verification_limit(accounts: &[AccountSettings], limit: usize) -> Accounts {
+        let by_system_id: HashMap<String, Arc<Account>> = accounts
             .iter()
             .map(|a| {
                 let credential = match (&a.password_hash, &a.password) {
@@ -112,7 +129,15 @@ impl Accounts {
                 (a.system_id.clone(), Arc::new(account))
             })
             .collect();
-        Accounts { by_system_id }
+        // The decoy copies the parameters of the first hashed account in config order.
+        let decoy_template = accounts
+            .iter()
+            .find_map(|a| a.password_hash.as_ref())
+            .map(|hash| hash.expose().to_owned());
+        Accounts {
+            by_system_id,
+            verifier: Verifier::new(limit, decoy_template),
+        }
     }
 
     pub fn get(&self, system_id: &str) -> Option<&Arc<Account>> {
@@ -131,25 +156,34 @@ impl Accounts {
         ids
     }
 
-    /// Checks system_id, password and bind type. argon2 runs on the blocking pool so
-    /// that a burst of binds does not stall the sessions sharing this worker thread.
+    /// How many argon2 verifications ran, run now, and ran at most at once.
+    pub fn verification_stats(&self) -> VerificationStats {
+        self.verifier.stats()
+    }
+
+    /// Checks system_id, password and bind type. Every path costs the same: one
+    /// verification against the account's hash or the decoy (none at all when no
+    /// account has a hash), so an unknown system_id is refused as slowly as a wrong
+    /// password.
     pub async fn authenticate(
         &self,
         system_id: &str,
         password: &str,
         kind: BindKind,
     ) -> Result<Arc<Account>, BindRefusal> {
-        let account = self.get(system_id).ok_or(BindRefusal::UnknownSystemId)?;
-        let password_ok = match &account.credential {
-            Credential::Plain(expected) => constant_time_eq(expected.expose(), password),
-            Credential::Argon2(hash) => {
-                let hash = hash.expose().to_owned();
-                let password = password.to_owned();
-                tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-                    .await
-                    .unwrap_or(false)
+        let account = self.get(system_id);
+        let password_ok = match account.map(|a| &a.credential) {
+            Some(Credential::Argon2(hash)) => self.verifier.verify(hash.expose(), password).await,
+            Some(Credential::Plain(expected)) => {
+                self.verifier.verify_decoy(password).await;
+                constant_time_eq(expected.expose(), password)
+            }
+            None => {
+                self.verifier.verify_decoy(password).await;
+                false
             }
         };
+        let account = account.ok_or(BindRefusal::UnknownSystemId)?;
         if !password_ok {
             return Err(BindRefusal::WrongPassword);
         }
@@ -158,6 +192,136 @@ impl Accounts {
         }
         Ok(Arc::clone(account))
     }
+}
+
+/// A reading of the verification counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerificationStats {
+    /// Verifications started since the broker started, decoys included.
+    pub total: u64,
+    /// Verifications running now.
+    pub running: usize,
+    /// The most that ever ran at once.
+    pub peak: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    total: AtomicU64,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts one verification as running while it lives.
+struct Running<'a>(&'a Counters);
+
+impl<'a> Running<'a> {
+    fn start(counters: &'a Counters) -> Running<'a> {
+        counters.total.fetch_add(1, Ordering::Relaxed);
+        let now = counters.running.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.peak.fetch_max(now, Ordering::SeqCst);
+        Running(counters)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs argon2 on the blocking pool, at most `limit` at once, so that a burst of
+/// binds neither stalls the sessions sharing a worker thread nor holds more than
+/// `limit` times argon2's memory.
+struct Verifier {
+    permits: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    /// A configured hash whose parameters the decoy copies; None: no account has one.
+    decoy_template: Option<Arc<str>>,
+    /// Made on first use, off the async threads.
+    decoy: Arc<OnceLock<String>>,
+}
+
+impl Verifier {
+    fn new(limit: usize, decoy_template: Option<String>) -> Verifier {
+        Verifier {
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+            counters: Arc::default(),
+            decoy_template: decoy_template.map(Arc::from),
+            decoy: Arc::default(),
+        }
+    }
+
+    fn stats(&self) -> VerificationStats {
+        VerificationStats {
+            total: self.counters.total.load(Ordering::Relaxed),
+            running: self.counters.running.load(Ordering::SeqCst),
+            peak: self.counters.peak.load(Ordering::SeqCst),
+        }
+    }
+
+    async fn verify(&self, phc_hash: &str, password: &str) -> bool {
+        let hash = phc_hash.to_owned();
+        self.run(password, move || hash).await
+    }
+
+    /// The same work as a real verification, whose result means nothing.
+    async fn verify_decoy(&self, password: &str) {
+        let Some(template) = self.decoy_template.clone() else {
+            return;
+        };
+        let decoy = Arc::clone(&self.decoy);
+        self.run(password, move || {
+            decoy.get_or_init(|| decoy_hash(&template)).clone()
+        })
+        .await;
+    }
+
+    /// Verifies `password` against the hash `hash_of` gives, once a permit is free.
+    async fn run(&self, password: &str, hash_of: impl FnOnce() -> String + Send + 'static) -> bool {
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return false;
+        };
+        let counters = Arc::clone(&self.counters);
+        let password = password.to_owned();
+        // The permit moves into the blocking task: a session that goes away while
+        // its verification runs does not free a slot before the memory is.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _running = Running::start(&counters);
+            verify_password(&hash_of(), &password)
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+/// A hash of a random password with the template's algorithm, version and
+/// parameters: verifying against it costs what verifying against the template does.
+fn decoy_hash(template: &str) -> String {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let mut password = [0u8; 16];
+    rand::Rng::fill(&mut rand::rngs::OsRng, &mut password);
+    let customized = PasswordHash::new(template).and_then(|parsed| {
+        let params = Params::try_from(&parsed)?;
+        Argon2::default()
+            .hash_password_customized(
+                &password,
+                Some(parsed.algorithm),
+                parsed.version,
+                params,
+                &salt,
+            )
+            .map(|hash| hash.to_string())
+    });
+    // Config validation parsed the template; the default parameters are a fallback only.
+    customized
+        .or_else(|_| {
+            Argon2::default()
+                .hash_password(&password, &salt)
+                .map(|h| h.to_string())
+        })
+        .unwrap_or_default()
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
@@ -206,8 +370,7 @@ mod tests {
 
     #[tokio::test]
     async fn plain_and_hashed_passwords() {
-        let hash = hash_password("s3cret").unwrap();
-        assert!(hash.starts_with("$argon2id$"));
+        let hash = cheap_hash("s3cret", 64);
         let accounts = Accounts::from_settings(&[
             account("plain", Some("pw"), None),
             account("hashed", None, Some(hash)),
@@ -237,6 +400,115 @@ mod tests {
         assert_eq!(accounts.with_plain_passwords(), vec!["plain"]);
     }
 
+    /// A hash with small parameters: the tests count verifications, not their cost.
+    fn cheap_hash(password: &str, m_cost_kib: u32) -> String {
+        let params = Params::new(m_cost_kib, 1, 1, None).unwrap();
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::from(params)
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_verifications_never_exceed_the_limit() {
+        let hash = cheap_hash("s3cret", 4096);
+        let accounts = Arc::new(Accounts::with_verification_limit(
+            &[account("hashed", None, Some(hash))],
+            2,
+        ));
+        let binds: Vec<_> = (0..24)
+            .map(|_| {
+                let accounts = Arc::clone(&accounts);
+                tokio::spawn(async move {
+                    accounts
+                        .authenticate("hashed", "wrong", BindKind::Transmitter)
+                        .await
+                        .err()
+                })
+            })
+            .collect();
+        for bind in binds {
+            assert_eq!(bind.await.unwrap(), Some(BindRefusal::WrongPassword));
+        }
+        let stats = accounts.verification_stats();
+        assert_eq!(stats.total, 24, "every bind was verified");
+        assert_eq!(stats.running, 0);
+        assert!(
+            (1..=2).contains(&stats.peak),
+            "at most 2 verifications at once, saw {}",
+            stats.peak
+        );
+    }
+
+    #[tokio::test]
+    async fn every_bind_costs_one_verification_when_an_account_has_a_hash() {
+        let accounts = Accounts::from_settings(&[
+            account("hashed", None, Some(cheap_hash("s3cret", 64))),
+            account("plain", Some("pw"), None),
+        ]);
+        let tx = BindKind::Transmitter;
+        let total = || accounts.verification_stats().total;
+        assert_eq!(
+            accounts.authenticate("nobody", "pw", tx).await.err(),
+            Some(BindRefusal::UnknownSystemId)
+        );
+        assert_eq!(
+            total(),
+            1,
+            "an unknown system_id is checked against the decoy"
+        );
+        assert_eq!(
+            accounts.authenticate("hashed", "wrong", tx).await.err(),
+            Some(BindRefusal::WrongPassword)
+        );
+        assert_eq!(total(), 2);
+        assert_eq!(
+            accounts.authenticate("plain", "px", tx).await.err(),
+            Some(BindRefusal::WrongPassword)
+        );
+        assert!(accounts.authenticate("plain", "pw", tx).await.is_ok());
+        assert_eq!(
+            total(),
+            4,
+            "a plain password costs a decoy verification too"
+        );
+        assert!(accounts.authenticate("hashed", "s3cret", tx).await.is_ok());
+        assert_eq!(total(), 5);
+    }
+
+    #[tokio::test]
+    async fn without_hashed_accounts_no_argon2_runs() {
+        let accounts = Accounts::from_settings(&[account("plain", Some("pw"), None)]);
+        let tx = BindKind::Transmitter;
+        assert!(accounts.authenticate("nobody", "pw", tx).await.is_err());
+        assert!(accounts.authenticate("plain", "pw", tx).await.is_ok());
+        assert_eq!(accounts.verification_stats().total, 0);
+    }
+
+    #[test]
+    fn the_decoy_copies_the_template_parameters_with_its_own_salt() {
+        let params = Params::new(128, 3, 2, Some(24)).unwrap();
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let template = Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x10, params)
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        let decoy = decoy_hash(&template);
+        let (template, decoy) = (
+            PasswordHash::new(&template).unwrap(),
+            PasswordHash::new(&decoy).unwrap(),
+        );
+        assert_eq!(decoy.algorithm, template.algorithm);
+        assert_eq!(decoy.version, template.version);
+        assert_eq!(
+            Params::try_from(&decoy).unwrap(),
+            Params::try_from(&template).unwrap()
+        );
+        assert_ne!(decoy.salt, template.salt);
+        assert!(!verify_password(&decoy.to_string(), "pw"));
+    }
+
     #[test]
     fn refusal_statuses_hide_existence_unless_detailed() {
         assert_eq!(
@@ -259,6 +531,16 @@ mod tests {
             BindRefusal::TooManySessions.status(true),
             CommandStatus::ESME_RBINDFAIL
         );
+    }
+
+    #[test]
+    fn hash_password_makes_argon2id_with_the_default_parameters() {
+        let hash = hash_password("s3cret").unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(verify_password(&hash, "s3cret"));
     }
 
     #[test]
