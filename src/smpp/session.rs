@@ -8,7 +8,7 @@ use super::delivery::{DeliveryHub, DeliveryJob};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -29,7 +29,7 @@ use super::pdu::{
 use super::registry::{BoundSession, Registration, Registry};
 use super::service::{MessageService, Requester};
 use super::state::{Admission, SessionState};
-use super::throttle::FailedBinds;
+use super::throttle::{BindOutcome, BindThrottle};
 use crate::config::SmppSettings;
 use crate::metrics::Metrics;
 use prometheus_client::metrics::counter::Counter;
@@ -49,7 +49,7 @@ pub struct SessionContext {
     /// Where receiving sessions get their receipts and incoming messages.
     pub deliveries: Option<DeliveryHub>,
     pub metrics: Arc<Metrics>,
-    failed_binds: Mutex<FailedBinds>,
+    bind_throttle: BindThrottle,
     next_session_id: AtomicU64,
 }
 
@@ -62,8 +62,8 @@ impl SessionContext {
         deliveries: Option<DeliveryHub>,
         metrics: Arc<Metrics>,
     ) -> Arc<SessionContext> {
-        let failed_binds =
-            FailedBinds::new(settings.failed_bind_delay, settings.failed_bind_delay_max);
+        let bind_throttle =
+            BindThrottle::new(settings.failed_bind_delay, settings.failed_bind_delay_max);
         Arc::new(SessionContext {
             settings,
             accounts,
@@ -72,15 +72,9 @@ impl SessionContext {
             shutdown,
             deliveries,
             metrics,
-            failed_binds: Mutex::new(failed_binds),
+            bind_throttle,
             next_session_id: AtomicU64::new(1),
         })
-    }
-
-    fn failed_binds(&self) -> std::sync::MutexGuard<'_, FailedBinds> {
-        self.failed_binds
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -506,15 +500,8 @@ where
     }
 
     async fn on_bind(&mut self, kind: BindKind, bind: Bind, sequence: u32) -> Flow {
-        let ip = self.peer.ip();
-        let delay = self.ctx.failed_binds().delay_for(ip);
-        if !delay.is_zero() {
-            debug!(
-                delay_ms = delay.as_millis() as u64,
-                "slowing down a peer with failed binds"
-            );
-            tokio::time::sleep(delay).await;
-        }
+        let ctx = Arc::clone(&self.ctx);
+        let attempt = ctx.bind_throttle.admit(self.peer.ip()).await;
         info!(
             system_id = %bind.system_id,
             bind_type = kind.name(),
@@ -540,7 +527,7 @@ where
         let (account, registration) = match registered {
             Ok(ok) => ok,
             Err(refusal) => {
-                self.ctx.failed_binds().record_failure(ip);
+                attempt.end(BindOutcome::Refused);
                 warn!(system_id = %bind.system_id, bind_type = kind.name(), reason = refusal.reason(), "bind refused");
                 let status = refusal.status(self.ctx.settings.detailed_bind_errors);
                 let _ = self
@@ -549,7 +536,7 @@ where
                 return Flow::Close("bind refused");
             }
         };
-        self.ctx.failed_binds().record_success(ip);
+        attempt.end(BindOutcome::Bound);
         tracing::Span::current().record("system_id", account.system_id.as_str());
         self.interface_version = bind.interface_version;
         self.state = SessionState::Bound(kind);
