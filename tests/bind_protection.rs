@@ -68,6 +68,23 @@ async fn bind_from(
     (resp.command_status, start.elapsed())
 }
 
+/// `count` binds from `ip`, each on its own session and port, all at once.
+fn binds_from(
+    ctx: &Arc<SessionContext>,
+    ip: &str,
+    count: u16,
+    password: &'static str,
+    start: Instant,
+) -> Vec<tokio::task::JoinHandle<(CommandStatus, Duration)>> {
+    (0..count)
+        .map(|i| {
+            let ctx = Arc::clone(ctx);
+            let peer = format!("{ip}:{}", 40000 + i);
+            tokio::spawn(async move { bind_from(&ctx, &peer, password, start).await })
+        })
+        .collect()
+}
+
 fn seconds(delays: &[Duration]) -> Vec<f64> {
     delays.iter().map(Duration::as_secs_f64).collect()
 }
@@ -76,14 +93,8 @@ fn seconds(delays: &[Duration]) -> Vec<f64> {
 async fn parallel_wrong_binds_from_one_address_wait_as_sequential_ones_do() {
     let ctx = context();
     let start = Instant::now();
-    let attempts = (0..10).map(|i| {
-        let ctx = Arc::clone(&ctx);
-        tokio::spawn(async move {
-            bind_from(&ctx, &format!("192.0.2.1:{}", 40000 + i), "wrong", start).await
-        })
-    });
     let mut answered = Vec::new();
-    for attempt in attempts.collect::<Vec<_>>() {
+    for attempt in binds_from(&ctx, "192.0.2.1", 10, "wrong", start) {
         let (status, at) = attempt.await.unwrap();
         assert_eq!(status, CommandStatus::ESME_RBINDFAIL);
         answered.push(at);
@@ -100,14 +111,7 @@ async fn parallel_wrong_binds_from_one_address_wait_as_sequential_ones_do() {
 async fn a_correct_bind_from_another_address_is_not_held_back() {
     let ctx = context();
     let start = Instant::now();
-    let attacks: Vec<_> = (0..10)
-        .map(|i| {
-            let ctx = Arc::clone(&ctx);
-            tokio::spawn(async move {
-                bind_from(&ctx, &format!("192.0.2.1:{}", 40000 + i), "wrong", start).await
-            })
-        })
-        .collect();
+    let attacks = binds_from(&ctx, "192.0.2.1", 10, "wrong", start);
     // Half a second in, while most of the attempts above wait.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, at) = bind_from(&ctx, "198.51.100.7:40000", "demo1234", start).await;
@@ -122,15 +126,7 @@ async fn a_correct_bind_from_another_address_is_not_held_back() {
 async fn parallel_correct_binds_from_one_address_all_go_at_once() {
     let ctx = context();
     let start = Instant::now();
-    let binds: Vec<_> = (0..5)
-        .map(|i| {
-            let ctx = Arc::clone(&ctx);
-            tokio::spawn(async move {
-                bind_from(&ctx, &format!("192.0.2.9:{}", 40000 + i), "demo1234", start).await
-            })
-        })
-        .collect();
-    for bind in binds {
+    for bind in binds_from(&ctx, "192.0.2.9", 5, "demo1234", start) {
         // Any that waited behind the first is released by its success.
         assert_eq!(
             bind.await.unwrap(),
