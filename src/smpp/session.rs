@@ -649,9 +649,6 @@ where
         }
     }
 
-    /// Writes `first` and every other response that is already complete, then
-    /// flushes once: a group commit completes many submits at the same moment, and
-    /// one write for all of them saves a system call per response.
     /// Counts the answer to a submit in `smpp_broker_submits_total`.
     fn count_submit(&mut self, response: &Pdu) {
         let key = (response.command_id(), response.command_status);
@@ -666,13 +663,14 @@ where
         }
     }
 
+    /// Writes `first` and every other response that is already complete, then
+    /// flushes once: a group commit completes many submits at the same moment, and
+    /// one write for all of them saves a system call per response.
     async fn send_responses(&mut self, first: Pdu) -> Flow {
         let mut next = Some(first);
         while let Some(response) = next {
-            self.count_submit(&response);
-            if let Err(err) = self.writer.feed(self.for_peer(&response).as_ref()).await {
-                debug!(error = %err, "write failed");
-                return Flow::Close("write error");
+            if let Flow::Close(reason) = self.feed(&response).await {
+                return Flow::Close(reason);
             }
             next = self.in_flight.next().now_or_never().flatten();
         }
@@ -680,23 +678,53 @@ where
     }
 
     async fn send(&mut self, pdu: &Pdu) -> Flow {
-        self.count_submit(pdu);
-        if let Err(err) = self.writer.feed(self.for_peer(pdu).as_ref()).await {
-            debug!(error = %err, "write failed");
-            return Flow::Close("write error");
+        if let Flow::Close(reason) = self.feed(pdu).await {
+            return Flow::Close(reason);
         }
         self.flush().await
     }
 
+    /// Buffers one PDU; the codec writes out when its buffer grows full.
+    async fn feed(&mut self, pdu: &Pdu) -> Flow {
+        self.count_submit(pdu);
+        let pdu = self.for_peer(pdu);
+        let limit = self.ctx.settings.response_timeout;
+        let written = tokio::time::timeout(limit, self.writer.feed(pdu.as_ref())).await;
+        self.after_write(written)
+    }
+
     async fn flush(&mut self) -> Flow {
-        match self.writer.flush().await {
-            Ok(()) => {
-                self.last_sent = Instant::now();
-                Flow::Continue
-            }
-            Err(err) => {
+        let limit = self.ctx.settings.response_timeout;
+        let written = tokio::time::timeout(limit, self.writer.flush()).await;
+        let flow = self.after_write(written);
+        if matches!(flow, Flow::Continue) {
+            self.last_sent = Instant::now();
+        }
+        flow
+    }
+
+    /// A peer that takes nothing for response_timeout while we write has stopped
+    /// reading: without this bound the session would wait on the full socket
+    /// forever, bound and holding its max_sessions slot, with no timer running.
+    fn after_write(
+        &self,
+        written: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
+    ) -> Flow {
+        match written {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(err)) => {
                 debug!(error = %err, "write failed");
                 Flow::Close("write error")
+            }
+            Err(_) => {
+                let system_id = self.account.as_ref().map_or("", |a| a.system_id.as_str());
+                warn!(
+                    system_id,
+                    peer = %self.peer,
+                    timeout = ?self.ctx.settings.response_timeout,
+                    "the peer took nothing within response_timeout (it stopped reading): closing the session"
+                );
+                Flow::Close("write timeout")
             }
         }
     }
@@ -710,11 +738,12 @@ where
         }
     }
 
-    /// Closes the transport after everything written was flushed.
+    /// Frees the session's max_sessions slot, then closes the transport (a TLS
+    /// close_notify to a peer that stopped reading waits at most 5 s).
     async fn close(&mut self) {
+        self.registration = None;
         let _ =
             tokio::time::timeout(Duration::from_secs(5), self.writer.get_mut().shutdown()).await;
-        self.registration = None;
     }
 }
 
