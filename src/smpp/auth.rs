@@ -1,24 +1,27 @@
 //! Bind credentials: the accounts of the config, checked against a plain password
 //! (development) or an argon2 hash.
 //!
-//! Two protections live here. argon2 holds its memory cost (19 MiB with the
-//! defaults) while it runs, so at most one verification per core runs at once and
-//! parallel binds queue instead of exhausting memory. And when any account has a
+//! Two protections live here. argon2 needs its memory cost (19 MiB with the
+//! defaults) for each verification, so at most one per core runs at once, in
+//! working memory that is reused (src/smpp/auth/verifier.rs), and parallel binds
+//! queue instead of exhausting memory. And when any account has a
 //! `password_hash`, every bind costs exactly one verification: an unknown system_id
 //! or a plain-password account is checked against a decoy hash with the same
 //! parameters, so the answer's timing does not tell which system_ids exist.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+mod verifier;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, Params};
-use tokio::sync::Semaphore;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::Argon2;
 
 use super::pdu::{BindKind, CommandStatus};
 use super::throttle::TokenBucket;
 use crate::config::{AccountSettings, BindType, Secret};
+use verifier::Verifier;
+pub use verifier::{verify_with, VerificationStats};
 
 enum Credential {
     Plain(Secret),
@@ -194,149 +197,12 @@ impl Accounts {
     }
 }
 
-/// A reading of the verification counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VerificationStats {
-    /// Verifications started since the broker started, decoys included.
-    pub total: u64,
-    /// Verifications running now.
-    pub running: usize,
-    /// The most that ever ran at once.
-    pub peak: usize,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    total: AtomicU64,
-    running: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-/// Counts one verification as running while it lives.
-struct Running<'a>(&'a Counters);
-
-impl<'a> Running<'a> {
-    fn start(counters: &'a Counters) -> Running<'a> {
-        counters.total.fetch_add(1, Ordering::Relaxed);
-        let now = counters.running.fetch_add(1, Ordering::SeqCst) + 1;
-        counters.peak.fetch_max(now, Ordering::SeqCst);
-        Running(counters)
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.running.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Runs argon2 on the blocking pool, at most `limit` at once, so that a burst of
-/// binds neither stalls the sessions sharing a worker thread nor holds more than
-/// `limit` times argon2's memory.
-struct Verifier {
-    permits: Arc<Semaphore>,
-    counters: Arc<Counters>,
-    /// A configured hash whose parameters the decoy copies; None: no account has one.
-    decoy_template: Option<Arc<str>>,
-    /// Made on first use, off the async threads.
-    decoy: Arc<OnceLock<String>>,
-}
-
-impl Verifier {
-    fn new(limit: usize, decoy_template: Option<String>) -> Verifier {
-        Verifier {
-            permits: Arc::new(Semaphore::new(limit.max(1))),
-            counters: Arc::default(),
-            decoy_template: decoy_template.map(Arc::from),
-            decoy: Arc::default(),
-        }
-    }
-
-    fn stats(&self) -> VerificationStats {
-        VerificationStats {
-            total: self.counters.total.load(Ordering::Relaxed),
-            running: self.counters.running.load(Ordering::SeqCst),
-            peak: self.counters.peak.load(Ordering::SeqCst),
-        }
-    }
-
-    async fn verify(&self, phc_hash: &str, password: &str) -> bool {
-        let hash = phc_hash.to_owned();
-        self.run(password, move || hash).await
-    }
-
-    /// The same work as a real verification, whose result means nothing.
-    async fn verify_decoy(&self, password: &str) {
-        let Some(template) = self.decoy_template.clone() else {
-            return;
-        };
-        let decoy = Arc::clone(&self.decoy);
-        self.run(password, move || {
-            decoy.get_or_init(|| decoy_hash(&template)).clone()
-        })
-        .await;
-    }
-
-    /// Verifies `password` against the hash `hash_of` gives, once a permit is free.
-    async fn run(&self, password: &str, hash_of: impl FnOnce() -> String + Send + 'static) -> bool {
-        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-            return false;
-        };
-        let counters = Arc::clone(&self.counters);
-        let password = password.to_owned();
-        // The permit moves into the blocking task: a session that goes away while
-        // its verification runs does not free a slot before the memory is.
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _running = Running::start(&counters);
-            verify_password(&hash_of(), &password)
-        })
-        .await
-        .unwrap_or(false)
-    }
-}
-
-/// A hash of a random password with the template's algorithm, version and
-/// parameters: verifying against it costs what verifying against the template does.
-fn decoy_hash(template: &str) -> String {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    let mut password = [0u8; 16];
-    rand::Rng::fill(&mut rand::rngs::OsRng, &mut password);
-    let customized = PasswordHash::new(template).and_then(|parsed| {
-        let params = Params::try_from(&parsed)?;
-        Argon2::default()
-            .hash_password_customized(
-                &password,
-                Some(parsed.algorithm),
-                parsed.version,
-                params,
-                &salt,
-            )
-            .map(|hash| hash.to_string())
-    });
-    // Config validation parsed the template; the default parameters are a fallback only.
-    customized
-        .or_else(|_| {
-            Argon2::default()
-                .hash_password(&password, &salt)
-                .map(|h| h.to_string())
-        })
-        .unwrap_or_default()
-}
-
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    constant_time_eq_bytes(a.as_bytes(), b.as_bytes())
 }
 
-pub fn verify_password(phc_hash: &str, password: &str) -> bool {
-    PasswordHash::new(phc_hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+fn constant_time_eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// An argon2id PHC string for `[[accounts]] password_hash`.
@@ -350,6 +216,7 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::Params;
 
     fn account(system_id: &str, password: Option<&str>, hash: Option<String>) -> AccountSettings {
         AccountSettings {
@@ -439,6 +306,11 @@ mod tests {
             "at most 2 verifications at once, saw {}",
             stats.peak
         );
+        assert!(
+            (1..=2).contains(&stats.memories),
+            "argon2's working memory reused, not made per bind: {} made",
+            stats.memories
+        );
     }
 
     #[tokio::test]
@@ -487,29 +359,6 @@ mod tests {
     }
 
     #[test]
-    fn the_decoy_copies_the_template_parameters_with_its_own_salt() {
-        let params = Params::new(128, 3, 2, Some(24)).unwrap();
-        let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        let template = Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x10, params)
-            .hash_password(b"pw", &salt)
-            .unwrap()
-            .to_string();
-        let decoy = decoy_hash(&template);
-        let (template, decoy) = (
-            PasswordHash::new(&template).unwrap(),
-            PasswordHash::new(&decoy).unwrap(),
-        );
-        assert_eq!(decoy.algorithm, template.algorithm);
-        assert_eq!(decoy.version, template.version);
-        assert_eq!(
-            Params::try_from(&decoy).unwrap(),
-            Params::try_from(&template).unwrap()
-        );
-        assert_ne!(decoy.salt, template.salt);
-        assert!(!verify_password(&decoy.to_string(), "pw"));
-    }
-
-    #[test]
     fn refusal_statuses_hide_existence_unless_detailed() {
         assert_eq!(
             BindRefusal::WrongPassword.status(false),
@@ -540,11 +389,6 @@ mod tests {
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
-        assert!(verify_password(&hash, "s3cret"));
-    }
-
-    #[test]
-    fn a_malformed_hash_never_verifies() {
-        assert!(!verify_password("not-a-phc-string", "pw"));
+        assert!(verify_with(&hash, "s3cret", &mut Vec::new()));
     }
 }
