@@ -3,65 +3,40 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::logs::Captured;
 use common::messages::{bound, sm, submit_ok};
 use common::{test_settings, TestBroker, PATIENCE};
 use smpp_broker::clock::ManualClock;
 use smpp_broker::smpp::pdu::{Body, CommandStatus, Pdu};
 
-/// Everything the broker logs, as JSON lines.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// How many ERROR lines the SMPP side wrote (the store's own are not counted).
+fn smpp_errors(logs: &Captured) -> usize {
+    logs.lines()
+        .iter()
+        .filter(|line| line["level"] == "ERROR")
+        .filter(|line| {
+            line["target"]
+                .as_str()
+                .unwrap()
+                .starts_with("smpp_broker::smpp")
+        })
+        .count()
 }
 
-impl Captured {
-    fn lines(&self) -> Vec<serde_json::Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
-    /// How many ERROR lines the SMPP side wrote (the store's own are not counted).
-    fn smpp_errors(&self) -> usize {
-        self.lines()
-            .iter()
-            .filter(|line| line["level"] == "ERROR")
-            .filter(|line| {
-                line["target"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("smpp_broker::smpp")
-            })
-            .count()
-    }
-
-    /// The "requests refused" lines: (level, system_id, refused, reasons).
-    fn refusal_lines(&self) -> Vec<(String, String, u64, String)> {
-        self.lines()
-            .into_iter()
-            .filter(|line| line["fields"]["message"] == "requests refused")
-            .map(|line| {
-                let field = |name: &str| line["fields"][name].as_str().unwrap_or("").to_owned();
-                let refused = line["fields"]["refused"].as_u64().unwrap();
-                let level = line["level"].as_str().unwrap().to_owned();
-                (level, field("system_id"), refused, field("reasons"))
-            })
-            .collect()
-    }
+/// The "requests refused" lines: (level, system_id, refused, reasons).
+fn refusal_lines(logs: &Captured) -> Vec<(String, String, u64, String)> {
+    logs.with_message("requests refused")
+        .into_iter()
+        .map(|line| {
+            let field = |name: &str| line["fields"][name].as_str().unwrap_or("").to_owned();
+            let refused = line["fields"]["refused"].as_u64().unwrap();
+            let level = line["level"].as_str().unwrap().to_owned();
+            (level, field("system_id"), refused, field("reasons"))
+        })
+        .collect()
 }
 
 /// Checks an ERROR line's account and count; its reasons.
@@ -81,13 +56,7 @@ fn expect_line<'a>(
 // A current-thread runtime: the broker's tasks log on this thread, into `logs`.
 #[tokio::test]
 async fn a_flood_of_refused_submits_is_one_line_per_account_per_10_seconds() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(move || writer.clone())
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let (logs, _logging) = common::logs::capture();
 
     // A short busy_timeout, so a lock held elsewhere fails each write quickly.
     let dir = tempfile::tempdir().unwrap();
@@ -115,8 +84,8 @@ async fn a_flood_of_refused_submits_is_one_line_per_account_per_10_seconds() {
     }
     common::release_write_lock(intruder).await;
 
-    assert_eq!(logs.smpp_errors(), 1, "not one line per refused submit");
-    let lines = logs.refusal_lines();
+    assert_eq!(smpp_errors(&logs), 1, "not one line per refused submit");
+    let lines = refusal_lines(&logs);
     assert_eq!(lines.len(), 1, "only the first refusal at once: {lines:?}");
     let reasons = expect_line(&lines[0], "demo", 1);
     assert!(reasons.starts_with("database error ("), "{reasons}");
@@ -124,11 +93,11 @@ async fn a_flood_of_refused_submits_is_one_line_per_account_per_10_seconds() {
     // Ten seconds on, one line sums up the other 19.
     clock.advance_ms(10_000);
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while logs.refusal_lines().len() < 2 {
+    while refusal_lines(&logs).len() < 2 {
         assert!(tokio::time::Instant::now() < deadline, "no summary line");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let lines = logs.refusal_lines();
+    let lines = refusal_lines(&logs);
     assert_eq!(lines.len(), 2, "{lines:?}");
     let reasons = expect_line(&lines[1], "demo", 19);
     assert!(reasons.ends_with(" x19"), "{reasons}");

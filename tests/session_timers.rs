@@ -191,6 +191,7 @@ async fn crossing_unbinds_both_get_answered() {
 
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_stops_reading_is_closed_after_the_response_timeout() {
+    let (logs, _logging) = common::logs::capture();
     let (mut esme, _, task) = session_with_buffer("", 4096);
     esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
         .await;
@@ -205,4 +206,11 @@ async fn a_peer_that_stops_reading_is_closed_after_the_response_timeout() {
         .expect("the session ends")
         .unwrap();
     assert_eq!(stalled_at.elapsed(), Duration::from_secs(10));
+    let warned = logs.with_message(
+        "the peer took nothing within response_timeout (it stopped reading): closing the session",
+    );
+    assert_eq!(warned.len(), 1);
+    assert_eq!(warned[0]["level"], "WARN");
+    assert_eq!(warned[0]["fields"]["system_id"], "demo");
+    assert_eq!(warned[0]["fields"]["peer"], "127.0.0.1:40000");
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_smsgate;
+pub mod logs;
 pub mod messages;
 pub mod process;
 pub mod script;
