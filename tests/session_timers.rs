@@ -207,7 +207,7 @@ async fn a_peer_that_stops_reading_is_closed_after_the_response_timeout() {
         .unwrap();
     assert_eq!(stalled_at.elapsed(), Duration::from_secs(10));
     let warned = logs.with_message(
-        "the peer took nothing within response_timeout (it stopped reading): closing the session",
+        "a write to the peer did not complete within response_timeout (it stopped reading): closing the session",
     );
     assert_eq!(warned.len(), 1);
     assert_eq!(warned[0]["level"], "WARN");

@@ -722,7 +722,7 @@ where
                     system_id,
                     peer = %self.peer,
                     timeout = ?self.ctx.settings.response_timeout,
-                    "the peer took nothing within response_timeout (it stopped reading): closing the session"
+                    "a write to the peer did not complete within response_timeout (it stopped reading): closing the session"
                 );
                 Flow::Close("write timeout")
             }
