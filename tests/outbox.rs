@@ -290,7 +290,6 @@ async fn data_sm_is_stored_like_submit_sm() {
 
 #[tokio::test]
 async fn a_database_fault_is_rsyserr_and_the_session_goes_on() {
-    use sqlx::Connection;
     // A short busy_timeout, so a lock held elsewhere fails the write quickly.
     let dir = tempfile::tempdir().unwrap();
     let mut settings = common::test_settings(dir.path(), "", "");
@@ -303,12 +302,7 @@ async fn a_database_fault_is_rsyserr_and_the_session_goes_on() {
     let kept = submit_ok(&mut esme, sm(0, 0, b"committed before the fault")).await;
 
     // An operator's sqlite3 holding a write transaction.
-    let url = format!("sqlite://{}", broker.dir.path().join("broker.db").display());
-    let mut intruder = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut intruder)
-        .await
-        .unwrap();
+    let intruder = common::hold_write_lock(broker.dir.path()).await;
     assert_eq!(
         submit_status(&mut esme, sm(0, 0, b"refused")).await,
         CommandStatus::ESME_RSYSERR
@@ -317,10 +311,7 @@ async fn a_database_fault_is_rsyserr_and_the_session_goes_on() {
     let (code, body) = readyz(&broker).await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("busy_timeout"), "{body}");
-    sqlx::query("ROLLBACK")
-        .execute(&mut intruder)
-        .await
-        .unwrap();
+    common::release_write_lock(intruder).await;
 
     // The session and the broker go on, and nothing committed was harmed.
     submit_ok(&mut esme, sm(0, 0, b"after the fault")).await;

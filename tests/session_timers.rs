@@ -36,6 +36,18 @@ fn session(
     CancellationToken,
     tokio::task::JoinHandle<()>,
 ) {
+    session_with_buffer(extra_smpp, 64 * 1024)
+}
+
+/// Like `session`, over a pipe that holds `buffer` bytes each way.
+fn session_with_buffer(
+    extra_smpp: &str,
+    buffer: usize,
+) -> (
+    Esme<DuplexStream>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let settings = test_settings(dir.path(), extra_smpp, "");
     let shutdown = CancellationToken::new();
@@ -47,7 +59,7 @@ fn session(
         None,
         Arc::new(smpp_broker::metrics::Metrics::default()),
     );
-    let (client, server) = tokio::io::duplex(64 * 1024);
+    let (client, server) = tokio::io::duplex(buffer);
     let task = tokio::spawn(run_session(
         server,
         "127.0.0.1:40000".parse().unwrap(),
@@ -175,4 +187,30 @@ async fn crossing_unbinds_both_get_answered() {
     assert_eq!(resp, Pdu::new(7, Body::UnbindResp));
     esme.expect_closed().await;
     task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_is_closed_after_the_response_timeout() {
+    let (logs, _logging) = common::logs::capture();
+    let (mut esme, _, task) = session_with_buffer("", 4096);
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    // 400 enquire_link and not one response read: the answers fill the pipe
+    // back (4 KiB) and the broker's write waits.
+    for sequence in 100..500 {
+        esme.send(&Pdu::new(sequence, Body::EnquireLink)).await;
+    }
+    let stalled_at = Instant::now();
+    tokio::time::timeout(LONG, task)
+        .await
+        .expect("the session ends")
+        .unwrap();
+    assert_eq!(stalled_at.elapsed(), Duration::from_secs(10));
+    let warned = logs.with_message(
+        "a write to the peer did not complete within response_timeout (it stopped reading): closing the session",
+    );
+    assert_eq!(warned.len(), 1);
+    assert_eq!(warned[0]["level"], "WARN");
+    assert_eq!(warned[0]["fields"]["system_id"], "demo");
+    assert_eq!(warned[0]["fields"]["peer"], "127.0.0.1:40000");
 }

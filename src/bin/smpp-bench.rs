@@ -17,6 +17,11 @@
 //! `smpp-bench webhooks` posts N incoming-message webhooks from C concurrent
 //! clients, each answered only once it is committed, and reports events/s and the
 //! answer latency (the phone gives up after 5 s).
+//!
+//! `smpp-bench binds` measures the bind protections (src/bin/smpp-bench/binds.rs).
+
+#[path = "smpp-bench/binds.rs"]
+mod binds;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -84,6 +89,17 @@ enum BenchCommand {
         #[arg(long)]
         broker: Option<PathBuf>,
     },
+    /// Parallel wrong binds to a password_hash account: the broker's memory, and
+    /// the answer time of a known and an unknown system_id.
+    Binds {
+        #[arg(long, default_value_t = 400)]
+        count: usize,
+        /// Then this many parallel wrong binds from one address (0: none).
+        #[arg(long, default_value_t = 0)]
+        from_one_ip: usize,
+        #[arg(long)]
+        broker: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,6 +123,11 @@ fn main() -> anyhow::Result<()> {
             events,
             broker,
         } => runtime.block_on(webhooks(clients, events, broker)),
+        BenchCommand::Binds {
+            count,
+            from_one_ip,
+            broker,
+        } => runtime.block_on(binds::binds(count, from_one_ip, broker)),
     }
 }
 
@@ -233,13 +254,18 @@ fn logged_addr(line: &str) -> Option<SocketAddr> {
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A memory figure of /proc/PID/status (VmRSS, VmHWM), in KiB.
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("VmRSS not found")
+        .with_context(|| format!("{field} not found"))
 }
 
 async fn bind_session(

@@ -1,15 +1,27 @@
 //! Bind credentials: the accounts of the config, checked against a plain password
 //! (development) or an argon2 hash.
+//!
+//! Two protections live here. argon2 needs its memory cost (19 MiB with the
+//! defaults) for each verification, so at most one per core runs at once, in
+//! working memory that is reused (src/smpp/auth/verifier.rs), and parallel binds
+//! queue instead of exhausting memory. And when any account has a
+//! `password_hash`, every bind costs exactly one verification: an unknown system_id
+//! or a plain-password account is checked against a decoy hash with the same
+//! parameters, so the answer's timing does not tell which system_ids exist.
+
+mod verifier;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
 
 use super::pdu::{BindKind, CommandStatus};
 use super::throttle::TokenBucket;
 use crate::config::{AccountSettings, BindType, Secret};
+use verifier::Verifier;
+pub use verifier::{verify_with, VerificationStats};
 
 enum Credential {
     Plain(Secret),
@@ -86,11 +98,19 @@ impl BindRefusal {
 
 pub struct Accounts {
     by_system_id: HashMap<String, Arc<Account>>,
+    verifier: Verifier,
 }
 
 impl Accounts {
+    /// The accounts, with one argon2 verification at a time per core.
     pub fn from_settings(accounts: &[AccountSettings]) -> Accounts {
-        let by_system_id = accounts
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Accounts::with_verification_limit(accounts, cores)
+    }
+
+    /// The accounts, with at most `limit` argon2 verifications running at once.
+    pub fn with_verification_limit(accounts: &[AccountSettings], limit: usize) -> Accounts {
+        let by_system_id: HashMap<String, Arc<Account>> = accounts
             .iter()
             .map(|a| {
                 let credential = match (&a.password_hash, &a.password) {
@@ -112,7 +132,15 @@ impl Accounts {
                 (a.system_id.clone(), Arc::new(account))
             })
             .collect();
-        Accounts { by_system_id }
+        // The decoy copies the parameters of the first hashed account in config order.
+        let decoy_template = accounts
+            .iter()
+            .find_map(|a| a.password_hash.as_ref())
+            .map(|hash| hash.expose().to_owned());
+        Accounts {
+            by_system_id,
+            verifier: Verifier::new(limit, decoy_template),
+        }
     }
 
     pub fn get(&self, system_id: &str) -> Option<&Arc<Account>> {
@@ -131,25 +159,34 @@ impl Accounts {
         ids
     }
 
-    /// Checks system_id, password and bind type. argon2 runs on the blocking pool so
-    /// that a burst of binds does not stall the sessions sharing this worker thread.
+    /// How many argon2 verifications ran, run now, and ran at most at once.
+    pub fn verification_stats(&self) -> VerificationStats {
+        self.verifier.stats()
+    }
+
+    /// Checks system_id, password and bind type. Every path costs the same: one
+    /// verification against the account's hash or the decoy (none at all when no
+    /// account has a hash), so an unknown system_id is refused as slowly as a wrong
+    /// password.
     pub async fn authenticate(
         &self,
         system_id: &str,
         password: &str,
         kind: BindKind,
     ) -> Result<Arc<Account>, BindRefusal> {
-        let account = self.get(system_id).ok_or(BindRefusal::UnknownSystemId)?;
-        let password_ok = match &account.credential {
-            Credential::Plain(expected) => constant_time_eq(expected.expose(), password),
-            Credential::Argon2(hash) => {
-                let hash = hash.expose().to_owned();
-                let password = password.to_owned();
-                tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-                    .await
-                    .unwrap_or(false)
+        let account = self.get(system_id);
+        let password_ok = match account.map(|a| &a.credential) {
+            Some(Credential::Argon2(hash)) => self.verifier.verify(hash.expose(), password).await,
+            Some(Credential::Plain(expected)) => {
+                self.verifier.verify_decoy(password).await;
+                constant_time_eq(expected.expose(), password)
+            }
+            None => {
+                self.verifier.verify_decoy(password).await;
+                false
             }
         };
+        let account = account.ok_or(BindRefusal::UnknownSystemId)?;
         if !password_ok {
             return Err(BindRefusal::WrongPassword);
         }
@@ -161,18 +198,11 @@ impl Accounts {
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    constant_time_eq_bytes(a.as_bytes(), b.as_bytes())
 }
 
-pub fn verify_password(phc_hash: &str, password: &str) -> bool {
-    PasswordHash::new(phc_hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+fn constant_time_eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// An argon2id PHC string for `[[accounts]] password_hash`.
@@ -186,6 +216,7 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::Params;
 
     fn account(system_id: &str, password: Option<&str>, hash: Option<String>) -> AccountSettings {
         AccountSettings {
@@ -206,8 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn plain_and_hashed_passwords() {
-        let hash = hash_password("s3cret").unwrap();
-        assert!(hash.starts_with("$argon2id$"));
+        let hash = cheap_hash("s3cret", 64);
         let accounts = Accounts::from_settings(&[
             account("plain", Some("pw"), None),
             account("hashed", None, Some(hash)),
@@ -237,6 +267,97 @@ mod tests {
         assert_eq!(accounts.with_plain_passwords(), vec!["plain"]);
     }
 
+    /// A hash with small parameters: the tests count verifications, not their cost.
+    fn cheap_hash(password: &str, m_cost_kib: u32) -> String {
+        let params = Params::new(m_cost_kib, 1, 1, None).unwrap();
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::from(params)
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_verifications_never_exceed_the_limit() {
+        let hash = cheap_hash("s3cret", 4096);
+        let accounts = Arc::new(Accounts::with_verification_limit(
+            &[account("hashed", None, Some(hash))],
+            2,
+        ));
+        let binds: Vec<_> = (0..24)
+            .map(|_| {
+                let accounts = Arc::clone(&accounts);
+                tokio::spawn(async move {
+                    accounts
+                        .authenticate("hashed", "wrong", BindKind::Transmitter)
+                        .await
+                        .err()
+                })
+            })
+            .collect();
+        for bind in binds {
+            assert_eq!(bind.await.unwrap(), Some(BindRefusal::WrongPassword));
+        }
+        let stats = accounts.verification_stats();
+        assert_eq!(stats.total, 24, "every bind was verified");
+        assert_eq!(stats.running, 0);
+        assert!(
+            (1..=2).contains(&stats.peak),
+            "at most 2 verifications at once, saw {}",
+            stats.peak
+        );
+        assert!(
+            (1..=2).contains(&stats.memories),
+            "argon2's working memory reused, not made per bind: {} made",
+            stats.memories
+        );
+    }
+
+    #[tokio::test]
+    async fn every_bind_costs_one_verification_when_an_account_has_a_hash() {
+        let accounts = Accounts::from_settings(&[
+            account("hashed", None, Some(cheap_hash("s3cret", 64))),
+            account("plain", Some("pw"), None),
+        ]);
+        let tx = BindKind::Transmitter;
+        let total = || accounts.verification_stats().total;
+        assert_eq!(
+            accounts.authenticate("nobody", "pw", tx).await.err(),
+            Some(BindRefusal::UnknownSystemId)
+        );
+        assert_eq!(
+            total(),
+            1,
+            "an unknown system_id is checked against the decoy"
+        );
+        assert_eq!(
+            accounts.authenticate("hashed", "wrong", tx).await.err(),
+            Some(BindRefusal::WrongPassword)
+        );
+        assert_eq!(total(), 2);
+        assert_eq!(
+            accounts.authenticate("plain", "px", tx).await.err(),
+            Some(BindRefusal::WrongPassword)
+        );
+        assert!(accounts.authenticate("plain", "pw", tx).await.is_ok());
+        assert_eq!(
+            total(),
+            4,
+            "a plain password costs a decoy verification too"
+        );
+        assert!(accounts.authenticate("hashed", "s3cret", tx).await.is_ok());
+        assert_eq!(total(), 5);
+    }
+
+    #[tokio::test]
+    async fn without_hashed_accounts_no_argon2_runs() {
+        let accounts = Accounts::from_settings(&[account("plain", Some("pw"), None)]);
+        let tx = BindKind::Transmitter;
+        assert!(accounts.authenticate("nobody", "pw", tx).await.is_err());
+        assert!(accounts.authenticate("plain", "pw", tx).await.is_ok());
+        assert_eq!(accounts.verification_stats().total, 0);
+    }
+
     #[test]
     fn refusal_statuses_hide_existence_unless_detailed() {
         assert_eq!(
@@ -262,7 +383,12 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_hash_never_verifies() {
-        assert!(!verify_password("not-a-phc-string", "pw"));
+    fn hash_password_makes_argon2id_with_the_default_parameters() {
+        let hash = hash_password("s3cret").unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(verify_with(&hash, "s3cret", &mut Vec::new()));
     }
 }

@@ -8,6 +8,7 @@ pub mod listener;
 pub mod outbox;
 pub mod pdu;
 pub mod receipt;
+pub mod refusals;
 pub mod registry;
 pub mod service;
 pub mod session;

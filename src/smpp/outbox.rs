@@ -2,15 +2,16 @@
 //! message_id goes back only after the store committed the message.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tracing::error;
 
 use super::pdu::{
     Body, CommandId, CommandStatus as S, DataSmResp, MessageIdResp, Pdu, QuerySmResp,
     SubmitMultiResp, UnsuccessSme,
 };
+use super::refusals::{Refusal, RefusalLog};
 use super::service::{MessageService, Requester};
 use super::submit::{self, AccountPolicy, SubmitTime};
 use super::time;
@@ -20,11 +21,15 @@ use crate::store::{
     SubmitError,
 };
 
+/// At most one log line per account this often about refused requests.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 pub struct OutboxService {
     store: Store,
     accounts: HashMap<String, Arc<AccountPolicy>>,
     clock: Arc<dyn Clock>,
     default_validity_ms: i64,
+    refusals: Arc<Mutex<RefusalLog>>,
 }
 
 impl OutboxService {
@@ -38,11 +43,19 @@ impl OutboxService {
             .into_iter()
             .map(|a| (a.system_id.clone(), Arc::new(a)))
             .collect();
+        let refusals = Arc::new(Mutex::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(log_refusals_when_due(
+                Arc::downgrade(&refusals),
+                Arc::clone(&clock),
+            ));
+        }
         OutboxService {
             store,
             accounts,
             clock,
             default_validity_ms,
+            refusals,
         }
     }
 
@@ -62,23 +75,67 @@ fn refuse(request: CommandId, status: S, sequence: u32) -> Pdu {
     )
 }
 
-fn store_failure(request: CommandId, err: &StoreError) -> S {
-    error!(command = %request, error = %err, "database error: answered ESME_RSYSERR");
-    S::ESME_RSYSERR
+fn lock(log: &Mutex<RefusalLog>) -> MutexGuard<'_, RefusalLog> {
+    // Every update of the log is complete or not made, so a panicked holder harms nothing.
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Logs the refusals that waited an interval, until the service is gone.
+async fn log_refusals_when_due(log: Weak<Mutex<RefusalLog>>, clock: Arc<dyn Clock>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(log) = log.upgrade() else { return };
+        let lines = lock(&log).due(clock.now_ms());
+        lines.iter().for_each(|line| line.log());
+    }
+}
+
+impl Drop for OutboxService {
+    fn drop(&mut self) {
+        let lines = lock(&self.refusals).drain();
+        lines.iter().for_each(|line| line.log());
+    }
+}
+
+/// Counts one account's refused requests in the service's [`RefusalLog`].
+#[derive(Clone)]
+struct Refusals {
+    log: Arc<Mutex<RefusalLog>>,
+    clock: Arc<dyn Clock>,
+    system_id: Arc<str>,
+}
+
+impl Refusals {
+    fn refuse(&self, reason: Refusal, status: S) -> S {
+        let now_ms = self.clock.now_ms();
+        let line = lock(&self.log).record(&self.system_id, reason, now_ms);
+        if let Some(line) = line {
+            line.log();
+        }
+        status
+    }
+
+    fn store_failure(&self, err: &StoreError) -> S {
+        self.refuse(Refusal::Database(err.to_string()), S::ESME_RSYSERR)
+    }
 }
 
 /// Stores `messages` and builds the response from their ids, or the status that
 /// says why they were not stored.
 async fn store_then(
     store: Store,
-    request: CommandId,
+    refusals: &Refusals,
     messages: Vec<NewMessage>,
     respond: impl FnOnce(Vec<String>) -> Body,
 ) -> Result<Body, S> {
     match store.submit(messages).await {
         Ok(ids) => Ok(respond(ids)),
-        Err(SubmitError::QueueFull(_)) => Err(S::ESME_RMSGQFUL),
-        Err(SubmitError::Store(err)) => Err(store_failure(request, &err)),
+        Err(SubmitError::QueueFull(_)) => {
+            Err(refusals.refuse(Refusal::QueueFull, S::ESME_RMSGQFUL))
+        }
+        Err(SubmitError::Store(err)) => Err(refusals.store_failure(&err)),
     }
 }
 
@@ -91,11 +148,16 @@ impl MessageService for OutboxService {
             return Box::pin(async move { refuse(command, S::ESME_RSYSERR, sequence) });
         };
         let at = self.now();
+        let refusals = Refusals {
+            log: Arc::clone(&self.refusals),
+            clock: Arc::clone(&self.clock),
+            system_id: Arc::clone(&requester.system_id),
+        };
         Box::pin(async move {
             let answer = match request.body {
                 Body::SubmitSm(sm) => match submit::from_submit_sm(&sm, &account, at) {
                     Ok(message) => {
-                        store_then(store, command, vec![message], |ids| {
+                        store_then(store, &refusals, vec![message], |ids| {
                             Body::SubmitSmResp(MessageIdResp {
                                 message_id: ids.concat(),
                             })
@@ -106,7 +168,7 @@ impl MessageService for OutboxService {
                 },
                 Body::DataSm(d) => match submit::from_data_sm(&d, &account, at) {
                     Ok(message) => {
-                        store_then(store, command, vec![message], |ids| {
+                        store_then(store, &refusals, vec![message], |ids| {
                             Body::DataSmResp(DataSmResp {
                                 message_id: ids.concat(),
                                 ..DataSmResp::default()
@@ -117,7 +179,7 @@ impl MessageService for OutboxService {
                     Err(status) => Err(status),
                 },
                 Body::SubmitMulti(multi) => {
-                    submit_multi(store, &multi.sm, &multi.dests, &account, at).await
+                    submit_multi(store, &refusals, &multi.sm, &multi.dests, &account, at).await
                 }
                 Body::QuerySm(q) => {
                     match store
@@ -134,7 +196,7 @@ impl MessageService for OutboxService {
                             error_code: status.error_code,
                         })),
                         Ok(None) => Err(S::ESME_RINVMSGID),
-                        Err(err) => Err(store_failure(command, &err)),
+                        Err(err) => Err(refusals.store_failure(&err)),
                     }
                 }
                 Body::CancelSm(c) => {
@@ -162,7 +224,7 @@ impl MessageService for OutboxService {
                             Ok(CancelOutcome::NotFound | CancelOutcome::TooLate) => {
                                 Err(S::ESME_RCANCELFAIL)
                             }
-                            Err(err) => Err(store_failure(command, &err)),
+                            Err(err) => Err(refusals.store_failure(&err)),
                         },
                     }
                 }
@@ -171,7 +233,7 @@ impl MessageService for OutboxService {
                         Ok(ReplaceOutcome::Replaced) => Ok(Body::ReplaceSmResp),
                         Ok(ReplaceOutcome::NotFound) => Err(S::ESME_RINVMSGID),
                         Ok(ReplaceOutcome::NotReplaceable) => Err(S::ESME_RREPLACEFAIL),
-                        Err(err) => Err(store_failure(command, &err)),
+                        Err(err) => Err(refusals.store_failure(&err)),
                     },
                     Err(status) => Err(status),
                 },
@@ -190,6 +252,7 @@ impl MessageService for OutboxService {
 /// every destination is refused, the first refusal's status is the command_status.
 async fn submit_multi(
     store: Store,
+    refusals: &Refusals,
     sm: &super::pdu::Sm,
     dests: &[super::pdu::MultiDest],
     account: &AccountPolicy,
@@ -208,7 +271,7 @@ async fn submit_multi(
             error_status_code: status.0,
         })
         .collect();
-    store_then(store, CommandId::SubmitMulti, accepted, |ids| {
+    store_then(store, refusals, accepted, |ids| {
         let message_id = ids.into_iter().next().unwrap_or_default();
         Body::SubmitMultiResp(SubmitMultiResp {
             message_id,

@@ -8,7 +8,7 @@ use super::delivery::{DeliveryHub, DeliveryJob};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -29,7 +29,7 @@ use super::pdu::{
 use super::registry::{BoundSession, Registration, Registry};
 use super::service::{MessageService, Requester};
 use super::state::{Admission, SessionState};
-use super::throttle::FailedBinds;
+use super::throttle::{BindOutcome, BindThrottle};
 use crate::config::SmppSettings;
 use crate::metrics::Metrics;
 use prometheus_client::metrics::counter::Counter;
@@ -49,7 +49,7 @@ pub struct SessionContext {
     /// Where receiving sessions get their receipts and incoming messages.
     pub deliveries: Option<DeliveryHub>,
     pub metrics: Arc<Metrics>,
-    failed_binds: Mutex<FailedBinds>,
+    bind_throttle: BindThrottle,
     next_session_id: AtomicU64,
 }
 
@@ -62,8 +62,8 @@ impl SessionContext {
         deliveries: Option<DeliveryHub>,
         metrics: Arc<Metrics>,
     ) -> Arc<SessionContext> {
-        let failed_binds =
-            FailedBinds::new(settings.failed_bind_delay, settings.failed_bind_delay_max);
+        let bind_throttle =
+            BindThrottle::new(settings.failed_bind_delay, settings.failed_bind_delay_max);
         Arc::new(SessionContext {
             settings,
             accounts,
@@ -72,15 +72,9 @@ impl SessionContext {
             shutdown,
             deliveries,
             metrics,
-            failed_binds: Mutex::new(failed_binds),
+            bind_throttle,
             next_session_id: AtomicU64::new(1),
         })
-    }
-
-    fn failed_binds(&self) -> std::sync::MutexGuard<'_, FailedBinds> {
-        self.failed_binds
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -506,15 +500,8 @@ where
     }
 
     async fn on_bind(&mut self, kind: BindKind, bind: Bind, sequence: u32) -> Flow {
-        let ip = self.peer.ip();
-        let delay = self.ctx.failed_binds().delay_for(ip);
-        if !delay.is_zero() {
-            debug!(
-                delay_ms = delay.as_millis() as u64,
-                "slowing down a peer with failed binds"
-            );
-            tokio::time::sleep(delay).await;
-        }
+        let ctx = Arc::clone(&self.ctx);
+        let attempt = ctx.bind_throttle.admit(self.peer.ip()).await;
         info!(
             system_id = %bind.system_id,
             bind_type = kind.name(),
@@ -540,7 +527,7 @@ where
         let (account, registration) = match registered {
             Ok(ok) => ok,
             Err(refusal) => {
-                self.ctx.failed_binds().record_failure(ip);
+                attempt.end(BindOutcome::Refused);
                 warn!(system_id = %bind.system_id, bind_type = kind.name(), reason = refusal.reason(), "bind refused");
                 let status = refusal.status(self.ctx.settings.detailed_bind_errors);
                 let _ = self
@@ -549,7 +536,7 @@ where
                 return Flow::Close("bind refused");
             }
         };
-        self.ctx.failed_binds().record_success(ip);
+        attempt.end(BindOutcome::Bound);
         tracing::Span::current().record("system_id", account.system_id.as_str());
         self.interface_version = bind.interface_version;
         self.state = SessionState::Bound(kind);
@@ -662,9 +649,6 @@ where
         }
     }
 
-    /// Writes `first` and every other response that is already complete, then
-    /// flushes once: a group commit completes many submits at the same moment, and
-    /// one write for all of them saves a system call per response.
     /// Counts the answer to a submit in `smpp_broker_submits_total`.
     fn count_submit(&mut self, response: &Pdu) {
         let key = (response.command_id(), response.command_status);
@@ -679,13 +663,14 @@ where
         }
     }
 
+    /// Writes `first` and every other response that is already complete, then
+    /// flushes once: a group commit completes many submits at the same moment, and
+    /// one write for all of them saves a system call per response.
     async fn send_responses(&mut self, first: Pdu) -> Flow {
         let mut next = Some(first);
         while let Some(response) = next {
-            self.count_submit(&response);
-            if let Err(err) = self.writer.feed(self.for_peer(&response).as_ref()).await {
-                debug!(error = %err, "write failed");
-                return Flow::Close("write error");
+            if let Flow::Close(reason) = self.feed(&response).await {
+                return Flow::Close(reason);
             }
             next = self.in_flight.next().now_or_never().flatten();
         }
@@ -693,23 +678,53 @@ where
     }
 
     async fn send(&mut self, pdu: &Pdu) -> Flow {
-        self.count_submit(pdu);
-        if let Err(err) = self.writer.feed(self.for_peer(pdu).as_ref()).await {
-            debug!(error = %err, "write failed");
-            return Flow::Close("write error");
+        if let Flow::Close(reason) = self.feed(pdu).await {
+            return Flow::Close(reason);
         }
         self.flush().await
     }
 
+    /// Buffers one PDU; the codec writes out when its buffer grows full.
+    async fn feed(&mut self, pdu: &Pdu) -> Flow {
+        self.count_submit(pdu);
+        let pdu = self.for_peer(pdu);
+        let limit = self.ctx.settings.response_timeout;
+        let written = tokio::time::timeout(limit, self.writer.feed(pdu.as_ref())).await;
+        self.after_write(written)
+    }
+
     async fn flush(&mut self) -> Flow {
-        match self.writer.flush().await {
-            Ok(()) => {
-                self.last_sent = Instant::now();
-                Flow::Continue
-            }
-            Err(err) => {
+        let limit = self.ctx.settings.response_timeout;
+        let written = tokio::time::timeout(limit, self.writer.flush()).await;
+        let flow = self.after_write(written);
+        if matches!(flow, Flow::Continue) {
+            self.last_sent = Instant::now();
+        }
+        flow
+    }
+
+    /// A peer that takes nothing for response_timeout while we write has stopped
+    /// reading: without this bound the session would wait on the full socket
+    /// forever, bound and holding its max_sessions slot, with no timer running.
+    fn after_write(
+        &self,
+        written: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
+    ) -> Flow {
+        match written {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(err)) => {
                 debug!(error = %err, "write failed");
                 Flow::Close("write error")
+            }
+            Err(_) => {
+                let system_id = self.account.as_ref().map_or("", |a| a.system_id.as_str());
+                warn!(
+                    system_id,
+                    peer = %self.peer,
+                    timeout = ?self.ctx.settings.response_timeout,
+                    "a write to the peer did not complete within response_timeout (it stopped reading): closing the session"
+                );
+                Flow::Close("write timeout")
             }
         }
     }
@@ -723,11 +738,12 @@ where
         }
     }
 
-    /// Closes the transport after everything written was flushed.
+    /// Frees the session's max_sessions slot, then closes the transport (a TLS
+    /// close_notify to a peer that stopped reading waits at most 5 s).
     async fn close(&mut self) {
+        self.registration = None;
         let _ =
             tokio::time::timeout(Duration::from_secs(5), self.writer.get_mut().shutdown()).await;
-        self.registration = None;
     }
 }
 

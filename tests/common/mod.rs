@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_smsgate;
+pub mod logs;
 pub mod messages;
 pub mod process;
 pub mod script;
@@ -407,4 +408,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Esme<S> {
     pub async fn try_send(&mut self, pdu: &Pdu) -> bool {
         self.framed.send(pdu).await.is_ok()
     }
+}
+
+/// An operator's sqlite3 holding a write transaction on a test broker's database,
+/// until [`release_write_lock`].
+pub async fn hold_write_lock(dir: &Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", dir.join("broker.db").display());
+    let mut intruder = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open test database");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut intruder)
+        .await
+        .expect("take the write lock");
+    intruder
+}
+
+pub async fn release_write_lock(mut intruder: sqlx::SqliteConnection) {
+    sqlx::query("ROLLBACK")
+        .execute(&mut intruder)
+        .await
+        .expect("release the write lock");
 }
