@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::pdu::{
     Body, CommandId, CommandStatus as S, DataSmResp, MessageIdResp, Pdu, QuerySmResp,
@@ -45,12 +47,6 @@ impl OutboxService {
             .map(|a| (a.system_id.clone(), Arc::new(a)))
             .collect();
         let refusals = Arc::new(Mutex::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(log_refusals_when_due(
-                Arc::downgrade(&refusals),
-                Arc::clone(&clock),
-            ));
-        }
         OutboxService {
             store,
             accounts,
@@ -58,6 +54,17 @@ impl OutboxService {
             default_validity_ms,
             refusals,
         }
+    }
+
+    /// Writes the refused-request summaries as they fall due, until `shutdown`
+    /// or until the service is gone; what is still counted then is written by
+    /// whichever ends last.
+    pub fn log_refusals(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
+        tracker.spawn(log_refusals_when_due(
+            Arc::downgrade(&self.refusals),
+            Arc::clone(&self.clock),
+            shutdown,
+        ));
     }
 
     fn now(&self) -> SubmitTime {
@@ -82,12 +89,23 @@ fn lock(log: &Mutex<RefusalLog>) -> MutexGuard<'_, RefusalLog> {
 }
 
 /// Logs the refusals that waited an interval, until the service is gone.
-async fn log_refusals_when_due(log: Weak<Mutex<RefusalLog>>, clock: Arc<dyn Clock>) {
+async fn log_refusals_when_due(
+    log: Weak<Mutex<RefusalLog>>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.cancelled() => true,
+        };
         let Some(log) = log.upgrade() else { return };
+        if stopping {
+            lock(&log).drain().iter().for_each(|line| line.log());
+            return;
+        }
         let lines = lock(&log).due(clock.now_ms());
         lines.iter().for_each(|line| line.log());
     }
