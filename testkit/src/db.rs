@@ -31,11 +31,17 @@ pub struct OutboxRow {
     pub id: i64,
     pub state: OutboxState,
     pub attempts: i64,
+    /// When a scheduled or retry row becomes due, in ms since the epoch.
+    pub due_at: i64,
     pub text: Option<String>,
     pub data_coding: i64,
     pub upstream_state: Option<String>,
     pub last_error: Option<String>,
 }
+
+/// The columns of [`OutboxRow`].
+const OUTBOX_ROW: &str =
+    "SELECT id, state, attempts, due_at, text, data_coding, upstream_state, last_error FROM outbox";
 
 /// One row of messages: a message_id the broker handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,11 +85,19 @@ impl Db {
 
     /// Every outbox row, by id.
     pub async fn outbox(&self) -> Vec<OutboxRow> {
-        self.rows(
-            "SELECT id, state, attempts, text, data_coding, upstream_state, last_error \
-             FROM outbox ORDER BY id",
-        )
-        .await
+        self.rows(&format!("{OUTBOX_ROW} ORDER BY id")).await
+    }
+
+    /// The outbox row `id` (as the broker hands it out, in decimal).
+    pub async fn outbox_row(&self, id: &str) -> OutboxRow {
+        let sql = format!("{OUTBOX_ROW} WHERE id = ?1");
+        let id: i64 = id.parse().expect("an outbox id");
+        let mut conn = self.read_only().await;
+        sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("outbox row {id}: {err}"))
     }
 
     /// Every messages row, by message_id.

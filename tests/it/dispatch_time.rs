@@ -16,6 +16,8 @@ use smpp_broker::smpp::pdu::{Address, Sm};
 use smpp_broker::smpp::submit::{from_submit_sm, AccountPolicy, SubmitTime};
 use smpp_broker::store::{Store, WriterLimits};
 use smpp_broker::Settings;
+use testkit::db::{Db, OutboxRow, OutboxState};
+use testkit::{eventually, PATIENCE};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -144,32 +146,22 @@ impl Rig {
         self.store.submit(vec![message]).await.unwrap().remove(0)
     }
 
-    /// (state, due_at, attempts) of an outbox row.
-    async fn row(&self, id: &str) -> (String, i64, i64) {
-        use sqlx::{Connection, Row};
-        let url = format!(
-            "sqlite://{}?mode=ro",
-            self.dir.path().join("broker.db").display()
-        );
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let row = sqlx::query("SELECT state, due_at, attempts FROM outbox WHERE id = ?1")
-            .bind(id.parse::<i64>().unwrap())
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        (row.get(0), row.get(1), row.get(2))
+    /// The outbox row `id` as it is now.
+    async fn row(&self, id: &str) -> OutboxRow {
+        Db::at(self.dir.path()).outbox_row(id).await
     }
 
     /// Waits (a bounded time) for the row to reach `state`.
-    async fn row_in(&self, id: &str, state: &str) -> (String, i64, i64) {
-        for _ in 0..500 {
+    async fn row_in(&self, id: &str, state: OutboxState) -> OutboxRow {
+        eventually(PATIENCE, &format!("{id} becomes {state:?}"), || async {
             let row = self.row(id).await;
-            if row.0 == state {
-                return row;
+            if row.state == state {
+                Ok(row)
+            } else {
+                Err(row)
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("{id} never became {state}: {:?}", self.row(id).await)
+        })
+        .await
     }
 
     /// Moves time on and lets the writer promote what became due.
@@ -199,15 +191,27 @@ async fn retries_follow_the_schedule_retry_after_the_pause_and_expiry() {
     let first = rig.submit("first", 48 * 3_600_000).await;
 
     // 503: the first wait of the schedule, 5 s ± 20 %.
-    let (_, due, attempts) = rig.row_in(&first, "retry").await;
+    let OutboxRow {
+        due_at: due,
+        attempts,
+        ..
+    } = rig.row_in(&first, OutboxState::Retry).await;
     assert!((T0 + 4_000..=T0 + 6_000).contains(&due), "due {}", due - T0);
     assert_eq!(attempts, 1);
     rig.advance(due - T0 - 1).await;
-    assert_eq!(rig.row(&first).await.0, "retry", "not before it is due");
+    assert_eq!(
+        rig.row(&first).await.state,
+        OutboxState::Retry,
+        "not before it is due"
+    );
     rig.advance(1).await;
 
     // 429 with Retry-After: 7 s exactly, instead of the schedule's 1 min.
-    let (_, due2, attempts) = rig.row_in(&first, "retry").await;
+    let OutboxRow {
+        due_at: due2,
+        attempts,
+        ..
+    } = rig.row_in(&first, OutboxState::Retry).await;
     assert_eq!(due2, due + 7_000);
     assert_eq!(attempts, 2);
     rig.advance(7_000).await;
@@ -215,16 +219,13 @@ async fn retries_follow_the_schedule_retry_after_the_pause_and_expiry() {
     // 401: paused; the message is back in the queue and not charged. (Right after
     // the promotion above it is queued too, so the pause is what to wait for.)
     let now = rig.clock.now_ms();
-    let mut paused = None;
-    for _ in 0..500 {
-        paused = rig.health.paused("phone", now);
-        if paused.is_some() && script.calls().len() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let (until, reason) = paused.expect("paused");
-    let (_, _, attempts) = rig.row_in(&first, "queued").await;
+    let (until, reason) = eventually(PATIENCE, "the upstream paused after 3 calls", || async {
+        rig.health
+            .paused("phone", now)
+            .filter(|_| script.calls().len() == 3)
+    })
+    .await;
+    let attempts = rig.row_in(&first, OutboxState::Queued).await.attempts;
     assert_eq!(attempts, 2);
     assert_eq!(until, now + 60_000);
     assert_eq!(reason, "HTTP 401: Unauthorized");
@@ -243,9 +244,9 @@ async fn retries_follow_the_schedule_retry_after_the_pause_and_expiry() {
     rig.advance(1).await;
 
     // The cool-down is over: both valid messages go, the expired one does not.
-    rig.row_in(&first, "enroute").await;
-    rig.row_in(&second, "enroute").await;
-    let (_, _, attempts) = rig.row_in(&short_lived, "done").await;
+    rig.row_in(&first, OutboxState::Enroute).await;
+    rig.row_in(&second, OutboxState::Enroute).await;
+    let attempts = rig.row_in(&short_lived, OutboxState::Done).await.attempts;
     assert_eq!(attempts, 1);
     assert_eq!(
         script.calls(),
