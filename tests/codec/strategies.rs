@@ -3,7 +3,7 @@
 //!
 //! A [`Profile`] says which part of the value space to generate. The roundtrip tests
 //! cover everything our codec accepts; the differential tests stay inside what rusmpp
-//! 0.4 accepts too (why, in the module comment of `differential.rs`). Where the
+//! 0.4 accepts too (why, in the module comment of `differential/mod.rs`). Where the
 //! two files used to differ only in weights or small range ends inside the same value
 //! space, one strategy now serves both.
 
@@ -176,7 +176,7 @@ impl Profile {
         data_sm_address: 65,
     };
 
-    /// What rusmpp 0.4 (v5.0) accepts too (differential.rs, whose module comment
+    /// What rusmpp 0.4 (v5.0) accepts too (differential/mod.rs, whose module comment
     /// says why): printable ASCII, rusmpp-compatible TLVs, data_sm addresses of at most
     /// 20 characters (21 octets in v5).
     pub const RUSMPP: Profile = Profile {
