@@ -5,10 +5,6 @@ use bytes::Bytes;
 use smpp_broker::smpp::pdu::tlv::tag;
 use smpp_broker::smpp::pdu::*;
 
-// ---------------------------------------------------------------------------
-// Seeds and their layouts
-// ---------------------------------------------------------------------------
-
 /// What a body octet range holds, which decides the status of a cut inside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Seg {

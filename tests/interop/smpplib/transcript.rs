@@ -3,10 +3,6 @@
 
 use super::*;
 
-// ---------------------------------------------------------------------------------
-// What the script printed
-// ---------------------------------------------------------------------------------
-
 /// What the smpplib script's transcript must show.
 pub(super) trait SmpplibTranscript {
     /// The first `name` event of `client` (the script names each connection).
