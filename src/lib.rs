@@ -13,6 +13,7 @@ pub mod smpp;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod time;
 pub mod webhook;
 
 pub use app::Broker;

@@ -4,6 +4,8 @@
 use ring::hmac;
 use serde::Deserialize;
 
+use crate::time::parse_rfc3339;
+
 /// How far X-Timestamp may be from our clock.
 pub const SIGNATURE_WINDOW_SECS: i64 = 300;
 
@@ -115,62 +117,8 @@ impl Payload {
         ]
         .into_iter()
         .flatten()
-        .find_map(|t| parse_rfc3339_ms(t))
+        .find_map(|t| parse_rfc3339(t))
     }
-}
-
-/// `2026-02-18T02:10:00.000+07:00` (the phone's local offset) or `…Z`, as Unix ms.
-pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    use crate::smpp::time::days_from_civil;
-    let b = text.as_bytes();
-    let num = |from: usize, len: usize| -> Option<i64> {
-        let s = text.get(from..from + len)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        let digits = text.get(start..i)?;
-        if digits.is_empty() {
-            return None;
-        }
-        let padded = format!("{:0<3}", &digits[..digits.len().min(3)]);
-        millis = padded.parse::<i64>().ok()?;
-    }
-    let offset_seconds = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let minutes = num(i + 1, 2)? * 60 + num(i + 4, 2)?;
-            if *sign == b'+' {
-                minutes * 60
-            } else {
-                -minutes * 60
-            }
-        }
-        _ => return None,
-    };
-    let local = ((days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second;
-    Some((local - offset_seconds) * 1000 + millis)
 }
 
 #[cfg(test)]
@@ -251,21 +199,5 @@ mod tests {
         assert_eq!(envelope.payload.sim_number, Some(3));
         // 2026-02-17T19:15:00Z
         assert_eq!(envelope.payload.event_time_ms(), Some(1_771_355_700_000));
-    }
-
-    #[test]
-    fn rfc3339_times_with_offsets() {
-        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ms("1970-01-01T01:00:00.5+01:00"), Some(500));
-        assert_eq!(parse_rfc3339_ms("1969-12-31T19:00:00.123-05:00"), Some(123));
-        for bad in [
-            "",
-            "2026-13-01T00:00:00Z",
-            "2026-01-01T00:00:00",
-            "2026-01-01T00:00:00+0100",
-            "x",
-        ] {
-            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
-        }
     }
 }

@@ -10,6 +10,7 @@ use tower::Service;
 use super::smsgate::{classify_send, classify_status, SmsGateTarget};
 use super::{Call, Reply};
 use crate::config::Secret;
+use crate::time::format_rfc3339;
 
 #[derive(Clone)]
 pub struct SmsGateClient {
@@ -124,8 +125,8 @@ impl SmsGateClient {
     ) -> Result<Vec<InboxItem>, ApiError> {
         let mut query = vec![
             ("type", "SMS".to_owned()),
-            ("from", super::smsgate::rfc3339_utc(from)),
-            ("to", super::smsgate::rfc3339_utc(to)),
+            ("from", format_rfc3339(from)),
+            ("to", format_rfc3339(to)),
             ("limit", INBOX_PAGE.to_string()),
             ("offset", offset.to_string()),
         ];

@@ -8,9 +8,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::config::{SmsGateMode, UpstreamSettings};
-use crate::smpp::time::civil_from_days;
 use crate::store::{Dispatch, UpstreamReport, UpstreamStates};
 use crate::text::Content;
+use crate::time::{format_rfc3339, parse_rfc3339};
 
 /// What the dispatcher needs to know of an smsgate upstream.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ impl SmsGateTarget {
             "phoneNumbers": [e164(message.dest_ton, &message.dest_addr)],
             "withDeliveryReport": message.registered_delivery & 0x03 != 0,
             "priority": upstream_priority(message.priority),
-            "validUntil": rfc3339_utc(message.expires_at),
+            "validUntil": format_rfc3339(message.expires_at),
         });
         match &message.content {
             Content::Text(text) => body["textMessage"] = json!({ "text": text }),
@@ -102,18 +102,8 @@ pub fn upstream_priority(priority_flag: u8) -> i8 {
     }
 }
 
-/// Unix milliseconds as RFC 3339 in UTC, to the second.
-pub fn rfc3339_utc(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000);
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let sod = seconds.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
-}
+// Where the formatter was before `src/time.rs`; tests/soak.rs still imports it.
+pub use crate::time::format_rfc3339 as rfc3339_utc;
 
 /// What an answer to `POST /messages` means.
 #[derive(Debug, Clone, PartialEq)]
@@ -287,8 +277,7 @@ pub fn incoming_key(upstream: &str, message_id: &str, sender: &str, received_at:
         Some(hash) => format!("{:x}", hash as u32),
         None => message_id.to_ascii_lowercase(),
     };
-    let at = crate::webhook::parse_rfc3339_ms(received_at)
-        .map_or_else(|| received_at.to_owned(), |ms| ms.to_string());
+    let at = parse_rfc3339(received_at).map_or_else(|| received_at.to_owned(), |ms| ms.to_string());
     format!("mo:{upstream}:{id}:{sender}:{at}")
 }
 

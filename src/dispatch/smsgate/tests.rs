@@ -103,13 +103,6 @@ fn urls_follow_the_base_and_the_validation_choice() {
 }
 
 #[test]
-fn rfc3339_times_are_utc_seconds() {
-    assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
-    assert_eq!(rfc3339_utc(951_782_400_999), "2000-02-29T00:00:00Z");
-    assert_eq!(rfc3339_utc(1_795_537_805_000), "2026-11-24T16:30:05Z");
-}
-
-#[test]
 fn send_answers_are_classified_as_the_contract_says() {
     let accepted = r#"{"id":"7340032000001","deviceId":"d","state":"Pending","recipients":[]}"#;
     assert_eq!(
