@@ -14,10 +14,14 @@ use tracing::{info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::config::UpstreamKind;
+use crate::dispatch::smsgate::inbox::InboxPoller;
+use crate::dispatch::smsgate::register::register_webhooks;
+use crate::dispatch::smsgate::webhook::Webhooks;
 use crate::dispatch::{Dispatcher, UpstreamHealth};
 use crate::fd_limit;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
+use crate::routing::IncomingRoutes;
 use crate::smpp::auth::Accounts;
 use crate::smpp::delivery::DeliveryHub;
 use crate::smpp::listener::{accept_loop, Transport};
@@ -151,29 +155,18 @@ impl Broker {
             ));
         }
         let health = Arc::new(UpstreamHealth::default());
-        let incoming_routes = Arc::new(settings.accounts.iter().fold(
-            http::IncomingRoutes::new(),
-            |mut routes, a| {
-                routes
-                    .entry(a.upstream.clone())
-                    .or_default()
-                    .push((a.system_id.clone(), a.receive_numbers.clone()));
-                routes
-            },
-        ));
+        let incoming_routes = Arc::new(IncomingRoutes::from_accounts(&settings.accounts));
         for upstream in settings
             .upstreams
             .iter()
             .filter(|u| u.kind == UpstreamKind::Smsgate)
         {
             match &settings.http.public_url {
-                Some(url) => {
-                    crate::dispatch::register_webhooks(upstream, url.clone(), shutdown.clone())
-                }
+                Some(url) => register_webhooks(upstream, url.clone(), shutdown.clone()),
                 None => {
                     info!(upstream = %upstream.name,
                         "http.public_url not set: no webhooks registered; states come by polling");
-                    let poller = crate::dispatch::inbox::InboxPoller::new(
+                    let poller = InboxPoller::new(
                         upstream,
                         store.clone(),
                         Arc::clone(&incoming_routes),
@@ -214,15 +207,18 @@ impl Broker {
                     .map(|u| (u.name.clone(), u.hold))
                     .collect(),
             ),
-            webhook_keys: Arc::new(
-                settings
-                    .upstreams
-                    .iter()
-                    .filter(|u| u.kind == UpstreamKind::Smsgate)
-                    .map(|u| (u.name.clone(), u.signing_key.clone()))
-                    .collect(),
-            ),
-            incoming_routes,
+            webhooks: Webhooks {
+                store: store.clone(),
+                keys: Arc::new(
+                    settings
+                        .upstreams
+                        .iter()
+                        .filter(|u| u.kind == UpstreamKind::Smsgate)
+                        .map(|u| (u.name.clone(), u.signing_key.clone()))
+                        .collect(),
+                ),
+                routes: incoming_routes,
+            },
             registry: Arc::clone(&ctx.registry),
             accounts: Arc::new(
                 settings

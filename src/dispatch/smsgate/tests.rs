@@ -1,4 +1,12 @@
-use super::*;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::api::*;
+use crate::config::SmsGateMode;
+use crate::dispatch::upstream::{SendOutcome, StatusOutcome};
+use crate::store::Dispatch;
+use crate::text::Content;
 
 fn target(mode: SmsGateMode) -> SmsGateTarget {
     SmsGateTarget {
