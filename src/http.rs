@@ -1,6 +1,7 @@
 //! The HTTP side: health, readiness, metrics and the upstreams' webhooks. The
-//! handlers are short: what a webhook does is in `dispatch/smsgate/webhook.rs`,
-//! the metrics refresh in `metrics.rs`.
+//! handlers map requests to calls and typed refusals to status codes: what a
+//! webhook does is in `dispatch/smsgate/webhook.rs`, the metrics refresh in
+//! `metrics.rs`.
 
 mod body;
 mod connection;
@@ -130,6 +131,34 @@ async fn webhook(
     handled
 }
 
+impl IntoResponse for Accepted {
+    fn into_response(self) -> Response {
+        message(StatusCode::OK, self.note)
+    }
+}
+
+impl IntoResponse for WebhookRejection {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            WebhookRejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WebhookRejection::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+            WebhookRejection::BodyBroken(_)
+            | WebhookRejection::NotAnEvent(_)
+            | WebhookRejection::NotBase64 { .. } => StatusCode::BAD_REQUEST,
+            WebhookRejection::UnknownUpstream { .. } => StatusCode::NOT_FOUND,
+            WebhookRejection::BadSignature { .. } => StatusCode::UNAUTHORIZED,
+            // The phone sends it again.
+            WebhookRejection::NotStored { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        message(status, self.to_string())
+    }
+}
+
+/// A webhook answer: `{"message": text}`.
+fn message(code: StatusCode, text: impl Into<String>) -> Response {
+    (code, Json(json!({ "message": text.into() }))).into_response()
+}
+
 impl From<body::BodyError> for WebhookRejection {
     fn from(err: body::BodyError) -> WebhookRejection {
         let text = err.to_string();
@@ -137,6 +166,101 @@ impl From<body::BodyError> for WebhookRejection {
             body::BodyError::TooLarge(_) => WebhookRejection::TooLarge(text),
             body::BodyError::TimedOut(_) => WebhookRejection::TimedOut(text),
             body::BodyError::Broken(_) => WebhookRejection::BodyBroken(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    use super::*;
+    use crate::dispatch::smsgate::webhook::{Envelope, SignatureError};
+
+    #[tokio::test]
+    async fn each_webhook_rejection_has_its_status_body_and_labels() {
+        let not_json = serde_json::from_slice::<Envelope>(b"{}").unwrap_err();
+        let not_base64 = base64::engine::general_purpose::STANDARD
+            .decode("***")
+            .unwrap_err();
+        let event = || "sms:received".to_owned();
+        let cases = [
+            (
+                WebhookRejection::TooLarge("request body larger than 10 bytes".into()),
+                413,
+                "too_large",
+                "unreadable",
+                "request body larger than 10 bytes".to_owned(),
+            ),
+            (
+                WebhookRejection::TimedOut("not complete".into()),
+                408,
+                "timed_out",
+                "unreadable",
+                "not complete".to_owned(),
+            ),
+            (
+                WebhookRejection::BodyBroken("reset".into()),
+                400,
+                "bad_request",
+                "unreadable",
+                "reset".to_owned(),
+            ),
+            (
+                WebhookRejection::UnknownUpstream {
+                    upstream: "elsewhere".into(),
+                    event: event(),
+                },
+                404,
+                "unknown_upstream",
+                "sms:received",
+                "no smsgate upstream named \"elsewhere\"".to_owned(),
+            ),
+            (
+                WebhookRejection::BadSignature {
+                    event: event(),
+                    error: SignatureError::Missing,
+                },
+                401,
+                "refused",
+                "sms:received",
+                "X-Signature or X-Timestamp missing".to_owned(),
+            ),
+            (
+                WebhookRejection::NotAnEvent(not_json),
+                400,
+                "bad_request",
+                "unreadable",
+                "not an SMSGate event: missing field `event` at line 1 column 2".to_owned(),
+            ),
+            (
+                WebhookRejection::NotBase64 {
+                    event: "sms:data-received".into(),
+                    error: not_base64,
+                },
+                400,
+                "bad_request",
+                "sms:data-received",
+                "data is not base64: Invalid symbol 42, offset 0.".to_owned(),
+            ),
+            (
+                WebhookRejection::NotStored { event: event() },
+                503,
+                "failed",
+                "sms:received",
+                "not stored, try again".to_owned(),
+            ),
+        ];
+        for (rejection, status, outcome, event, text) in cases {
+            assert_eq!(rejection.outcome(), outcome, "{rejection:?}");
+            assert_eq!(rejection.event(), event, "{rejection:?}");
+            let response = rejection.into_response();
+            assert_eq!(response.status().as_u16(), status, "{outcome}");
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body, json!({ "message": text }), "{outcome}");
         }
     }
 }

@@ -1,19 +1,17 @@
 //! SMSGate webhooks (docs/smsgate-api.md §3): the signature check, the event
 //! envelope, and what each event does to the store. A report or an incoming
 //! message is committed before the 2xx goes back; anything short of that is a
-//! `WebhookRejection` with an error status, and the phone sends the event again.
-//! The HTTP route (`src/http.rs`) reads the body and counts the outcome.
+//! `WebhookRejection`, which the HTTP route (`src/http.rs`) answers with an
+//! error status, and the phone sends the event again. The route also reads the
+//! body and counts the outcome.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::HeaderMap;
 use base64::Engine;
 use ring::hmac;
 use serde::Deserialize;
-use serde_json::json;
 use tracing::{debug, warn};
 
 use super::api::incoming_key;
@@ -166,9 +164,9 @@ pub fn report_for_event(
     ))
 }
 
-/// Why a webhook request gets no 2xx. Each has its HTTP status, the text of the
-/// `{"message": …}` body, and the `event` and `outcome` labels of
-/// smpp_broker_webhook_events_total.
+/// Why a webhook request gets no 2xx. Its text is the `{"message": …}` body; it
+/// carries the `event` and `outcome` labels of smpp_broker_webhook_events_total.
+/// `src/http.rs` gives each its status.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookRejection {
     /// The body is over http.max_body_size (the text says so).
@@ -200,19 +198,6 @@ pub enum WebhookRejection {
 }
 
 impl WebhookRejection {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            WebhookRejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            WebhookRejection::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-            WebhookRejection::BodyBroken(_)
-            | WebhookRejection::NotAnEvent(_)
-            | WebhookRejection::NotBase64 { .. } => StatusCode::BAD_REQUEST,
-            WebhookRejection::UnknownUpstream { .. } => StatusCode::NOT_FOUND,
-            WebhookRejection::BadSignature { .. } => StatusCode::UNAUTHORIZED,
-            WebhookRejection::NotStored { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
     /// The `outcome` label.
     pub fn outcome(&self) -> &'static str {
         match self {
@@ -242,12 +227,6 @@ impl WebhookRejection {
     }
 }
 
-impl IntoResponse for WebhookRejection {
-    fn into_response(self) -> Response {
-        message(self.status(), self.to_string())
-    }
-}
-
 /// The `event` label of a request whose event could not be read.
 const UNREADABLE: &str = "unreadable";
 
@@ -263,16 +242,6 @@ pub struct Accepted {
 impl Accepted {
     /// The `outcome` label.
     pub const OUTCOME: &'static str = "accepted";
-}
-
-impl IntoResponse for Accepted {
-    fn into_response(self) -> Response {
-        message(StatusCode::OK, self.note)
-    }
-}
-
-fn message(code: StatusCode, text: impl Into<String>) -> Response {
-    (code, Json(json!({ "message": text.into() }))).into_response()
 }
 
 /// What the webhook route needs: where events go, and whom to believe.
@@ -510,92 +479,5 @@ mod tests {
         assert_eq!(envelope.payload.sim_number, Some(3));
         // 2026-02-17T19:15:00Z
         assert_eq!(envelope.payload.event_time_ms(), Some(1_771_355_700_000));
-    }
-
-    #[tokio::test]
-    async fn each_rejection_has_its_status_body_and_labels() {
-        let not_json = serde_json::from_slice::<Envelope>(b"{}").unwrap_err();
-        let not_base64 = base64::engine::general_purpose::STANDARD
-            .decode("***")
-            .unwrap_err();
-        let event = || "sms:received".to_owned();
-        let cases = [
-            (
-                WebhookRejection::TooLarge("request body larger than 10 bytes".into()),
-                413,
-                "too_large",
-                "unreadable",
-                "request body larger than 10 bytes".to_owned(),
-            ),
-            (
-                WebhookRejection::TimedOut("not complete".into()),
-                408,
-                "timed_out",
-                "unreadable",
-                "not complete".to_owned(),
-            ),
-            (
-                WebhookRejection::BodyBroken("reset".into()),
-                400,
-                "bad_request",
-                "unreadable",
-                "reset".to_owned(),
-            ),
-            (
-                WebhookRejection::UnknownUpstream {
-                    upstream: "elsewhere".into(),
-                    event: event(),
-                },
-                404,
-                "unknown_upstream",
-                "sms:received",
-                "no smsgate upstream named \"elsewhere\"".to_owned(),
-            ),
-            (
-                WebhookRejection::BadSignature {
-                    event: event(),
-                    error: SignatureError::Missing,
-                },
-                401,
-                "refused",
-                "sms:received",
-                "X-Signature or X-Timestamp missing".to_owned(),
-            ),
-            (
-                WebhookRejection::NotAnEvent(not_json),
-                400,
-                "bad_request",
-                "unreadable",
-                "not an SMSGate event: missing field `event` at line 1 column 2".to_owned(),
-            ),
-            (
-                WebhookRejection::NotBase64 {
-                    event: "sms:data-received".into(),
-                    error: not_base64,
-                },
-                400,
-                "bad_request",
-                "sms:data-received",
-                "data is not base64: Invalid symbol 42, offset 0.".to_owned(),
-            ),
-            (
-                WebhookRejection::NotStored { event: event() },
-                503,
-                "failed",
-                "sms:received",
-                "not stored, try again".to_owned(),
-            ),
-        ];
-        for (rejection, status, outcome, event, text) in cases {
-            assert_eq!(rejection.outcome(), outcome, "{rejection:?}");
-            assert_eq!(rejection.event(), event, "{rejection:?}");
-            let response = rejection.into_response();
-            assert_eq!(response.status().as_u16(), status, "{outcome}");
-            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(body, json!({ "message": text }), "{outcome}");
-        }
     }
 }
