@@ -18,6 +18,3 @@ pub mod time;
 
 pub use app::Broker;
 pub use config::Settings;
-// Where the webhook module was before `dispatch/smsgate/`; tests/webhooks.rs still
-// imports `sign` from here.
-pub use dispatch::smsgate::webhook;

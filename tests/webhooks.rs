@@ -10,7 +10,7 @@ use common::messages::{bound, message_state, sm, submit_ok};
 use common::upstream_broker::start;
 use common::{db_rows, TestBroker, PATIENCE};
 use serde_json::json;
-use smpp_broker::webhook::sign;
+use smpp_broker::dispatch::smsgate::webhook::sign;
 
 const KEY: &str = "k3yK3y12";
 

@@ -13,10 +13,5 @@ pub mod inbox;
 pub mod register;
 pub mod webhook;
 
-// Paths from before this folder, still imported by tests/dispatch_time.rs and
-// tests/soak.rs.
-pub use crate::dispatch::upstream::SendOutcome;
-pub use crate::time::format_rfc3339 as rfc3339_utc;
-
 #[cfg(test)]
 mod tests;
