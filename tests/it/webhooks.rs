@@ -2,7 +2,7 @@
 //! malformed events, and their effect on the messages they report.
 
 use serde_json::json;
-use smpp_broker::webhook::sign;
+use smpp_broker::dispatch::smsgate::webhook::sign;
 use testkit::db::OutboxState;
 use testkit::fake_smsgate::{FakeSmsGate, Mode};
 use testkit::sms::{bound, message_state, sm, submit_ok};
