@@ -9,7 +9,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
@@ -33,6 +32,7 @@ use crate::smpp::session::SessionContext;
 use crate::smpp::submit::AccountPolicy;
 use crate::smpp::tls::{self, TlsError};
 use crate::store::{Store, StoreError, WriterLimits};
+use crate::tasks::Tasks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -52,8 +52,7 @@ pub enum StartError {
 pub struct Broker {
     smpp_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
+    tasks: Tasks,
     ctx: Arc<SessionContext>,
     health: Arc<UpstreamHealth>,
     http_addr: SocketAddr,
@@ -81,8 +80,7 @@ impl Broker {
             store,
             clock,
             metrics: Arc::new(Metrics::default()),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            tasks: Tasks::default(),
         };
         let ctx = running.start_sessions(&settings, accounts);
         let addrs = listeners.addrs();
@@ -132,8 +130,7 @@ impl Broker {
             smpp_addr: addrs.smpp,
             http_addr: addrs.http,
             tls_addr: addrs.tls,
-            shutdown: running.shutdown,
-            tracker: running.tracker,
+            tasks: running.tasks,
             ctx,
             store: running.store,
             health,
@@ -167,14 +164,15 @@ impl Broker {
 
     /// A token that stops the broker when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.tasks.stop_token()
     }
 
     /// Runs until `signal` completes or the shutdown token is cancelled, then drains.
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        let stop = self.tasks.stop_token();
         tokio::select! {
             _ = signal => info!("shutdown requested"),
-            _ = self.shutdown.cancelled() => {}
+            _ = stop.cancelled() => {}
         }
         self.shutdown().await;
     }
@@ -182,16 +180,14 @@ impl Broker {
     /// Stops accepting, unbinds bound sessions after their in-flight requests are
     /// answered, and waits for them up to the shutdown timeout.
     pub async fn shutdown(self) {
-        self.shutdown.cancel();
-        self.tracker.close();
+        self.tasks.stop_token().cancel();
+        let tracker = self.tasks.tracker();
+        tracker.close();
         let limit = self.ctx.settings.shutdown_timeout + self.ctx.settings.response_timeout;
-        if tokio::time::timeout(limit, self.tracker.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(limit, tracker.wait()).await.is_err() {
             warn!(
-                sessions = self.tracker.len(),
-                "shutdown timeout: closing the remaining sessions"
+                tasks = tracker.len(),
+                "shutdown timeout: closing the remaining sessions and tasks"
             );
         }
         // The WAL into the database file, so that a copy of the file alone holds
@@ -287,8 +283,7 @@ struct Running {
     store: Store,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
+    tasks: Tasks,
 }
 
 impl Running {
@@ -306,19 +301,19 @@ impl Running {
             Arc::clone(&self.clock),
             settings.messages.default_validity.as_millis() as i64,
         );
-        messages.log_refusals(&self.tracker, self.shutdown.clone());
+        messages.log_refusals(self.tasks.tracker(), self.tasks.stop_token());
         let deliveries = DeliveryHub::start(
             self.store.clone(),
             Arc::clone(&self.clock),
             Arc::clone(&self.metrics),
-            self.shutdown.clone(),
-            &self.tracker,
+            self.tasks.stop_token(),
+            self.tasks.tracker(),
         );
         SessionContext::new(
             settings.smpp.clone(),
             accounts,
             Arc::new(messages) as Arc<dyn MessageService>,
-            self.shutdown.clone(),
+            self.tasks.stop_token(),
             Some(deliveries),
             Arc::clone(&self.metrics),
         )
@@ -334,21 +329,21 @@ impl Running {
     ) {
         let connections = Arc::new(Semaphore::new(max_connections));
         info!(addr = %plain.addr, "SMPP listening (plain TCP)");
-        self.tracker.spawn(accept_loop(
+        self.tasks.spawn(accept_loop(
             plain.listener,
             Transport::Plain,
             Arc::clone(ctx),
             Arc::clone(&connections),
-            self.tracker.clone(),
+            self.tasks.tracker().clone(),
         ));
         if let Some((acceptor, bound)) = tls {
             info!(addr = %bound.addr, "SMPP listening (TLS)");
-            self.tracker.spawn(accept_loop(
+            self.tasks.spawn(accept_loop(
                 bound.listener,
                 Transport::Tls(acceptor),
                 Arc::clone(ctx),
                 connections,
-                self.tracker.clone(),
+                self.tasks.tracker().clone(),
             ));
         }
     }
@@ -366,7 +361,7 @@ impl Running {
             .filter(|u| u.kind == UpstreamKind::Smsgate)
         {
             match &settings.http.public_url {
-                Some(url) => register_webhooks(upstream, url.clone(), self.shutdown.clone()),
+                Some(url) => register_webhooks(upstream, url.clone(), &self.tasks),
                 None => {
                     info!(upstream = %upstream.name,
                         "http.public_url not set: no webhooks registered; states come by polling");
@@ -376,7 +371,7 @@ impl Running {
                         Arc::clone(incoming_routes),
                         Arc::clone(&self.clock),
                     );
-                    self.tracker.spawn(poller.run(self.shutdown.clone()));
+                    self.tasks.spawn(poller.run(self.tasks.stop_token()));
                 }
             }
         }
@@ -392,8 +387,9 @@ impl Running {
                 Arc::clone(&self.clock),
                 Arc::clone(&health),
                 Arc::clone(&self.metrics),
+                &self.tasks,
             );
-            self.tracker.spawn(dispatcher.run(self.shutdown.clone()));
+            self.tasks.spawn(dispatcher.run(self.tasks.stop_token()));
         }
         health
     }
@@ -414,12 +410,12 @@ impl Running {
                 idle: settings.http.idle_timeout,
             },
         };
-        self.tracker.spawn(http::serve(
+        self.tasks.spawn(http::serve(
             bound.listener,
             http::router(state),
             limits,
-            self.shutdown.clone(),
-            self.tracker.clone(),
+            self.tasks.stop_token(),
+            self.tasks.tracker().clone(),
         ));
     }
 }

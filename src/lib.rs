@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod routing;
 pub mod smpp;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod text;
 pub mod time;

@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::config::{UpstreamKind, UpstreamSettings};
 use crate::metrics::Metrics;
 use crate::store::{Dispatch, DispatchOutcome, PendingCheck, Store, StoreError, UpstreamReport};
+use crate::tasks::Tasks;
 use policy::{Decision, Policy, RetryPolicy};
 use upstream::upstream_report;
 pub use upstream::{throttled, Call, Reply, SendOutcome, StatusOutcome, UpstreamService};
@@ -125,6 +126,7 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
         health: Arc<UpstreamHealth>,
         metrics: Arc<Metrics>,
+        tasks: &Tasks,
     ) -> Dispatcher {
         let (rate, in_flight, timeout) = (
             settings.rate(),
@@ -133,7 +135,7 @@ impl Dispatcher {
         );
         let service = match settings.kind {
             UpstreamKind::Sandbox => throttled(
-                sandbox::Sandbox::new(settings, store.clone(), clock.clone()),
+                sandbox::Sandbox::new(settings, store.clone(), clock.clone(), tasks.clone()),
                 rate,
                 in_flight,
                 timeout,

@@ -17,6 +17,7 @@ use super::upstream::{upstream_report, Call, Reply, SendOutcome, StatusOutcome};
 use crate::clock::Clock;
 use crate::config::UpstreamSettings;
 use crate::store::Store;
+use crate::tasks::Tasks;
 
 #[derive(Clone)]
 pub struct Sandbox {
@@ -25,10 +26,17 @@ pub struct Sandbox {
     sent_after: Duration,
     delivered_after: Duration,
     failure_ratio: f64,
+    /// The simulations in progress end with the broker.
+    tasks: Tasks,
 }
 
 impl Sandbox {
-    pub fn new(settings: &UpstreamSettings, store: Store, clock: Arc<dyn Clock>) -> Sandbox {
+    pub fn new(
+        settings: &UpstreamSettings,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        tasks: Tasks,
+    ) -> Sandbox {
         warn!(
             upstream = %settings.name,
             "upstream is the sandbox: a simulation, no SMS is really sent"
@@ -39,6 +47,7 @@ impl Sandbox {
             sent_after: settings.sent_after(),
             delivered_after: settings.delivered_after(),
             failure_ratio: settings.failure_ratio(),
+            tasks,
         }
     }
 
@@ -52,7 +61,7 @@ impl Sandbox {
 
     fn simulate(&self, outbox_id: i64) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn_until_stopped(async move {
             tokio::time::sleep(this.sent_after).await;
             this.report("Sent", outbox_id, None).await;
             tokio::time::sleep(this.delivered_after.saturating_sub(this.sent_after)).await;
