@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::smpp::pdu::BindKind;
+
 /// Prefix of the environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "SMPP_BROKER__";
 
@@ -291,7 +293,7 @@ pub struct AccountSettings {
     /// Name of an `[[upstreams]]` entry.
     pub upstream: String,
     #[serde(default = "default_bind_types")]
-    pub bind_types: Vec<BindType>,
+    pub bind_types: Vec<BindKind>,
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
     /// Submits per second (token bucket rate).
@@ -325,8 +327,8 @@ fn default_max_undelivered() -> usize {
     crate::store::DEFAULT_MAX_UNDELIVERED
 }
 
-fn default_bind_types() -> Vec<BindType> {
-    BindType::ALL.to_vec()
+fn default_bind_types() -> Vec<BindKind> {
+    BindKind::ALL.to_vec()
 }
 
 fn default_max_sessions() -> usize {
@@ -339,39 +341,8 @@ fn default_throughput() -> f64 {
 
 impl AccountSettings {
     /// Whether this account may bind as `bind`.
-    pub fn allows(&self, bind: BindType) -> bool {
+    pub fn allows(&self, bind: BindKind) -> bool {
         self.bind_types.contains(&bind)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BindType {
-    Transmitter,
-    Receiver,
-    Transceiver,
-}
-
-impl BindType {
-    pub const ALL: [BindType; 3] = [
-        BindType::Transmitter,
-        BindType::Receiver,
-        BindType::Transceiver,
-    ];
-
-    /// The configuration spelling (`"transmitter"`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BindType::Transmitter => "transmitter",
-            BindType::Receiver => "receiver",
-            BindType::Transceiver => "transceiver",
-        }
-    }
-}
-
-impl fmt::Display for BindType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -1264,7 +1235,7 @@ upstream = "sandbox"
         assert_eq!(demo.password.as_ref().map(Secret::expose), Some("demo1234"));
         assert!(demo.password_hash.is_none());
         assert_eq!(demo.upstream, "sandbox");
-        assert_eq!(demo.bind_types, BindType::ALL.to_vec());
+        assert_eq!(demo.bind_types, BindKind::ALL.to_vec());
         assert_eq!(demo.max_sessions, 4);
         assert_eq!(demo.throughput, 100.0);
         assert!(settings.smpp.tls.is_none());
@@ -1333,7 +1304,7 @@ upstream = "sandbox"
 
         let s = parse(BASE).expect("base");
         let account = &s.accounts[0];
-        assert_eq!(account.bind_types, BindType::ALL.to_vec());
+        assert_eq!(account.bind_types, BindKind::ALL.to_vec());
         assert_eq!(account.max_sessions, 4);
         assert_eq!(account.throughput, 100.0);
         assert!(account.password_hash.is_none());
@@ -1456,13 +1427,13 @@ level = "warn,smpp_broker=debug""#,
         .expect("typed overrides");
         let account = &s.accounts[0];
         assert_eq!(account.max_sessions, 8);
-        assert_eq!(account.bind_types, vec![BindType::Receiver]);
+        assert_eq!(account.bind_types, vec![BindKind::Receiver]);
         assert_eq!(account.throughput, 50.0);
         assert!(s.smpp.data_sm_in_rx);
         assert_eq!(s.smpp.max_pdu_size, 2048);
-        assert!(account.allows(BindType::Receiver));
-        assert!(!account.allows(BindType::Transmitter));
-        assert!(!account.allows(BindType::Transceiver));
+        assert!(account.allows(BindKind::Receiver));
+        assert!(!account.allows(BindKind::Transmitter));
+        assert!(!account.allows(BindKind::Transceiver));
     }
 
     #[test]
@@ -2025,6 +1996,15 @@ level = "warn,smpp_broker=debug""#,
         assert!(settings.account("demo").is_some());
         assert!(settings.account("DEMO").is_none());
         assert!(settings.account("nobody").is_none());
-        assert_eq!(BindType::Transceiver.to_string(), "transceiver");
+        assert_eq!(BindKind::Transceiver.name(), "transceiver");
+    }
+
+    #[test]
+    fn bind_types_are_spelled_as_the_bind_kind_names() {
+        for kind in BindKind::ALL {
+            let text = account_with(&format!("bind_types = [{:?}]", kind.name()));
+            let settings = parse(&text).expect("valid");
+            assert_eq!(settings.accounts[0].bind_types, [kind]);
+        }
     }
 }

@@ -131,11 +131,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     state.metrics.dropped(state.store.dropped_deliveries());
     let bound = state.registry.counts();
     for system_id in state.accounts.iter() {
-        for kind in [
-            BindKind::Transmitter,
-            BindKind::Receiver,
-            BindKind::Transceiver,
-        ] {
+        for kind in BindKind::ALL {
             let count = bound.get(&(system_id.clone(), kind)).copied().unwrap_or(0);
             let labels = crate::metrics::SessionLabels {
                 system_id: system_id.clone(),
