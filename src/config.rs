@@ -316,7 +316,7 @@ pub struct AccountSettings {
     /// How an incoming message too long for one SMS goes out: "udh" (segments)
     /// or "message_payload" (whole, in the TLV).
     #[serde(default)]
-    pub long_incoming: crate::smpp::incoming::LongIncoming,
+    pub long_incoming: crate::text::LongIncoming,
 }
 
 fn default_max_queued() -> usize {

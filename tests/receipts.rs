@@ -349,7 +349,7 @@ async fn incoming_messages_arrive_whole_and_once() {
 async fn an_account_may_take_long_incoming_messages_in_message_payload() {
     let fake = FakeSmsGate::start(Mode::Cloud).await;
     let broker = start_with(&fake, |s| {
-        s.accounts[0].long_incoming = smpp_broker::smpp::incoming::LongIncoming::MessagePayload
+        s.accounts[0].long_incoming = smpp_broker::text::LongIncoming::MessagePayload
     })
     .await;
     let mut receiver = Esme::connect(broker.addr()).await;

@@ -5,10 +5,10 @@
 mod common;
 
 use common::{test_settings, wait_until_no_sessions, Esme, TestBroker};
-use smpp_broker::smpp::incoming::LongIncoming;
 use smpp_broker::smpp::pdu::{BindKind, CommandStatus};
 use smpp_broker::store::Incoming;
 use smpp_broker::text::Content;
+use smpp_broker::text::LongIncoming;
 use smpp_broker::Broker;
 use tokio::net::{TcpSocket, TcpStream};
 

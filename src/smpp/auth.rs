@@ -36,7 +36,7 @@ pub struct Account {
     pub upstream: String,
     pub max_sessions: usize,
     /// How its receivers get incoming messages too long for one SMS.
-    pub long_incoming: crate::smpp::incoming::LongIncoming,
+    pub long_incoming: crate::text::LongIncoming,
     bind_kinds: Vec<BindKind>,
     credential: Credential,
     /// Shared by every session of the account: the throughput limit is per account.
