@@ -323,8 +323,11 @@ fn default_max_queued() -> usize {
     100_000
 }
 
+/// Receipts and incoming messages an account keeps when it names no limit.
+pub const DEFAULT_MAX_UNDELIVERED: usize = 25_000;
+
 fn default_max_undelivered() -> usize {
-    crate::store::DEFAULT_MAX_UNDELIVERED
+    DEFAULT_MAX_UNDELIVERED
 }
 
 fn default_bind_types() -> Vec<BindKind> {
