@@ -9,6 +9,7 @@ pub mod gsm7;
 
 /// How an account's data_coding 0 ("SMSC default alphabet") is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultAlphabet {
     /// GSM 03.38, one septet per octet: what nearly every ESME sends.
@@ -19,6 +20,7 @@ pub enum DefaultAlphabet {
 
 /// How an incoming message too long for one SMS reaches the ESME.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum LongIncoming {
     /// Segments of at most one SMS each, with an 8-bit-reference concatenation

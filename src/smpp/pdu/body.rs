@@ -11,6 +11,7 @@ use super::wire::{put_cstring, FieldError, Reader};
 /// The three ways an ESME binds. Deserialized from an account's `bind_types`,
 /// spelled as [`BindKind::name`] gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub enum BindKind {
     Transmitter,
