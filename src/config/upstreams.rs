@@ -204,9 +204,9 @@ impl UpstreamSettings {
         Ok(())
     }
 
-    /// A key of the other kind is refused by name rather than ignored.
-    fn reject_other_kinds_keys(&self, key: &impl Fn(&str) -> String) -> Result<(), ConfigError> {
-        let smsgate_keys = [
+    /// The keys only kind = "smsgate" has, and whether each is set.
+    fn smsgate_keys(&self) -> [(&'static str, bool); 10] {
+        [
             ("mode", self.mode.is_some()),
             ("base_url", self.base_url.is_some()),
             ("username", self.username.is_some()),
@@ -220,12 +220,21 @@ impl UpstreamSettings {
             ),
             ("data_port", self.data_port.is_some()),
             ("inbox_interval", self.inbox_interval.is_some()),
-        ];
-        let sandbox_keys = [
+        ]
+    }
+
+    /// The keys only kind = "sandbox" has, and whether each is set.
+    fn sandbox_keys(&self) -> [(&'static str, bool); 3] {
+        [
             ("sent_after", self.sent_after.is_some()),
             ("delivered_after", self.delivered_after.is_some()),
             ("failure_ratio", self.failure_ratio.is_some()),
-        ];
+        ]
+    }
+
+    /// A key of the other kind is refused by name rather than ignored.
+    fn reject_other_kinds_keys(&self, key: &impl Fn(&str) -> String) -> Result<(), ConfigError> {
+        let (smsgate_keys, sandbox_keys) = (self.smsgate_keys(), self.sandbox_keys());
         let (foreign, own_kind) = match self.kind {
             UpstreamKind::Sandbox => (&smsgate_keys[..], "smsgate"),
             UpstreamKind::Smsgate => (&sandbox_keys[..], "sandbox"),
@@ -311,10 +320,11 @@ pub(super) fn validate_all(upstreams: &[UpstreamSettings]) -> Result<HashSet<&st
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
     use std::time::Duration;
 
-    use super::{SmsGateMode, UpstreamKind, SMSGATE_CLOUD_URL};
-    use crate::config::test_support::{error, parse, smsgate, BASE};
+    use super::{SmsGateMode, UpstreamKind, UpstreamSettings, SMSGATE_CLOUD_URL};
+    use crate::config::test_support::{error, every_key_set, parse, smsgate, BASE};
 
     #[test]
     fn upstream_errors_name_their_key() {
@@ -405,5 +415,33 @@ mod tests {
         );
         assert!(error(&sandbox_with_url)
             .contains("upstreams[0].base_url: applies only to kind = \"smsgate\""));
+    }
+
+    /// The wrong-kind scan lists the kind-specific keys by hand: every
+    /// optional key must be in one of its lists, or common to both kinds.
+    #[test]
+    fn every_kind_specific_key_is_scanned() {
+        // Optional for both kinds: their defaults depend on the kind.
+        const COMMON_OPTIONAL: [&str; 2] = ["rate", "max_in_flight"];
+        let keys = |upstream: &UpstreamSettings| -> BTreeSet<String> {
+            let table = toml::Table::try_from(upstream).expect("serializes");
+            table.keys().cloned().collect()
+        };
+        let full = every_key_set().upstreams.remove(0);
+        let minimal = parse("[[upstreams]]\nname = \"x\"\nkind = \"sandbox\"\n")
+            .expect("minimal upstream")
+            .upstreams
+            .remove(0);
+        let optional: BTreeSet<String> = keys(&full)
+            .difference(&keys(&minimal))
+            .filter(|key| !COMMON_OPTIONAL.contains(&key.as_str()))
+            .cloned()
+            .collect();
+        let mut scanned = BTreeSet::new();
+        for (key, set) in full.smsgate_keys().into_iter().chain(full.sandbox_keys()) {
+            assert!(set, "{key} is not set in every_key_set");
+            assert!(scanned.insert(key.to_owned()), "{key} is listed twice");
+        }
+        assert_eq!(optional, scanned);
     }
 }
