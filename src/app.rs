@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -20,8 +21,8 @@ use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::smpp::auth::Accounts;
 use crate::smpp::delivery::DeliveryHub;
+use crate::smpp::handler::OutboxService;
 use crate::smpp::listener::{accept_loop, Transport};
-use crate::smpp::outbox::OutboxService;
 use crate::smpp::registry::Registry;
 use crate::smpp::service::MessageService;
 use crate::smpp::session::SessionContext;
@@ -61,152 +62,35 @@ impl Broker {
     }
 
     /// Starts with an injected wall clock (tests control message times with it).
+    /// Everything that can fail (the database, the certificate, the ports) comes
+    /// before anything is spawned; every task goes on the tracker that
+    /// [`Broker::shutdown`] drains.
     pub async fn start_with_clock(
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Broker, StartError> {
         let accounts = Accounts::from_settings(&settings.accounts);
-        for system_id in accounts.with_plain_passwords() {
-            warn!(
-                system_id,
-                "account uses a plain-text password: fine for development, use password_hash (smpp-broker hash-password) in production"
-            );
-        }
-        let store = Store::open(
-            &settings.store,
-            writer_limits(&settings),
-            Arc::clone(&clock),
-        )
-        .await?;
-        info!(path = %settings.store.path.display(), "outbox open (SQLite, WAL, synchronous=FULL)");
-        let policies = settings.accounts.iter().map(|a| AccountPolicy {
-            system_id: a.system_id.clone(),
-            upstream: a.upstream.clone(),
-            alphabet: a.default_alphabet,
-        });
-        let messages: Arc<dyn MessageService> = Arc::new(OutboxService::new(
-            store.clone(),
-            policies,
-            Arc::clone(&clock),
-            settings.messages.default_validity.as_millis() as i64,
-        ));
-        let shutdown = CancellationToken::new();
-        let metrics = Arc::new(Metrics::default());
-        let deliveries = DeliveryHub::start(
-            store.clone(),
-            Arc::clone(&clock),
-            Arc::clone(&metrics),
-            shutdown.clone(),
-        );
-        let ctx = SessionContext::new(
-            settings.smpp.clone(),
-            accounts,
-            messages,
-            shutdown.clone(),
-            Some(deliveries),
-            Arc::clone(&metrics),
-        );
-        let tracker = TaskTracker::new();
-        let caps = fd_limit::caps_for(&settings);
-        let connections = Arc::new(Semaphore::new(caps.smpp));
-
-        // Everything that can fail happens before anything is spawned.
-        let tls = match &settings.smpp.tls {
-            Some(t) => Some((
-                {
-                    if t.generate && tls::ensure_self_signed(&t.cert, &t.key)? {
-                        warn!(cert = %t.cert.display(), key = %t.key.display(),
-                            "smpp.tls: no certificate, so a self-signed one was written; \
-                             use a CA-signed certificate in production");
-                    }
-                    tls::acceptor(&t.cert, &t.key)?
-                },
-                bind("smpp.tls.bind", t.bind).await?,
-            )),
-            None => None,
+        warn_about_plain_passwords(&accounts);
+        let store = open_store(&settings, &clock).await?;
+        let listeners = Listeners::bind(&settings).await?;
+        let running = Running {
+            store,
+            clock,
+            metrics: Arc::new(Metrics::default()),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
         };
-        let plain = bind("smpp.bind", settings.smpp.bind).await?;
-        let http_listener = bind("http.bind", settings.http.bind).await?;
-        let http_addr = local_addr("http.bind", &http_listener)?;
-        let smpp_addr = local_addr("smpp.bind", &plain)?;
-        info!(addr = %smpp_addr, "SMPP listening (plain TCP)");
-        tracker.spawn(accept_loop(
-            plain,
-            Transport::Plain,
-            Arc::clone(&ctx),
-            Arc::clone(&connections),
-            tracker.clone(),
-        ));
-        let mut tls_addr = None;
-        if let Some((acceptor, listener)) = tls {
-            let addr = local_addr("smpp.tls.bind", &listener)?;
-            info!(%addr, "SMPP listening (TLS)");
-            tls_addr = Some(addr);
-            tracker.spawn(accept_loop(
-                listener,
-                Transport::Tls(acceptor),
-                Arc::clone(&ctx),
-                connections,
-                tracker.clone(),
-            ));
-        }
-        let health = Arc::new(UpstreamHealth::default());
-        let incoming_routes = Arc::new(settings.accounts.iter().fold(
-            http::IncomingRoutes::new(),
-            |mut routes, a| {
-                routes
-                    .entry(a.upstream.clone())
-                    .or_default()
-                    .push((a.system_id.clone(), a.receive_numbers.clone()));
-                routes
-            },
-        ));
-        for upstream in settings
-            .upstreams
-            .iter()
-            .filter(|u| u.kind == UpstreamKind::Smsgate)
-        {
-            match &settings.http.public_url {
-                Some(url) => {
-                    crate::dispatch::register_webhooks(upstream, url.clone(), shutdown.clone())
-                }
-                None => {
-                    info!(upstream = %upstream.name,
-                        "http.public_url not set: no webhooks registered; states come by polling");
-                    let poller = crate::dispatch::inbox::InboxPoller::new(
-                        upstream,
-                        store.clone(),
-                        Arc::clone(&incoming_routes),
-                        Arc::clone(&clock),
-                    );
-                    tracker.spawn(poller.run(shutdown.clone()));
-                }
-            }
-        }
-        for upstream in settings.upstreams.iter().filter(|u| u.hold) {
-            warn!(upstream = %upstream.name, "upstream on hold: its messages wait in the queue, none is sent");
-        }
-        for dispatcher in settings
-            .upstreams
-            .iter()
-            .filter(|u| !u.hold)
-            .map(|upstream| {
-                Dispatcher::for_upstream(
-                    upstream,
-                    store.clone(),
-                    Arc::clone(&clock),
-                    Arc::clone(&health),
-                    Arc::clone(&metrics),
-                )
-            })
-        {
-            tracker.spawn(dispatcher.run(shutdown.clone()));
-        }
-        let http = http::router(HttpState {
-            store: store.clone(),
+        let ctx = running.start_sessions(&settings, accounts);
+        let addrs = listeners.addrs();
+        let caps = fd_limit::caps_for(&settings);
+        running.serve_smpp(listeners.smpp, listeners.tls, &ctx, caps.smpp);
+        let incoming_routes = Arc::new(incoming_routes(&settings));
+        let health = running.start_upstreams(&settings, &incoming_routes);
+        let state = HttpState {
+            store: running.store.clone(),
             health: Arc::clone(&health),
-            metrics: Arc::clone(&metrics),
-            clock: Arc::clone(&clock),
+            metrics: Arc::clone(&running.metrics),
+            clock: Arc::clone(&running.clock),
             upstreams: Arc::new(
                 settings
                     .upstreams
@@ -235,30 +119,16 @@ impl Broker {
                 max_size: settings.http.max_body_size,
                 read_timeout: settings.http.body_read_timeout,
             },
-        });
-        info!(addr = %http_addr, "HTTP listening (health, readiness, metrics)");
-        let limits = http::ServeLimits {
-            max_connections: caps.http,
-            timeouts: http::ConnectionTimeouts {
-                header_read: settings.http.header_read_timeout,
-                idle: settings.http.idle_timeout,
-            },
         };
-        tracker.spawn(http::serve(
-            http_listener,
-            http,
-            limits,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
+        running.serve_http(&settings, listeners.http, caps.http, state);
         Ok(Broker {
-            smpp_addr,
-            http_addr,
-            tls_addr,
-            shutdown,
-            tracker,
+            smpp_addr: addrs.smpp,
+            http_addr: addrs.http,
+            tls_addr: addrs.tls,
+            shutdown: running.shutdown,
+            tracker: running.tracker,
             ctx,
-            store,
+            store: running.store,
             health,
         })
     }
@@ -326,6 +196,243 @@ impl Broker {
     }
 }
 
+fn warn_about_plain_passwords(accounts: &Accounts) {
+    for system_id in accounts.with_plain_passwords() {
+        warn!(
+            system_id,
+            "account uses a plain-text password: fine for development, use password_hash (smpp-broker hash-password) in production"
+        );
+    }
+}
+
+async fn open_store(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<Store, StartError> {
+    let store = Store::open(&settings.store, writer_limits(settings), Arc::clone(clock)).await?;
+    info!(path = %settings.store.path.display(), "outbox open (SQLite, WAL, synchronous=FULL)");
+    Ok(store)
+}
+
+/// A bound listener and the address it got (port 0 becomes a real port).
+struct Bound {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Bound {
+    async fn to(key: &'static str, addr: SocketAddr) -> Result<Bound, StartError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { key, addr, source })?;
+        let addr =
+            listener
+                .local_addr()
+                .map_err(|source| StartError::Listen { key, addr, source })?;
+        Ok(Bound { listener, addr })
+    }
+}
+
+/// Every port the broker serves, bound before anything runs, so that a port in
+/// use or a bad certificate stops startup with the key named.
+struct Listeners {
+    smpp: Bound,
+    tls: Option<(TlsAcceptor, Bound)>,
+    http: Bound,
+}
+
+struct Addresses {
+    smpp: SocketAddr,
+    tls: Option<SocketAddr>,
+    http: SocketAddr,
+}
+
+impl Listeners {
+    async fn bind(settings: &Settings) -> Result<Listeners, StartError> {
+        let tls = match &settings.smpp.tls {
+            Some(t) => {
+                if t.generate && tls::ensure_self_signed(&t.cert, &t.key)? {
+                    warn!(cert = %t.cert.display(), key = %t.key.display(),
+                        "smpp.tls: no certificate, so a self-signed one was written; \
+                         use a CA-signed certificate in production");
+                }
+                let acceptor = tls::acceptor(&t.cert, &t.key)?;
+                Some((acceptor, Bound::to("smpp.tls.bind", t.bind).await?))
+            }
+            None => None,
+        };
+        Ok(Listeners {
+            smpp: Bound::to("smpp.bind", settings.smpp.bind).await?,
+            tls,
+            http: Bound::to("http.bind", settings.http.bind).await?,
+        })
+    }
+
+    fn addrs(&self) -> Addresses {
+        Addresses {
+            smpp: self.smpp.addr,
+            tls: self.tls.as_ref().map(|(_, bound)| bound.addr),
+            http: self.http.addr,
+        }
+    }
+}
+
+/// What every running part shares: the store, the clock, the metrics, and the
+/// token and tracker by which shutdown stops them and waits for them.
+struct Running {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Running {
+    /// The sessions' shared context: accounts, the message service over the
+    /// store, and the hub that hands receipts and incoming messages to receivers.
+    fn start_sessions(&self, settings: &Settings, accounts: Accounts) -> Arc<SessionContext> {
+        let policies = settings.accounts.iter().map(|a| AccountPolicy {
+            system_id: a.system_id.clone(),
+            upstream: a.upstream.clone(),
+            alphabet: a.default_alphabet,
+        });
+        let messages = OutboxService::new(
+            self.store.clone(),
+            policies,
+            Arc::clone(&self.clock),
+            settings.messages.default_validity.as_millis() as i64,
+        );
+        messages.log_refusals(&self.tracker, self.shutdown.clone());
+        let deliveries = DeliveryHub::start(
+            self.store.clone(),
+            Arc::clone(&self.clock),
+            Arc::clone(&self.metrics),
+            self.shutdown.clone(),
+            &self.tracker,
+        );
+        SessionContext::new(
+            settings.smpp.clone(),
+            accounts,
+            Arc::new(messages) as Arc<dyn MessageService>,
+            self.shutdown.clone(),
+            Some(deliveries),
+            Arc::clone(&self.metrics),
+        )
+    }
+
+    /// One accept loop per SMPP port; plain and TLS share the connection cap.
+    fn serve_smpp(
+        &self,
+        plain: Bound,
+        tls: Option<(TlsAcceptor, Bound)>,
+        ctx: &Arc<SessionContext>,
+        max_connections: usize,
+    ) {
+        let connections = Arc::new(Semaphore::new(max_connections));
+        info!(addr = %plain.addr, "SMPP listening (plain TCP)");
+        self.tracker.spawn(accept_loop(
+            plain.listener,
+            Transport::Plain,
+            Arc::clone(ctx),
+            Arc::clone(&connections),
+            self.tracker.clone(),
+        ));
+        if let Some((acceptor, bound)) = tls {
+            info!(addr = %bound.addr, "SMPP listening (TLS)");
+            self.tracker.spawn(accept_loop(
+                bound.listener,
+                Transport::Tls(acceptor),
+                Arc::clone(ctx),
+                connections,
+                self.tracker.clone(),
+            ));
+        }
+    }
+
+    /// For each upstream: its webhooks registered or its poller started, and its
+    /// dispatcher, unless it is on hold.
+    fn start_upstreams(
+        &self,
+        settings: &Settings,
+        incoming_routes: &Arc<http::IncomingRoutes>,
+    ) -> Arc<UpstreamHealth> {
+        for upstream in settings
+            .upstreams
+            .iter()
+            .filter(|u| u.kind == UpstreamKind::Smsgate)
+        {
+            match &settings.http.public_url {
+                Some(url) => {
+                    crate::dispatch::register_webhooks(upstream, url.clone(), self.shutdown.clone())
+                }
+                None => {
+                    info!(upstream = %upstream.name,
+                        "http.public_url not set: no webhooks registered; states come by polling");
+                    let poller = crate::dispatch::inbox::InboxPoller::new(
+                        upstream,
+                        self.store.clone(),
+                        Arc::clone(incoming_routes),
+                        Arc::clone(&self.clock),
+                    );
+                    self.tracker.spawn(poller.run(self.shutdown.clone()));
+                }
+            }
+        }
+        let health = Arc::new(UpstreamHealth::default());
+        for upstream in &settings.upstreams {
+            if upstream.hold {
+                warn!(upstream = %upstream.name, "upstream on hold: its messages wait in the queue, none is sent");
+                continue;
+            }
+            let dispatcher = Dispatcher::for_upstream(
+                upstream,
+                self.store.clone(),
+                Arc::clone(&self.clock),
+                Arc::clone(&health),
+                Arc::clone(&self.metrics),
+            );
+            self.tracker.spawn(dispatcher.run(self.shutdown.clone()));
+        }
+        health
+    }
+
+    /// Health, readiness, metrics and webhooks, with the port's own limits.
+    fn serve_http(
+        &self,
+        settings: &Settings,
+        bound: Bound,
+        max_connections: usize,
+        state: HttpState,
+    ) {
+        info!(addr = %bound.addr, "HTTP listening (health, readiness, metrics)");
+        let limits = http::ServeLimits {
+            max_connections,
+            timeouts: http::ConnectionTimeouts {
+                header_read: settings.http.header_read_timeout,
+                idle: settings.http.idle_timeout,
+            },
+        };
+        self.tracker.spawn(http::serve(
+            bound.listener,
+            http::router(state),
+            limits,
+            self.shutdown.clone(),
+            self.tracker.clone(),
+        ));
+    }
+}
+
+/// Which accounts an upstream's incoming messages may belong to.
+fn incoming_routes(settings: &Settings) -> http::IncomingRoutes {
+    settings
+        .accounts
+        .iter()
+        .fold(http::IncomingRoutes::new(), |mut routes, a| {
+            routes
+                .entry(a.upstream.clone())
+                .or_default()
+                .push((a.system_id.clone(), a.receive_numbers.clone()));
+            routes
+        })
+}
+
 /// The limits the store's writer enforces, from the configuration.
 pub fn writer_limits(settings: &Settings) -> WriterLimits {
     let per_account = |limit: fn(&crate::config::AccountSettings) -> usize| {
@@ -343,18 +450,4 @@ pub fn writer_limits(settings: &Settings) -> WriterLimits {
         undelivered_retention: settings.messages.undelivered_retention,
         final_retention: settings.messages.final_retention,
     }
-}
-
-async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { key, addr, source })
-}
-
-fn local_addr(key: &'static str, listener: &TcpListener) -> Result<SocketAddr, StartError> {
-    listener.local_addr().map_err(|source| StartError::Listen {
-        key,
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        source,
-    })
 }

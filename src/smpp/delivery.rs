@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::incoming::incoming_sms;
@@ -60,6 +61,7 @@ impl DeliveryHub {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
+        tracker: &TaskTracker,
     ) -> DeliveryHub {
         let (events, receiver) = mpsc::unbounded_channel();
         let hub = Hub {
@@ -68,7 +70,7 @@ impl DeliveryHub {
             metrics,
             accounts: HashMap::new(),
         };
-        tokio::spawn(hub.run(receiver, shutdown));
+        tracker.spawn(hub.run(receiver, shutdown));
         DeliveryHub { events }
     }
 

@@ -1,11 +1,22 @@
-//! The SMPP v3.4 front end: codec, framing, sessions, listeners.
+//! The SMPP v3.4 front end, in three layers; each uses only the ones above it:
+//!
+//! - the wire, pure and without I/O: `pdu` (every PDU, TLV and status), `codec`
+//!   (framing with the length guard), `state` (which operation a bind state
+//!   admits), `time` (SMPP time strings);
+//! - connections: `listener` and `tls` (accept), `session` (one task per
+//!   connection), `auth`, `throttle`, `registry` (who is bound);
+//! - the application, behind the `service::MessageService` seam: `handler`
+//!   (requests against the store), `submit` (PDU to a validated message),
+//!   `refusals` (the refused-request log), and for the way back `delivery` (the
+//!   hub handing receipts and incoming messages to receivers), `receipt` and
+//!   `incoming` (their deliver_sm).
 
 pub mod auth;
 pub mod codec;
 pub mod delivery;
+pub mod handler;
 pub mod incoming;
 pub mod listener;
-pub mod outbox;
 pub mod pdu;
 pub mod receipt;
 pub mod refusals;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::writer::Request;
@@ -19,12 +20,20 @@ use super::writer::Request;
 /// load (tens of MB), long enough that each checkpoint moves many pages at once.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Runs until the store is dropped (the writer's channel has no senders left).
-pub async fn run(mut conn: SqliteConnection, writer: mpsc::WeakSender<Request>) {
+/// Runs until `stop` (the store closes) or until the store is dropped (the
+/// writer's channel has no senders left).
+pub async fn run(
+    mut conn: SqliteConnection,
+    writer: mpsc::WeakSender<Request>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
         if writer.upgrade().is_none() {
             return;
         }

@@ -34,7 +34,11 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
+use std::sync::Mutex;
+
 use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::StoreSettings;
@@ -64,6 +68,14 @@ pub struct SqliteStore {
     dropped: DroppedDeliveries,
     health: Arc<WriteHealth>,
     busy_timeout: Duration,
+    checkpoints: Arc<Checkpoints>,
+}
+
+/// The checkpoint task, which `close` stops before the final checkpoint: two
+/// checkpoints at once would leave the last one unfinished.
+struct Checkpoints {
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl SqliteStore {
@@ -136,7 +148,12 @@ impl SqliteStore {
             .await
             .map_err(open_err)?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-        tokio::spawn(checkpoint::run(checkpointer, tx.downgrade()));
+        let stop_checkpoints = CancellationToken::new();
+        let checkpoints = tokio::spawn(checkpoint::run(
+            checkpointer,
+            tx.downgrade(),
+            stop_checkpoints.clone(),
+        ));
         let upstream_states = Arc::new(UpstreamStates::load(&mut conn).await?);
         let ready = Arc::new(Notify::new());
         let deliveries = Arc::new(Notify::new());
@@ -168,6 +185,10 @@ impl SqliteStore {
             dropped,
             health,
             busy_timeout: settings.busy_timeout,
+            checkpoints: Arc::new(Checkpoints {
+                stop: stop_checkpoints,
+                task: Mutex::new(Some(checkpoints)),
+            }),
         })
     }
 
@@ -181,6 +202,16 @@ impl SqliteStore {
     /// which lets go of the database's lock: a copy of the file alone then holds
     /// everything. Commands sent after this fail with WriterGone.
     pub async fn close(&self) -> Result<(), StoreError> {
+        self.checkpoints.stop.cancel();
+        let task = self
+            .checkpoints
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
         self.call(|reply| writer::Command::Close { reply }).await?
     }
 

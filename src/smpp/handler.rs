@@ -1,4 +1,5 @@
-//! The message service backed by the durable outbox: every response that carries a
+//! The request handler: submit_sm, data_sm, submit_multi, query_sm, cancel_sm and
+//! replace_sm against the store, one function each. Every response that carries a
 //! message_id goes back only after the store committed the message.
 
 use std::collections::HashMap;
@@ -6,6 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::pdu::{
     Body, CommandId, CommandStatus as S, DataSmResp, MessageIdResp, Pdu, QuerySmResp,
@@ -44,12 +47,6 @@ impl OutboxService {
             .map(|a| (a.system_id.clone(), Arc::new(a)))
             .collect();
         let refusals = Arc::new(Mutex::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(log_refusals_when_due(
-                Arc::downgrade(&refusals),
-                Arc::clone(&clock),
-            ));
-        }
         OutboxService {
             store,
             accounts,
@@ -57,6 +54,17 @@ impl OutboxService {
             default_validity_ms,
             refusals,
         }
+    }
+
+    /// Writes the refused-request summaries as they fall due, until `shutdown`
+    /// or until the service is gone; what is still counted then is written by
+    /// whichever ends last.
+    pub fn log_refusals(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
+        tracker.spawn(log_refusals_when_due(
+            Arc::downgrade(&self.refusals),
+            Arc::clone(&self.clock),
+            shutdown,
+        ));
     }
 
     fn now(&self) -> SubmitTime {
@@ -81,12 +89,23 @@ fn lock(log: &Mutex<RefusalLog>) -> MutexGuard<'_, RefusalLog> {
 }
 
 /// Logs the refusals that waited an interval, until the service is gone.
-async fn log_refusals_when_due(log: Weak<Mutex<RefusalLog>>, clock: Arc<dyn Clock>) {
+async fn log_refusals_when_due(
+    log: Weak<Mutex<RefusalLog>>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.cancelled() => true,
+        };
         let Some(log) = log.upgrade() else { return };
+        if stopping {
+            lock(&log).drain().iter().for_each(|line| line.log());
+            return;
+        }
         let lines = lock(&log).due(clock.now_ms());
         lines.iter().for_each(|line| line.log());
     }
@@ -125,17 +144,16 @@ impl Refusals {
 /// Stores `messages` and builds the response from their ids, or the status that
 /// says why they were not stored.
 async fn store_then(
-    store: Store,
-    refusals: &Refusals,
+    ctx: &Context,
     messages: Vec<NewMessage>,
     respond: impl FnOnce(Vec<String>) -> Body,
 ) -> Result<Body, S> {
-    match store.submit(messages).await {
+    match ctx.store.submit(messages).await {
         Ok(ids) => Ok(respond(ids)),
         Err(SubmitError::QueueFull(_)) => {
-            Err(refusals.refuse(Refusal::QueueFull, S::ESME_RMSGQFUL))
+            Err(ctx.refusals.refuse(Refusal::QueueFull, S::ESME_RMSGQFUL))
         }
-        Err(SubmitError::Store(err)) => Err(refusals.store_failure(&err)),
+        Err(SubmitError::Store(err)) => Err(ctx.refusals.store_failure(&err)),
     }
 }
 
@@ -143,100 +161,27 @@ impl MessageService for OutboxService {
     fn handle(&self, requester: Requester, request: Pdu) -> BoxFuture<'static, Pdu> {
         let command = request.command_id();
         let sequence = request.sequence_number;
-        let store = self.store.clone();
         let Some(account) = self.accounts.get(&*requester.system_id).cloned() else {
             return Box::pin(async move { refuse(command, S::ESME_RSYSERR, sequence) });
         };
-        let at = self.now();
-        let refusals = Refusals {
-            log: Arc::clone(&self.refusals),
-            clock: Arc::clone(&self.clock),
-            system_id: Arc::clone(&requester.system_id),
+        let ctx = Context {
+            store: self.store.clone(),
+            at: self.now(),
+            refusals: Refusals {
+                log: Arc::clone(&self.refusals),
+                clock: Arc::clone(&self.clock),
+                system_id: Arc::clone(&requester.system_id),
+            },
+            account,
         };
         Box::pin(async move {
             let answer = match request.body {
-                Body::SubmitSm(sm) => match submit::from_submit_sm(&sm, &account, at) {
-                    Ok(message) => {
-                        store_then(store, &refusals, vec![message], |ids| {
-                            Body::SubmitSmResp(MessageIdResp {
-                                message_id: ids.concat(),
-                            })
-                        })
-                        .await
-                    }
-                    Err(status) => Err(status),
-                },
-                Body::DataSm(d) => match submit::from_data_sm(&d, &account, at) {
-                    Ok(message) => {
-                        store_then(store, &refusals, vec![message], |ids| {
-                            Body::DataSmResp(DataSmResp {
-                                message_id: ids.concat(),
-                                ..DataSmResp::default()
-                            })
-                        })
-                        .await
-                    }
-                    Err(status) => Err(status),
-                },
-                Body::SubmitMulti(multi) => {
-                    submit_multi(store, &refusals, &multi.sm, &multi.dests, &account, at).await
-                }
-                Body::QuerySm(q) => {
-                    match store
-                        .query(&account.system_id, &q.message_id, &q.source.addr)
-                        .await
-                    {
-                        Ok(Some(status)) => Ok(Body::QuerySmResp(QuerySmResp {
-                            message_id: status.message_id,
-                            final_date: status
-                                .final_at
-                                .map(time::format_absolute)
-                                .unwrap_or_default(),
-                            message_state: status.smpp_state,
-                            error_code: status.error_code,
-                        })),
-                        Ok(None) => Err(S::ESME_RINVMSGID),
-                        Err(err) => Err(refusals.store_failure(&err)),
-                    }
-                }
-                Body::CancelSm(c) => {
-                    let by_id = !c.message_id.is_empty();
-                    let target = if by_id {
-                        Some(CancelTarget::MessageId {
-                            message_id: c.message_id,
-                            source_addr: c.source.addr,
-                        })
-                    } else if c.source.addr.is_empty() || c.dest.addr.is_empty() {
-                        // Without a message_id the spec needs both addresses.
-                        None
-                    } else {
-                        Some(CancelTarget::Addresses {
-                            service_type: c.service_type,
-                            source_addr: c.source.addr,
-                            dest_addr: c.dest.addr,
-                        })
-                    };
-                    match target {
-                        None => Err(S::ESME_RCANCELFAIL),
-                        Some(target) => match store.cancel(&account.system_id, target).await {
-                            Ok(CancelOutcome::Cancelled(_)) => Ok(Body::CancelSmResp),
-                            Ok(CancelOutcome::NotFound) if by_id => Err(S::ESME_RINVMSGID),
-                            Ok(CancelOutcome::NotFound | CancelOutcome::TooLate) => {
-                                Err(S::ESME_RCANCELFAIL)
-                            }
-                            Err(err) => Err(refusals.store_failure(&err)),
-                        },
-                    }
-                }
-                Body::ReplaceSm(r) => match replacement(r, at) {
-                    Ok(replacement) => match store.replace(&account.system_id, replacement).await {
-                        Ok(ReplaceOutcome::Replaced) => Ok(Body::ReplaceSmResp),
-                        Ok(ReplaceOutcome::NotFound) => Err(S::ESME_RINVMSGID),
-                        Ok(ReplaceOutcome::NotReplaceable) => Err(S::ESME_RREPLACEFAIL),
-                        Err(err) => Err(refusals.store_failure(&err)),
-                    },
-                    Err(status) => Err(status),
-                },
+                Body::SubmitSm(sm) => submit_sm(&ctx, &sm).await,
+                Body::DataSm(d) => data_sm(&ctx, &d).await,
+                Body::SubmitMulti(multi) => submit_multi(&ctx, &multi.sm, &multi.dests).await,
+                Body::QuerySm(q) => query_sm(&ctx, q).await,
+                Body::CancelSm(c) => cancel_sm(&ctx, c).await,
+                Body::ReplaceSm(r) => replace_sm(&ctx, r).await,
                 _ => Err(S::ESME_RINVCMDID),
             };
             match answer {
@@ -247,18 +192,100 @@ impl MessageService for OutboxService {
     }
 }
 
+/// What every request of one account's session is handled with.
+struct Context {
+    store: Store,
+    account: Arc<AccountPolicy>,
+    /// The request's arrival, against which its times are read.
+    at: SubmitTime,
+    refusals: Refusals,
+}
+
+async fn submit_sm(ctx: &Context, sm: &super::pdu::Sm) -> Result<Body, S> {
+    let message = submit::from_submit_sm(sm, &ctx.account, ctx.at)?;
+    store_then(ctx, vec![message], |ids| {
+        Body::SubmitSmResp(MessageIdResp {
+            message_id: ids.concat(),
+        })
+    })
+    .await
+}
+
+async fn data_sm(ctx: &Context, d: &super::pdu::DataSm) -> Result<Body, S> {
+    let message = submit::from_data_sm(d, &ctx.account, ctx.at)?;
+    store_then(ctx, vec![message], |ids| {
+        Body::DataSmResp(DataSmResp {
+            message_id: ids.concat(),
+            ..DataSmResp::default()
+        })
+    })
+    .await
+}
+
+async fn query_sm(ctx: &Context, q: super::pdu::QuerySm) -> Result<Body, S> {
+    let found = ctx
+        .store
+        .query(&ctx.account.system_id, &q.message_id, &q.source.addr)
+        .await;
+    match found {
+        Ok(Some(status)) => Ok(Body::QuerySmResp(QuerySmResp {
+            message_id: status.message_id,
+            final_date: status
+                .final_at
+                .map(time::format_absolute)
+                .unwrap_or_default(),
+            message_state: status.smpp_state,
+            error_code: status.error_code,
+        })),
+        Ok(None) => Err(S::ESME_RINVMSGID),
+        Err(err) => Err(ctx.refusals.store_failure(&err)),
+    }
+}
+
+async fn cancel_sm(ctx: &Context, c: super::pdu::CancelSm) -> Result<Body, S> {
+    let by_id = !c.message_id.is_empty();
+    let target = if by_id {
+        CancelTarget::MessageId {
+            message_id: c.message_id,
+            source_addr: c.source.addr,
+        }
+    } else if c.source.addr.is_empty() || c.dest.addr.is_empty() {
+        // Without a message_id the spec needs both addresses.
+        return Err(S::ESME_RCANCELFAIL);
+    } else {
+        CancelTarget::Addresses {
+            service_type: c.service_type,
+            source_addr: c.source.addr,
+            dest_addr: c.dest.addr,
+        }
+    };
+    match ctx.store.cancel(&ctx.account.system_id, target).await {
+        Ok(CancelOutcome::Cancelled(_)) => Ok(Body::CancelSmResp),
+        Ok(CancelOutcome::NotFound) if by_id => Err(S::ESME_RINVMSGID),
+        Ok(CancelOutcome::NotFound | CancelOutcome::TooLate) => Err(S::ESME_RCANCELFAIL),
+        Err(err) => Err(ctx.refusals.store_failure(&err)),
+    }
+}
+
+async fn replace_sm(ctx: &Context, r: super::pdu::ReplaceSm) -> Result<Body, S> {
+    let replacement = replacement(r, ctx.at)?;
+    match ctx.store.replace(&ctx.account.system_id, replacement).await {
+        Ok(ReplaceOutcome::Replaced) => Ok(Body::ReplaceSmResp),
+        Ok(ReplaceOutcome::NotFound) => Err(S::ESME_RINVMSGID),
+        Ok(ReplaceOutcome::NotReplaceable) => Err(S::ESME_RREPLACEFAIL),
+        Err(err) => Err(ctx.refusals.store_failure(&err)),
+    }
+}
+
 /// submit_multi answers OK when at least one destination was stored; its message_id
 /// is the first stored destination's, and the others follow it consecutively. When
 /// every destination is refused, the first refusal's status is the command_status.
 async fn submit_multi(
-    store: Store,
-    refusals: &Refusals,
+    ctx: &Context,
     sm: &super::pdu::Sm,
     dests: &[super::pdu::MultiDest],
-    account: &AccountPolicy,
-    at: SubmitTime,
 ) -> Result<Body, S> {
-    let (accepted, refused) = submit::from_submit_multi(sm, dests, account, at)?;
+    let (accepted, refused) = submit::from_submit_multi(sm, dests, &ctx.account, ctx.at)?;
     if accepted.is_empty() {
         return Err(refused
             .first()
@@ -271,7 +298,7 @@ async fn submit_multi(
             error_status_code: status.0,
         })
         .collect();
-    store_then(store, refusals, accepted, |ids| {
+    store_then(ctx, accepted, |ids| {
         let message_id = ids.into_iter().next().unwrap_or_default();
         Body::SubmitMultiResp(SubmitMultiResp {
             message_id,

@@ -1,0 +1,165 @@
+//! The store's behaviour through its interface, `Store`: every backend must pass
+//! it unchanged. What only one backend has (SQLite's WAL, its lock file) is tested
+//! beside that backend (sqlite/tests.rs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::path::Path;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::text::{Charset, Content};
+
+mod deliveries;
+mod dispatch;
+mod intake;
+
+pub(crate) const T0: i64 = 1_790_000_000_000;
+
+async fn open(dir: &Path, clock: &ManualClock, max_waiting: Option<usize>) -> Store {
+    open_with(dir, clock, max_waiting, None).await
+}
+
+async fn open_with(
+    dir: &Path,
+    clock: &ManualClock,
+    max_waiting: Option<usize>,
+    max_undelivered: Option<usize>,
+) -> Store {
+    let mut limits = WriterLimits {
+        assembly_timeout: Duration::from_secs(60),
+        ..WriterLimits::for_tests()
+    };
+    if let Some(max) = max_waiting {
+        limits.max_waiting.insert("acme".into(), max);
+    }
+    if let Some(max) = max_undelivered {
+        limits.max_undelivered.insert("acme".into(), max);
+    }
+    let settings = StoreSettings {
+        path: dir.join("test.db"),
+        busy_timeout: Duration::from_secs(5),
+    };
+    Store::open(&settings, limits, Arc::new(clock.clone()))
+        .await
+        .unwrap()
+}
+
+pub(crate) fn message(text: &str) -> NewMessage {
+    NewMessage {
+        system_id: "acme".into(),
+        upstream: "sandbox".into(),
+        service_type: String::new(),
+        source: Party {
+            ton: 1,
+            npi: 1,
+            addr: "4915100000".into(),
+        },
+        dest: Party {
+            ton: 1,
+            npi: 1,
+            addr: "4917600000".into(),
+        },
+        esm_class: 0,
+        protocol_id: 0,
+        priority: 0,
+        registered_delivery: 1,
+        data_coding: 0,
+        charset: Charset::Gsm7,
+        user_message_reference: None,
+        body: crate::text::gsm7::encode(text).unwrap(),
+        content: None,
+        concat: None,
+        scheduled_at: None,
+        expires_at: T0 + 48 * 3600 * 1000,
+    }
+}
+
+fn part(key: &str, total: u8, seq: u8, text: &str) -> NewMessage {
+    NewMessage {
+        concat: Some(ConcatPart {
+            key: key.into(),
+            total,
+            seq,
+        }),
+        ..message(text)
+    }
+}
+
+async fn state_of(store: &Store, id: &str) -> MessageState {
+    store
+        .query("acme", id, "")
+        .await
+        .unwrap()
+        .expect("known message")
+        .state
+}
+
+async fn outbox_texts(store: &Store) -> Vec<(String, Option<String>)> {
+    peek::outbox(store).await
+}
+
+/// What the suite reads and changes besides the interface: each backend in its own
+/// SQL, so a new backend adds its arm here.
+mod peek {
+    use sqlx::Row;
+
+    use super::Store;
+
+    /// The outbox rows' states and texts, by id.
+    pub async fn outbox(store: &Store) -> Vec<(String, Option<String>)> {
+        match store {
+            Store::Sqlite(s) => sqlx::query("SELECT state, text FROM outbox ORDER BY id")
+                .fetch_all(s.reader())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+        }
+    }
+
+    /// The outbox rows' ids.
+    pub async fn outbox_ids(store: &Store) -> Vec<String> {
+        match store {
+            Store::Sqlite(s) => sqlx::query("SELECT id FROM outbox ORDER BY id")
+                .fetch_all(s.reader())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<i64, _>(0).to_string())
+                .collect(),
+        }
+    }
+
+    /// Rows of the `message_states` table for `state`.
+    pub async fn message_state_rows(store: &Store, state: &str) -> i64 {
+        match store {
+            Store::Sqlite(s) => sqlx::query("SELECT count(*) FROM message_states WHERE state = ?1")
+                .bind(state)
+                .fetch_one(s.reader())
+                .await
+                .unwrap()
+                .get(0),
+        }
+    }
+
+    /// An operator's change to the table: delivered reported as ACCEPTD (6).
+    pub async fn report_delivered_as_accepted(store: &Store) {
+        use sqlx::Connection;
+        match store {
+            Store::Sqlite(s) => {
+                let url = format!("sqlite://{}", s.path().display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(
+                    "UPDATE message_states SET smpp_state = 6, stat = 'ACCEPTD' \
+                     WHERE state = 'delivered'",
+                )
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+        }
+    }
+}
