@@ -2,10 +2,6 @@
 
 use super::*;
 
-async fn claim_all(store: &Store) -> Vec<Dispatch> {
-    store.claim("sandbox", 100, 60_000).await.unwrap()
-}
-
 #[tokio::test]
 async fn claims_go_by_priority_then_age_and_are_leased() {
     let dir = tempfile::tempdir().unwrap();

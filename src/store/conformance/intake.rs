@@ -163,18 +163,6 @@ async fn cancel_by_id_and_by_addresses() {
     assert_eq!(states, vec!["done"; 3]);
 }
 
-/// A replace_sm of `message_id` with `text`, nothing else changed.
-fn replacement(message_id: &str, text: &str) -> Replacement {
-    Replacement {
-        message_id: message_id.into(),
-        source_addr: String::new(),
-        body: crate::text::gsm7::encode(text).unwrap(),
-        scheduled_at: None,
-        expires_at: None,
-        registered_delivery: 0,
-    }
-}
-
 #[tokio::test]
 async fn replace_changes_a_waiting_message() {
     let dir = tempfile::tempdir().unwrap();

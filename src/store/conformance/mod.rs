@@ -46,6 +46,23 @@ async fn open_with(
         .unwrap()
 }
 
+/// Claims every waiting message of the sandbox upstream.
+pub(crate) async fn claim_all(store: &Store) -> Vec<Dispatch> {
+    store.claim("sandbox", 100, 60_000).await.unwrap()
+}
+
+/// A replace_sm of `message_id` with `text`, nothing else changed.
+pub(crate) fn replacement(message_id: &str, text: &str) -> Replacement {
+    Replacement {
+        message_id: message_id.into(),
+        source_addr: String::new(),
+        body: crate::text::gsm7::encode(text).unwrap(),
+        scheduled_at: None,
+        expires_at: None,
+        registered_delivery: 0,
+    }
+}
+
 pub(crate) fn message(text: &str) -> NewMessage {
     NewMessage {
         system_id: "acme".into(),
