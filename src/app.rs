@@ -15,10 +15,14 @@ use tracing::{info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::config::UpstreamKind;
+use crate::dispatch::smsgate::inbox::InboxPoller;
+use crate::dispatch::smsgate::register::register_webhooks;
+use crate::dispatch::smsgate::webhook::Webhooks;
 use crate::dispatch::{Dispatcher, UpstreamHealth};
 use crate::fd_limit;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
+use crate::routing::IncomingRoutes;
 use crate::smpp::auth::Accounts;
 use crate::smpp::delivery::DeliveryHub;
 use crate::smpp::handler::OutboxService;
@@ -84,7 +88,7 @@ impl Broker {
         let addrs = listeners.addrs();
         let caps = fd_limit::caps_for(&settings);
         running.serve_smpp(listeners.smpp, listeners.tls, &ctx, caps.smpp);
-        let incoming_routes = Arc::new(incoming_routes(&settings));
+        let incoming_routes = Arc::new(IncomingRoutes::from_accounts(&settings.accounts));
         let health = running.start_upstreams(&settings, &incoming_routes);
         let state = HttpState {
             store: running.store.clone(),
@@ -98,15 +102,18 @@ impl Broker {
                     .map(|u| (u.name.clone(), u.hold))
                     .collect(),
             ),
-            webhook_keys: Arc::new(
-                settings
-                    .upstreams
-                    .iter()
-                    .filter(|u| u.kind == UpstreamKind::Smsgate)
-                    .map(|u| (u.name.clone(), u.signing_key.clone()))
-                    .collect(),
-            ),
-            incoming_routes,
+            webhooks: Webhooks {
+                store: running.store.clone(),
+                keys: Arc::new(
+                    settings
+                        .upstreams
+                        .iter()
+                        .filter(|u| u.kind == UpstreamKind::Smsgate)
+                        .map(|u| (u.name.clone(), u.signing_key.clone()))
+                        .collect(),
+                ),
+                routes: incoming_routes,
+            },
             registry: Arc::clone(&ctx.registry),
             accounts: Arc::new(
                 settings
@@ -351,7 +358,7 @@ impl Running {
     fn start_upstreams(
         &self,
         settings: &Settings,
-        incoming_routes: &Arc<http::IncomingRoutes>,
+        incoming_routes: &Arc<IncomingRoutes>,
     ) -> Arc<UpstreamHealth> {
         for upstream in settings
             .upstreams
@@ -359,13 +366,11 @@ impl Running {
             .filter(|u| u.kind == UpstreamKind::Smsgate)
         {
             match &settings.http.public_url {
-                Some(url) => {
-                    crate::dispatch::register_webhooks(upstream, url.clone(), self.shutdown.clone())
-                }
+                Some(url) => register_webhooks(upstream, url.clone(), self.shutdown.clone()),
                 None => {
                     info!(upstream = %upstream.name,
                         "http.public_url not set: no webhooks registered; states come by polling");
-                    let poller = crate::dispatch::inbox::InboxPoller::new(
+                    let poller = InboxPoller::new(
                         upstream,
                         self.store.clone(),
                         Arc::clone(incoming_routes),
@@ -417,20 +422,6 @@ impl Running {
             self.tracker.clone(),
         ));
     }
-}
-
-/// Which accounts an upstream's incoming messages may belong to.
-fn incoming_routes(settings: &Settings) -> http::IncomingRoutes {
-    settings
-        .accounts
-        .iter()
-        .fold(http::IncomingRoutes::new(), |mut routes, a| {
-            routes
-                .entry(a.upstream.clone())
-                .or_default()
-                .push((a.system_id.clone(), a.receive_numbers.clone()));
-            routes
-        })
 }
 
 /// The limits the store's writer enforces, from the configuration.

@@ -9,11 +9,12 @@ pub mod fd_limit;
 pub mod http;
 pub mod log_throttle;
 pub mod metrics;
+pub mod routing;
 pub mod smpp;
 pub mod store;
 pub mod telemetry;
 pub mod text;
-pub mod webhook;
+pub mod time;
 
 pub use app::Broker;
 pub use config::Settings;

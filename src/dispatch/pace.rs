@@ -2,7 +2,7 @@
 //!
 //! tower's `RateLimit` starts each new window when the waiting task wakes, so
 //! every wake-up's latency adds to the spacing: at 40/s against an instant
-//! upstream it held 38.3/s (measured in `tests/dispatch.rs`). Here each slot
+//! upstream it held 38.3/s (measured in `tests/it/dispatch.rs`). Here each slot
 //! follows the previous *slot*, not the moment the request went out, so late
 //! wake-ups do not add up; after an idle spell the schedule restarts from now.
 

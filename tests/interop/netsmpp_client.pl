@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # Net::SMPP (Debian's libnet-smpp-perl) as a real ESME against the broker, for
-# tests/interop_netsmpp.rs.
+# tests/interop/netsmpp.rs.
 #
 # Usage: netsmpp_client.pl SCENARIO HOST PORT [ARG...]
 #

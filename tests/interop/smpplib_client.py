@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""python-smpplib 2.2.4 as a real ESME against the broker, for tests/interop_smpplib.rs.
+"""python-smpplib 2.2.4 as a real ESME against the broker, for tests/interop/smpplib.rs.
 
 Usage: smpplib_client.py SCENARIO HOST PORT [ARG...]
 

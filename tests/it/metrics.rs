@@ -1,0 +1,50 @@
+//! /metrics: the families an operator's dashboard reads, with their stable names,
+//! following what the broker does.
+
+use smpp_broker::smpp::pdu::{Address, BindKind, Body, CommandStatus};
+use testkit::sms::sm;
+use testkit::{Esme, TestBroker};
+
+#[tokio::test]
+async fn sessions_submits_and_queue_depth_follow_the_traffic() {
+    let broker = TestBroker::builder().start().await;
+    let mut esme = Esme::connect(broker.addr()).await;
+    // Before any bind: refused, counted without an account.
+    let early = esme.request(Body::SubmitSm(sm(0, 0, b"too early"))).await;
+    assert_eq!(early.command_status, CommandStatus::ESME_RINVBNDSTS);
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    let mut receiver = Esme::connect(broker.addr()).await;
+    receiver.bind_ok(BindKind::Receiver, "rxonly", "rx").await;
+    for text in ["one", "two"] {
+        let ok = esme
+            .request(Body::SubmitSm(sm(0, 0, text.as_bytes())))
+            .await;
+        assert_eq!(ok.command_status, CommandStatus::ESME_ROK);
+    }
+    let mut nowhere = sm(0, 0, b"nowhere");
+    nowhere.dest = Address::new(1, 1, "");
+    let refused = esme.request(Body::SubmitSm(nowhere)).await;
+    assert_eq!(refused.command_status, CommandStatus::ESME_RINVDSTADR);
+
+    let text = broker.metrics_text().await;
+    for line in [
+        "smpp_broker_sessions{system_id=\"demo\",bind_type=\"transceiver\"} 1",
+        "smpp_broker_sessions{system_id=\"demo\",bind_type=\"transmitter\"} 0",
+        "smpp_broker_sessions{system_id=\"rxonly\",bind_type=\"receiver\"} 1",
+        "smpp_broker_submits_total{system_id=\"demo\",command=\"submit_sm\",command_status=\"ESME_ROK\"} 2",
+        "smpp_broker_submits_total{system_id=\"demo\",command=\"submit_sm\",command_status=\"ESME_RINVDSTADR\"} 1",
+        "smpp_broker_submits_total{system_id=\"\",command=\"submit_sm\",command_status=\"ESME_RINVBNDSTS\"} 1",
+        // The test sandbox is on hold: both wait in the queue.
+        "smpp_broker_queue_depth{upstream=\"sandbox\",state=\"queued\"} 2",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    assert!(text.contains("# TYPE smpp_broker_queue_depth gauge"));
+
+    // The receiver leaves; the gauge follows.
+    receiver.request(Body::Unbind).await;
+    broker
+        .until_metric("smpp_broker_sessions{system_id=\"rxonly\",bind_type=\"receiver\"} 0")
+        .await;
+}
