@@ -433,6 +433,7 @@ pub fn writer_limits(settings: &Settings) -> WriterLimits {
         max_waiting: per_account(|a| a.max_queued),
         assembly_timeout: settings.messages.assembly_timeout,
         max_undelivered: per_account(|a| a.max_undelivered),
+        default_max_undelivered: crate::config::DEFAULT_MAX_UNDELIVERED,
         undelivered_retention: settings.messages.undelivered_retention,
         final_retention: settings.messages.final_retention,
     }
