@@ -93,7 +93,7 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 async fn metrics(State(state): State<HttpState>) -> Response {
     state
         .metrics
-        .refresh(&state.store, &state.registry, &state.accounts)
+        .refresh(&state.store, &state.registry.counts(), &state.accounts)
         .await;
     (
         [(

@@ -1,6 +1,8 @@
 //! Prometheus metrics, served on `GET /metrics`. Names are stable: dashboards
 //! and alerts depend on them.
 
+use std::collections::HashMap;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -9,7 +11,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::smpp::pdu::BindKind;
-use crate::smpp::registry::Registry as SessionRegistry;
 use crate::store::{DropReason, Store};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -230,9 +231,15 @@ impl Metrics {
 
     /// Fills the gauges that are read at scrape time rather than kept up to date:
     /// deliveries waiting and dropped per account (the table is small, bounded
-    /// per account), bound sessions per account and bind type, and the queue per
-    /// upstream and state. A read that fails leaves its gauges as they were.
-    pub async fn refresh(&self, store: &Store, sessions: &SessionRegistry, accounts: &[String]) {
+    /// per account), bound sessions per account and bind type (`bound`, as the
+    /// session registry counts them), and the queue per upstream and state. A
+    /// read that fails leaves its gauges as they were.
+    pub async fn refresh(
+        &self,
+        store: &Store,
+        bound: &HashMap<(String, BindKind), usize>,
+        accounts: &[String],
+    ) {
         if let Ok(waiting) = store.waiting_deliveries().await {
             self.deliveries_waiting.clear();
             for (system_id, count) in waiting {
@@ -242,7 +249,6 @@ impl Metrics {
             }
         }
         self.dropped(store.dropped_deliveries());
-        let bound = sessions.counts();
         for system_id in accounts {
             for kind in [
                 BindKind::Transmitter,

@@ -2,9 +2,7 @@
 //! UTC in quarter hours, and relative `YYMMDDhhmmss000R`. Times are Unix milliseconds;
 //! the calendar maths is in `src/time.rs`.
 
-use crate::time::{days_in_month, UtcTime};
-// Here before `src/time.rs`; tests/common/fake_smsgate.rs still imports them from here.
-pub use crate::time::{civil_from_days, days_from_civil};
+use crate::time::{days_from_civil, days_in_month, UtcTime};
 
 /// Why a time string was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
