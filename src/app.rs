@@ -9,16 +9,19 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::config::UpstreamKind;
+use crate::dispatch::smsgate::inbox::InboxPoller;
+use crate::dispatch::smsgate::register::register_webhooks;
+use crate::dispatch::smsgate::webhook::Webhooks;
 use crate::dispatch::{Dispatcher, UpstreamHealth};
 use crate::fd_limit;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
+use crate::routing::IncomingRoutes;
 use crate::smpp::auth::Accounts;
 use crate::smpp::delivery::DeliveryHub;
 use crate::smpp::handler::OutboxService;
@@ -29,6 +32,7 @@ use crate::smpp::session::SessionContext;
 use crate::smpp::submit::AccountPolicy;
 use crate::smpp::tls::{self, TlsError};
 use crate::store::{Store, StoreError, WriterLimits};
+use crate::tasks::Tasks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -48,8 +52,7 @@ pub enum StartError {
 pub struct Broker {
     smpp_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
+    tasks: Tasks,
     ctx: Arc<SessionContext>,
     health: Arc<UpstreamHealth>,
     http_addr: SocketAddr,
@@ -77,14 +80,13 @@ impl Broker {
             store,
             clock,
             metrics: Arc::new(Metrics::default()),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            tasks: Tasks::default(),
         };
         let ctx = running.start_sessions(&settings, accounts);
         let addrs = listeners.addrs();
         let caps = fd_limit::caps_for(&settings);
         running.serve_smpp(listeners.smpp, listeners.tls, &ctx, caps.smpp);
-        let incoming_routes = Arc::new(incoming_routes(&settings));
+        let incoming_routes = Arc::new(IncomingRoutes::from_accounts(&settings.accounts));
         let health = running.start_upstreams(&settings, &incoming_routes);
         let state = HttpState {
             store: running.store.clone(),
@@ -98,15 +100,18 @@ impl Broker {
                     .map(|u| (u.name.clone(), u.hold))
                     .collect(),
             ),
-            webhook_keys: Arc::new(
-                settings
-                    .upstreams
-                    .iter()
-                    .filter(|u| u.kind == UpstreamKind::Smsgate)
-                    .map(|u| (u.name.clone(), u.signing_key.clone()))
-                    .collect(),
-            ),
-            incoming_routes,
+            webhooks: Webhooks {
+                store: running.store.clone(),
+                keys: Arc::new(
+                    settings
+                        .upstreams
+                        .iter()
+                        .filter(|u| u.kind == UpstreamKind::Smsgate)
+                        .map(|u| (u.name.clone(), u.signing_key.clone()))
+                        .collect(),
+                ),
+                routes: incoming_routes,
+            },
             registry: Arc::clone(&ctx.registry),
             accounts: Arc::new(
                 settings
@@ -125,8 +130,7 @@ impl Broker {
             smpp_addr: addrs.smpp,
             http_addr: addrs.http,
             tls_addr: addrs.tls,
-            shutdown: running.shutdown,
-            tracker: running.tracker,
+            tasks: running.tasks,
             ctx,
             store: running.store,
             health,
@@ -160,14 +164,15 @@ impl Broker {
 
     /// A token that stops the broker when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.tasks.stop_token()
     }
 
     /// Runs until `signal` completes or the shutdown token is cancelled, then drains.
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        let stop = self.tasks.stop_token();
         tokio::select! {
             _ = signal => info!("shutdown requested"),
-            _ = self.shutdown.cancelled() => {}
+            _ = stop.cancelled() => {}
         }
         self.shutdown().await;
     }
@@ -175,16 +180,14 @@ impl Broker {
     /// Stops accepting, unbinds bound sessions after their in-flight requests are
     /// answered, and waits for them up to the shutdown timeout.
     pub async fn shutdown(self) {
-        self.shutdown.cancel();
-        self.tracker.close();
+        self.tasks.stop_token().cancel();
+        let tracker = self.tasks.tracker();
+        tracker.close();
         let limit = self.ctx.settings.shutdown_timeout + self.ctx.settings.response_timeout;
-        if tokio::time::timeout(limit, self.tracker.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(limit, tracker.wait()).await.is_err() {
             warn!(
-                sessions = self.tracker.len(),
-                "shutdown timeout: closing the remaining sessions"
+                tasks = tracker.len(),
+                "shutdown timeout: closing the remaining sessions and tasks"
             );
         }
         // The WAL into the database file, so that a copy of the file alone holds
@@ -280,8 +283,7 @@ struct Running {
     store: Store,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
+    tasks: Tasks,
 }
 
 impl Running {
@@ -299,19 +301,19 @@ impl Running {
             Arc::clone(&self.clock),
             settings.messages.default_validity.as_millis() as i64,
         );
-        messages.log_refusals(&self.tracker, self.shutdown.clone());
+        messages.log_refusals(self.tasks.tracker(), self.tasks.stop_token());
         let deliveries = DeliveryHub::start(
             self.store.clone(),
             Arc::clone(&self.clock),
             Arc::clone(&self.metrics),
-            self.shutdown.clone(),
-            &self.tracker,
+            self.tasks.stop_token(),
+            self.tasks.tracker(),
         );
         SessionContext::new(
             settings.smpp.clone(),
             accounts,
             Arc::new(messages) as Arc<dyn MessageService>,
-            self.shutdown.clone(),
+            self.tasks.stop_token(),
             Some(deliveries),
             Arc::clone(&self.metrics),
         )
@@ -327,21 +329,21 @@ impl Running {
     ) {
         let connections = Arc::new(Semaphore::new(max_connections));
         info!(addr = %plain.addr, "SMPP listening (plain TCP)");
-        self.tracker.spawn(accept_loop(
+        self.tasks.spawn(accept_loop(
             plain.listener,
             Transport::Plain,
             Arc::clone(ctx),
             Arc::clone(&connections),
-            self.tracker.clone(),
+            self.tasks.tracker().clone(),
         ));
         if let Some((acceptor, bound)) = tls {
             info!(addr = %bound.addr, "SMPP listening (TLS)");
-            self.tracker.spawn(accept_loop(
+            self.tasks.spawn(accept_loop(
                 bound.listener,
                 Transport::Tls(acceptor),
                 Arc::clone(ctx),
                 connections,
-                self.tracker.clone(),
+                self.tasks.tracker().clone(),
             ));
         }
     }
@@ -351,7 +353,7 @@ impl Running {
     fn start_upstreams(
         &self,
         settings: &Settings,
-        incoming_routes: &Arc<http::IncomingRoutes>,
+        incoming_routes: &Arc<IncomingRoutes>,
     ) -> Arc<UpstreamHealth> {
         for upstream in settings
             .upstreams
@@ -359,19 +361,17 @@ impl Running {
             .filter(|u| u.kind == UpstreamKind::Smsgate)
         {
             match &settings.http.public_url {
-                Some(url) => {
-                    crate::dispatch::register_webhooks(upstream, url.clone(), self.shutdown.clone())
-                }
+                Some(url) => register_webhooks(upstream, url.clone(), &self.tasks),
                 None => {
                     info!(upstream = %upstream.name,
                         "http.public_url not set: no webhooks registered; states come by polling");
-                    let poller = crate::dispatch::inbox::InboxPoller::new(
+                    let poller = InboxPoller::new(
                         upstream,
                         self.store.clone(),
                         Arc::clone(incoming_routes),
                         Arc::clone(&self.clock),
                     );
-                    self.tracker.spawn(poller.run(self.shutdown.clone()));
+                    self.tasks.spawn(poller.run(self.tasks.stop_token()));
                 }
             }
         }
@@ -387,8 +387,9 @@ impl Running {
                 Arc::clone(&self.clock),
                 Arc::clone(&health),
                 Arc::clone(&self.metrics),
+                &self.tasks,
             );
-            self.tracker.spawn(dispatcher.run(self.shutdown.clone()));
+            self.tasks.spawn(dispatcher.run(self.tasks.stop_token()));
         }
         health
     }
@@ -409,28 +410,14 @@ impl Running {
                 idle: settings.http.idle_timeout,
             },
         };
-        self.tracker.spawn(http::serve(
+        self.tasks.spawn(http::serve(
             bound.listener,
             http::router(state),
             limits,
-            self.shutdown.clone(),
-            self.tracker.clone(),
+            self.tasks.stop_token(),
+            self.tasks.tracker().clone(),
         ));
     }
-}
-
-/// Which accounts an upstream's incoming messages may belong to.
-fn incoming_routes(settings: &Settings) -> http::IncomingRoutes {
-    settings
-        .accounts
-        .iter()
-        .fold(http::IncomingRoutes::new(), |mut routes, a| {
-            routes
-                .entry(a.upstream.clone())
-                .or_default()
-                .push((a.system_id.clone(), a.receive_numbers.clone()));
-            routes
-        })
 }
 
 /// The limits the store's writer enforces, from the configuration.
@@ -446,6 +433,7 @@ pub fn writer_limits(settings: &Settings) -> WriterLimits {
         max_waiting: per_account(|a| a.max_queued),
         assembly_timeout: settings.messages.assembly_timeout,
         max_undelivered: per_account(|a| a.max_undelivered),
+        default_max_undelivered: crate::config::DEFAULT_MAX_UNDELIVERED,
         undelivered_retention: settings.messages.undelivered_retention,
         final_retention: settings.messages.final_retention,
     }

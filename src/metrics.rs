@@ -1,12 +1,17 @@
 //! Prometheus metrics, served on `GET /metrics`. Names are stable: dashboards
 //! and alerts depend on them.
 
+use std::collections::HashMap;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::smpp::pdu::BindKind;
+use crate::store::{DropReason, Store};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -224,9 +229,55 @@ impl Metrics {
             .inc();
     }
 
+    /// Fills the gauges that are read at scrape time rather than kept up to date:
+    /// deliveries waiting and dropped per account (the table is small, bounded
+    /// per account), bound sessions per account and bind type (`bound`, as the
+    /// session registry counts them), and the queue per upstream and state. A
+    /// read that fails leaves its gauges as they were.
+    pub async fn refresh(
+        &self,
+        store: &Store,
+        bound: &HashMap<(String, BindKind), usize>,
+        accounts: &[String],
+    ) {
+        if let Ok(waiting) = store.waiting_deliveries().await {
+            self.deliveries_waiting.clear();
+            for (system_id, count) in waiting {
+                self.deliveries_waiting
+                    .get_or_create(&AccountLabels { system_id })
+                    .set(count);
+            }
+        }
+        self.dropped(store.dropped_deliveries());
+        for system_id in accounts {
+            for kind in [
+                BindKind::Transmitter,
+                BindKind::Receiver,
+                BindKind::Transceiver,
+            ] {
+                let count = bound.get(&(system_id.clone(), kind)).copied().unwrap_or(0);
+                let labels = SessionLabels {
+                    system_id: system_id.clone(),
+                    bind_type: kind.name().to_owned(),
+                };
+                self.sessions.get_or_create(&labels).set(count as i64);
+            }
+        }
+        if let Ok(open) = store.open_outbox().await {
+            self.queue_depth.clear();
+            for (upstream, queue_state, count) in open {
+                let labels = QueueLabels {
+                    upstream,
+                    state: queue_state,
+                };
+                self.queue_depth.get_or_create(&labels).set(count);
+            }
+        }
+    }
+
     /// Brings `deliveries_dropped_total` up to the store's counts (read at scrape
     /// time; the counts only grow).
-    pub fn dropped(&self, counts: Vec<(String, crate::store::DropReason, u64)>) {
+    pub fn dropped(&self, counts: Vec<(String, DropReason, u64)>) {
         for (system_id, reason, count) in counts {
             let counter = self.deliveries_dropped.get_or_create(&DropLabels {
                 system_id,

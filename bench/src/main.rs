@@ -355,13 +355,13 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// hands the store `per_call` messages at a time, so nothing but storage limits it.
 async fn storage_ceiling(tasks: usize, per_call: usize, messages: usize) -> anyhow::Result<f64> {
     use smpp_broker::smpp::submit::{from_submit_sm, AccountPolicy, SubmitTime};
-    use smpp_broker::store::{Store, WriterLimits};
+    use smpp_broker::store::Store;
     let dir = tempfile::tempdir()?;
     let settings = smpp_broker::config::StoreSettings {
         path: dir.path().join("ceiling.db"),
         busy_timeout: Duration::from_secs(5),
     };
-    let limits = WriterLimits::default();
+    let limits = smpp_broker::app::writer_limits(&smpp_broker::Settings::default());
     let store = Store::open(
         &settings,
         limits,

@@ -1,89 +1,31 @@
 //! Dispatchers drain the outbox to the upstreams: one per upstream, each with
 //! its own throttle (tower layers), retries, pause and polling.
 
-pub mod client;
-pub mod inbox;
 pub mod pace;
 pub mod policy;
 pub mod sandbox;
 pub mod smsgate;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
-use tower::util::BoxCloneSyncService;
-use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower::{BoxError, ServiceExt};
 use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::config::{UpstreamKind, UpstreamSettings};
 use crate::metrics::Metrics;
-use crate::store::{Dispatch, DispatchOutcome, PendingCheck, Store, StoreError};
+use crate::store::{Dispatch, DispatchOutcome, PendingCheck, Store, StoreError, UpstreamReport};
+use crate::tasks::Tasks;
 use policy::{Decision, Policy, RetryPolicy};
-use smsgate::{upstream_report, SendOutcome, StatusOutcome};
-
-/// A request to an upstream.
-#[derive(Debug, Clone)]
-pub enum Call {
-    Send(Dispatch),
-    /// The state of the message the upstream knows by this id.
-    Status(String),
-}
-
-/// The upstream's answer, already classified.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    Send(SendOutcome),
-    Status(StatusOutcome),
-}
-
-/// An upstream behind its throttle: cloneable, shared by the dispatcher's tasks.
-pub type UpstreamService = BoxCloneSyncService<Call, Reply, BoxError>;
-
-/// Wraps an upstream in the layers every upstream gets, outermost first: a
-/// buffer (so clones share one throttle), at most `max_in_flight` requests
-/// waiting for answers, `rate` requests a second spaced evenly (`pace`), and a
-/// timeout.
-pub fn throttled<S>(inner: S, rate: f64, max_in_flight: usize, timeout: Duration) -> UpstreamService
-where
-    S: tower::Service<Call, Response = Reply> + Send + 'static,
-    S::Error: Into<BoxError> + Send + Sync,
-    S::Future: Send + 'static,
-{
-    // One request every 1/rate seconds: no bursts for the phone to absorb.
-    let spacing = Duration::from_secs_f64(1.0 / rate);
-    let service = ServiceBuilder::new()
-        .buffer(1024)
-        .concurrency_limit(max_in_flight)
-        .layer(pace::PaceLayer::new(spacing))
-        .timeout(timeout)
-        .service(inner);
-    BoxCloneSyncService::new(service)
-}
-
-/// A transport failure (timeout, refused or reset connection) is retried.
-fn transport_failure(err: BoxError) -> SendOutcome {
-    let reason = if err.is::<tower::timeout::error::Elapsed>() {
-        "request timed out".to_owned()
-    } else {
-        let mut text = err.to_string();
-        let mut source = err.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
-    };
-    SendOutcome::Retry {
-        after: None,
-        reason,
-    }
-}
+use upstream::upstream_report;
+pub use upstream::{throttled, Call, Reply, SendOutcome, StatusOutcome, UpstreamService};
 
 /// Whether each upstream is paused, and why: for health checks and metrics.
 #[derive(Debug, Default)]
@@ -120,6 +62,16 @@ pub struct Dispatcher {
     window: usize,
     lease_ms: i64,
     check_interval: Duration,
+}
+
+/// The requests a dispatcher awaits.
+type InFlight = FuturesUnordered<BoxFuture<'static, Finished>>;
+
+/// What settling a batch of finished requests has to store.
+#[derive(Default)]
+struct Settled {
+    outcomes: Vec<(i64, DispatchOutcome)>,
+    reports: Vec<UpstreamReport>,
 }
 
 /// What one in-flight task came back with.
@@ -174,6 +126,7 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
         health: Arc<UpstreamHealth>,
         metrics: Arc<Metrics>,
+        tasks: &Tasks,
     ) -> Dispatcher {
         let (rate, in_flight, timeout) = (
             settings.rate(),
@@ -182,13 +135,13 @@ impl Dispatcher {
         );
         let service = match settings.kind {
             UpstreamKind::Sandbox => throttled(
-                sandbox::Sandbox::new(settings, store.clone(), clock.clone()),
+                sandbox::Sandbox::new(settings, store.clone(), clock.clone(), tasks.clone()),
                 rate,
                 in_flight,
                 timeout,
             ),
             UpstreamKind::Smsgate => throttled(
-                client::SmsGateClient::from_settings(settings),
+                smsgate::client::SmsGateClient::from_settings(settings),
                 rate,
                 in_flight,
                 timeout,
@@ -244,11 +197,7 @@ impl Dispatcher {
     }
 
     /// Claims up to a window of messages and starts sending them.
-    async fn fill(
-        &self,
-        in_flight: &mut FuturesUnordered<futures::future::BoxFuture<'static, Finished>>,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn fill(&self, in_flight: &mut InFlight, now: i64) -> Result<(), StoreError> {
         let room = self.window - in_flight.len();
         let claimed = self
             .store
@@ -283,89 +232,20 @@ impl Dispatcher {
     }
 
     /// Stores what became of finished requests, starting state fetches for 409s.
-    async fn settle(
-        &self,
-        finished: Vec<Finished>,
-        in_flight: &mut FuturesUnordered<futures::future::BoxFuture<'static, Finished>>,
-    ) {
+    async fn settle(&self, finished: Vec<Finished>, in_flight: &mut InFlight) {
         let now = self.clock.now_ms();
-        let mut outcomes = Vec::new();
-        let mut reports = Vec::new();
+        let mut settled = Settled::default();
         for done in finished {
             match done {
                 Finished::Sent(message, reply) => {
-                    let (outcome, class) = match reply {
-                        Ok(Reply::Send(outcome)) => {
-                            let class = response_class(&outcome);
-                            (outcome, class)
-                        }
-                        Ok(other) => (
-                            transport_failure(format!("unexpected reply {other:?}").into()),
-                            "transport_error",
-                        ),
-                        Err(err) => (transport_failure(err), "transport_error"),
-                    };
-                    self.metrics.response(&self.upstream, class);
-                    if let SendOutcome::Accepted { .. } = outcome {
-                        let waited = (now - message.created_at).max(0) as f64 / 1000.0;
-                        self.metrics
-                            .dispatch_latency_seconds
-                            .get_or_create(&Metrics::upstream(&self.upstream))
-                            .observe(waited);
-                    }
-                    match self.policy.decide(outcome, &message, now, rand::random()) {
-                        Decision::Record(outcome) => {
-                            self.log_outcome(&message, &outcome);
-                            outcomes.push((message.outbox_id, outcome));
-                        }
-                        Decision::FetchState => {
-                            let service = self.service.clone();
-                            let key = message.upstream_key();
-                            in_flight.push(
-                                async move {
-                                    let reply = service.oneshot(Call::Status(key)).await;
-                                    Finished::Fetched(message, reply)
-                                }
-                                .boxed(),
-                            );
-                        }
-                        Decision::Pause { until, reason } => {
-                            if self.health.paused(&self.upstream, now).is_none() {
-                                warn!(upstream = %self.upstream, %reason, pause_until_ms = until,
-                                    "upstream refuses the broker: paused, messages wait");
-                            }
-                            self.health.pause(&self.upstream, until, reason.clone());
-                            outcomes.push((message.outbox_id, Policy::hand_back(reason, now)));
-                        }
-                    }
+                    self.settle_sent(message, reply, now, &mut settled, in_flight)
                 }
-                Finished::Fetched(message, reply) => match reply {
-                    // The earlier attempt arrived after all: it is accepted.
-                    Ok(Reply::Status(StatusOutcome::Found { state, error })) => {
-                        let key = message.upstream_key();
-                        let states = self.store.upstream_states();
-                        let report =
-                            upstream_report(message.outbox_id, &state, error, now, &states);
-                        if report.state.is_some() {
-                            reports.push(report);
-                        }
-                        outcomes.push((message.outbox_id, self.policy.accepted(key, state, now)));
-                    }
-                    other => {
-                        let reason = format!("409 but the message cannot be read back: {other:?}");
-                        let retry = SendOutcome::Retry {
-                            after: None,
-                            reason,
-                        };
-                        if let Decision::Record(outcome) =
-                            self.policy.decide(retry, &message, now, rand::random())
-                        {
-                            outcomes.push((message.outbox_id, outcome));
-                        }
-                    }
-                },
+                Finished::Fetched(message, reply) => {
+                    self.settle_fetched(message, reply, now, &mut settled)
+                }
             }
         }
+        let Settled { outcomes, reports } = settled;
         if !outcomes.is_empty() {
             if let Err(err) = self.store.record_dispatch(outcomes).await {
                 // The rows stay leased and are sent again after the lease: the
@@ -376,6 +256,99 @@ impl Dispatcher {
         if !reports.is_empty() {
             if let Err(err) = self.store.record_reports(reports).await {
                 warn!(upstream = %self.upstream, error = %err, "upstream states not stored");
+            }
+        }
+    }
+
+    /// The answer to a send: counted, then recorded, fetched (a 409) or a pause.
+    fn settle_sent(
+        &self,
+        message: Dispatch,
+        reply: Result<Reply, BoxError>,
+        now: i64,
+        settled: &mut Settled,
+        in_flight: &mut InFlight,
+    ) {
+        let (outcome, class) = match reply {
+            Ok(Reply::Send(outcome)) => {
+                let class = outcome.class();
+                (outcome, class)
+            }
+            Ok(other) => (
+                SendOutcome::transport_failure(format!("unexpected reply {other:?}").into()),
+                "transport_error",
+            ),
+            Err(err) => (SendOutcome::transport_failure(err), "transport_error"),
+        };
+        self.metrics.response(&self.upstream, class);
+        if let SendOutcome::Accepted { .. } = outcome {
+            let waited = (now - message.created_at).max(0) as f64 / 1000.0;
+            self.metrics
+                .dispatch_latency_seconds
+                .get_or_create(&Metrics::upstream(&self.upstream))
+                .observe(waited);
+        }
+        match self.policy.decide(outcome, &message, now, rand::random()) {
+            Decision::Record(outcome) => {
+                self.log_outcome(&message, &outcome);
+                settled.outcomes.push((message.outbox_id, outcome));
+            }
+            Decision::FetchState => {
+                let service = self.service.clone();
+                let key = message.upstream_key();
+                in_flight.push(
+                    async move {
+                        let reply = service.oneshot(Call::Status(key)).await;
+                        Finished::Fetched(message, reply)
+                    }
+                    .boxed(),
+                );
+            }
+            Decision::Pause { until, reason } => {
+                if self.health.paused(&self.upstream, now).is_none() {
+                    warn!(upstream = %self.upstream, %reason, pause_until_ms = until,
+                        "upstream refuses the broker: paused, messages wait");
+                }
+                self.health.pause(&self.upstream, until, reason.clone());
+                settled
+                    .outcomes
+                    .push((message.outbox_id, Policy::hand_back(reason, now)));
+            }
+        }
+    }
+
+    /// The state fetched after a 409: the earlier attempt was taken after all,
+    /// or, when the state cannot be read, the message is retried.
+    fn settle_fetched(
+        &self,
+        message: Dispatch,
+        reply: Result<Reply, BoxError>,
+        now: i64,
+        settled: &mut Settled,
+    ) {
+        match reply {
+            Ok(Reply::Status(StatusOutcome::Found { state, error })) => {
+                let key = message.upstream_key();
+                let states = self.store.upstream_states();
+                let report = upstream_report(message.outbox_id, &state, error, now, &states);
+                if report.state.is_some() {
+                    settled.reports.push(report);
+                }
+                settled
+                    .outcomes
+                    .push((message.outbox_id, self.policy.accepted(key, state, now)));
+            }
+            other => {
+                let reason = format!("409 but the message cannot be read back: {other:?}");
+                let retry = SendOutcome::Retry {
+                    after: None,
+                    reason,
+                };
+                if let Decision::Record(outcome) =
+                    self.policy.decide(retry, &message, now, rand::random())
+                {
+                    settled.outcomes.push((message.outbox_id, outcome));
+                }
             }
         }
     }
@@ -446,41 +419,4 @@ impl Dispatcher {
             warn!(upstream = %self.upstream, error = %err, "next polls not stored");
         }
     }
-}
-
-fn response_class(outcome: &SendOutcome) -> &'static str {
-    match outcome {
-        SendOutcome::Accepted { .. } => "accepted",
-        SendOutcome::Duplicate => "duplicate",
-        SendOutcome::Rejected { .. } => "rejected",
-        SendOutcome::Refused { .. } => "refused",
-        SendOutcome::Retry { .. } => "retry",
-    }
-}
-
-/// Registers an smsgate upstream's webhooks at `public_url`, retrying in the
-/// background until it succeeds or the broker stops. Startup does not wait.
-pub fn register_webhooks(settings: &UpstreamSettings, public_url: String, stop: CancellationToken) {
-    let upstream = settings.name.clone();
-    let client = client::SmsGateClient::from_settings(settings);
-    tokio::spawn(async move {
-        let waits = [5u64, 30, 60, 300];
-        for attempt in 0.. {
-            match client.register_webhooks(&upstream, &public_url).await {
-                Ok(ids) => {
-                    info!(%upstream, url = %format!("{}/webhooks/{upstream}", public_url.trim_end_matches('/')),
-                        ids = %ids.join(","), "webhooks registered");
-                    return;
-                }
-                Err(err) => {
-                    let wait = waits[attempt.min(waits.len() - 1)];
-                    warn!(%upstream, error = %err, retry_in_s = wait, "webhook registration failed");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
-                    }
-                }
-            }
-        }
-    });
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::smsgate::SendOutcome;
+use super::upstream::SendOutcome;
 use crate::store::{Dispatch, DispatchOutcome, ErrorCode, MessageState};
 
 /// Waits between attempts: the configured schedule (its last entry repeats),

@@ -1,7 +1,8 @@
 //! The sandbox: a simulated network for trying the broker without a phone. It
 //! takes every message at once and, after the configured delays, reports it
 //! sent and then delivered (or failed, for `failure_ratio` of the messages)
-//! through the same report path as real webhook events. Nothing is sent anywhere.
+//! with the state names SMSGate's events stand for, so that simulated and real
+//! reports are stored alike. Nothing is sent anywhere.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,11 +13,11 @@ use futures::future::BoxFuture;
 use tower::Service;
 use tracing::warn;
 
-use super::smsgate::{report_for_event, SendOutcome, StatusOutcome};
-use super::{Call, Reply};
+use super::upstream::{upstream_report, Call, Reply, SendOutcome, StatusOutcome};
 use crate::clock::Clock;
 use crate::config::UpstreamSettings;
 use crate::store::Store;
+use crate::tasks::Tasks;
 
 #[derive(Clone)]
 pub struct Sandbox {
@@ -25,10 +26,17 @@ pub struct Sandbox {
     sent_after: Duration,
     delivered_after: Duration,
     failure_ratio: f64,
+    /// The simulations in progress end with the broker.
+    tasks: Tasks,
 }
 
 impl Sandbox {
-    pub fn new(settings: &UpstreamSettings, store: Store, clock: Arc<dyn Clock>) -> Sandbox {
+    pub fn new(
+        settings: &UpstreamSettings,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        tasks: Tasks,
+    ) -> Sandbox {
         warn!(
             upstream = %settings.name,
             "upstream is the sandbox: a simulation, no SMS is really sent"
@@ -39,6 +47,7 @@ impl Sandbox {
             sent_after: settings.sent_after(),
             delivered_after: settings.delivered_after(),
             failure_ratio: settings.failure_ratio(),
+            tasks,
         }
     }
 
@@ -52,32 +61,30 @@ impl Sandbox {
 
     fn simulate(&self, outbox_id: i64) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn_until_stopped(async move {
             tokio::time::sleep(this.sent_after).await;
-            this.report("sms:sent", outbox_id, None).await;
+            this.report("Sent", outbox_id, None).await;
             tokio::time::sleep(this.delivered_after.saturating_sub(this.sent_after)).await;
             if this.fails(outbox_id) {
                 let reason = "sandbox: simulated delivery failure";
-                this.report("sms:failed", outbox_id, Some(reason)).await;
+                this.report("Failed", outbox_id, Some(reason)).await;
             } else {
-                this.report("sms:delivered", outbox_id, None).await;
+                this.report("Delivered", outbox_id, None).await;
             }
         });
     }
 
-    async fn report(&self, event: &str, outbox_id: i64, reason: Option<&str>) {
-        let Some(report) = report_for_event(
-            event,
+    async fn report(&self, upstream_state: &str, outbox_id: i64, reason: Option<&str>) {
+        let report = upstream_report(
             outbox_id,
+            upstream_state,
+            reason.map(str::to_owned),
             self.clock.now_ms(),
-            reason,
             &self.store.upstream_states(),
-        ) else {
-            return;
-        };
+        );
         // A lost simulated report is what polling is for; it is not retried here.
         if let Err(err) = self.store.record_reports(vec![report]).await {
-            warn!(error = %err, outbox_id, event, "sandbox report not stored");
+            warn!(error = %err, outbox_id, upstream_state, "sandbox report not stored");
         }
     }
 }

@@ -19,7 +19,7 @@ use argon2::Argon2;
 
 use super::pdu::{BindKind, CommandStatus};
 use super::throttle::TokenBucket;
-use crate::config::{AccountSettings, BindType, Secret};
+use crate::config::{AccountSettings, Secret};
 use verifier::Verifier;
 pub use verifier::{verify_with, VerificationStats};
 
@@ -36,7 +36,7 @@ pub struct Account {
     pub upstream: String,
     pub max_sessions: usize,
     /// How its receivers get incoming messages too long for one SMS.
-    pub long_incoming: crate::smpp::incoming::LongIncoming,
+    pub long_incoming: crate::text::LongIncoming,
     bind_kinds: Vec<BindKind>,
     credential: Credential,
     /// Shared by every session of the account: the throughput limit is per account.
@@ -54,14 +54,6 @@ impl Account {
             Ok(mut bucket) => bucket.try_take(cost),
             Err(poisoned) => poisoned.into_inner().try_take(cost),
         }
-    }
-}
-
-pub fn bind_kind(bind_type: BindType) -> BindKind {
-    match bind_type {
-        BindType::Transmitter => BindKind::Transmitter,
-        BindType::Receiver => BindKind::Receiver,
-        BindType::Transceiver => BindKind::Transceiver,
     }
 }
 
@@ -125,7 +117,7 @@ impl Accounts {
                     upstream: a.upstream.clone(),
                     max_sessions: a.max_sessions,
                     long_incoming: a.long_incoming,
-                    bind_kinds: a.bind_types.iter().copied().map(bind_kind).collect(),
+                    bind_kinds: a.bind_types.clone(),
                     credential,
                     throughput: Mutex::new(TokenBucket::new(a.throughput)),
                 };
@@ -224,7 +216,7 @@ mod tests {
             password: password.map(Secret::new),
             password_hash: hash.map(Secret::new),
             upstream: "sandbox".into(),
-            bind_types: vec![BindType::Transmitter, BindType::Transceiver],
+            bind_types: vec![BindKind::Transmitter, BindKind::Transceiver],
             max_sessions: 2,
             throughput: 10.0,
             max_queued: 100,

@@ -13,12 +13,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::incoming::{incoming_sms, LongIncoming};
+use super::incoming::incoming_sms;
 use super::pdu::Body;
 use super::receipt::receipt_sm;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::{DeliveryContent, PendingDelivery, Store};
+use crate::text::LongIncoming;
 
 /// The deliver_sm for one session to send, and which delivery they carry: one,
 /// or the segments of a long incoming message.

@@ -7,19 +7,7 @@ use bytes::Bytes;
 
 use super::pdu::tlv::tag;
 use super::pdu::{Address, Sm};
-use crate::text::{gsm7, Content};
-
-/// How an incoming message too long for one SMS reaches the ESME.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LongIncoming {
-    /// Segments of at most one SMS each, with an 8-bit-reference concatenation
-    /// UDH (esm_class 0x40): what handsets and most ESMEs reassemble.
-    #[default]
-    Udh,
-    /// One deliver_sm with the whole message in message_payload.
-    MessagePayload,
-}
+use crate::text::{gsm7, Content, LongIncoming};
 
 /// esm_class bit 6: the short_message starts with a UDH.
 const ESM_CLASS_UDHI: u8 = 0x40;

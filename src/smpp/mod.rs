@@ -1,15 +1,16 @@
-//! The SMPP v3.4 front end, in three layers; each uses only the ones above it:
+//! The SMPP v3.4 front end, in three layers; each uses only the ones before it:
 //!
 //! - the wire, pure and without I/O: `pdu` (every PDU, TLV and status), `codec`
 //!   (framing with the length guard), `state` (which operation a bind state
 //!   admits), `time` (SMPP time strings);
+//! - messages, against the store: `service` (the `MessageService` seam sessions
+//!   call), `handler` (its implementation: one function per request), `submit`
+//!   (a PDU to a validated message), `refusals` (the refused-request log), and
+//!   for the way back `delivery` (the hub handing receipts and incoming messages
+//!   to receivers), `receipt` and `incoming` (their deliver_sm);
 //! - connections: `listener` and `tls` (accept), `session` (one task per
-//!   connection), `auth`, `throttle`, `registry` (who is bound);
-//! - the application, behind the `service::MessageService` seam: `handler`
-//!   (requests against the store), `submit` (PDU to a validated message),
-//!   `refusals` (the refused-request log), and for the way back `delivery` (the
-//!   hub handing receipts and incoming messages to receivers), `receipt` and
-//!   `incoming` (their deliver_sm).
+//!   connection, which knows messages only through `service` and the hub),
+//!   `auth`, `throttle`, `registry` (who is bound).
 
 pub mod auth;
 pub mod codec;

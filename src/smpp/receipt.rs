@@ -5,9 +5,9 @@ use bytes::Bytes;
 
 use super::pdu::tlv::tag;
 use super::pdu::{Address, Sm};
-use super::time::civil_from_days;
 use crate::store::{MessageState, Party, ReceiptFacts};
 use crate::text::gsm7;
+use crate::time::UtcTime;
 
 /// esm_class of a delivery receipt (SMSC delivery receipt, bits 2–5 = 0001).
 pub const ESM_CLASS_RECEIPT: u8 = 0x04;
@@ -16,14 +16,14 @@ const NETWORK_TYPE_GSM: u8 = 3;
 
 /// YYMMDDhhmm in UTC.
 fn receipt_date(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000);
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let sod = seconds.rem_euclid(86_400);
+    let t = UtcTime::from_unix_ms(ms);
     format!(
-        "{:02}{month:02}{day:02}{:02}{:02}",
-        year.rem_euclid(100),
-        sod / 3600,
-        sod / 60 % 60
+        "{:02}{:02}{:02}{:02}{:02}",
+        t.year.rem_euclid(100),
+        t.month,
+        t.day,
+        t.hour,
+        t.minute
     )
 }
 

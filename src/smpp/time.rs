@@ -1,5 +1,8 @@
 //! SMPP time strings (spec 7.1.1): absolute `YYMMDDhhmmsstnnp` with the offset from
-//! UTC in quarter hours, and relative `YYMMDDhhmmss000R`. Times are Unix milliseconds.
+//! UTC in quarter hours, and relative `YYMMDDhhmmss000R`. Times are Unix milliseconds;
+//! the calendar maths is in `src/time.rs`.
+
+use crate::time::{days_from_civil, days_in_month, UtcTime};
 
 /// Why a time string was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,57 +60,17 @@ pub fn parse(value: &str, now_ms: i64) -> Result<Option<i64>, BadTime> {
 /// Formats Unix milliseconds as an absolute SMPP time in UTC (`…000+`), as used
 /// in query_sm_resp final_date.
 pub fn format_absolute(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000);
-    let tenths = ms.rem_euclid(1000) / 100;
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let sod = seconds.rem_euclid(86_400);
+    let t = UtcTime::from_unix_ms(ms);
     format!(
         "{:02}{:02}{:02}{:02}{:02}{:02}{}00+",
-        year.rem_euclid(100),
-        month,
-        day,
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60,
-        tenths
+        t.year.rem_euclid(100),
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.millis / 100
     )
-}
-
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -116,17 +79,6 @@ mod tests {
 
     // 2026-11-22 15:00:00 UTC
     const NOV22_15H: i64 = 1_795_359_600_000;
-
-    #[test]
-    fn civil_dates_match_known_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(
-            days_from_civil(2026, 11, 22) * 86_400_000 + 15 * 3_600_000,
-            NOV22_15H
-        );
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
-    }
 
     #[test]
     fn absolute_times_with_offsets() {

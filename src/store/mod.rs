@@ -23,7 +23,7 @@ pub use health::WriteHealth;
 pub use model::*;
 pub use sqlite::{
     lock_path, DropReason, DroppedDeliveries, FinalState, ReadOnlyStore, SqliteStore,
-    UpstreamStates, WriterLimits, DEFAULT_MAX_UNDELIVERED,
+    UpstreamStates, WriterLimits,
 };
 
 #[derive(Debug, thiserror::Error)]

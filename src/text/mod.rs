@@ -1,17 +1,34 @@
 //! Message text: what the octets of a short_message mean, by data_coding (SMPP 3.4
 //! 5.2.19, docs/smpp34-checklist.md A7, A10). A payload that does not decode is
 //! refused rather than stored garbled.
+//!
+//! The per-account text choices ([`DefaultAlphabet`], [`LongIncoming`]) live here
+//! too, as plain values that the configuration and the SMPP side both read.
 
 pub mod gsm7;
 
 /// How an account's data_coding 0 ("SMSC default alphabet") is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultAlphabet {
     /// GSM 03.38, one septet per octet: what nearly every ESME sends.
     #[default]
     Gsm7,
     Latin1,
+}
+
+/// How an incoming message too long for one SMS reaches the ESME.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(rename_all = "snake_case")]
+pub enum LongIncoming {
+    /// Segments of at most one SMS each, with an 8-bit-reference concatenation
+    /// UDH (esm_class 0x40): what handsets and most ESMEs reassemble.
+    #[default]
+    Udh,
+    /// One deliver_sm with the whole message in message_payload.
+    MessagePayload,
 }
 
 /// What a payload is once decoded.

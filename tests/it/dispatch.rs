@@ -390,3 +390,40 @@ async fn health_readiness_and_metrics_show_a_paused_upstream() {
         "{waiting} waits, uncharged"
     );
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_the_sandbox_to_report() {
+    let broker = TestBroker::builder()
+        .smpp("shutdown_timeout = \"60s\"")
+        .accounts(
+            r#"
+[[upstreams]]
+name = "sandbox"
+kind = "sandbox"
+sent_after = "1ms"
+delivered_after = "1h"
+[[accounts]]
+system_id = "acme"
+password = "acme1234"
+upstream = "sandbox"
+"#,
+        )
+        .start()
+        .await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    submit_ok(&mut esme, sm(0, 0, &gsm7::encode("pending").unwrap())).await;
+    eventually(PATIENCE, "the sandbox reports it sent", || async {
+        let outbox = broker.db().outbox().await;
+        match outbox.as_slice() {
+            [row] if row.upstream_state.as_deref() == Some("Sent") => Ok(()),
+            _ => Err(outbox),
+        }
+    })
+    .await;
+    drop(esme);
+    // The delivery report is an hour away; the broker stops without it, and a
+    // poll after the next start gets it.
+    tokio::time::timeout(Duration::from_secs(20), broker.stop())
+        .await
+        .expect("shutdown ended well before its 60 s timeout");
+}

@@ -10,11 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use smpp_broker::clock::{Clock, ManualClock};
 use smpp_broker::config::StoreSettings;
-use smpp_broker::dispatch::smsgate::SendOutcome;
-use smpp_broker::dispatch::{throttled, Call, Dispatcher, Reply, UpstreamHealth};
+use smpp_broker::dispatch::{throttled, Call, Dispatcher, Reply, SendOutcome, UpstreamHealth};
 use smpp_broker::smpp::pdu::{Address, Sm};
 use smpp_broker::smpp::submit::{from_submit_sm, AccountPolicy, SubmitTime};
-use smpp_broker::store::{Store, WriterLimits};
+use smpp_broker::store::Store;
 use smpp_broker::Settings;
 use testkit::db::{Db, OutboxRow, OutboxState};
 use testkit::{eventually, PATIENCE};
@@ -101,7 +100,7 @@ pause_cooldown = "60s"
             path: dir.path().join("broker.db"),
             busy_timeout: Duration::from_secs(5),
         },
-        WriterLimits::default(),
+        smpp_broker::app::writer_limits(&Settings::default()),
         Arc::new(clock.clone()),
     )
     .await

@@ -11,6 +11,7 @@ mod inbox;
 mod many_sessions;
 mod metrics;
 mod outbox;
+mod paths_named;
 mod receipts;
 mod refusal_log;
 mod session_only;

@@ -342,9 +342,7 @@ async fn an_account_may_take_long_incoming_messages_in_message_payload() {
     let fake = FakeSmsGate::start(Mode::Cloud).await;
     let broker = TestBroker::builder()
         .upstream(&fake)
-        .edit(|s| {
-            s.accounts[0].long_incoming = smpp_broker::smpp::incoming::LongIncoming::MessagePayload
-        })
+        .edit(|s| s.accounts[0].long_incoming = smpp_broker::text::LongIncoming::MessagePayload)
         .start()
         .await;
     let mut receiver = Esme::connect(broker.addr()).await;

@@ -2,10 +2,10 @@
 //! writes wait at most response_timeout, then the session is closed and its
 //! max_sessions slot is free again.
 
-use smpp_broker::smpp::incoming::LongIncoming;
 use smpp_broker::smpp::pdu::{BindKind, CommandStatus};
 use smpp_broker::store::Incoming;
 use smpp_broker::text::Content;
+use smpp_broker::text::LongIncoming;
 use testkit::{Esme, TestBroker};
 use tokio::net::{TcpSocket, TcpStream};
 

@@ -1,4 +1,12 @@
-use super::*;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::api::*;
+use crate::config::SmsGateMode;
+use crate::dispatch::upstream::{SendOutcome, StatusOutcome};
+use crate::store::Dispatch;
+use crate::text::Content;
 
 fn target(mode: SmsGateMode) -> SmsGateTarget {
     SmsGateTarget {
@@ -100,13 +108,6 @@ fn urls_follow_the_base_and_the_validation_choice() {
         t.status_url("42"),
         "https://sms.example.com/api/3rdparty/v1/messages/42"
     );
-}
-
-#[test]
-fn rfc3339_times_are_utc_seconds() {
-    assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
-    assert_eq!(rfc3339_utc(951_782_400_999), "2000-02-29T00:00:00Z");
-    assert_eq!(rfc3339_utc(1_795_537_805_000), "2026-11-24T16:30:05Z");
 }
 
 #[test]

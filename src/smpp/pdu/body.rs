@@ -8,8 +8,11 @@ use super::command::{CommandId, CommandStatus as S};
 use super::tlv::Tlvs;
 use super::wire::{put_cstring, FieldError, Reader};
 
-/// The three ways an ESME binds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The three ways an ESME binds. Deserialized from an account's `bind_types`,
+/// spelled as [`BindKind::name`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(rename_all = "lowercase")]
 pub enum BindKind {
     Transmitter,
     Receiver,
@@ -17,6 +20,12 @@ pub enum BindKind {
 }
 
 impl BindKind {
+    pub const ALL: [BindKind; 3] = [
+        BindKind::Transmitter,
+        BindKind::Receiver,
+        BindKind::Transceiver,
+    ];
+
     pub fn request_id(self) -> CommandId {
         match self {
             BindKind::Transmitter => CommandId::BindTransmitter,

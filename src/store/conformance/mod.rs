@@ -29,7 +29,7 @@ async fn open_with(
 ) -> Store {
     let mut limits = WriterLimits {
         assembly_timeout: Duration::from_secs(60),
-        ..WriterLimits::default()
+        ..WriterLimits::for_tests()
     };
     if let Some(max) = max_waiting {
         limits.max_waiting.insert("acme".into(), max);

@@ -9,7 +9,7 @@ use sqlx::Row;
 use tracing::warn;
 
 use super::sql::{content_columns, CARRIED_BY_OUTBOX_1};
-use super::writer::AfterCommit;
+use super::writer::{AfterCommit, WriterLimits};
 use super::{Incoming, MessageState};
 
 /// Why a receipt or incoming message was dropped before an ESME acknowledged it.
@@ -115,24 +115,16 @@ pub(super) async fn add_receipts(
     Ok(())
 }
 
-/// Drops the oldest waiting deliveries of `system_id` beyond `max`; returns how
-/// many went.
-/// Receipts and incoming messages an account keeps when it names no limit.
-pub const DEFAULT_MAX_UNDELIVERED: usize = 25_000;
-
 /// Drops the oldest deliveries of each account that got new ones in this
 /// transaction beyond its limit (`max_undelivered`); what was dropped, per account.
 pub(super) async fn enforce_caps(
     conn: &mut SqliteConnection,
-    max_undelivered: &HashMap<String, usize>,
+    limits: &WriterLimits,
     added: &HashMap<String, usize>,
 ) -> Result<Vec<(String, DropReason, u64)>, sqlx::Error> {
     let mut dropped_all = Vec::new();
     for (system_id, added) in added {
-        let max = max_undelivered
-            .get(system_id)
-            .copied()
-            .unwrap_or(DEFAULT_MAX_UNDELIVERED);
+        let max = limits.max_undelivered_of(system_id);
         let dropped = sqlx::query(
             "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE system_id = ?1 \
              ORDER BY id DESC LIMIT -1 OFFSET ?2)",

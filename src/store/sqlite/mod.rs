@@ -44,7 +44,7 @@ use crate::clock::Clock;
 use crate::config::StoreSettings;
 use crate::text::{Charset, Content};
 
-pub use deliveries::{DropReason, DroppedDeliveries, DEFAULT_MAX_UNDELIVERED};
+pub use deliveries::{DropReason, DroppedDeliveries};
 pub use lock::lock_path;
 pub use states::{FinalState, UpstreamStates};
 pub use writer::WriterLimits;

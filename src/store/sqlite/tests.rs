@@ -24,7 +24,7 @@ fn settings(dir: &Path, busy_timeout: Duration) -> StoreSettings {
 async fn open(dir: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
     Store::open(
         &settings(dir, busy_timeout),
-        WriterLimits::default(),
+        WriterLimits::for_tests(),
         Arc::new(ManualClock::new(T0)),
     )
     .await
@@ -284,4 +284,15 @@ async fn a_passive_checkpoint_copies_every_committed_frame() {
         .await
         .unwrap();
     assert_eq!(rows, 4000);
+}
+
+#[test]
+fn an_account_the_limits_do_not_name_keeps_the_default_number_of_deliveries() {
+    let mut limits = WriterLimits {
+        default_max_undelivered: 7,
+        ..WriterLimits::for_tests()
+    };
+    limits.max_undelivered.insert("acme".into(), 3);
+    assert_eq!(limits.max_undelivered_of("acme"), 3);
+    assert_eq!(limits.max_undelivered_of("other"), 7);
 }

@@ -30,24 +30,35 @@ pub struct WriterLimits {
     pub max_waiting: HashMap<String, usize>,
     pub assembly_timeout: Duration,
     /// Receipts and incoming messages kept per account for its ESMEs, at most;
-    /// absent = the default (25,000).
+    /// absent = `default_max_undelivered`.
     pub max_undelivered: HashMap<String, usize>,
+    /// The same limit for an account that `max_undelivered` does not name.
+    pub default_max_undelivered: usize,
     /// How long a receipt or incoming message waits for an ESME at most.
     pub undelivered_retention: Duration,
     /// How long a final message is kept before it is deleted.
     pub final_retention: Duration,
 }
 
-impl Default for WriterLimits {
-    /// No per-account limits; the configuration's default durations.
-    fn default() -> Self {
-        let messages = crate::config::MessageSettings::default();
+impl WriterLimits {
+    /// The most receipts and incoming messages `system_id` keeps for its ESMEs.
+    pub fn max_undelivered_of(&self, system_id: &str) -> usize {
+        self.max_undelivered
+            .get(system_id)
+            .copied()
+            .unwrap_or(self.default_max_undelivered)
+    }
+
+    /// No per-account limits, with the durations the configuration defaults to.
+    #[cfg(test)]
+    pub fn for_tests() -> WriterLimits {
         WriterLimits {
             max_waiting: HashMap::new(),
-            assembly_timeout: messages.assembly_timeout,
+            assembly_timeout: Duration::from_secs(10 * 60),
             max_undelivered: HashMap::new(),
-            undelivered_retention: messages.undelivered_retention,
-            final_retention: messages.final_retention,
+            default_max_undelivered: 25_000,
+            undelivered_retention: Duration::from_secs(48 * 3600),
+            final_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -521,8 +532,7 @@ async fn apply_commands(
             finishers.push(finish);
         }
     }
-    let dropped =
-        deliveries::enforce_caps(conn, &state.limits.max_undelivered, &after.deliveries).await?;
+    let dropped = deliveries::enforce_caps(conn, &state.limits, &after.deliveries).await?;
     after.dropped.extend(dropped);
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use smpp_broker::smpp::time::{civil_from_days, days_from_civil};
+use smpp_broker::time::{civil_from_days, days_from_civil};
 
 /// Lower-case hex SHA-256, using the ring provider `rustls` (a direct dependency)
 /// exposes through its TLS 1.3 cipher suite.

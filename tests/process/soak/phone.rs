@@ -61,7 +61,7 @@ pub(super) async fn phone(fake: FakeSmsGate, addrs: watch::Receiver<Addrs>, shar
         let posts = batch.into_iter().map(|id| {
             let client = client.clone();
             async move {
-                let delivered_at = smpp_broker::dispatch::smsgate::rfc3339_utc(
+                let delivered_at = smpp_broker::time::format_rfc3339(
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap()

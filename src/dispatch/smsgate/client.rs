@@ -1,5 +1,6 @@
-//! The HTTP side of an smsgate upstream: a tower service around reqwest. The
-//! throttling layers go around it in `stack`.
+//! The HTTP side of an smsgate upstream: a tower service around reqwest, and the
+//! webhook and inbox calls. The throttle goes around it in
+//! `dispatch::upstream::throttled`.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -7,9 +8,10 @@ use std::task::{Context, Poll};
 use futures::future::BoxFuture;
 use tower::Service;
 
-use super::smsgate::{classify_send, classify_status, SmsGateTarget};
-use super::{Call, Reply};
-use crate::config::Secret;
+use super::api::{classify_send, classify_status, SmsGateTarget};
+use crate::config::{Secret, UpstreamSettings};
+use crate::dispatch::upstream::{Call, Reply};
+use crate::time::format_rfc3339;
 
 #[derive(Clone)]
 pub struct SmsGateClient {
@@ -20,9 +22,9 @@ pub struct SmsGateClient {
 }
 
 impl SmsGateClient {
-    pub fn from_settings(settings: &crate::config::UpstreamSettings) -> SmsGateClient {
+    pub fn from_settings(settings: &UpstreamSettings) -> SmsGateClient {
         SmsGateClient::new(
-            super::smsgate::SmsGateTarget::from_settings(settings),
+            SmsGateTarget::from_settings(settings),
             settings.username.as_deref().unwrap_or_default(),
             settings.password.clone().unwrap_or_else(|| Secret::new("")),
         )
@@ -124,8 +126,8 @@ impl SmsGateClient {
     ) -> Result<Vec<InboxItem>, ApiError> {
         let mut query = vec![
             ("type", "SMS".to_owned()),
-            ("from", super::smsgate::rfc3339_utc(from)),
-            ("to", super::smsgate::rfc3339_utc(to)),
+            ("from", format_rfc3339(from)),
+            ("to", format_rfc3339(to)),
             ("limit", INBOX_PAGE.to_string()),
             ("offset", offset.to_string()),
         ];

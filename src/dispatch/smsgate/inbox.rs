@@ -10,11 +10,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::api::incoming_key;
 use super::client::{ApiError, InboxItem, SmsGateClient, INBOX_PAGE};
-use super::smsgate::incoming_key;
 use crate::clock::Clock;
 use crate::config::UpstreamSettings;
-use crate::http::{route_incoming, IncomingRoutes};
+use crate::routing::IncomingRoutes;
 use crate::store::{Incoming, Store, StoreError};
 use crate::text::Content;
 
@@ -107,7 +107,7 @@ impl InboxPoller {
 
     fn incoming(&self, item: InboxItem) -> Option<Incoming> {
         let recipient = item.recipient.as_deref();
-        let Some(system_id) = route_incoming(&self.routes, &self.upstream, recipient) else {
+        let Some(system_id) = self.routes.route(&self.upstream, recipient) else {
             warn!(upstream = %self.upstream, "incoming message, but no account uses this upstream: dropped");
             return None;
         };

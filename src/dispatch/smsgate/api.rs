@@ -8,9 +8,10 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::config::{SmsGateMode, UpstreamSettings};
-use crate::smpp::time::civil_from_days;
-use crate::store::{Dispatch, UpstreamReport, UpstreamStates};
+use crate::dispatch::upstream::{SendOutcome, StatusOutcome};
+use crate::store::Dispatch;
 use crate::text::Content;
+use crate::time::{format_rfc3339, parse_rfc3339};
 
 /// What the dispatcher needs to know of an smsgate upstream.
 #[derive(Debug, Clone)]
@@ -59,7 +60,7 @@ impl SmsGateTarget {
             "phoneNumbers": [e164(message.dest_ton, &message.dest_addr)],
             "withDeliveryReport": message.registered_delivery & 0x03 != 0,
             "priority": upstream_priority(message.priority),
-            "validUntil": rfc3339_utc(message.expires_at),
+            "validUntil": format_rfc3339(message.expires_at),
         });
         match &message.content {
             Content::Text(text) => body["textMessage"] = json!({ "text": text }),
@@ -102,39 +103,8 @@ pub fn upstream_priority(priority_flag: u8) -> i8 {
     }
 }
 
-/// Unix milliseconds as RFC 3339 in UTC, to the second.
-pub fn rfc3339_utc(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000);
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let sod = seconds.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
-}
-
-/// What an answer to `POST /messages` means.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SendOutcome {
-    /// The upstream holds the message.
-    Accepted { upstream_id: String, state: String },
-    /// 409: a message with our id exists already, from an earlier attempt whose
-    /// answer was lost. Its state is to be fetched.
-    Duplicate,
-    /// The upstream will never take this message.
-    Rejected { reason: String },
-    /// The upstream refuses us, not the message (credentials, scope, URL): pause.
-    Refused { status: u16, reason: String },
-    /// Try again later: after `after` when the upstream said so.
-    Retry {
-        after: Option<Duration>,
-        reason: String,
-    },
-}
-
-/// Classifies the answer to `POST /messages`.
+/// Classifies the answer to `POST /messages`. A 409 is a duplicate: a message
+/// with our id exists already, from an earlier attempt whose answer was lost.
 pub fn classify_send(status: u16, retry_after: Option<&str>, body: &str, key: &str) -> SendOutcome {
     match status {
         200..=299 => {
@@ -170,24 +140,7 @@ pub fn classify_send(status: u16, retry_after: Option<&str>, body: &str, key: &s
     }
 }
 
-/// What an answer to `GET /messages/{id}` means.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StatusOutcome {
-    Found {
-        state: String,
-        /// The first recipient's error, for a failed message.
-        error: Option<String>,
-    },
-    NotFound,
-    Refused {
-        status: u16,
-        reason: String,
-    },
-    Retry {
-        reason: String,
-    },
-}
-
+/// Classifies the answer to `GET /messages/{id}`.
 pub fn classify_status(status: u16, body: &str) -> StatusOutcome {
     match status {
         200 => {
@@ -225,56 +178,6 @@ pub fn classify_status(status: u16, body: &str) -> StatusOutcome {
     }
 }
 
-/// The report of `upstream_state` (SMSGate's name for it) about the message
-/// whose outbox id is `outbox_id`. What the name stands for comes from the
-/// `upstream_states` table; a state it does not list as final leaves the message
-/// on its way.
-pub fn upstream_report(
-    outbox_id: i64,
-    upstream_state: &str,
-    error: Option<String>,
-    at: i64,
-    states: &UpstreamStates,
-) -> UpstreamReport {
-    let final_state = states.final_state(upstream_state);
-    UpstreamReport {
-        outbox_id,
-        upstream_state: upstream_state.to_owned(),
-        state: final_state.map(|f| f.state),
-        error_code: final_state.map_or(0, |f| f.error_code),
-        error,
-        at,
-    }
-}
-
-/// The report an SMSGate webhook event stands for, for the message whose outbox id
-/// the event's `messageId` names. Events that say nothing about a sent message
-/// (`sms:received`, `system:ping`, …) give None. The sandbox reports through here
-/// too, so simulated and real events are stored alike.
-pub fn report_for_event(
-    event: &str,
-    outbox_id: i64,
-    at: i64,
-    reason: Option<&str>,
-    states: &UpstreamStates,
-) -> Option<UpstreamReport> {
-    let upstream_state = match event {
-        "sms:sent" => "Sent",
-        "sms:delivered" => "Delivered",
-        "sms:failed" => "Failed",
-        "sms:cancelled" => "Cancelled",
-        _ => return None,
-    };
-    let error = reason.map(str::to_owned);
-    Some(upstream_report(
-        outbox_id,
-        upstream_state,
-        error,
-        at,
-        states,
-    ))
-}
-
 /// The dedupe key of an incoming message: the same whether a webhook reported it
 /// (`messageId` = the phone's hash of it in hex, `receivedAt`) or the inbox listed
 /// it (`id` = `text:` and the same hash in decimal, `createdAt`), so a message
@@ -287,8 +190,7 @@ pub fn incoming_key(upstream: &str, message_id: &str, sender: &str, received_at:
         Some(hash) => format!("{:x}", hash as u32),
         None => message_id.to_ascii_lowercase(),
     };
-    let at = crate::webhook::parse_rfc3339_ms(received_at)
-        .map_or_else(|| received_at.to_owned(), |ms| ms.to_string());
+    let at = parse_rfc3339(received_at).map_or_else(|| received_at.to_owned(), |ms| ms.to_string());
     format!("mo:{upstream}:{id}:{sender}:{at}")
 }
 
@@ -310,6 +212,3 @@ fn error_text(status: u16, body: &str) -> String {
         format!("HTTP {status}: {message}")
     }
 }
-
-#[cfg(test)]
-mod tests;
