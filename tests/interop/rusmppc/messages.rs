@@ -410,7 +410,7 @@ async fn rusmpp_codec_queries_replaces_and_cancels_waiting_messages() {
     assert_eq!(refused.len(), 1, "{resp:?}");
     assert_eq!(refused[0].destination_addr.to_string(), "friends");
     assert_eq!(refused[0].error_status_code, CommandStatus::EsmeRcntsubdl);
-    // The second destination's id follows the first (src/smpp/outbox.rs).
+    // The second destination's id follows the first (src/smpp/handler.rs).
     let second = (first.parse::<u64>().unwrap() + 1).to_string();
     esme.query_state(&first, MessageState::Enroute).await;
     esme.query_state(&second, MessageState::Enroute).await;
