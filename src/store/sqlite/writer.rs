@@ -322,8 +322,11 @@ pub async fn run(
             ..
         }) = close
         {
-            let _ = reply.send(close_database(conn).await);
-            // Dropping the state lets go of the database's lock.
+            let closed = close_database(conn).await;
+            // The lock goes with the state, before the answer: whoever hears
+            // "closed" may open the database again at once (a restart).
+            drop(state);
+            let _ = reply.send(closed);
             return;
         }
     }
