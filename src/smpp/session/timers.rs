@@ -73,7 +73,7 @@ where
         if self.state != SessionState::Unbinding && now >= self.last_received + s.inactivity_timeout
         {
             warn!("nothing received within the inactivity timeout");
-            return self.unbind_and_close("inactivity timeout").await;
+            return self.unbind_and_close("inactivity timeout");
         }
         let expired: Vec<(u32, CommandId)> = self
             .outstanding
@@ -112,11 +112,11 @@ where
         Flow::Continue
     }
 
-    /// Sends unbind (when bound), waits briefly for unbind_resp, then closes.
-    pub(super) async fn unbind_and_close(&mut self, reason: &'static str) -> Flow {
+    /// Ends the session: a bound one is marked to send its unbind once in-flight
+    /// work is answered (the unbind's response timer closes it if no unbind_resp
+    /// comes); an unbound one closes now, for `reason`.
+    pub(super) fn unbind_and_close(&mut self, reason: &'static str) -> Flow {
         if self.state.is_bound() {
-            // The unbind goes out once in-flight work is answered; its response timer
-            // closes the session if no unbind_resp comes.
             self.state = SessionState::Unbinding;
             self.our_unbind = OurUnbind::Wanted;
             return Flow::Continue;

@@ -4,7 +4,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
 use super::messages::{decode_content, schedule};
-use super::sql::{content_columns, CARRIED_BY_OUTBOX_2};
+use super::sql::{content_columns, owned_message, CARRIED_BY_OUTBOX_2};
 use super::writer::AfterCommit;
 use super::{
     parse_message_id, CancelOutcome, CancelTarget, MessageState, ReplaceOutcome, Replacement,
@@ -31,10 +31,10 @@ pub(super) async fn cancel(
             let Some(message_id) = parse_message_id(message_id) else {
                 return Ok(CancelOutcome::NotFound);
             };
-            sqlx::query(
-                "SELECT message_id, state, outbox_id, concat_key FROM messages \
-                 WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
-            )
+            sqlx::query(concat!(
+                "SELECT message_id, state, outbox_id, concat_key FROM messages WHERE ",
+                owned_message!("messages")
+            ))
             .bind(message_id)
             .bind(system_id)
             .bind(source_addr)
@@ -131,11 +131,11 @@ pub(super) async fn replace(
     let Some(message_id) = parse_message_id(&r.message_id) else {
         return Ok(ReplaceOutcome::NotFound);
     };
-    let row = sqlx::query(
+    let row = sqlx::query(concat!(
         "SELECT message_id, state, outbox_id, concat_key, charset, data_coding, scheduled_at, \
-         expires_at FROM messages \
-         WHERE message_id = ?1 AND system_id = ?2 AND (?3 = '' OR source_addr = ?3)",
-    )
+         expires_at FROM messages WHERE ",
+        owned_message!("messages")
+    ))
     .bind(message_id)
     .bind(system_id)
     .bind(&r.source_addr)

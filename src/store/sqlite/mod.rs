@@ -472,11 +472,11 @@ impl SqliteStore {
         let Some(message_id) = parse_message_id(message_id) else {
             return Ok(None);
         };
-        let row = sqlx::query(
+        let row = sqlx::query(concat!(
             "SELECT m.message_id, m.state, m.final_at, m.error_code, coalesce(s.smpp_state, 7) \
-             FROM messages m LEFT JOIN message_states s ON s.state = m.state \
-             WHERE m.message_id = ?1 AND m.system_id = ?2 AND (?3 = '' OR m.source_addr = ?3)",
-        )
+             FROM messages m LEFT JOIN message_states s ON s.state = m.state WHERE ",
+            sql::owned_message!("m")
+        ))
         .bind(message_id)
         .bind(system_id)
         .bind(source_addr)
