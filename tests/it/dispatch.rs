@@ -318,15 +318,12 @@ async fn the_configured_rate_is_held_against_an_instant_upstream() {
     let span = arrived.last().unwrap().received_at - arrived[0].received_at;
     let rate = (MESSAGES - 1) as f64 / span.as_secs_f64();
     println!("configured {RATE}/s, measured {rate:.2}/s over {MESSAGES} messages");
-    // Never faster than configured, which is what protects the phone. Slower only
-    // when this shared machine starves the broker (a CI run met 36.9/s while a
-    // benchmark loaded the disk); tests/it/dispatch_time.rs shows the rate exact, within
-    // 5 %, on tokio's paused clock.
+    // Never faster than configured, which is what protects the phone. How close
+    // to the rate it comes is not asserted here: on this shared machine a loaded
+    // run met 29 and 37/s, and a timed assertion would only measure the load.
+    // tests/it/dispatch_time.rs holds the rate exact, within 5 %, on tokio's
+    // paused clock.
     assert!(rate <= RATE * 1.05, "faster than configured: {rate:.2}/s");
-    assert!(
-        rate >= RATE * 0.75,
-        "far slower than configured: {rate:.2}/s"
-    );
     released.stop().await;
 }
 
