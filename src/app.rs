@@ -21,7 +21,7 @@ use crate::dispatch::{Dispatcher, UpstreamHealth};
 use crate::fd_limit;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
-use crate::routing::IncomingRoutes;
+use crate::routing::{IncomingRoutes, RouteTable};
 use crate::smpp::auth::Accounts;
 use crate::smpp::delivery::DeliveryHub;
 use crate::smpp::handler::OutboxService;
@@ -86,7 +86,7 @@ impl Broker {
         let addrs = listeners.addrs();
         let caps = fd_limit::caps_for(&settings);
         running.serve_smpp(listeners.smpp, listeners.tls, &ctx, caps.smpp);
-        let incoming_routes = Arc::new(IncomingRoutes::from_accounts(&settings.accounts));
+        let incoming_routes = Arc::new(IncomingRoutes::new(&settings.accounts, &settings.routes));
         let health = running.start_upstreams(&settings, &incoming_routes);
         let state = HttpState {
             store: running.store.clone(),
@@ -290,9 +290,10 @@ impl Running {
     /// The sessions' shared context: accounts, the message service over the
     /// store, and the hub that hands receipts and incoming messages to receivers.
     fn start_sessions(&self, settings: &Settings, accounts: Accounts) -> Arc<SessionContext> {
+        let routes = RouteTable::new(&settings.accounts, &settings.routes);
         let policies = settings.accounts.iter().map(|a| AccountPolicy {
             system_id: a.system_id.clone(),
-            upstream: a.upstream.clone(),
+            routes: routes.for_account(&a.system_id),
             alphabet: a.default_alphabet,
         });
         let messages = OutboxService::new(

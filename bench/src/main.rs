@@ -370,7 +370,7 @@ async fn storage_ceiling(tasks: usize, per_call: usize, messages: usize) -> anyh
     .await?;
     let account = AccountPolicy {
         system_id: "bench".into(),
-        upstream: "sandbox".into(),
+        routes: smpp_broker::routing::AccountRoutes::only("sandbox"),
         alphabet: Default::default(),
     };
     let at = SubmitTime {

@@ -23,8 +23,9 @@ pub struct AccountSettings {
     /// Argon2 PHC string, as printed by `smpp-broker hash-password`.
     #[serde(default)]
     pub password_hash: Option<Secret>,
-    /// Name of an `[[upstreams]]` entry.
-    pub upstream: String,
+    /// Name of an `[[upstreams]]` entry: the account's route for every
+    /// destination not matched by one of its `[[routes]]`.
+    pub upstream: Option<String>,
     #[serde(default = "default_bind_types")]
     pub bind_types: Vec<BindKind>,
     #[serde(default = "default_max_sessions")]
@@ -149,11 +150,13 @@ impl AccountSettings {
                 ))
             }
         }
-        if !upstreams.contains(self.upstream.as_str()) {
-            return Err(invalid(
-                key("upstream"),
-                format!("no upstream named {:?}", self.upstream),
-            ));
+        if let Some(upstream) = &self.upstream {
+            if !upstreams.contains(upstream.as_str()) {
+                return Err(invalid(
+                    key("upstream"),
+                    format!("no upstream named {upstream:?}"),
+                ));
+            }
         }
         if self.bind_types.is_empty() {
             return Err(invalid(

@@ -55,6 +55,8 @@ const STRING_KEYS: &[&str] = &[
     "inbox_interval",
     "sent_after",
     "delivered_after",
+    "limits_timezone",
+    "prefix",
 ];
 
 /// Apply the overrides among `env` (name, value pairs; names without the

@@ -6,7 +6,7 @@
 //!
 //! One file per section of the file, each with its structs, defaults,
 //! validation and tests: `smpp` (with `[smpp.tls]`), `http`, `store`,
-//! `messages`, `log`, `accounts`, `upstreams`. `env` applies the environment
+//! `messages`, `log`, `accounts`, `upstreams`, `routes`. `env` applies the environment
 //! overrides, `secrets` holds [`Secret`]. This module loads, deserializes and
 //! validates in that order.
 //!
@@ -24,6 +24,7 @@ mod env;
 mod http;
 mod log;
 mod messages;
+mod routes;
 mod secrets;
 mod smpp;
 mod store;
@@ -36,6 +37,7 @@ pub use env::ENV_PREFIX;
 pub use http::HttpSettings;
 pub use log::{LogFormat, LogSettings};
 pub use messages::MessageSettings;
+pub use routes::RouteSettings;
 pub use secrets::Secret;
 pub use smpp::{SmppSettings, TlsSettings};
 pub use store::StoreSettings;
@@ -55,6 +57,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub accounts: Vec<AccountSettings>,
     pub upstreams: Vec<UpstreamSettings>,
+    pub routes: Vec<RouteSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +159,8 @@ impl Settings {
         self.messages.validate()?;
         self.log.validate()?;
         let upstream_names = upstreams::validate_all(&self.upstreams)?;
-        accounts::validate_all(&self.accounts, &upstream_names)
+        accounts::validate_all(&self.accounts, &upstream_names)?;
+        routes::validate_all(&self.routes, &upstream_names, &self.accounts)
     }
 
     /// The account that binds with `system_id` (compared exactly).
@@ -203,7 +207,7 @@ mod tests {
         let demo = settings.account("demo").expect("demo account");
         assert_eq!(demo.password.as_ref().map(Secret::expose), Some("demo1234"));
         assert!(demo.password_hash.is_none());
-        assert_eq!(demo.upstream, "sandbox");
+        assert_eq!(demo.upstream.as_deref(), Some("sandbox"));
         assert_eq!(demo.bind_types, BindKind::ALL.to_vec());
         assert_eq!(demo.max_sessions, 4);
         assert_eq!(demo.throughput, 100.0);
@@ -338,9 +342,9 @@ level = "warn,smpp_broker=debug""#,
             msg.starts_with("test.toml: upstreams[0].kind: unknown variant"),
             "{msg}"
         );
-        let msg = error("[[accounts]]\nsystem_id = \"a\"\npassword = \"p\"\n");
+        let msg = error("[[accounts]]\nsystem_id = \"a\"\n");
         assert!(
-            msg.contains("accounts[0]") && msg.contains("missing field `upstream`"),
+            msg.contains("accounts[0]") && msg.contains("set exactly one of password"),
             "{msg}"
         );
     }
@@ -381,7 +385,7 @@ level = "warn,smpp_broker=debug""#,
     #[test]
     fn validate_alone_has_no_origin() {
         let mut settings = parse(BASE).expect("base");
-        settings.accounts[0].upstream = "gone".to_owned();
+        settings.accounts[0].upstream = Some("gone".to_owned());
         assert_eq!(
             settings.validate().expect_err("invalid").to_string(),
             "accounts[0].upstream: no upstream named \"gone\""

@@ -39,6 +39,12 @@ pub struct UpstreamSettings {
     #[serde(default = "default_check_interval", with = "humantime_serde")]
     pub check_interval: Duration,
 
+    // Carrier limits, counted in SMS parts; the upstream is skipped once reached.
+    pub daily_limit: Option<u32>,
+    pub monthly_limit: Option<u32>,
+    /// Where the day and the month turn (an IANA name); UTC when absent.
+    pub limits_timezone: Option<String>,
+
     // kind = "smsgate"
     pub mode: Option<SmsGateMode>,
     pub base_url: Option<String>,
@@ -162,6 +168,14 @@ impl UpstreamSettings {
         self.inbox_interval.unwrap_or(Duration::from_secs(15))
     }
 
+    /// The time zone of the limits' days and months (validated at load).
+    pub fn limits_timezone(&self) -> jiff::tz::TimeZone {
+        self.limits_timezone
+            .as_deref()
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+            .unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
     pub fn failure_ratio(&self) -> f64 {
         self.failure_ratio.unwrap_or(0.0)
     }
@@ -200,6 +214,25 @@ impl UpstreamSettings {
         }
         if self.inbox_interval.is_some_and(|i| i.is_zero()) {
             return Err(invalid(key("inbox_interval"), "must be above 0"));
+        }
+        for (field, limit) in [
+            ("daily_limit", self.daily_limit),
+            ("monthly_limit", self.monthly_limit),
+        ] {
+            if limit == Some(0) {
+                return Err(invalid(
+                    key(field),
+                    "must be at least 1 (use hold = true to send nothing)",
+                ));
+            }
+        }
+        if let Some(zone) = &self.limits_timezone {
+            if jiff::tz::TimeZone::get(zone).is_err() {
+                return Err(invalid(
+                    key("limits_timezone"),
+                    format!("{zone:?} is not a known time zone (an IANA name such as \"Europe/Berlin\")"),
+                ));
+            }
         }
         Ok(())
     }
@@ -421,8 +454,14 @@ mod tests {
     /// optional key must be in one of its lists, or common to both kinds.
     #[test]
     fn every_kind_specific_key_is_scanned() {
-        // Optional for both kinds: their defaults depend on the kind.
-        const COMMON_OPTIONAL: [&str; 2] = ["rate", "max_in_flight"];
+        // Optional for both kinds: the throttle's defaults depend on the kind.
+        const COMMON_OPTIONAL: [&str; 5] = [
+            "rate",
+            "max_in_flight",
+            "daily_limit",
+            "monthly_limit",
+            "limits_timezone",
+        ];
         let keys = |upstream: &UpstreamSettings| -> BTreeSet<String> {
             let table = toml::Table::try_from(upstream).expect("serializes");
             table.keys().cloned().collect()

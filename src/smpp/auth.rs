@@ -33,7 +33,6 @@ pub struct Account {
     pub system_id: String,
     /// The same id, shared cheaply with every request the account makes.
     pub shared_id: Arc<str>,
-    pub upstream: String,
     pub max_sessions: usize,
     /// How its receivers get incoming messages too long for one SMS.
     pub long_incoming: crate::text::LongIncoming,
@@ -114,7 +113,6 @@ impl Accounts {
                 let account = Account {
                     system_id: a.system_id.clone(),
                     shared_id: Arc::from(a.system_id.as_str()),
-                    upstream: a.upstream.clone(),
                     max_sessions: a.max_sessions,
                     long_incoming: a.long_incoming,
                     bind_kinds: a.bind_types.clone(),
@@ -215,7 +213,7 @@ mod tests {
             system_id: system_id.into(),
             password: password.map(Secret::new),
             password_hash: hash.map(Secret::new),
-            upstream: "sandbox".into(),
+            upstream: Some("sandbox".into()),
             bind_types: vec![BindKind::Transmitter, BindKind::Transceiver],
             max_sessions: 2,
             throughput: 10.0,

@@ -7,115 +7,11 @@ use bytes::Bytes;
 
 use super::pdu::tlv::tag;
 use super::pdu::{Address, Sm};
-use crate::text::{gsm7, Content, LongIncoming};
+use crate::text::segments::{encode, UDH_LEN};
+use crate::text::{Content, LongIncoming};
 
 /// esm_class bit 6: the short_message starts with a UDH.
 const ESM_CLASS_UDHI: u8 = 0x40;
-/// One SMS: 140 octets, which hold 160 unpacked GSM septets.
-const SMS_OCTETS: usize = 140;
-const SMS_SEPTETS: usize = 160;
-/// The concatenation UDH: length, IEI 0x00, IE length 3, reference, total, number.
-const UDH_LEN: usize = 6;
-
-const DC_GSM7: u8 = 0;
-const DC_BINARY: u8 = 4;
-const DC_UCS2: u8 = 8;
-
-/// The octets of the message as `data_coding` says, and where each character
-/// starts: a segment never splits a GSM escape pair or a UTF-16 surrogate pair.
-struct Encoded {
-    data_coding: u8,
-    octets: Vec<u8>,
-    /// Offsets a segment may end at, ascending, ending with `octets.len()`.
-    boundaries: Vec<usize>,
-}
-
-fn encode(content: &Content) -> Encoded {
-    if let Content::Text(text) = content {
-        if let Some(gsm) = encode_gsm7(text) {
-            return gsm;
-        }
-    }
-    let mut octets = Vec::new();
-    let mut boundaries = Vec::new();
-    let data_coding = match content {
-        Content::Text(text) => {
-            let mut units = [0u16; 2];
-            for ch in text.chars() {
-                for unit in ch.encode_utf16(&mut units) {
-                    octets.extend_from_slice(&unit.to_be_bytes());
-                }
-                boundaries.push(octets.len());
-            }
-            DC_UCS2
-        }
-        Content::Binary(data) => {
-            octets.extend_from_slice(data);
-            boundaries.extend(1..=data.len());
-            DC_BINARY
-        }
-    };
-    Encoded {
-        data_coding,
-        octets,
-        boundaries,
-    }
-}
-
-/// GSM 7-bit, one septet per octet, or None when a character has no septet.
-fn encode_gsm7(text: &str) -> Option<Encoded> {
-    let mut octets = Vec::with_capacity(text.len());
-    let mut boundaries = Vec::with_capacity(text.len());
-    for ch in text.chars() {
-        let (septets, len) = gsm7::encode_char(ch)?;
-        octets.extend_from_slice(&septets[..len]);
-        boundaries.push(octets.len());
-    }
-    Some(Encoded {
-        data_coding: DC_GSM7,
-        octets,
-        boundaries,
-    })
-}
-
-impl Encoded {
-    /// What one SMS holds without a UDH: 160 septets or 140 octets.
-    fn single_capacity(&self) -> usize {
-        if self.data_coding == DC_GSM7 {
-            SMS_SEPTETS
-        } else {
-            SMS_OCTETS
-        }
-    }
-
-    /// What one segment holds beside its UDH: 153 septets (the 6-octet UDH takes
-    /// 7 septets with its fill bits) or 134 octets.
-    fn segment_capacity(&self) -> usize {
-        if self.data_coding == DC_GSM7 {
-            (SMS_OCTETS - UDH_LEN) * 8 / 7
-        } else {
-            SMS_OCTETS - UDH_LEN
-        }
-    }
-
-    /// Consecutive pieces of at most `capacity` octets, each ending on a boundary.
-    fn split(&self, capacity: usize) -> Vec<&[u8]> {
-        let mut pieces = Vec::new();
-        let mut start = 0;
-        let mut end = 0;
-        for &boundary in &self.boundaries {
-            if boundary - start > capacity && end > start {
-                pieces.push(&self.octets[start..end]);
-                start = end;
-            }
-            end = boundary;
-        }
-        if end > start {
-            pieces.push(&self.octets[start..end]);
-        }
-        pieces
-    }
-}
 
 /// The deliver_sm(s) of an incoming message from `source_addr` to `dest_addr`.
 /// `reference` tells the segments of one message from another's; the same
@@ -168,6 +64,7 @@ pub fn incoming_sms(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::gsm7;
 
     fn text(s: &str) -> Content {
         Content::Text(s.to_owned())

@@ -2,6 +2,7 @@
 //! field validated with its own command_status (docs/smpp34-checklist.md A5, A7, A10).
 
 use crate::smpp::pdu::{tlv::tag, Address, CommandStatus as S, DataSm, MultiDest, Sm, Tlvs};
+use crate::routing::AccountRoutes;
 use crate::smpp::time;
 use crate::store::{ConcatPart, NewMessage, Party};
 use crate::text::{self, Charset, DefaultAlphabet};
@@ -10,7 +11,8 @@ use crate::text::{self, Charset, DefaultAlphabet};
 #[derive(Debug, Clone)]
 pub struct AccountPolicy {
     pub system_id: String,
-    pub upstream: String,
+    /// The routes its messages may take; a destination none takes is refused.
+    pub routes: AccountRoutes,
     pub alphabet: DefaultAlphabet,
 }
 
@@ -173,7 +175,7 @@ fn template(c: &Common<'_>, account: &AccountPolicy, at: SubmitTime) -> Result<N
     };
     Ok(NewMessage {
         system_id: account.system_id.clone(),
-        upstream: account.upstream.clone(),
+        route: String::new(),
         service_type: c.service_type.to_owned(),
         source,
         dest: Party::default(),
@@ -196,9 +198,13 @@ fn template(c: &Common<'_>, account: &AccountPolicy, at: SubmitTime) -> Result<N
     })
 }
 
-/// Sets the destination and completes the set key of a long message, which is
-/// per account, addresses, reference and total.
+/// Sets the destination and its route, and completes the set key of a long
+/// message, which is per account, addresses, reference and total. A
+/// destination no route of the account takes is refused before anything is
+/// stored.
 fn finish(mut message: NewMessage, dest: Party, account: &AccountPolicy) -> Result<NewMessage, S> {
+    let route = account.routes.resolve(&dest.addr).ok_or(S::ESME_RINVDSTADR)?;
+    message.route = route.name.clone();
     if let Some(part) = &mut message.concat {
         part.key = format!(
             "{}|{}.{}.{}|{}.{}.{}|{}/{}",

@@ -56,7 +56,8 @@ pub struct ConcatPart {
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub system_id: String,
-    pub upstream: String,
+    /// The route chosen for its account and destination.
+    pub route: String,
     pub service_type: String,
     pub source: Party,
     pub dest: Party,

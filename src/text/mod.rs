@@ -6,6 +6,7 @@
 //! too, as plain values that the configuration and the SMPP side both read.
 
 pub mod gsm7;
+pub mod segments;
 
 /// How an account's data_coding 0 ("SMSC default alphabet") is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]

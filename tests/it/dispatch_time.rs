@@ -134,7 +134,7 @@ impl Rig {
         };
         let account = AccountPolicy {
             system_id: "acme".into(),
-            upstream: "phone".into(),
+            routes: smpp_broker::routing::AccountRoutes::only("phone"),
             alphabet: Default::default(),
         };
         let at = SubmitTime {

@@ -8,7 +8,7 @@ const NOW: i64 = 1_795_359_600_000; // 2026-11-22 15:00 UTC
 fn account() -> AccountPolicy {
     AccountPolicy {
         system_id: "acme".into(),
-        upstream: "sandbox".into(),
+        routes: crate::routing::AccountRoutes::only("sandbox"),
         alphabet: DefaultAlphabet::Gsm7,
     }
 }

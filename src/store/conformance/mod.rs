@@ -66,7 +66,7 @@ pub(crate) fn replacement(message_id: &str, text: &str) -> Replacement {
 pub(crate) fn message(text: &str) -> NewMessage {
     NewMessage {
         system_id: "acme".into(),
-        upstream: "sandbox".into(),
+        route: "sandbox".into(),
         service_type: String::new(),
         source: Party {
             ton: 1,

@@ -42,7 +42,7 @@ pub(super) fn decode_content(charset: Charset, body: &[u8]) -> Option<Content> {
 pub(super) struct OutboxRow<'a> {
     id: i64,
     system_id: &'a str,
-    upstream: &'a str,
+    route: &'a str,
     state: &'static str,
     priority: u8,
     due_at: i64,
@@ -62,7 +62,7 @@ impl<'a> OutboxRow<'a> {
         OutboxRow {
             id,
             system_id: &m.system_id,
-            upstream: &m.upstream,
+            route: &m.route,
             state,
             priority: m.priority,
             due_at,
@@ -87,7 +87,7 @@ struct AssemblingPart {
     charset: String,
     data_coding: i64,
     system_id: String,
-    upstream: String,
+    route: String,
     priority: i64,
     scheduled_at: Option<i64>,
     expires_at: i64,
@@ -223,7 +223,7 @@ pub(super) async fn insert_outbox(
     rows: &[OutboxRow<'_>],
 ) -> Result<(), sqlx::Error> {
     let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO outbox (id, system_id, upstream, state, priority, due_at, expires_at, \
+        "INSERT INTO outbox (id, system_id, route, state, priority, due_at, expires_at, \
          dest_ton, dest_addr, source_addr, text, data, data_coding, registered_delivery, \
          created_at) ",
     );
@@ -231,7 +231,7 @@ pub(super) async fn insert_outbox(
         let (text, data) = content_columns(&row.content);
         b.push_bind(row.id)
             .push_bind(row.system_id)
-            .push_bind(row.upstream)
+            .push_bind(row.route)
             .push_bind(row.state)
             .push_bind(i64::from(row.priority))
             .push_bind(row.due_at)
@@ -255,7 +255,7 @@ pub(super) async fn insert_messages(
     rows: &[Accepted],
 ) -> Result<(), sqlx::Error> {
     let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO messages (message_id, system_id, upstream, state, service_type, \
+        "INSERT INTO messages (message_id, system_id, route, state, service_type, \
          source_ton, source_npi, source_addr, dest_ton, dest_npi, dest_addr, esm_class, \
          protocol_id, priority, registered_delivery, data_coding, charset, \
          user_message_reference, body, concat_key, concat_total, concat_seq, outbox_id, \
@@ -269,7 +269,7 @@ pub(super) async fn insert_messages(
         };
         b.push_bind(id)
             .push_bind(&m.system_id)
-            .push_bind(&m.upstream)
+            .push_bind(&m.route)
             .push_bind(state)
             .push_bind(&m.service_type)
             .push_bind(i64::from(m.source.ton))
@@ -308,7 +308,7 @@ pub(super) async fn complete_set_if_whole(
 ) -> Result<(), sqlx::Error> {
     let parts: Vec<AssemblingPart> = sqlx::query_as(
         "SELECT message_id, concat_seq, concat_total, body, charset, data_coding, system_id, \
-         upstream, priority, scheduled_at, expires_at, dest_ton, dest_addr, source_addr, \
+         route, priority, scheduled_at, expires_at, dest_ton, dest_addr, source_addr, \
          registered_delivery FROM messages \
          WHERE concat_key = ?1 AND state = 'assembling' ORDER BY concat_seq, message_id",
     )
@@ -348,11 +348,11 @@ pub(super) async fn complete_set_if_whole(
         return Ok(());
     };
     let (state, due_at) = schedule(first.scheduled_at, now);
-    // The first part's message_id names the set's outbox row, and upstream.
+    // The first part's message_id names the set's outbox row, and its route.
     let row = OutboxRow {
         id: first.message_id,
         system_id: &first.system_id,
-        upstream: &first.upstream,
+        route: &first.route,
         state,
         priority: first.priority as u8,
         due_at,

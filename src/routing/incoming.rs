@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
-use crate::config::AccountSettings;
+use crate::config::{AccountSettings, RouteSettings};
 
-/// Per upstream, its accounts in configuration order with their receive_numbers.
+/// Per upstream, the accounts that send through it (by `upstream` or by a
+/// route naming it) in configuration order, with their receive_numbers.
 #[derive(Debug, Clone, Default)]
 pub struct IncomingRoutes {
     by_upstream: HashMap<String, Vec<(String, Vec<String>)>>,
@@ -13,15 +14,24 @@ pub struct IncomingRoutes {
 
 impl IncomingRoutes {
     pub fn from_accounts(accounts: &[AccountSettings]) -> IncomingRoutes {
-        let mut routes = IncomingRoutes::default();
+        IncomingRoutes::new(accounts, &[])
+    }
+
+    pub fn new(accounts: &[AccountSettings], routes: &[RouteSettings]) -> IncomingRoutes {
+        let mut by_upstream: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
         for account in accounts {
-            routes
-                .by_upstream
-                .entry(account.upstream.clone())
-                .or_default()
-                .push((account.system_id.clone(), account.receive_numbers.clone()));
+            let by_route = routes
+                .iter()
+                .filter(|r| r.applies_to(&account.system_id))
+                .flat_map(|r| r.upstreams.iter().chain(&r.fallback));
+            for upstream in account.upstream.iter().chain(by_route) {
+                let users = by_upstream.entry(upstream.clone()).or_default();
+                if !users.iter().any(|(id, _)| id == &account.system_id) {
+                    users.push((account.system_id.clone(), account.receive_numbers.clone()));
+                }
+            }
         }
-        routes
+        IncomingRoutes { by_upstream }
     }
 
     /// The account an incoming message to `recipient` through `upstream` belongs
@@ -70,5 +80,26 @@ mod tests {
             routes.route("other-phone", Some("+4930000000")),
             Some("elsewhere")
         );
+    }
+
+    #[test]
+    fn accounts_reach_the_upstreams_of_their_routes() {
+        let route: RouteSettings = toml::from_str(
+            "name = \"r\"\naccounts = [\"shop\"]\nupstreams = [\"phone-b\"]\nfallback = [\"cloud\"]",
+        )
+        .expect("a route");
+        let general: RouteSettings =
+            toml::from_str("name = \"g\"\nupstreams = [\"phone-c\"]").expect("a route");
+        let mut shop = account("shop", "phone-a", &["+4915100000"]);
+        shop.upstream = None;
+        let routes = IncomingRoutes::new(
+            &[account("first", "phone-a", &[]), shop],
+            &[route, general],
+        );
+        assert_eq!(routes.route("phone-b", None), Some("shop"));
+        assert_eq!(routes.route("cloud", Some("+4930000000")), Some("shop"));
+        assert_eq!(routes.route("phone-c", None), Some("first"));
+        assert_eq!(routes.route("phone-c", Some("4915100000")), Some("shop"));
+        assert_eq!(routes.route("phone-a", Some("4915100000")), Some("first"));
     }
 }
