@@ -17,7 +17,7 @@ use crate::config::UpstreamKind;
 use crate::dispatch::smsgate::inbox::InboxPoller;
 use crate::dispatch::smsgate::register::register_webhooks;
 use crate::dispatch::smsgate::webhook::Webhooks;
-use crate::dispatch::{Dispatcher, UpstreamHealth};
+use crate::dispatch::{self, Members};
 use crate::fd_limit;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
@@ -31,7 +31,7 @@ use crate::smpp::service::MessageService;
 use crate::smpp::session::SessionContext;
 use crate::smpp::submit::AccountPolicy;
 use crate::smpp::tls::{self, TlsError};
-use crate::store::{Store, StoreError, WriterLimits};
+use crate::store::{Store, StoreError, UpstreamLimits, WriterLimits};
 use crate::tasks::Tasks;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ pub struct Broker {
     tls_addr: Option<SocketAddr>,
     tasks: Tasks,
     ctx: Arc<SessionContext>,
-    health: Arc<UpstreamHealth>,
+    members: Arc<Members>,
     http_addr: SocketAddr,
     store: Store,
 }
@@ -87,19 +87,14 @@ impl Broker {
         let caps = fd_limit::caps_for(&settings);
         running.serve_smpp(listeners.smpp, listeners.tls, &ctx, caps.smpp);
         let incoming_routes = Arc::new(IncomingRoutes::new(&settings.accounts, &settings.routes));
-        let health = running.start_upstreams(&settings, &incoming_routes);
+        let members = running
+            .start_upstreams(&settings, &incoming_routes)
+            .await?;
         let state = HttpState {
             store: running.store.clone(),
-            health: Arc::clone(&health),
+            members: Arc::clone(&members),
             metrics: Arc::clone(&running.metrics),
             clock: Arc::clone(&running.clock),
-            upstreams: Arc::new(
-                settings
-                    .upstreams
-                    .iter()
-                    .map(|u| (u.name.clone(), u.hold))
-                    .collect(),
-            ),
             webhooks: Webhooks {
                 store: running.store.clone(),
                 keys: Arc::new(
@@ -133,7 +128,7 @@ impl Broker {
             tasks: running.tasks,
             ctx,
             store: running.store,
-            health,
+            members,
         })
     }
 
@@ -158,8 +153,8 @@ impl Broker {
     }
 
     /// Which upstreams are paused, and why.
-    pub fn upstream_health(&self) -> &Arc<UpstreamHealth> {
-        &self.health
+    pub fn members(&self) -> &Arc<Members> {
+        &self.members
     }
 
     /// A token that stops the broker when cancelled.
@@ -349,13 +344,13 @@ impl Running {
         }
     }
 
-    /// For each upstream: its webhooks registered or its poller started, and its
-    /// dispatcher, unless it is on hold.
-    fn start_upstreams(
+    /// For each upstream: its webhooks registered or its inbox poller started;
+    /// then a dispatcher for every route and a state poller for every upstream.
+    async fn start_upstreams(
         &self,
         settings: &Settings,
         incoming_routes: &Arc<IncomingRoutes>,
-    ) -> Arc<UpstreamHealth> {
+    ) -> Result<Arc<Members>, StoreError> {
         for upstream in settings
             .upstreams
             .iter()
@@ -376,23 +371,16 @@ impl Running {
                 }
             }
         }
-        let health = Arc::new(UpstreamHealth::default());
-        for upstream in &settings.upstreams {
-            if upstream.hold {
-                warn!(upstream = %upstream.name, "upstream on hold: its messages wait in the queue, none is sent");
-                continue;
-            }
-            let dispatcher = Dispatcher::for_upstream(
-                upstream,
-                self.store.clone(),
-                Arc::clone(&self.clock),
-                Arc::clone(&health),
-                Arc::clone(&self.metrics),
-                &self.tasks,
-            );
-            self.tasks.spawn(dispatcher.run(self.tasks.stop_token()));
-        }
-        health
+        let routes = RouteTable::new(&settings.accounts, &settings.routes);
+        dispatch::start(
+            &settings.upstreams,
+            &routes,
+            &self.store,
+            &self.clock,
+            &self.metrics,
+            &self.tasks,
+        )
+        .await
     }
 
     /// Health, readiness, metrics and webhooks, with the port's own limits.
@@ -437,5 +425,15 @@ pub fn writer_limits(settings: &Settings) -> WriterLimits {
         default_max_undelivered: crate::config::DEFAULT_MAX_UNDELIVERED,
         undelivered_retention: settings.messages.undelivered_retention,
         final_retention: settings.messages.final_retention,
+        upstream_limits: settings
+            .upstreams
+            .iter()
+            .map(|u| UpstreamLimits {
+                upstream: u.name.clone(),
+                daily_limit: u.daily_limit,
+                monthly_limit: u.monthly_limit,
+                timezone: u.limits_timezone.clone().unwrap_or_else(|| "UTC".to_owned()),
+            })
+            .collect(),
     }
 }

@@ -24,18 +24,17 @@ use tracing::warn;
 
 use crate::clock::Clock;
 use crate::dispatch::smsgate::webhook::{Accepted, WebhookRejection, Webhooks};
-use crate::dispatch::UpstreamHealth;
+use crate::dispatch::{Members, Unavailable};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
 #[derive(Clone)]
 pub struct HttpState {
     pub store: Store,
-    pub health: Arc<UpstreamHealth>,
+    /// Every upstream with its state: available, or why not.
+    pub members: Arc<Members>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
-    /// Configured upstreams: (name, on hold).
-    pub upstreams: Arc<Vec<(String, bool)>>,
     /// Where the upstreams' webhook events go.
     pub webhooks: Webhooks,
     /// The bound SMPP sessions, for the sessions gauge.
@@ -60,23 +59,27 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready to take messages: the database answers and takes writes. Each upstream's state is shown;
-/// a paused or held upstream does not make the broker unready, since its messages
-/// wait safely in the outbox.
+/// Ready to take messages: the database answers and takes writes. Each
+/// upstream's state is shown, with why it takes nothing when it does not (on
+/// hold, paused, cooling down, over a limit); that does not make the broker
+/// unready, since messages go to other members or wait safely in the outbox.
 async fn readyz(State(state): State<HttpState>) -> Response {
     let now = state.clock.now_ms();
     let upstreams: serde_json::Map<String, serde_json::Value> = state
-        .upstreams
+        .members
         .iter()
-        .map(|(name, hold)| {
-            let status = match (hold, state.health.paused(name, now)) {
-                (true, _) => json!({"state": "hold"}),
-                (false, Some((until, reason))) => {
-                    json!({"state": "paused", "until_ms": until, "reason": reason})
+        .map(|member| {
+            let status = match member.unavailable(now) {
+                None => json!({"state": "sending"}),
+                Some(why) => {
+                    let mut status = json!({"state": why.state(), "reason": why.reason()});
+                    if let Unavailable::Paused { until, .. } | Unavailable::CoolingDown { until, .. } = why {
+                        status["until_ms"] = json!(until);
+                    }
+                    status
                 }
-                (false, None) => json!({"state": "sending"}),
             };
-            (name.clone(), status)
+            (member.name.clone(), status)
         })
         .collect();
     // Reads may still work when writes fail (disk full, a lock held past
@@ -95,6 +98,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .metrics
         .refresh(&state.store, &state.registry.counts(), &state.accounts)
         .await;
+    state.members.export(&state.metrics, state.clock.now_ms());
     (
         [(
             header::CONTENT_TYPE,

@@ -55,6 +55,21 @@ pub struct Metrics {
     pub sessions: Family<SessionLabels, Gauge>,
     pub submits: Family<SubmitLabels, Counter>,
     pub queue_depth: Family<QueueLabels, Gauge>,
+    pub routed: Family<RoutedLabels, Counter>,
+    pub upstream_limit_remaining: Family<LimitLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoutedLabels {
+    pub route: String,
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub upstream: String,
+    /// day | month
+    pub period: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,7 +91,7 @@ pub struct SubmitLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
-    pub upstream: String,
+    pub route: String,
     /// scheduled | queued | retry | sending | enroute
     pub state: String,
 }
@@ -104,7 +119,7 @@ impl Default for Metrics {
         let upstream_paused = Family::<UpstreamLabels, Gauge>::default();
         registry.register(
             "upstream_paused",
-            "1 while the upstream refuses the broker (401/403) and dispatch is paused",
+            "1 while the upstream refuses the broker (401/403) and is sent nothing",
             upstream_paused.clone(),
         );
         let upstream_responses = Family::<ResponseLabels, Counter>::default();
@@ -165,13 +180,30 @@ impl Default for Metrics {
         let queue_depth = Family::<QueueLabels, Gauge>::default();
         registry.register(
             "queue_depth",
-            "Messages not yet final by upstream and outbox state: scheduled (for later), \
+            "Messages not yet final by route and outbox state: scheduled (for later), \
              queued (ready to send), retry (waiting to be sent again), sending (a \
              request is out), enroute (the upstream has it, no final state yet)",
             queue_depth.clone(),
         );
+        let routed = Family::<RoutedLabels, Counter>::default();
+        registry.register(
+            "routed",
+            "Messages an upstream took, by the route they came by and the upstream (the \
+             pool member or fallback) that took them",
+            routed.clone(),
+        );
+        let upstream_limit_remaining = Family::<LimitLabels, Gauge>::default();
+        registry.register(
+            "upstream_limit_remaining",
+            "SMS parts an upstream may still take today (period=day) or this month \
+             (period=month) under its daily_limit and monthly_limit, counting those on \
+             their way; only for the limits that are set",
+            upstream_limit_remaining.clone(),
+        );
         Metrics {
             registry,
+            routed,
+            upstream_limit_remaining,
             sessions,
             submits,
             queue_depth,
@@ -203,6 +235,24 @@ impl Metrics {
                 class: class.to_owned(),
             })
             .inc();
+    }
+
+    pub fn routed(&self, route: &str, upstream: &str) {
+        self.routed
+            .get_or_create(&RoutedLabels {
+                route: route.to_owned(),
+                upstream: upstream.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn limit_remaining(&self, upstream: &str, period: &str, parts: u64) {
+        self.upstream_limit_remaining
+            .get_or_create(&LimitLabels {
+                upstream: upstream.to_owned(),
+                period: period.to_owned(),
+            })
+            .set(parts.min(i64::MAX as u64) as i64);
     }
 
     pub fn webhook(&self, upstream: &str, event: &str, outcome: &str) {
@@ -265,9 +315,9 @@ impl Metrics {
         }
         if let Ok(open) = store.open_outbox().await {
             self.queue_depth.clear();
-            for (upstream, queue_state, count) in open {
+            for (route, queue_state, count) in open {
                 let labels = QueueLabels {
-                    upstream,
+                    route,
                     state: queue_state,
                 };
                 self.queue_depth.get_or_create(&labels).set(count);

@@ -29,6 +29,12 @@ impl RetryPolicy {
 pub enum Decision {
     /// Store this outcome.
     Record(DispatchOutcome),
+    /// A retryable failure: store `outcome`, and the member takes nothing new
+    /// until `cool_until`.
+    Retry {
+        outcome: DispatchOutcome,
+        cool_until: i64,
+    },
     /// The upstream has a message with our id: ask for its state.
     FetchState,
     /// The upstream refuses us: pause it until `until`, and hand the message back
@@ -50,7 +56,7 @@ fn ms(d: Duration) -> i64 {
 
 impl Policy {
     /// A message whose validity has ended is not sent at all.
-    pub fn expired(&self, message: &Dispatch, now: i64) -> Option<DispatchOutcome> {
+    pub fn expired(message: &Dispatch, now: i64) -> Option<DispatchOutcome> {
         (now >= message.expires_at).then(|| DispatchOutcome::Failed {
             state: MessageState::Expired,
             error_code: ErrorCode::Expired.code(),
@@ -70,6 +76,22 @@ impl Policy {
             SendOutcome::Accepted { upstream_id, state } => {
                 Decision::Record(self.accepted(upstream_id, state, now))
             }
+            // The member may hold it: only the same member may be asked again.
+            SendOutcome::Unknown { reason } => {
+                if let Some(expired) = Self::expired(message, now) {
+                    return Decision::Record(expired);
+                }
+                let wait = ms(self.retry.delay(message.attempts, sample));
+                Decision::Retry {
+                    outcome: DispatchOutcome::Retry {
+                        due_at: now + wait,
+                        error: reason,
+                        charged: true,
+                        stay: true,
+                    },
+                    cool_until: now + wait,
+                }
+            }
             SendOutcome::Duplicate => Decision::FetchState,
             SendOutcome::Rejected { reason } => Decision::Record(DispatchOutcome::Failed {
                 state: MessageState::Rejected,
@@ -80,34 +102,55 @@ impl Policy {
                 until: now + ms(self.pause_cooldown),
                 reason,
             },
+            // Not taken: the message may go to another member at once, while
+            // this one cools down for the wait.
             SendOutcome::Retry { after, reason } => {
-                if let Some(expired) = self.expired(message, now) {
+                if let Some(expired) = Self::expired(message, now) {
                     return Decision::Record(expired);
                 }
                 let wait = after.unwrap_or_else(|| self.retry.delay(message.attempts, sample));
-                Decision::Record(DispatchOutcome::Retry {
-                    due_at: now + ms(wait),
-                    error: reason,
-                    charged: true,
-                })
+                Decision::Retry {
+                    outcome: DispatchOutcome::Retry {
+                        due_at: now,
+                        error: reason,
+                        charged: true,
+                        stay: false,
+                    },
+                    cool_until: now + ms(wait),
+                }
             }
         }
     }
 
+    /// Taken; the charge against the member's limits is added by the caller.
     pub fn accepted(&self, upstream_id: String, state: String, now: i64) -> DispatchOutcome {
         DispatchOutcome::Accepted {
             upstream_id,
             upstream_state: state,
             check_at: now + ms(self.check_after),
+            charge: None,
         }
     }
 
-    /// A paused upstream's message goes back to the queue at once, uncharged.
+    /// A message the member did not take (it refused the broker) goes back
+    /// to the queue at once, uncharged, free for any member.
     pub fn hand_back(reason: String, now: i64) -> DispatchOutcome {
         DispatchOutcome::Retry {
             due_at: now,
             error: reason,
             charged: false,
+            stay: false,
+        }
+    }
+
+    /// A message no member can take now waits `wait_ms`, uncharged, still
+    /// bound to its member if it was.
+    pub fn wait(reason: String, now: i64, wait_ms: i64, stay: bool) -> DispatchOutcome {
+        DispatchOutcome::Retry {
+            due_at: now + wait_ms,
+            error: reason,
+            charged: false,
+            stay,
         }
     }
 }
@@ -134,6 +177,8 @@ mod tests {
         Dispatch {
             outbox_id: 1,
             system_id: "demo".into(),
+            route: "phone".into(),
+            upstream: None,
             dest_ton: 1,
             dest_addr: "4917612345678".into(),
             source_addr: "x".into(),
@@ -165,23 +210,42 @@ mod tests {
     }
 
     #[test]
-    fn failures_retry_on_the_schedule_and_are_charged() {
+    fn a_message_not_taken_may_move_at_once_while_the_member_cools_down() {
         let p = policy();
         assert_eq!(
             p.decide(retry("HTTP 503"), &message(0), NOW, 0.5),
-            Decision::Record(DispatchOutcome::Retry {
-                due_at: NOW + 5_000,
-                error: "HTTP 503".into(),
-                charged: true
-            })
+            Decision::Retry {
+                outcome: DispatchOutcome::Retry {
+                    due_at: NOW,
+                    error: "HTTP 503".into(),
+                    charged: true,
+                    stay: false,
+                },
+                cool_until: NOW + 5_000,
+            }
         );
+        assert!(matches!(
+            p.decide(retry("HTTP 503"), &message(3), NOW, 0.5),
+            Decision::Retry { cool_until, .. } if cool_until == NOW + 60_000
+        ));
+    }
+
+    #[test]
+    fn an_unknown_outcome_stays_with_the_member_on_the_schedule() {
+        let unknown = SendOutcome::Unknown {
+            reason: "request timed out".into(),
+        };
         assert_eq!(
-            p.decide(retry("timeout"), &message(3), NOW, 0.5),
-            Decision::Record(DispatchOutcome::Retry {
-                due_at: NOW + 60_000,
-                error: "timeout".into(),
-                charged: true
-            })
+            policy().decide(unknown, &message(3), NOW, 0.5),
+            Decision::Retry {
+                outcome: DispatchOutcome::Retry {
+                    due_at: NOW + 60_000,
+                    error: "request timed out".into(),
+                    charged: true,
+                    stay: true,
+                },
+                cool_until: NOW + 60_000,
+            }
         );
     }
 
@@ -191,14 +255,10 @@ mod tests {
             after: Some(Duration::from_secs(7)),
             reason: "HTTP 429".into(),
         };
-        assert_eq!(
+        assert!(matches!(
             policy().decide(outcome, &message(0), NOW, 0.9),
-            Decision::Record(DispatchOutcome::Retry {
-                due_at: NOW + 7_000,
-                error: "HTTP 429".into(),
-                charged: true
-            })
-        );
+            Decision::Retry { cool_until, .. } if cool_until == NOW + 7_000
+        ));
     }
 
     #[test]
@@ -219,7 +279,8 @@ mod tests {
             DispatchOutcome::Retry {
                 due_at: NOW,
                 error: "paused".into(),
-                charged: false
+                charged: false,
+                stay: false,
             }
         );
     }
@@ -251,7 +312,8 @@ mod tests {
             Decision::Record(DispatchOutcome::Accepted {
                 upstream_id: "1".into(),
                 upstream_state: "Pending".into(),
-                check_at: NOW + 600_000
+                check_at: NOW + 600_000,
+                charge: None,
             })
         );
     }
@@ -260,9 +322,9 @@ mod tests {
     fn past_validity_expires_instead_of_retrying() {
         let p = policy();
         let mut m = message(0);
-        assert_eq!(p.expired(&m, NOW), None);
+        assert_eq!(Policy::expired(&m, NOW), None);
         m.expires_at = NOW;
-        let expired = p.expired(&m, NOW).expect("expired");
+        let expired = Policy::expired(&m, NOW).expect("expired");
         assert!(matches!(
             &expired,
             DispatchOutcome::Failed {

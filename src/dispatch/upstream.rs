@@ -38,31 +38,45 @@ pub enum SendOutcome {
     Rejected { reason: String },
     /// The upstream refuses us, not the message (credentials, scope, URL): pause.
     Refused { status: u16, reason: String },
-    /// Try again later: after `after` when the upstream said so.
+    /// The upstream did not take the message now (429, 503, no connection):
+    /// try again later, after `after` when the upstream said so. Another
+    /// member may take it meanwhile.
     Retry {
         after: Option<Duration>,
         reason: String,
     },
+    /// The upstream may or may not hold the message (a timeout, a connection
+    /// lost after the request left, a server error): it is sent to the same
+    /// upstream again, which knows our id, and to no other.
+    Unknown { reason: String },
 }
 
 impl SendOutcome {
-    /// A transport failure (timeout, refused or reset connection) is retried.
+    /// A transport failure is retried: elsewhere when the request cannot have
+    /// left (no connection was made), else at the same upstream.
     pub fn transport_failure(err: BoxError) -> SendOutcome {
-        let reason = if err.is::<tower::timeout::error::Elapsed>() {
-            "request timed out".to_owned()
-        } else {
-            let mut text = err.to_string();
-            let mut source = err.source();
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
+        if err.is::<tower::timeout::error::Elapsed>() {
+            return SendOutcome::Unknown {
+                reason: "request timed out".to_owned(),
+            };
+        }
+        let not_sent = err
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|e| e.is_connect() || e.is_builder());
+        let mut reason = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            reason.push_str(": ");
+            reason.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if not_sent {
+            SendOutcome::Retry {
+                after: None,
+                reason,
             }
-            text
-        };
-        SendOutcome::Retry {
-            after: None,
-            reason,
+        } else {
+            SendOutcome::Unknown { reason }
         }
     }
 
@@ -74,6 +88,7 @@ impl SendOutcome {
             SendOutcome::Rejected { .. } => "rejected",
             SendOutcome::Refused { .. } => "refused",
             SendOutcome::Retry { .. } => "retry",
+            SendOutcome::Unknown { .. } => "unknown",
         }
     }
 }

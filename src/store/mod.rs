@@ -155,15 +155,35 @@ impl Store {
         backend!(self, s => s.maintain().await)
     }
 
-    /// Claims up to `limit` queued messages of `upstream`, highest priority first,
-    /// for `lease_ms`: a row whose lease runs out goes back to the queue.
+    /// Claims up to `limit` queued messages of `route`, highest priority first,
+    /// for `lease_ms`: a row whose lease runs out goes back to the queue. A
+    /// message bound to a member is claimed only while that member is among
+    /// `reachable`.
     pub async fn claim(
         &self,
-        upstream: &str,
+        route: &str,
         limit: usize,
         lease_ms: i64,
+        reachable: &[String],
     ) -> Result<Vec<Dispatch>, StoreError> {
-        backend!(self, s => s.claim(upstream, limit, lease_ms).await)
+        backend!(self, s => s.claim(route, limit, lease_ms, reachable).await)
+    }
+
+    /// Binds claimed messages (by outbox id) to the member each goes to, before
+    /// it is sent; committed when this returns.
+    pub async fn assign(&self, assignments: Vec<(i64, String)>) -> Result<(), StoreError> {
+        backend!(self, s => s.assign(assignments).await)
+    }
+
+    /// The parts `upstream` took in the `period` ("day" or "month") starting at
+    /// `starts_at`.
+    pub async fn usage_parts(
+        &self,
+        upstream: &str,
+        period: &str,
+        starts_at: i64,
+    ) -> Result<u64, StoreError> {
+        backend!(self, s => s.usage_parts(upstream, period, starts_at).await)
     }
 
     /// Stores what became of claimed messages (by outbox id).
@@ -264,7 +284,7 @@ impl Store {
         backend!(self, s => s.query(system_id, message_id, source_addr).await)
     }
 
-    /// Outbox rows not yet done: (upstream, state, count). Each state is counted
+    /// Outbox rows not yet done: (route, state, count). Each state is counted
     /// through its own partial index, so a scrape costs what is open, not the
     /// outbox's whole history, and the write path carries no extra index.
     pub async fn open_outbox(&self) -> Result<Vec<(String, String, i64)>, StoreError> {

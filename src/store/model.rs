@@ -207,6 +207,10 @@ pub struct Dispatch {
     /// The outbox row, whose decimal form is the id the upstream sees.
     pub outbox_id: i64,
     pub system_id: String,
+    pub route: String,
+    /// The member an earlier attempt went to without a definite answer (or
+    /// that took it): the message may go nowhere else.
+    pub upstream: Option<String>,
     pub dest_ton: u8,
     pub dest_addr: String,
     pub source_addr: String,
@@ -236,13 +240,18 @@ pub enum DispatchOutcome {
         upstream_id: String,
         upstream_state: String,
         check_at: i64,
+        /// The SMS parts it counts against the member's limits.
+        charge: Option<UsageCharge>,
     },
     /// Send again at `due_at`. `charged` counts an attempt; a paused upstream's
-    /// messages are not charged.
+    /// messages are not charged. `stay` keeps the message with its member: the
+    /// member may hold it (a timeout, a lost connection), so it may go nowhere
+    /// else; otherwise any member may take it.
     Retry {
         due_at: i64,
         error: String,
         charged: bool,
+        stay: bool,
     },
     /// Final without delivery: refused by the upstream, or past its validity.
     Failed {
@@ -250,6 +259,31 @@ pub enum DispatchOutcome {
         error_code: u8,
         error: String,
     },
+}
+
+/// SMS parts a member took, counted in its current day and month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageCharge {
+    pub parts: u32,
+    pub periods: Vec<UsagePeriod>,
+}
+
+/// A period of an upstream's limits: `day` or `month`, [starts_at, ends_at) in
+/// Unix ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsagePeriod {
+    pub period: &'static str,
+    pub starts_at: i64,
+    pub ends_at: i64,
+}
+
+/// An upstream's configured limits, as the `upstream_usage` view shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamLimits {
+    pub upstream: String,
+    pub daily_limit: Option<u32>,
+    pub monthly_limit: Option<u32>,
+    pub timezone: String,
 }
 
 /// A state the upstream reported for a message it holds: by webhook, by polling,

@@ -37,11 +37,17 @@ pub struct OutboxRow {
     pub data_coding: i64,
     pub upstream_state: Option<String>,
     pub last_error: Option<String>,
+    /// The route the message takes.
+    pub route: String,
+    /// The member it is bound to (or that took it); None while it may go to any.
+    pub upstream: Option<String>,
+    /// Set while a request is out.
+    pub lease_until: Option<i64>,
 }
 
 /// The columns of [`OutboxRow`].
-const OUTBOX_ROW: &str =
-    "SELECT id, state, attempts, due_at, text, data_coding, upstream_state, last_error FROM outbox";
+const OUTBOX_ROW: &str = "SELECT id, state, attempts, due_at, text, data_coding, upstream_state, \
+     last_error, route, upstream, lease_until FROM outbox";
 
 /// One row of messages: a message_id the broker handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]

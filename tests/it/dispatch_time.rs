@@ -1,5 +1,5 @@
-//! The dispatcher's decisions on injected time: the retry schedule, Retry-After,
-//! the pause after a refusal and expiry, with a scripted upstream and a manual
+//! The dispatcher's decisions on injected time: the member's cool-down on the
+//! retry schedule, Retry-After, the pause after a refusal and expiry, with a scripted upstream and a manual
 //! clock; and the rate limit on tokio's paused time.
 
 use std::collections::VecDeque;
@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use smpp_broker::clock::{Clock, ManualClock};
 use smpp_broker::config::StoreSettings;
-use smpp_broker::dispatch::{throttled, Call, Dispatcher, Reply, SendOutcome, UpstreamHealth};
+use smpp_broker::dispatch::{
+    throttled, Call, Member, Members, Reply, RouteDispatcher, SendOutcome, Unavailable,
+};
 use smpp_broker::smpp::pdu::{Address, Sm};
 use smpp_broker::smpp::submit::{from_submit_sm, AccountPolicy, SubmitTime};
 use smpp_broker::store::Store;
@@ -72,7 +74,7 @@ fn accepted(id: &str) -> SendOutcome {
 struct Rig {
     store: Store,
     clock: ManualClock,
-    health: Arc<UpstreamHealth>,
+    members: Arc<Members>,
     dir: tempfile::TempDir,
     _stop: tokio_util::sync::DropGuard,
 }
@@ -105,13 +107,19 @@ pause_cooldown = "60s"
     )
     .await
     .unwrap();
-    let health = Arc::new(UpstreamHealth::default());
-    let dispatcher = Dispatcher::new(
+    let members = Arc::new(Members::new([Member::new(
         &settings.upstreams[0],
-        store.clone(),
         script.service(),
+    )]));
+    let route = smpp_broker::routing::AccountRoutes::only("phone")
+        .resolve("4917600000")
+        .cloned()
+        .unwrap();
+    let dispatcher = RouteDispatcher::new(
+        route,
+        members.clone(),
+        store.clone(),
         Arc::new(clock.clone()),
-        health.clone(),
         Arc::new(smpp_broker::metrics::Metrics::default()),
     );
     let stop = CancellationToken::new();
@@ -119,7 +127,7 @@ pause_cooldown = "60s"
     Rig {
         store,
         clock,
-        health,
+        members,
         dir,
         _stop: stop.drop_guard(),
     }
@@ -163,6 +171,31 @@ impl Rig {
         .await
     }
 
+    /// Why the phone takes nothing now, if so.
+    fn unavailable(&self) -> Option<Unavailable> {
+        self.members
+            .get("phone")
+            .unwrap()
+            .unavailable(self.clock.now_ms())
+    }
+
+    /// Waits until the phone has been called `n` times and its answer stored:
+    /// the message is back in the queue. Returns the row and why the phone
+    /// takes nothing now.
+    async fn after_call(
+        &self,
+        script: &Script,
+        n: usize,
+        id: &str,
+    ) -> (OutboxRow, Option<Unavailable>) {
+        eventually(PATIENCE, "the answer stored", || async {
+            let row = self.row(id).await;
+            (script.calls().len() == n && row.state == OutboxState::Queued && row.lease_until.is_none())
+                .then(|| (row, self.unavailable()))
+        })
+        .await
+    }
+
     /// Moves time on and lets the writer promote what became due.
     async fn advance(&self, ms: i64) {
         self.clock.advance_ms(ms);
@@ -189,43 +222,34 @@ async fn retries_follow_the_schedule_retry_after_the_pause_and_expiry() {
     let rig = rig(&script).await;
     let first = rig.submit("first", 48 * 3_600_000).await;
 
-    // 503: the first wait of the schedule, 5 s ± 20 %.
-    let OutboxRow {
-        due_at: due,
-        attempts,
-        ..
-    } = rig.row_in(&first, OutboxState::Retry).await;
-    assert!((T0 + 4_000..=T0 + 6_000).contains(&due), "due {}", due - T0);
-    assert_eq!(attempts, 1);
-    rig.advance(due - T0 - 1).await;
-    assert_eq!(
-        rig.row(&first).await.state,
-        OutboxState::Retry,
-        "not before it is due"
-    );
+    // 503: the message was not taken, so it is free to go at once (to another
+    // member, were there one) while the phone cools down for the first wait
+    // of the schedule, 5 s ± 20 %.
+    let (row, why) = rig.after_call(&script, 1, &first).await;
+    assert_eq!((row.attempts, row.upstream), (1, None));
+    let Some(Unavailable::CoolingDown { until, reason }) = why else {
+        panic!("cooling down: {why:?}")
+    };
+    assert!((T0 + 4_000..=T0 + 6_000).contains(&until), "until {}", until - T0);
+    assert_eq!(reason, "HTTP 503: queue limits exceeded");
+    rig.advance(until - T0 - 1).await;
+    assert!(rig.unavailable().is_some(), "not before it is due");
     rig.advance(1).await;
 
     // 429 with Retry-After: 7 s exactly, instead of the schedule's 1 min.
-    let OutboxRow {
-        due_at: due2,
-        attempts,
-        ..
-    } = rig.row_in(&first, OutboxState::Retry).await;
-    assert_eq!(due2, due + 7_000);
-    assert_eq!(attempts, 2);
+    let (row, why) = rig.after_call(&script, 2, &first).await;
+    assert_eq!(row.attempts, 2);
+    let now = rig.clock.now_ms();
+    assert!(matches!(why, Some(Unavailable::CoolingDown { until, .. }) if until == now + 7_000));
     rig.advance(7_000).await;
 
-    // 401: paused; the message is back in the queue and not charged. (Right after
-    // the promotion above it is queued too, so the pause is what to wait for.)
+    // 401: paused; the message is back in the queue and not charged.
+    let (row, why) = rig.after_call(&script, 3, &first).await;
+    assert_eq!(row.attempts, 2);
     let now = rig.clock.now_ms();
-    let (until, reason) = eventually(PATIENCE, "the upstream paused after 3 calls", || async {
-        rig.health
-            .paused("phone", now)
-            .filter(|_| script.calls().len() == 3)
-    })
-    .await;
-    let attempts = rig.row_in(&first, OutboxState::Queued).await.attempts;
-    assert_eq!(attempts, 2);
+    let Some(Unavailable::Paused { until, reason }) = why else {
+        panic!("paused: {why:?}")
+    };
     assert_eq!(until, now + 60_000);
     assert_eq!(reason, "HTTP 401: Unauthorized");
     assert_eq!(script.calls().len(), 3);
@@ -239,7 +263,7 @@ async fn retries_follow_the_schedule_retry_after_the_pause_and_expiry() {
         .unwrap()
         .extend([accepted(&first), accepted(&second)]);
     rig.advance(59_999).await;
-    assert!(rig.health.paused("phone", rig.clock.now_ms()).is_some());
+    assert!(matches!(rig.unavailable(), Some(Unavailable::Paused { .. })));
     rig.advance(1).await;
 
     // The cool-down is over: both valid messages go, the expired one does not.

@@ -36,7 +36,7 @@ async fn sessions_submits_and_queue_depth_follow_the_traffic() {
         "smpp_broker_submits_total{system_id=\"demo\",command=\"submit_sm\",command_status=\"ESME_RINVDSTADR\"} 1",
         "smpp_broker_submits_total{system_id=\"\",command=\"submit_sm\",command_status=\"ESME_RINVBNDSTS\"} 1",
         // The test sandbox is on hold: both wait in the queue.
-        "smpp_broker_queue_depth{upstream=\"sandbox\",state=\"queued\"} 2",
+        "smpp_broker_queue_depth{route=\"sandbox\",state=\"queued\"} 2",
     ] {
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }

@@ -105,6 +105,8 @@ pub fn upstream_priority(priority_flag: u8) -> i8 {
 
 /// Classifies the answer to `POST /messages`. A 409 is a duplicate: a message
 /// with our id exists already, from an earlier attempt whose answer was lost.
+/// Only answers that say the message was not stored (429, 503, other 4xx) let
+/// it go to another upstream.
 pub fn classify_send(status: u16, retry_after: Option<&str>, body: &str, key: &str) -> SendOutcome {
     match status {
         200..=299 => {
@@ -129,8 +131,13 @@ pub fn classify_send(status: u16, retry_after: Option<&str>, body: &str, key: &s
             status,
             reason: error_text(status, body),
         },
-        429 => SendOutcome::Retry {
+        // Not taken: too many requests, or the server's queue is full.
+        429 | 503 => SendOutcome::Retry {
             after: retry_after.and_then(parse_retry_after),
+            reason: error_text(status, body),
+        },
+        // A server error may come after the message was stored.
+        500..=599 => SendOutcome::Unknown {
             reason: error_text(status, body),
         },
         _ => SendOutcome::Retry {

@@ -23,6 +23,8 @@ fn dispatch(content: Content) -> Dispatch {
     Dispatch {
         outbox_id: 7_340_032_000_001,
         system_id: "demo".into(),
+        route: "phone".into(),
+        upstream: Some("phone".into()),
         dest_ton: 1,
         dest_addr: "4917612345678".into(),
         source_addr: "Shop".into(),
@@ -173,7 +175,7 @@ fn send_answers_are_classified_as_the_contract_says() {
     );
     assert!(matches!(
         classify_send(500, None, "<html>oops</html>", "k"),
-        SendOutcome::Retry { after: None, reason } if reason == "HTTP 500: <html>oops</html>"
+        SendOutcome::Unknown { reason } if reason == "HTTP 500: <html>oops</html>"
     ));
 }
 

@@ -13,6 +13,7 @@ async fn taken(store: &Store, messages: Vec<NewMessage>) -> Vec<String> {
                 upstream_id: d.upstream_key(),
                 upstream_state: "Pending".into(),
                 check_at: T0 + 3_600_000,
+                charge: None,
             };
             (d.outbox_id, accepted)
         })
@@ -279,6 +280,7 @@ async fn a_long_message_asks_for_a_report_when_any_part_does_and_each_part_gets_
             upstream_id: dispatch.upstream_key(),
             upstream_state: "Pending".into(),
             check_at: T0 + 3_600_000,
+            charge: None,
         };
         store
             .record_dispatch(vec![(dispatch.outbox_id, accepted)])

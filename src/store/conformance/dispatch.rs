@@ -24,7 +24,7 @@ async fn claims_go_by_priority_then_age_and_are_leased() {
         claim_all(&store).await.is_empty(),
         "a leased row is not claimed twice"
     );
-    assert!(store.claim("other", 100, 60_000).await.unwrap().is_empty());
+    assert!(store.claim("other", 100, 60_000, &[]).await.unwrap().is_empty());
 
     // The dispatcher vanished: once the lease runs out the rows are queued again.
     clock.advance_ms(59_000);
@@ -57,6 +57,7 @@ async fn accepted_messages_are_enroute_and_leave_the_queue_limit() {
         upstream_id: id.clone(),
         upstream_state: "Pending".into(),
         check_at: T0 + 600_000,
+        charge: None,
     };
     store
         .record_dispatch(vec![(claimed[0].outbox_id, accepted)])
@@ -129,6 +130,7 @@ async fn retries_wait_until_due_and_count_attempts_when_charged() {
         due_at: T0 + 5_000,
         error: "503 queue limits".into(),
         charged: true,
+        stay: false,
     };
     store
         .record_dispatch(vec![(first.outbox_id, retry)])
@@ -146,6 +148,7 @@ async fn retries_wait_until_due_and_count_attempts_when_charged() {
         due_at: T0 + 5_000,
         error: "401".into(),
         charged: false,
+        stay: false,
     };
     store
         .record_dispatch(vec![(second.outbox_id, paused)])
@@ -214,6 +217,7 @@ async fn failures_and_reports_are_final_once() {
         upstream_id: ids[1].clone(),
         upstream_state: "Pending".into(),
         check_at: T0,
+        charge: None,
     };
     store
         .record_dispatch(vec![(claimed[1].outbox_id, accepted)])

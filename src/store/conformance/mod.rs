@@ -46,9 +46,17 @@ async fn open_with(
         .unwrap()
 }
 
-/// Claims every waiting message of the sandbox upstream.
+/// Claims every waiting message of the route "sandbox" and binds each to the
+/// upstream of that name, as a dispatcher does before it sends.
 pub(crate) async fn claim_all(store: &Store) -> Vec<Dispatch> {
-    store.claim("sandbox", 100, 60_000).await.unwrap()
+    let reachable = ["sandbox".to_owned()];
+    let claimed = store.claim("sandbox", 100, 60_000, &reachable).await.unwrap();
+    let assignments = claimed
+        .iter()
+        .map(|d| (d.outbox_id, "sandbox".to_owned()))
+        .collect();
+    store.assign(assignments).await.unwrap();
+    claimed
 }
 
 /// A replace_sm of `message_id` with `text`, nothing else changed.

@@ -297,22 +297,46 @@ impl SqliteStore {
             .await?
     }
 
-    /// Claims up to `limit` queued messages of `upstream`, highest priority first,
-    /// for `lease_ms`: a row whose lease runs out goes back to the queue.
     pub async fn claim(
         &self,
-        upstream: &str,
+        route: &str,
         limit: usize,
         lease_ms: i64,
+        reachable: &[String],
     ) -> Result<Vec<Dispatch>, StoreError> {
-        let upstream = upstream.to_owned();
+        let route = route.to_owned();
+        let reachable = reachable.to_vec();
         self.call(|reply| writer::Command::Claim {
-            upstream,
+            route,
             limit,
             lease_ms,
+            reachable,
             reply,
         })
         .await?
+    }
+
+    pub async fn assign(&self, assignments: Vec<(i64, String)>) -> Result<(), StoreError> {
+        self.call(|reply| writer::Command::Assign { assignments, reply })
+            .await?
+    }
+
+    pub async fn usage_parts(
+        &self,
+        upstream: &str,
+        period: &str,
+        starts_at: i64,
+    ) -> Result<u64, StoreError> {
+        let parts: Option<i64> = sqlx::query_scalar(
+            "SELECT parts FROM upstream_usage_counts \
+             WHERE upstream = ?1 AND period = ?2 AND starts_at = ?3",
+        )
+        .bind(upstream)
+        .bind(period)
+        .bind(starts_at)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(parts.unwrap_or(0).max(0) as u64)
     }
 
     /// Stores what became of claimed messages (by outbox id).
@@ -491,19 +515,19 @@ impl SqliteStore {
         }))
     }
 
-    /// Outbox rows not yet done: (upstream, state, count). Each state is counted
+    /// Outbox rows not yet done: (route, state, count). Each state is counted
     /// through its own partial index, so a scrape costs what is open, not the
     /// outbox's whole history, and the write path carries no extra index.
     pub async fn open_outbox(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.counts_by_two(
-            "SELECT upstream, 'queued', count(*) FROM outbox WHERE state = 'queued' \
-             GROUP BY upstream \
-             UNION ALL SELECT upstream, state, count(*) FROM outbox \
-             WHERE state IN ('scheduled', 'retry') GROUP BY upstream, state \
-             UNION ALL SELECT upstream, 'sending', count(*) FROM outbox WHERE state = 'sending' \
-             GROUP BY upstream \
-             UNION ALL SELECT upstream, 'enroute', count(*) FROM outbox WHERE state = 'enroute' \
-             GROUP BY upstream",
+            "SELECT route, 'queued', count(*) FROM outbox WHERE state = 'queued' \
+             GROUP BY route \
+             UNION ALL SELECT route, state, count(*) FROM outbox \
+             WHERE state IN ('scheduled', 'retry') GROUP BY route, state \
+             UNION ALL SELECT route, 'sending', count(*) FROM outbox WHERE state = 'sending' \
+             GROUP BY route \
+             UNION ALL SELECT route, 'enroute', count(*) FROM outbox WHERE state = 'enroute' \
+             GROUP BY route",
         )
         .await
     }

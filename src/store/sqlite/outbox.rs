@@ -7,13 +7,15 @@ use sqlx::Row;
 use super::deliveries::add_receipts;
 use super::sql::{content_from_columns, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
-use super::{Dispatch, DispatchOutcome, MessageState, UpstreamReport};
+use super::{Dispatch, DispatchOutcome, MessageState, UpstreamLimits, UpstreamReport, UsageCharge};
 
 /// An outbox row as a claim returns it.
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
     id: i64,
     system_id: String,
+    route: String,
+    upstream: Option<String>,
     dest_ton: i64,
     dest_addr: String,
     source_addr: String,
@@ -32,6 +34,8 @@ impl From<ClaimedRow> for Dispatch {
         Dispatch {
             outbox_id: r.id,
             system_id: r.system_id,
+            route: r.route,
+            upstream: r.upstream,
             dest_ton: r.dest_ton as u8,
             dest_addr: r.dest_addr,
             source_addr: r.source_addr,
@@ -46,29 +50,100 @@ impl From<ClaimedRow> for Dispatch {
     }
 }
 
+/// What a route's dispatcher asks for.
+pub(super) struct Claim<'a> {
+    pub route: &'a str,
+    pub limit: usize,
+    pub lease_until: i64,
+    /// Members a bound message may go to now; a message bound to another waits.
+    pub reachable: &'a [String],
+}
+
 pub(super) async fn claim(
     conn: &mut SqliteConnection,
-    now: i64,
-    upstream: &str,
-    limit: usize,
-    lease_ms: i64,
+    claim: Claim<'_>,
 ) -> Result<Vec<Dispatch>, sqlx::Error> {
+    let reachable = serde_json::to_string(claim.reachable).unwrap_or_else(|_| "[]".into());
     let rows: Vec<ClaimedRow> = sqlx::query_as(
         "UPDATE outbox SET state = 'sending', lease_until = ?1 WHERE id IN \
-         (SELECT id FROM outbox WHERE state = 'queued' AND upstream = ?2 \
+         (SELECT id FROM outbox WHERE state = 'queued' AND route = ?2 \
+          AND (upstream IS NULL OR upstream IN (SELECT value FROM json_each(?4))) \
           ORDER BY priority DESC, id LIMIT ?3) \
-         RETURNING id, system_id, dest_ton, dest_addr, source_addr, text, data, data_coding, \
-         registered_delivery, priority, expires_at, attempts, created_at",
+         RETURNING id, system_id, route, upstream, dest_ton, dest_addr, source_addr, text, data, \
+         data_coding, registered_delivery, priority, expires_at, attempts, created_at",
     )
-    .bind(now + lease_ms)
-    .bind(upstream)
-    .bind(limit as i64)
+    .bind(claim.lease_until)
+    .bind(claim.route)
+    .bind(claim.limit as i64)
+    .bind(reachable)
     .fetch_all(&mut *conn)
     .await?;
     let mut claimed: Vec<Dispatch> = rows.into_iter().map(Dispatch::from).collect();
     // RETURNING gives no order; the upstream sees the claim order.
     claimed.sort_by_key(|d| (std::cmp::Reverse(d.priority), d.outbox_id));
     Ok(claimed)
+}
+
+/// Binds claimed messages to the member each is about to be sent to, before
+/// the request leaves: after a crash it goes back to that member.
+pub(super) async fn assign(
+    conn: &mut SqliteConnection,
+    assignments: &[(i64, String)],
+) -> Result<(), sqlx::Error> {
+    for (outbox_id, upstream) in assignments {
+        sqlx::query("UPDATE outbox SET upstream = ?1 WHERE id = ?2 AND state = 'sending'")
+            .bind(upstream)
+            .bind(outbox_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Counts parts against the member that took the message.
+async fn count_usage(
+    conn: &mut SqliteConnection,
+    outbox_id: i64,
+    charge: &UsageCharge,
+) -> Result<(), sqlx::Error> {
+    for period in &charge.periods {
+        sqlx::query(
+            "INSERT INTO upstream_usage_counts (upstream, period, starts_at, ends_at, parts) \
+             SELECT upstream, ?2, ?3, ?4, ?5 FROM outbox WHERE id = ?1 AND upstream IS NOT NULL \
+             ON CONFLICT (upstream, period, starts_at) DO UPDATE SET parts = parts + excluded.parts",
+        )
+        .bind(outbox_id)
+        .bind(period.period)
+        .bind(period.starts_at)
+        .bind(period.ends_at)
+        .bind(i64::from(charge.parts))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The configured limits, for the `upstream_usage` view.
+pub(super) async fn write_upstream_limits(
+    conn: &mut SqliteConnection,
+    limits: &[UpstreamLimits],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM upstream_limits")
+        .execute(&mut *conn)
+        .await?;
+    for l in limits {
+        sqlx::query(
+            "INSERT INTO upstream_limits (upstream, daily_limit, monthly_limit, timezone) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(&l.upstream)
+        .bind(l.daily_limit.map(i64::from))
+        .bind(l.monthly_limit.map(i64::from))
+        .bind(&l.timezone)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 pub(super) async fn record_dispatch(
@@ -84,6 +159,7 @@ pub(super) async fn record_dispatch(
                 upstream_id,
                 upstream_state,
                 check_at,
+                charge,
             } => {
                 // A report may have overtaken the answer; it is not undone.
                 let updated = sqlx::query(
@@ -100,23 +176,30 @@ pub(super) async fn record_dispatch(
                 .await?;
                 if updated.rows_affected() > 0 {
                     set_message_state(conn, outbox_id, MessageState::Enroute, None, after).await?;
+                    if let Some(charge) = &charge {
+                        count_usage(conn, outbox_id, charge).await?;
+                    }
                 }
             }
             DispatchOutcome::Retry {
                 due_at,
                 error,
                 charged,
+                stay,
             } => {
                 let requeued = due_at <= now;
                 sqlx::query(
                     "UPDATE outbox SET state = ?1, due_at = ?2, lease_until = NULL, \
-                     attempts = attempts + ?3, last_error = ?4 WHERE id = ?5 AND state = 'sending'",
+                     attempts = attempts + ?3, last_error = ?4, \
+                     upstream = CASE WHEN ?6 THEN upstream END \
+                     WHERE id = ?5 AND state = 'sending'",
                 )
                 .bind(if requeued { "queued" } else { "retry" })
                 .bind(due_at)
                 .bind(i64::from(charged))
                 .bind(&error)
                 .bind(outbox_id)
+                .bind(stay)
                 .execute(&mut *conn)
                 .await?;
                 if requeued {

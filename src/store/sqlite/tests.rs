@@ -66,7 +66,7 @@ async fn a_second_owner_is_refused_before_it_changes_anything() {
         .submit(vec![message("one"), message("two")])
         .await
         .unwrap();
-    assert_eq!(store.claim("sandbox", 10, 60_000).await.unwrap().len(), 2);
+    assert_eq!(store.claim("sandbox", 10, 60_000, &[]).await.unwrap().len(), 2);
 
     let second = open(dir.path(), Duration::from_secs(5)).await;
     match second {
@@ -95,7 +95,7 @@ async fn a_second_owner_is_refused_before_it_changes_anything() {
     store.close().await.unwrap();
     let reopened = open(dir.path(), Duration::from_secs(5)).await.unwrap();
     assert_eq!(
-        reopened.claim("sandbox", 10, 60_000).await.unwrap().len(),
+        reopened.claim("sandbox", 10, 60_000, &[]).await.unwrap().len(),
         3
     );
 }

@@ -16,7 +16,7 @@ use super::messages::first_id_at;
 use super::{amend, checkpoint, deliveries, maintenance, messages, outbox};
 use super::{
     CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, Incoming, NewMessage, ReplaceOutcome,
-    Replacement, StoreError, SubmitError, UpstreamReport,
+    Replacement, StoreError, SubmitError, UpstreamLimits, UpstreamReport,
 };
 use crate::clock::Clock;
 use crate::store::WriteHealth;
@@ -38,6 +38,8 @@ pub struct WriterLimits {
     pub undelivered_retention: Duration,
     /// How long a final message is kept before it is deleted.
     pub final_retention: Duration,
+    /// The upstreams' limits, written to `upstream_limits` at startup.
+    pub upstream_limits: Vec<UpstreamLimits>,
 }
 
 impl WriterLimits {
@@ -59,6 +61,7 @@ impl WriterLimits {
             default_max_undelivered: 25_000,
             undelivered_retention: Duration::from_secs(48 * 3600),
             final_retention: Duration::from_secs(7 * 24 * 3600),
+            upstream_limits: Vec::new(),
         }
     }
 }
@@ -89,10 +92,16 @@ pub(super) enum Command {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Claim {
-        upstream: String,
+        route: String,
         limit: usize,
         lease_ms: i64,
+        /// Members a bound message may go to now.
+        reachable: Vec<String>,
         reply: oneshot::Sender<Result<Vec<Dispatch>, StoreError>>,
+    },
+    Assign {
+        assignments: Vec<(i64, String)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     RecordDispatch {
         outcomes: Vec<(i64, DispatchOutcome)>,
@@ -164,6 +173,7 @@ impl Command {
             Command::Replace { reply, .. } => no(reply, refusal),
             Command::Maintain { reply } => no(reply, refusal),
             Command::Claim { reply, .. } => no(reply, refusal),
+            Command::Assign { reply, .. } => no(reply, refusal),
             Command::RecordDispatch { reply, .. } => no(reply, refusal),
             Command::RecordReports { reply, .. } => no(reply, refusal),
             Command::CheckLater { reply, .. } => no(reply, refusal),
@@ -236,6 +246,7 @@ impl WriterState {
         around: Surroundings,
     ) -> Result<WriterState, StoreError> {
         let orphaned = maintenance::requeue_orphaned_claims(&mut *conn).await?;
+        outbox::write_upstream_limits(&mut *conn, &around.limits.upstream_limits).await?;
         if orphaned > 0 {
             info!(
                 messages = orphaned,
@@ -575,13 +586,24 @@ async fn apply_command(
             return Ok(None);
         }
         Command::Claim {
-            upstream,
+            route,
             limit,
             lease_ms,
+            reachable,
             reply,
         } => {
-            let claimed = outbox::claim(conn, now, &upstream, limit, lease_ms).await?;
+            let claim = outbox::Claim {
+                route: &route,
+                limit,
+                lease_until: now + lease_ms,
+                reachable: &reachable,
+            };
+            let claimed = outbox::claim(conn, claim).await?;
             finisher(reply, Ok(claimed))
+        }
+        Command::Assign { assignments, reply } => {
+            outbox::assign(conn, &assignments).await?;
+            finisher(reply, Ok(()))
         }
         Command::RecordDispatch { outcomes, reply } => {
             outbox::record_dispatch(conn, now, keep, outcomes, after).await?;

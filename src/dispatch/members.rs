@@ -1,0 +1,319 @@
+//! The upstreams as members of routes: each one's throttled service, the
+//! settings its decisions follow, and whether it can take a message now. A
+//! member is unavailable while it is on hold, paused (it refused the broker:
+//! 401/403), cooling down after a retryable failure, or over a carrier limit.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::policy::{Policy, RetryPolicy};
+use super::upstream::{throttled, UpstreamService};
+use super::{sandbox, smsgate};
+use crate::clock::Clock;
+use crate::config::{UpstreamKind, UpstreamSettings};
+use crate::metrics::Metrics;
+use crate::routing::limits::{Limits, PeriodKind, Usage};
+use crate::store::{Store, StoreError, UsageCharge, UsagePeriod};
+use crate::tasks::Tasks;
+
+/// Why a member takes nothing now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    Hold,
+    /// It refused the broker (credentials, scope): tried again at `until`.
+    Paused { until: i64, reason: String },
+    /// A retryable failure: tried again at `until`.
+    CoolingDown { until: i64, reason: String },
+    /// A daily or monthly limit is reached.
+    OverLimit(String),
+}
+
+impl Unavailable {
+    /// As `/readyz` shows it.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Unavailable::Hold => "hold",
+            Unavailable::Paused { .. } => "paused",
+            Unavailable::CoolingDown { .. } => "cooling_down",
+            Unavailable::OverLimit(_) => "over_limit",
+        }
+    }
+}
+
+impl Unavailable {
+    /// What the upstream said, or which limit is reached.
+    pub fn reason(&self) -> String {
+        match self {
+            Unavailable::Hold => "hold = true in the configuration".to_owned(),
+            Unavailable::Paused { reason, .. }
+            | Unavailable::CoolingDown { reason, .. }
+            | Unavailable::OverLimit(reason) => reason.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::Hold => write!(f, "on hold"),
+            Unavailable::Paused { reason, .. } => write!(f, "paused: {reason}"),
+            Unavailable::CoolingDown { reason, .. } => write!(f, "cooling down: {reason}"),
+            Unavailable::OverLimit(reason) => write!(f, "{reason}"),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Condition {
+    paused: Option<(i64, String)>,
+    cooling: Option<(i64, String)>,
+    usage: Usage,
+}
+
+/// One upstream, as the routes' dispatchers share it.
+pub struct Member {
+    pub name: String,
+    pub service: UpstreamService,
+    pub hold: bool,
+    pub policy: Policy,
+    /// Messages claimed for it and not yet answered, at most.
+    pub window: usize,
+    /// How long a claim lasts: long enough for a whole window to pass the
+    /// rate limit and time out.
+    pub lease_ms: i64,
+    pub check_interval: Duration,
+    condition: Mutex<Condition>,
+}
+
+impl Member {
+    /// The member of `settings` behind `service`, with no usage counted yet.
+    pub fn new(settings: &UpstreamSettings, service: UpstreamService) -> Member {
+        // Claimed ahead: at least a second's worth at the configured rate, so that
+        // a slow claim (a busy disk) does not leave the upstream idle.
+        let window = (settings.max_in_flight() * 2)
+            .max(settings.rate().ceil() as usize)
+            .clamp(2, 512);
+        let queueing = Duration::from_secs_f64(window as f64 / settings.rate());
+        let lease = settings.request_timeout * 2 + queueing + Duration::from_secs(30);
+        let limits = Limits {
+            daily: settings.daily_limit,
+            monthly: settings.monthly_limit,
+            zone: settings.limits_timezone(),
+        };
+        Member {
+            name: settings.name.clone(),
+            service,
+            hold: settings.hold,
+            policy: Policy {
+                retry: RetryPolicy {
+                    schedule: settings.retry_schedule(),
+                    jitter: 0.2,
+                },
+                pause_cooldown: settings.pause_cooldown,
+                check_after: settings.check_after,
+            },
+            window,
+            lease_ms: lease.as_millis() as i64,
+            check_interval: settings.check_interval,
+            condition: Mutex::new(Condition {
+                paused: None,
+                cooling: None,
+                usage: Usage::new(limits, 0, |_| 0),
+            }),
+        }
+    }
+
+    /// The member of `settings` with the service its kind calls for.
+    pub fn for_upstream(
+        settings: &UpstreamSettings,
+        store: &Store,
+        clock: &Arc<dyn Clock>,
+        tasks: &Tasks,
+    ) -> Member {
+        let (rate, in_flight, timeout) = (
+            settings.rate(),
+            settings.max_in_flight(),
+            settings.request_timeout,
+        );
+        let service = match settings.kind {
+            UpstreamKind::Sandbox => throttled(
+                sandbox::Sandbox::new(settings, store.clone(), clock.clone(), tasks.clone()),
+                rate,
+                in_flight,
+                timeout,
+            ),
+            UpstreamKind::Smsgate => throttled(
+                smsgate::client::SmsGateClient::from_settings(settings),
+                rate,
+                in_flight,
+                timeout,
+            ),
+        };
+        Member::new(settings, service)
+    }
+
+    fn condition(&self) -> MutexGuard<'_, Condition> {
+        self.condition.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the parts counted in the current day and month from the store.
+    pub async fn load_usage(&self, store: &Store, now: i64) -> Result<(), StoreError> {
+        let limits = self.condition().usage.limits().clone();
+        let mut stored = HashMap::new();
+        for period in Usage::new(limits.clone(), now, |_| 0).periods_at(now) {
+            let parts = store
+                .usage_parts(&self.name, period.kind.as_str(), period.starts_at)
+                .await?;
+            stored.insert(period.kind, parts);
+        }
+        self.condition().usage = Usage::new(limits, now, |p| stored.get(&p.kind).copied().unwrap_or(0));
+        Ok(())
+    }
+
+    /// Why the member takes nothing at `now`, if so.
+    pub fn unavailable(&self, now: i64) -> Option<Unavailable> {
+        if self.hold {
+            return Some(Unavailable::Hold);
+        }
+        let mut condition = self.condition();
+        if let Some((until, reason)) = condition.paused.clone().filter(|(u, _)| *u > now) {
+            return Some(Unavailable::Paused { until, reason });
+        }
+        if let Some((until, reason)) = condition.cooling.clone().filter(|(u, _)| *u > now) {
+            return Some(Unavailable::CoolingDown { until, reason });
+        }
+        condition.usage.exhausted(now).map(Unavailable::OverLimit)
+    }
+
+    /// Whether a message of `parts` SMS may go to the member at `now`.
+    pub fn can_take(&self, parts: u32, now: i64) -> bool {
+        self.unavailable(now).is_none() && self.condition().usage.can_take(parts, now)
+    }
+
+    pub fn is_paused(&self, now: i64) -> bool {
+        matches!(self.unavailable(now), Some(Unavailable::Paused { .. }))
+    }
+
+    /// `parts` are on their way to the member.
+    pub fn reserve(&self, parts: u32) {
+        self.condition().usage.reserve(parts);
+    }
+
+    /// The member did not take them.
+    pub fn release(&self, parts: u32) {
+        self.condition().usage.release(parts);
+    }
+
+    /// The member took them at `now`: what to store with the outcome. A
+    /// success also ends a cool-down.
+    pub fn commit(&self, parts: u32, now: i64) -> UsageCharge {
+        let mut condition = self.condition();
+        condition.usage.commit(parts, now);
+        condition.cooling = None;
+        let periods = condition.usage.periods_at(now).map(|p| UsagePeriod {
+            period: p.kind.as_str(),
+            starts_at: p.starts_at,
+            ends_at: p.ends_at,
+        });
+        UsageCharge {
+            parts,
+            periods: periods.to_vec(),
+        }
+    }
+
+    /// Paused until `until`; returns whether it was not paused before.
+    pub fn pause(&self, until: i64, reason: String, now: i64) -> bool {
+        let mut condition = self.condition();
+        let newly = !condition.paused.as_ref().is_some_and(|(u, _)| *u > now);
+        condition.paused = Some((until, reason));
+        newly
+    }
+
+    /// Takes nothing new until `until` (a later cool-down is kept).
+    pub fn cool_down(&self, until: i64, reason: String) {
+        let mut condition = self.condition();
+        if condition.cooling.as_ref().is_none_or(|(u, _)| *u < until) {
+            condition.cooling = Some((until, reason));
+        }
+    }
+
+    /// Parts left in the current `kind` period (None: no limit).
+    pub fn remaining(&self, kind: PeriodKind, now: i64) -> Option<u64> {
+        self.condition().usage.remaining(kind, now)
+    }
+}
+
+/// Every configured upstream, by name.
+#[derive(Default)]
+pub struct Members {
+    by_name: HashMap<String, Arc<Member>>,
+    /// Configuration order, for /readyz and metrics.
+    names: Vec<String>,
+}
+
+impl Members {
+    pub fn new(members: impl IntoIterator<Item = Member>) -> Members {
+        let mut all = Members::default();
+        for member in members {
+            all.names.push(member.name.clone());
+            all.by_name.insert(member.name.clone(), Arc::new(member));
+        }
+        all
+    }
+
+    /// The members of `upstreams`, their usage read from the store.
+    pub async fn start(
+        upstreams: &[UpstreamSettings],
+        store: &Store,
+        clock: &Arc<dyn Clock>,
+        tasks: &Tasks,
+    ) -> Result<Members, StoreError> {
+        let members = Members::new(
+            upstreams
+                .iter()
+                .map(|u| Member::for_upstream(u, store, clock, tasks)),
+        );
+        members.load_usage(store, clock.now_ms()).await?;
+        Ok(members)
+    }
+
+    pub async fn load_usage(&self, store: &Store, now: i64) -> Result<(), StoreError> {
+        for member in self.by_name.values() {
+            member.load_usage(store, now).await?;
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Member>> {
+        self.by_name.get(name)
+    }
+
+    /// Every member in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Member>> {
+        self.names.iter().filter_map(|n| self.by_name.get(n))
+    }
+
+    /// The members that can take a message of one part now.
+    pub fn reachable(&self, now: i64) -> Vec<String> {
+        self.iter()
+            .filter(|m| m.can_take(1, now))
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// Sets the members' gauges: paused, and parts left under each limit.
+    pub fn export(&self, metrics: &Metrics, now: i64) {
+        for member in self.iter() {
+            let labels = Metrics::upstream(&member.name);
+            let paused = member.is_paused(now);
+            metrics.upstream_paused.get_or_create(&labels).set(i64::from(paused));
+            for kind in [PeriodKind::Day, PeriodKind::Month] {
+                if let Some(left) = member.remaining(kind, now) {
+                    metrics.limit_remaining(&member.name, kind.as_str(), left);
+                }
+            }
+        }
+    }
+}

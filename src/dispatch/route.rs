@@ -1,0 +1,401 @@
+//! Draining one route's queue: claim its messages, choose for each the member
+//! that carries it (when it is sent, from the members that can take it then),
+//! bind it to that member in the store before the request leaves, send, and
+//! store what came of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tower::{BoxError, ServiceExt};
+use tracing::{info, warn};
+
+use super::members::{Member, Members};
+use super::policy::{Decision, Policy};
+use super::upstream::{upstream_report, Call, Reply, SendOutcome, StatusOutcome};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::routing::select::Selector;
+use crate::routing::Route;
+use crate::store::{Dispatch, DispatchOutcome, Store, StoreError, UpstreamReport};
+use crate::text::segments::sms_parts;
+
+/// How long a message no member can take now waits before it is tried again.
+const WAIT_FOR_A_MEMBER_MS: i64 = 1_000;
+
+/// A message on its way to a member.
+struct Sending {
+    message: Dispatch,
+    member: Arc<Member>,
+    /// Its SMS parts, reserved against the member's limits until answered.
+    parts: u32,
+}
+
+/// What one in-flight task came back with.
+enum Finished {
+    Sent(Sending, Result<Reply, BoxError>),
+    /// The state fetched after a 409.
+    Fetched(Sending, Result<Reply, BoxError>),
+}
+
+/// The requests a dispatcher awaits.
+type InFlight = FuturesUnordered<BoxFuture<'static, Finished>>;
+
+/// What settling a batch of finished requests has to store.
+#[derive(Default)]
+struct Settled {
+    outcomes: Vec<(i64, DispatchOutcome)>,
+    reports: Vec<UpstreamReport>,
+}
+
+/// Drains one route's queue.
+pub struct RouteDispatcher {
+    route: Arc<Route>,
+    selector: Selector,
+    members: Arc<Members>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    /// Messages claimed and not yet recorded, at most: the members' windows.
+    window: usize,
+    lease_ms: i64,
+}
+
+impl RouteDispatcher {
+    pub fn new(
+        route: Arc<Route>,
+        members: Arc<Members>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> RouteDispatcher {
+        let own: Vec<&Arc<Member>> = route.members().filter_map(|m| members.get(m)).collect();
+        let window = own.iter().map(|m| m.window).sum::<usize>().clamp(2, 1024);
+        let lease_ms = own.iter().map(|m| m.lease_ms).max().unwrap_or(60_000);
+        RouteDispatcher {
+            selector: Selector::new(&route),
+            route,
+            members,
+            store,
+            clock,
+            metrics,
+            window,
+            lease_ms,
+        }
+    }
+
+    /// Runs until `shutdown`. Rows still in flight then keep their lease and
+    /// their member, and go back to that member when the lease ends; the
+    /// upstream's idempotency makes a resend harmless.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        info!(route = %self.route.name, window = self.window, "dispatcher started");
+        let ready = self.store.ready_signal();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            let notified = ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let now = self.clock.now_ms();
+            let reachable = self.members.reachable(now);
+            let open = self.route.members().any(|m| reachable.iter().any(|r| r == m));
+            if open && in_flight.len() <= self.window / 2 {
+                if let Err(err) = self.fill(&mut in_flight, &reachable, now).await {
+                    warn!(route = %self.route.name, error = %err, "claim failed");
+                }
+            }
+
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(first) = in_flight.next(), if !in_flight.is_empty() => {
+                    let mut finished = vec![first];
+                    while let Some(Some(more)) = in_flight.next().now_or_never() {
+                        finished.push(more);
+                    }
+                    self.settle(finished, &mut in_flight).await;
+                }
+                _ = &mut notified, if open && in_flight.len() < self.window => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        info!(route = %self.route.name, "dispatcher stopped");
+    }
+
+    /// Claims up to a window of messages, chooses each one's member, binds
+    /// them in the store and starts sending them.
+    async fn fill(
+        &mut self,
+        in_flight: &mut InFlight,
+        reachable: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let room = self.window - in_flight.len();
+        let claimed = self
+            .store
+            .claim(&self.route.name, room, self.lease_ms, reachable)
+            .await?;
+        let mut left = Vec::new();
+        let mut going = Vec::new();
+        for message in claimed {
+            if let Some(outcome) = Policy::expired(&message, now) {
+                left.push((message.outbox_id, outcome));
+                continue;
+            }
+            let parts = sms_parts(&message.content);
+            match self.choose(&message, parts, now) {
+                Some(member) => {
+                    member.reserve(parts);
+                    going.push(Sending {
+                        message,
+                        member,
+                        parts,
+                    });
+                }
+                None => {
+                    let stay = message.upstream.is_some();
+                    let reason = "no member of the route can take it now".to_owned();
+                    let wait = Policy::wait(reason, now, WAIT_FOR_A_MEMBER_MS, stay);
+                    left.push((message.outbox_id, wait));
+                }
+            }
+        }
+        if !left.is_empty() {
+            self.store.record_dispatch(left).await?;
+        }
+        if going.is_empty() {
+            return Ok(());
+        }
+        let assignments = going
+            .iter()
+            .map(|s| (s.message.outbox_id, s.member.name.clone()))
+            .collect();
+        if let Err(err) = self.store.assign(assignments).await {
+            // Nothing left: the rows go back to the queue when their lease ends.
+            for sending in &going {
+                sending.member.release(sending.parts);
+            }
+            return Err(err);
+        }
+        for sending in going {
+            let timer = self
+                .metrics
+                .upstream_request_seconds
+                .get_or_create(&Metrics::upstream(&sending.member.name))
+                .clone();
+            let service = sending.member.service.clone();
+            in_flight.push(
+                async move {
+                    let started = tokio::time::Instant::now();
+                    let reply = service.oneshot(Call::Send(sending.message.clone())).await;
+                    timer.observe(started.elapsed().as_secs_f64());
+                    Finished::Sent(sending, reply)
+                }
+                .boxed(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The member for `message`: the one it is bound to (an earlier attempt
+    /// there has no definite answer), else the route's choice.
+    fn choose(&mut self, message: &Dispatch, parts: u32, now: i64) -> Option<Arc<Member>> {
+        let members = &self.members;
+        if let Some(bound) = &message.upstream {
+            return members.get(bound).filter(|m| m.can_take(parts, now)).cloned();
+        }
+        let can_take = |name: &str| members.get(name).is_some_and(|m| m.can_take(parts, now));
+        let name = self.selector.choose(&message.dest_addr, can_take)?;
+        members.get(name).cloned()
+    }
+
+    /// Stores what became of finished requests, starting state fetches for 409s.
+    async fn settle(&self, finished: Vec<Finished>, in_flight: &mut InFlight) {
+        let now = self.clock.now_ms();
+        let mut settled = Settled::default();
+        for done in finished {
+            match done {
+                Finished::Sent(sending, reply) => {
+                    self.settle_sent(sending, reply, now, &mut settled, in_flight)
+                }
+                Finished::Fetched(sending, reply) => {
+                    self.settle_fetched(sending, reply, now, &mut settled)
+                }
+            }
+        }
+        let Settled { outcomes, reports } = settled;
+        if !outcomes.is_empty() {
+            if let Err(err) = self.store.record_dispatch(outcomes).await {
+                // The rows stay leased and bound, and go to the same member
+                // again after the lease: it recognises our id.
+                warn!(route = %self.route.name, error = %err, "dispatch outcomes not stored");
+            }
+        }
+        if !reports.is_empty() {
+            if let Err(err) = self.store.record_reports(reports).await {
+                warn!(route = %self.route.name, error = %err, "upstream states not stored");
+            }
+        }
+    }
+
+    /// The answer to a send: counted, then recorded, fetched (a 409), a
+    /// cool-down or a pause.
+    fn settle_sent(
+        &self,
+        sending: Sending,
+        reply: Result<Reply, BoxError>,
+        now: i64,
+        settled: &mut Settled,
+        in_flight: &mut InFlight,
+    ) {
+        let (outcome, class) = match reply {
+            Ok(Reply::Send(outcome)) => {
+                let class = outcome.class();
+                (outcome, class)
+            }
+            Ok(other) => (
+                SendOutcome::Unknown {
+                    reason: format!("unexpected reply {other:?}"),
+                },
+                "transport_error",
+            ),
+            Err(err) => (SendOutcome::transport_failure(err), "transport_error"),
+        };
+        let member = &sending.member;
+        let message = &sending.message;
+        self.metrics.response(&member.name, class);
+        if let SendOutcome::Accepted { .. } = outcome {
+            let waited = (now - message.created_at).max(0) as f64 / 1000.0;
+            self.metrics
+                .dispatch_latency_seconds
+                .get_or_create(&Metrics::upstream(&member.name))
+                .observe(waited);
+        }
+        match member.policy.decide(outcome, message, now, rand::random()) {
+            Decision::Record(outcome) => {
+                let outcome = self.charged(&sending, outcome, now);
+                self.log_outcome(&sending, &outcome);
+                settled.outcomes.push((message.outbox_id, outcome));
+            }
+            Decision::Retry {
+                outcome,
+                cool_until,
+            } => {
+                member.release(sending.parts);
+                if let DispatchOutcome::Retry { error, .. } = &outcome {
+                    member.cool_down(cool_until, error.clone());
+                }
+                self.log_outcome(&sending, &outcome);
+                settled.outcomes.push((message.outbox_id, outcome));
+            }
+            Decision::FetchState => {
+                let service = member.service.clone();
+                let key = message.upstream_key();
+                in_flight.push(
+                    async move {
+                        let reply = service.oneshot(Call::Status(key)).await;
+                        Finished::Fetched(sending, reply)
+                    }
+                    .boxed(),
+                );
+            }
+            Decision::Pause { until, reason } => {
+                member.release(sending.parts);
+                if member.pause(until, reason.clone(), now) {
+                    warn!(upstream = %member.name, %reason, pause_until_ms = until,
+                        "upstream refuses the broker: paused, its messages go to other members or wait");
+                }
+                settled
+                    .outcomes
+                    .push((message.outbox_id, Policy::hand_back(reason, now)));
+            }
+        }
+    }
+
+    /// The state fetched after a 409: the earlier attempt was taken after all,
+    /// or, when the state cannot be read, the message is retried at the same
+    /// member.
+    fn settle_fetched(
+        &self,
+        sending: Sending,
+        reply: Result<Reply, BoxError>,
+        now: i64,
+        settled: &mut Settled,
+    ) {
+        let message = &sending.message;
+        let member = &sending.member;
+        match reply {
+            Ok(Reply::Status(StatusOutcome::Found { state, error })) => {
+                let key = message.upstream_key();
+                let states = self.store.upstream_states();
+                let report = upstream_report(message.outbox_id, &state, error, now, &states);
+                if report.state.is_some() {
+                    settled.reports.push(report);
+                }
+                let accepted = member.policy.accepted(key, state, now);
+                let outcome = self.charged(&sending, accepted, now);
+                settled.outcomes.push((message.outbox_id, outcome));
+            }
+            other => {
+                member.release(sending.parts);
+                let unknown = SendOutcome::Unknown {
+                    reason: format!("409 but the message cannot be read back: {other:?}"),
+                };
+                let outcome = match member.policy.decide(unknown, message, now, rand::random()) {
+                    Decision::Record(outcome) | Decision::Retry { outcome, .. } => outcome,
+                    Decision::FetchState | Decision::Pause { .. } => return,
+                };
+                settled.outcomes.push((message.outbox_id, outcome));
+            }
+        }
+    }
+
+    /// An acceptance counts the parts against the member's limits (and the
+    /// route's metric); any other outcome gives the reservation back.
+    fn charged(&self, sending: &Sending, outcome: DispatchOutcome, now: i64) -> DispatchOutcome {
+        match outcome {
+            DispatchOutcome::Accepted {
+                upstream_id,
+                upstream_state,
+                check_at,
+                charge: _,
+            } => {
+                let charge = sending.member.commit(sending.parts, now);
+                self.metrics.routed(&self.route.name, &sending.member.name);
+                DispatchOutcome::Accepted {
+                    upstream_id,
+                    upstream_state,
+                    check_at,
+                    charge: Some(charge),
+                }
+            }
+            other => {
+                sending.member.release(sending.parts);
+                other
+            }
+        }
+    }
+
+    fn log_outcome(&self, sending: &Sending, outcome: &DispatchOutcome) {
+        let (message, upstream) = (&sending.message, &sending.member.name);
+        match outcome {
+            DispatchOutcome::Accepted { .. } => {}
+            DispatchOutcome::Retry {
+                due_at,
+                error,
+                stay,
+                ..
+            } => warn!(
+                route = %self.route.name, %upstream, message_id = message.outbox_id,
+                attempts = message.attempts + 1, retry_at_ms = due_at, same_upstream = stay,
+                %error, "upstream did not take the message; retrying"
+            ),
+            DispatchOutcome::Failed { state, error, .. } => warn!(
+                route = %self.route.name, %upstream, message_id = message.outbox_id,
+                state = state.as_str(), %error, "message failed"
+            ),
+        }
+    }
+}
