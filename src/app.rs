@@ -87,9 +87,7 @@ impl Broker {
         let caps = fd_limit::caps_for(&settings);
         running.serve_smpp(listeners.smpp, listeners.tls, &ctx, caps.smpp);
         let incoming_routes = Arc::new(IncomingRoutes::new(&settings.accounts, &settings.routes));
-        let members = running
-            .start_upstreams(&settings, &incoming_routes)
-            .await?;
+        let members = running.start_upstreams(&settings, &incoming_routes).await?;
         let state = HttpState {
             store: running.store.clone(),
             members: Arc::clone(&members),
@@ -432,7 +430,10 @@ pub fn writer_limits(settings: &Settings) -> WriterLimits {
                 upstream: u.name.clone(),
                 daily_limit: u.daily_limit,
                 monthly_limit: u.monthly_limit,
-                timezone: u.limits_timezone.clone().unwrap_or_else(|| "UTC".to_owned()),
+                timezone: u
+                    .limits_timezone
+                    .clone()
+                    .unwrap_or_else(|| "UTC".to_owned()),
             })
             .collect(),
     }

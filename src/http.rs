@@ -73,7 +73,9 @@ async fn readyz(State(state): State<HttpState>) -> Response {
                 None => json!({"state": "sending"}),
                 Some(why) => {
                     let mut status = json!({"state": why.state(), "reason": why.reason()});
-                    if let Unavailable::Paused { until, .. } | Unavailable::CoolingDown { until, .. } = why {
+                    if let Unavailable::Paused { until, .. }
+                    | Unavailable::CoolingDown { until, .. } = why
+                    {
                         status["until_ms"] = json!(until);
                     }
                     status

@@ -74,9 +74,7 @@ impl RouteSettings {
         }
         if let Some(prefix) = &self.prefix {
             let digits = prefix.strip_prefix('+').unwrap_or("");
-            if digits.is_empty()
-                || digits.len() > 15
-                || !digits.bytes().all(|b| b.is_ascii_digit())
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
             {
                 return Err(invalid(
                     key("prefix"),

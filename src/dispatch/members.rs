@@ -23,9 +23,15 @@ use crate::tasks::Tasks;
 pub enum Unavailable {
     Hold,
     /// It refused the broker (credentials, scope): tried again at `until`.
-    Paused { until: i64, reason: String },
+    Paused {
+        until: i64,
+        reason: String,
+    },
     /// A retryable failure: tried again at `until`.
-    CoolingDown { until: i64, reason: String },
+    CoolingDown {
+        until: i64,
+        reason: String,
+    },
     /// A daily or monthly limit is reached.
     OverLimit(String),
 }
@@ -168,7 +174,8 @@ impl Member {
                 .await?;
             stored.insert(period.kind, parts);
         }
-        self.condition().usage = Usage::new(limits, now, |p| stored.get(&p.kind).copied().unwrap_or(0));
+        self.condition().usage =
+            Usage::new(limits, now, |p| stored.get(&p.kind).copied().unwrap_or(0));
         Ok(())
     }
 
@@ -226,7 +233,7 @@ impl Member {
     /// Paused until `until`; returns whether it was not paused before.
     pub fn pause(&self, until: i64, reason: String, now: i64) -> bool {
         let mut condition = self.condition();
-        let newly = !condition.paused.as_ref().is_some_and(|(u, _)| *u > now);
+        let newly = condition.paused.as_ref().is_none_or(|(u, _)| *u <= now);
         condition.paused = Some((until, reason));
         newly
     }
@@ -308,7 +315,10 @@ impl Members {
         for member in self.iter() {
             let labels = Metrics::upstream(&member.name);
             let paused = member.is_paused(now);
-            metrics.upstream_paused.get_or_create(&labels).set(i64::from(paused));
+            metrics
+                .upstream_paused
+                .get_or_create(&labels)
+                .set(i64::from(paused));
             for kind in [PeriodKind::Day, PeriodKind::Month] {
                 if let Some(left) = member.remaining(kind, now) {
                     metrics.limit_remaining(&member.name, kind.as_str(), left);

@@ -101,7 +101,10 @@ impl RouteDispatcher {
 
             let now = self.clock.now_ms();
             let reachable = self.members.reachable(now);
-            let open = self.route.members().any(|m| reachable.iter().any(|r| r == m));
+            let open = self
+                .route
+                .members()
+                .any(|m| reachable.iter().any(|r| r == m));
             if open && in_flight.len() <= self.window / 2 {
                 if let Err(err) = self.fill(&mut in_flight, &reachable, now).await {
                     warn!(route = %self.route.name, error = %err, "claim failed");
@@ -204,7 +207,10 @@ impl RouteDispatcher {
     fn choose(&mut self, message: &Dispatch, parts: u32, now: i64) -> Option<Arc<Member>> {
         let members = &self.members;
         if let Some(bound) = &message.upstream {
-            return members.get(bound).filter(|m| m.can_take(parts, now)).cloned();
+            return members
+                .get(bound)
+                .filter(|m| m.can_take(parts, now))
+                .cloned();
         }
         let can_take = |name: &str| members.get(name).is_some_and(|m| m.can_take(parts, now));
         let name = self.selector.choose(&message.dest_addr, can_take)?;

@@ -92,10 +92,8 @@ mod tests {
             toml::from_str("name = \"g\"\nupstreams = [\"phone-c\"]").expect("a route");
         let mut shop = account("shop", "phone-a", &["+4915100000"]);
         shop.upstream = None;
-        let routes = IncomingRoutes::new(
-            &[account("first", "phone-a", &[]), shop],
-            &[route, general],
-        );
+        let routes =
+            IncomingRoutes::new(&[account("first", "phone-a", &[]), shop], &[route, general]);
         assert_eq!(routes.route("phone-b", None), Some("shop"));
         assert_eq!(routes.route("cloud", Some("+4930000000")), Some("shop"));
         assert_eq!(routes.route("phone-c", None), Some("first"));

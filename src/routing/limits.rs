@@ -151,9 +151,10 @@ impl Usage {
 
     /// Whether `parts` more fit under every limit now.
     pub fn can_take(&mut self, parts: u32, now: i64) -> bool {
-        KINDS
-            .iter()
-            .all(|&kind| self.remaining(kind, now).is_none_or(|left| left >= u64::from(parts)))
+        KINDS.iter().all(|&kind| {
+            self.remaining(kind, now)
+                .is_none_or(|left| left >= u64::from(parts))
+        })
     }
 
     /// Why nothing more fits now, with when it will again; None while a
@@ -213,7 +214,9 @@ mod tests {
     }
 
     fn ms(text: &str) -> i64 {
-        text.parse::<Timestamp>().expect("timestamp").as_millisecond()
+        text.parse::<Timestamp>()
+            .expect("timestamp")
+            .as_millisecond()
     }
 
     #[test]
@@ -223,12 +226,18 @@ mod tests {
         assert_eq!(day.starts_at, ms("2026-12-06T23:00:00Z"));
         assert_eq!(day.ends_at, ms("2026-12-07T23:00:00Z"));
         let utc_day = Period::at(PeriodKind::Day, NOON, &TimeZone::UTC);
-        assert_eq!((utc_day.starts_at, utc_day.ends_at), (ms("2026-12-07T00:00:00Z"), ms("2026-12-08T00:00:00Z")));
+        assert_eq!(
+            (utc_day.starts_at, utc_day.ends_at),
+            (ms("2026-12-07T00:00:00Z"), ms("2026-12-08T00:00:00Z"))
+        );
         // 23:30 UTC is already tomorrow in Berlin.
         let late = Period::at(PeriodKind::Day, ms("2026-12-07T23:30:00Z"), &berlin());
         assert_eq!(late.starts_at, ms("2026-12-07T23:00:00Z"));
         let month = Period::at(PeriodKind::Month, NOON, &berlin());
-        assert_eq!((month.starts_at, month.ends_at), (ms("2026-11-30T23:00:00Z"), ms("2026-12-31T23:00:00Z")));
+        assert_eq!(
+            (month.starts_at, month.ends_at),
+            (ms("2026-11-30T23:00:00Z"), ms("2026-12-31T23:00:00Z"))
+        );
         // The day DST starts has 23 hours.
         let spring = Period::at(PeriodKind::Day, ms("2026-03-29T12:00:00Z"), &berlin());
         assert_eq!(spring.ends_at - spring.starts_at, 23 * HOUR);
@@ -254,9 +263,10 @@ mod tests {
         assert!(usage.can_take(2, NOON) && !usage.can_take(3, NOON));
         usage.reserve(2);
         assert!(!usage.can_take(1, NOON));
-        assert!(usage.exhausted(NOON).expect("exhausted").starts_with(
-            "daily_limit 10 reached; counts again from 2026-12-08T00:00:00+00:00"
-        ));
+        assert!(usage
+            .exhausted(NOON)
+            .expect("exhausted")
+            .starts_with("daily_limit 10 reached; counts again from 2026-12-08T00:00:00+00:00"));
         usage.release(1);
         assert!(usage.can_take(1, NOON));
         usage.commit(1, NOON);
@@ -273,7 +283,10 @@ mod tests {
         assert_eq!(usage.remaining(PeriodKind::Month, NOON), Some(3));
         usage.commit(3, NOON);
         assert!(!usage.can_take(1, NOON + 24 * HOUR));
-        assert_eq!(usage.remaining(PeriodKind::Day, NOON + 24 * HOUR), Some(1000));
+        assert_eq!(
+            usage.remaining(PeriodKind::Day, NOON + 24 * HOUR),
+            Some(1000)
+        );
         let january = ms("2027-01-01T00:00:00Z");
         assert!(usage.can_take(103, january));
         assert_eq!(usage.periods_at(january)[1].starts_at, january);

@@ -54,7 +54,8 @@ impl Route {
 
     /// Every upstream the route may use, pool first.
     pub fn members(&self) -> impl Iterator<Item = &str> {
-        (self.pool.iter().map(|(name, _)| name.as_str())).chain(self.fallback.iter().map(String::as_str))
+        (self.pool.iter().map(|(name, _)| name.as_str()))
+            .chain(self.fallback.iter().map(String::as_str))
     }
 }
 
@@ -204,7 +205,9 @@ mod tests {
     fn no_matching_route_is_none() {
         let table = RouteTable::new(
             &[account("shop", None)],
-            &[route("name = \"de\"\nprefix = \"+49\"\nupstreams = [\"a\"]")],
+            &[route(
+                "name = \"de\"\nprefix = \"+49\"\nupstreams = [\"a\"]",
+            )],
         );
         assert!(table.resolve("shop", "+33123").is_none());
         assert!(table.resolve("shop", "+49301").is_some());
@@ -212,11 +215,18 @@ mod tests {
 
     #[test]
     fn the_short_form_is_one_route_per_upstream() {
-        let table = RouteTable::new(&[account("x", Some("phone")), account("y", Some("phone"))], &[]);
+        let table = RouteTable::new(
+            &[account("x", Some("phone")), account("y", Some("phone"))],
+            &[],
+        );
         assert_eq!(table.routes().len(), 1);
         let short = &table.routes()[0];
         assert_eq!(
-            (short.name.as_str(), short.prefix.as_str(), short.pool.clone()),
+            (
+                short.name.as_str(),
+                short.prefix.as_str(),
+                short.pool.clone()
+            ),
             ("phone", "", vec![("phone".to_owned(), 1)])
         );
         assert_eq!(table.get("phone").map(|r| r.members().count()), Some(1));

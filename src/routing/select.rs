@@ -27,7 +27,11 @@ impl Selector {
         Selector {
             pool: Tier::new(route.pool.clone(), route.sticky),
             fallback: Tier::new(
-                route.fallback.iter().map(|name| (name.clone(), 1)).collect(),
+                route
+                    .fallback
+                    .iter()
+                    .map(|name| (name.clone(), 1))
+                    .collect(),
                 route.sticky,
             ),
         }
@@ -64,7 +68,8 @@ impl Tier {
         }
         if self.sticky {
             return eligible.into_iter().max_by(|&a, &b| {
-                let score = |i: usize| rendezvous_score(recipient, &self.members[i].0, self.members[i].1);
+                let score =
+                    |i: usize| rendezvous_score(recipient, &self.members[i].0, self.members[i].1);
                 score(a).total_cmp(&score(b))
             });
         }
@@ -126,10 +131,16 @@ mod tests {
         }
     }
 
-    fn counts(selector: &mut Selector, n: usize, up: impl Fn(&str) -> bool) -> HashMap<String, usize> {
+    fn counts(
+        selector: &mut Selector,
+        n: usize,
+        up: impl Fn(&str) -> bool,
+    ) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
         for i in 0..n {
-            let member = selector.choose(&format!("+4917{i:07}"), &up).map(str::to_owned);
+            let member = selector
+                .choose(&format!("+4917{i:07}"), &up)
+                .map(str::to_owned);
             *counts.entry(member.unwrap_or_default()).or_default() += 1;
         }
         counts
@@ -148,7 +159,8 @@ mod tests {
 
     #[test]
     fn an_unavailable_member_gives_its_share_to_the_others() {
-        let mut selector = Selector::new(&route(&[("a", 1), ("b", 1), ("c", 2)], false, &["cloud"]));
+        let mut selector =
+            Selector::new(&route(&[("a", 1), ("b", 1), ("c", 2)], false, &["cloud"]));
         let counts = counts(&mut selector, 300, |m| m != "c");
         assert_eq!((counts["a"], counts["b"]), (150, 150));
         assert!(!counts.contains_key("c") && !counts.contains_key("cloud"));
@@ -208,6 +220,9 @@ mod tests {
         // A changed hash would move every recipient of every sticky route.
         assert_eq!(stable_hash(b"a", b"49"), stable_hash(b"a", b"49"));
         assert_ne!(stable_hash(b"a", b"49"), stable_hash(b"a4", b"9"));
-        assert_eq!(stable_hash(b"office-a1", b"4917612345678"), 0xc3f8_4b99_e746_d26f);
+        assert_eq!(
+            stable_hash(b"office-a1", b"4917612345678"),
+            0xc3f8_4b99_e746_d26f
+        );
     }
 }

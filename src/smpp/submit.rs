@@ -1,8 +1,8 @@
 //! From a submit_sm, data_sm or submit_multi to the messages the store keeps: every
 //! field validated with its own command_status (docs/smpp34-checklist.md A5, A7, A10).
 
-use crate::smpp::pdu::{tlv::tag, Address, CommandStatus as S, DataSm, MultiDest, Sm, Tlvs};
 use crate::routing::AccountRoutes;
+use crate::smpp::pdu::{tlv::tag, Address, CommandStatus as S, DataSm, MultiDest, Sm, Tlvs};
 use crate::smpp::time;
 use crate::store::{ConcatPart, NewMessage, Party};
 use crate::text::{self, Charset, DefaultAlphabet};
@@ -203,7 +203,10 @@ fn template(c: &Common<'_>, account: &AccountPolicy, at: SubmitTime) -> Result<N
 /// destination no route of the account takes is refused before anything is
 /// stored.
 fn finish(mut message: NewMessage, dest: Party, account: &AccountPolicy) -> Result<NewMessage, S> {
-    let route = account.routes.resolve(&dest.addr).ok_or(S::ESME_RINVDSTADR)?;
+    let route = account
+        .routes
+        .resolve(&dest.addr)
+        .ok_or(S::ESME_RINVDSTADR)?;
     message.route = route.name.clone();
     if let Some(part) = &mut message.concat {
         part.key = format!(

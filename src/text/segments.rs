@@ -146,7 +146,10 @@ mod tests {
         assert_eq!(parts(&"€".repeat(80)), 1);
         assert_eq!(parts(&"€".repeat(81)), 2);
         // 152 septets and an escape do not fit 153: the escape moves whole.
-        assert_eq!(parts(&format!("{}€{}", "a".repeat(152), "a".repeat(152))), 3);
+        assert_eq!(
+            parts(&format!("{}€{}", "a".repeat(152), "a".repeat(152))),
+            3
+        );
         assert_eq!(parts(&"я".repeat(70)), 1);
         assert_eq!(parts(&"я".repeat(71)), 2);
         assert_eq!(parts(&"я".repeat(134)), 2);
@@ -160,4 +163,3 @@ mod tests {
         assert_eq!(sms_parts(&Content::Binary(vec![0; 269])), 3);
     }
 }
-

@@ -190,8 +190,10 @@ impl Rig {
     ) -> (OutboxRow, Option<Unavailable>) {
         eventually(PATIENCE, "the answer stored", || async {
             let row = self.row(id).await;
-            (script.calls().len() == n && row.state == OutboxState::Queued && row.lease_until.is_none())
-                .then(|| (row, self.unavailable()))
+            (script.calls().len() == n
+                && row.state == OutboxState::Queued
+                && row.lease_until.is_none())
+            .then(|| (row, self.unavailable()))
         })
         .await
     }
@@ -230,7 +232,11 @@ async fn retries_follow_the_schedule_retry_after_the_pause_and_expiry() {
     let Some(Unavailable::CoolingDown { until, reason }) = why else {
         panic!("cooling down: {why:?}")
     };
-    assert!((T0 + 4_000..=T0 + 6_000).contains(&until), "until {}", until - T0);
+    assert!(
+        (T0 + 4_000..=T0 + 6_000).contains(&until),
+        "until {}",
+        until - T0
+    );
     assert_eq!(reason, "HTTP 503: queue limits exceeded");
     rig.advance(until - T0 - 1).await;
     assert!(rig.unavailable().is_some(), "not before it is due");
@@ -263,7 +269,10 @@ async fn retries_follow_the_schedule_retry_after_the_pause_and_expiry() {
         .unwrap()
         .extend([accepted(&first), accepted(&second)]);
     rig.advance(59_999).await;
-    assert!(matches!(rig.unavailable(), Some(Unavailable::Paused { .. })));
+    assert!(matches!(
+        rig.unavailable(),
+        Some(Unavailable::Paused { .. })
+    ));
     rig.advance(1).await;
 
     // The cool-down is over: both valid messages go, the expired one does not.

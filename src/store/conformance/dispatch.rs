@@ -24,7 +24,11 @@ async fn claims_go_by_priority_then_age_and_are_leased() {
         claim_all(&store).await.is_empty(),
         "a leased row is not claimed twice"
     );
-    assert!(store.claim("other", 100, 60_000, &[]).await.unwrap().is_empty());
+    assert!(store
+        .claim("other", 100, 60_000, &[])
+        .await
+        .unwrap()
+        .is_empty());
 
     // The dispatcher vanished: once the lease runs out the rows are queued again.
     clock.advance_ms(59_000);

@@ -14,6 +14,7 @@ use crate::text::{Charset, Content};
 mod deliveries;
 mod dispatch;
 mod intake;
+mod routes;
 
 pub(crate) const T0: i64 = 1_790_000_000_000;
 
@@ -50,7 +51,10 @@ async fn open_with(
 /// upstream of that name, as a dispatcher does before it sends.
 pub(crate) async fn claim_all(store: &Store) -> Vec<Dispatch> {
     let reachable = ["sandbox".to_owned()];
-    let claimed = store.claim("sandbox", 100, 60_000, &reachable).await.unwrap();
+    let claimed = store
+        .claim("sandbox", 100, 60_000, &reachable)
+        .await
+        .unwrap();
     let assignments = claimed
         .iter()
         .map(|d| (d.outbox_id, "sandbox".to_owned()))

@@ -11,8 +11,10 @@ use super::{
 };
 use crate::text::Charset;
 
-/// Outbox states in which no dispatcher has the row: cancel and replace may act.
-pub(super) const UNSENT: &str = "('scheduled', 'queued', 'retry')";
+/// Outbox rows no upstream can have: no dispatcher holds the row, and no
+/// earlier attempt left it bound to a member that may hold it. Cancel and
+/// replace act only on these.
+pub(super) const UNSENT: &str = "state IN ('scheduled', 'queued', 'retry') AND upstream IS NULL";
 
 /// The messages one cancel acts on: the named one with its whole set, or every
 /// waiting message between two addresses.
@@ -76,7 +78,7 @@ pub(super) async fn cancel(
                     // A row a dispatcher has claimed may be on the wire already.
                     let unsent = sqlx::query(&format!(
                         "UPDATE outbox SET state = 'done', last_error = 'cancelled' \
-                         WHERE id = ?1 AND state IN {UNSENT}"
+                         WHERE id = ?1 AND {UNSENT}"
                     ))
                     .bind(outbox_id)
                     .execute(&mut *conn)
@@ -158,12 +160,11 @@ pub(super) async fn replace(
     let Some(content) = decode_content(charset, &r.body) else {
         return Ok(ReplaceOutcome::NotReplaceable);
     };
-    let unsent: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT id FROM outbox WHERE id = ?1 AND state IN {UNSENT}"
-    ))
-    .bind(outbox_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let unsent: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT id FROM outbox WHERE id = ?1 AND {UNSENT}"))
+            .bind(outbox_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     if unsent.is_none() {
         return Ok(ReplaceOutcome::NotReplaceable);
     }

@@ -10,7 +10,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::store::conformance::{message, T0};
 use crate::store::{Store, SubmitError};
 
@@ -66,7 +66,10 @@ async fn a_second_owner_is_refused_before_it_changes_anything() {
         .submit(vec![message("one"), message("two")])
         .await
         .unwrap();
-    assert_eq!(store.claim("sandbox", 10, 60_000, &[]).await.unwrap().len(), 2);
+    assert_eq!(
+        store.claim("sandbox", 10, 60_000, &[]).await.unwrap().len(),
+        2
+    );
 
     let second = open(dir.path(), Duration::from_secs(5)).await;
     match second {
@@ -95,7 +98,11 @@ async fn a_second_owner_is_refused_before_it_changes_anything() {
     store.close().await.unwrap();
     let reopened = open(dir.path(), Duration::from_secs(5)).await.unwrap();
     assert_eq!(
-        reopened.claim("sandbox", 10, 60_000, &[]).await.unwrap().len(),
+        reopened
+            .claim("sandbox", 10, 60_000, &[])
+            .await
+            .unwrap()
+            .len(),
         3
     );
 }
@@ -310,4 +317,64 @@ fn an_account_the_limits_do_not_name_keeps_the_default_number_of_deliveries() {
     limits.max_undelivered.insert("acme".into(), 3);
     assert_eq!(limits.max_undelivered_of("acme"), 3);
     assert_eq!(limits.max_undelivered_of("other"), 7);
+}
+
+#[tokio::test]
+async fn the_usage_view_shows_todays_and_this_months_parts_against_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = WriterLimits {
+        upstream_limits: vec![
+            UpstreamLimits {
+                upstream: "a".into(),
+                daily_limit: Some(450),
+                monthly_limit: None,
+                timezone: "Europe/Berlin".into(),
+            },
+            UpstreamLimits {
+                upstream: "b".into(),
+                daily_limit: None,
+                monthly_limit: None,
+                timezone: "UTC".into(),
+            },
+        ],
+        ..WriterLimits::for_tests()
+    };
+    let store = Store::open(
+        &settings(dir.path(), Duration::from_secs(5)),
+        limits,
+        Arc::new(ManualClock::new(T0)),
+    )
+    .await
+    .unwrap();
+    store.close().await.unwrap();
+    // The view reads the wall clock: periods around the real now, and one long past.
+    let now = crate::clock::SystemClock.now_ms();
+    let mut conn = outsider(&dir.path().join("test.db")).await;
+    for (period, starts_at, ends_at, parts) in [
+        ("day", now - 1_000, now + 3_600_000, 12),
+        ("day", now - 90_000_000, now - 1_000, 400),
+        ("month", now - 1_000, now + 3_600_000, 412),
+    ] {
+        sqlx::query("INSERT INTO upstream_usage_counts VALUES ('a', ?1, ?2, ?3, ?4)")
+            .bind(period)
+            .bind(starts_at)
+            .bind(ends_at)
+            .bind(parts)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    /// upstream, parts_today, daily_limit, parts_this_month, monthly_limit, timezone
+    type UsageRow = (String, i64, Option<i64>, i64, Option<i64>, String);
+    let rows: Vec<UsageRow> = sqlx::query_as("SELECT * FROM upstream_usage")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("a".into(), 12, Some(450), 412, None, "Europe/Berlin".into()),
+            ("b".into(), 0, None, 0, None, "UTC".into()),
+        ]
+    );
 }

@@ -1,0 +1,175 @@
+//! Routes in the store: claims by route, messages bound to the member an
+//! attempt went to, and the parts each member took.
+
+use super::*;
+
+fn members(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+fn routed(text: &str, route: &str) -> NewMessage {
+    NewMessage {
+        route: route.into(),
+        ..message(text)
+    }
+}
+
+async fn bind(store: &Store, claimed: &[Dispatch], member: &str) {
+    let assignments = claimed
+        .iter()
+        .map(|d| (d.outbox_id, member.to_owned()))
+        .collect();
+    store.assign(assignments).await.unwrap();
+}
+
+fn retry(stay: bool) -> DispatchOutcome {
+    DispatchOutcome::Retry {
+        due_at: T0,
+        error: "request timed out".into(),
+        charged: true,
+        stay,
+    }
+}
+
+#[tokio::test]
+async fn claims_go_by_route_and_a_bound_message_waits_for_its_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    store.submit(vec![routed("de", "germany")]).await.unwrap();
+    store.submit(vec![routed("fr", "france")]).await.unwrap();
+    let all = members(&["a", "b"]);
+    let claimed = store.claim("germany", 10, 60_000, &all).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].route.as_str(), &claimed[0].upstream),
+        ("germany", &None)
+    );
+    bind(&store, &claimed, "a").await;
+
+    // The outcome at a is unknown: the message stays with a.
+    let id = claimed[0].outbox_id;
+    store
+        .record_dispatch(vec![(id, retry(true))])
+        .await
+        .unwrap();
+    let without_a = store.claim("germany", 10, 60_000, &members(&["b"])).await;
+    assert!(
+        without_a.unwrap().is_empty(),
+        "bound to a, which is unavailable"
+    );
+    let again = store.claim("germany", 10, 60_000, &all).await.unwrap();
+    assert_eq!(again[0].upstream.as_deref(), Some("a"));
+    assert_eq!(again[0].attempts, 1);
+
+    // a said it did not take it: free for any member.
+    store
+        .record_dispatch(vec![(id, retry(false))])
+        .await
+        .unwrap();
+    let freed = store.claim("germany", 10, 60_000, &[]).await.unwrap();
+    assert_eq!((freed.len(), &freed[0].upstream), (1, &None));
+    assert_eq!(
+        store.claim("france", 10, 60_000, &[]).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_claim_cut_off_by_a_crash_goes_back_to_its_member_and_cannot_be_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    let ids = store
+        .submit(vec![message("sent"), message("not yet")])
+        .await
+        .unwrap();
+    let claimed = claim_all(&store).await;
+    // Only the first was bound (its request left); the second was claimed only.
+    store
+        .record_dispatch(vec![(claimed[1].outbox_id, retry(false))])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+
+    let store = open(dir.path(), &clock, None).await;
+    let back = store.claim("sandbox", 10, 60_000, &[]).await.unwrap();
+    assert_eq!(back.len(), 1, "the bound one waits for its member");
+    assert_eq!(back[0].upstream_key(), ids[1]);
+    let bound = store
+        .claim("sandbox", 10, 60_000, &members(&["sandbox"]))
+        .await
+        .unwrap();
+    assert_eq!(bound[0].upstream_key(), ids[0]);
+    assert_eq!(bound[0].upstream.as_deref(), Some("sandbox"));
+    store
+        .record_dispatch(vec![(bound[0].outbox_id, retry(true))])
+        .await
+        .unwrap();
+    // The member may have it: too late to cancel.
+    let target = CancelTarget::MessageId {
+        message_id: ids[0].clone(),
+        source_addr: String::new(),
+    };
+    assert_eq!(
+        store.cancel("acme", target).await.unwrap(),
+        CancelOutcome::TooLate
+    );
+}
+
+fn charge(parts: u32, day: i64, month: i64) -> UsageCharge {
+    UsageCharge {
+        parts,
+        periods: vec![
+            UsagePeriod {
+                period: "day",
+                starts_at: day,
+                ends_at: day + 86_400_000,
+            },
+            UsagePeriod {
+                period: "month",
+                starts_at: month,
+                ends_at: month + 31 * 86_400_000,
+            },
+        ],
+    }
+}
+
+#[tokio::test]
+async fn parts_count_once_per_message_against_the_member_that_took_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    store
+        .submit(vec![message("one"), message("two")])
+        .await
+        .unwrap();
+    let claimed = claim_all(&store).await;
+    let (day, month) = (T0 - 3_600_000, T0 - 10 * 86_400_000);
+    let accepted = |parts| DispatchOutcome::Accepted {
+        upstream_id: "x".into(),
+        upstream_state: "Pending".into(),
+        check_at: T0 + 600_000,
+        charge: Some(charge(parts, day, month)),
+    };
+    let outcomes = vec![
+        (claimed[0].outbox_id, accepted(2)),
+        (claimed[1].outbox_id, accepted(1)),
+        // A repeated answer changes nothing.
+        (claimed[0].outbox_id, accepted(2)),
+    ];
+    store.record_dispatch(outcomes).await.unwrap();
+    assert_eq!(store.usage_parts("sandbox", "day", day).await.unwrap(), 3);
+    assert_eq!(
+        store.usage_parts("sandbox", "month", month).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .usage_parts("sandbox", "day", day + 86_400_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.usage_parts("other", "day", day).await.unwrap(), 0);
+}
