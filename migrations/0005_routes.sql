@@ -93,3 +93,20 @@ SELECT l.upstream,
        l.timezone
 FROM upstream_limits l, now
 ORDER BY l.upstream;
+
+-- Messages not yet final by route, the member they are bound to or that took
+-- them ('' while free) and outbox state: `SELECT * FROM route_depth`. Each
+-- state is read through its own partial index.
+CREATE VIEW route_depth AS
+SELECT route, coalesce(upstream, '') AS upstream, state, count(*) AS messages
+FROM outbox WHERE state = 'queued' GROUP BY route, upstream
+UNION ALL
+SELECT route, coalesce(upstream, ''), state, count(*)
+FROM outbox WHERE state IN ('scheduled', 'retry') GROUP BY route, upstream, state
+UNION ALL
+SELECT route, coalesce(upstream, ''), state, count(*)
+FROM outbox WHERE state = 'sending' GROUP BY route, upstream
+UNION ALL
+SELECT route, coalesce(upstream, ''), state, count(*)
+FROM outbox WHERE state = 'enroute' GROUP BY route, upstream
+ORDER BY 1, 2, 3;

@@ -114,6 +114,39 @@ async fn database_command(settings: Settings, print_queues: bool) -> anyhow::Res
     for (system_id, state, messages) in rows {
         println!("{system_id:<16} {state:<14} {messages:>10}");
     }
+    println!();
+    println!(
+        "{:<16} {:<16} {:<14} {:>10}",
+        "route", "upstream", "state", "messages"
+    );
+    for row in store.route_depth().await? {
+        let upstream = if row.upstream.is_empty() {
+            "-"
+        } else {
+            &row.upstream
+        };
+        println!(
+            "{:<16} {upstream:<16} {:<14} {:>10}",
+            row.route, row.state, row.messages
+        );
+    }
+    println!();
+    println!(
+        "{:<16} {:>11} {:>11} {:>11} {:>11}  {}",
+        "upstream", "parts_today", "daily_limit", "this_month", "month_limit", "timezone"
+    );
+    let limit = |l: Option<i64>| l.map_or("-".to_owned(), |l| l.to_string());
+    for u in store.upstream_usage().await? {
+        println!(
+            "{:<16} {:>11} {:>11} {:>11} {:>11}  {}",
+            u.upstream,
+            u.parts_today,
+            limit(u.daily_limit),
+            u.parts_this_month,
+            limit(u.monthly_limit),
+            u.timezone
+        );
+    }
     Ok(())
 }
 

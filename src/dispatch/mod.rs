@@ -39,6 +39,7 @@ pub async fn start(
     tasks: &Tasks,
 ) -> Result<Arc<Members>, StoreError> {
     let members = Arc::new(Members::start(upstreams, store, clock, tasks).await?);
+    warn_of_unrouted(routes, store).await?;
     for member in members.iter() {
         if member.hold {
             warn!(upstream = %member.name,
@@ -59,4 +60,21 @@ pub async fn start(
         tasks.spawn(dispatcher.run(tasks.stop_token()));
     }
     Ok(members)
+}
+
+/// Messages queued under a route the configuration no longer has are not sent
+/// (they are kept, not failed): said once at startup, with what to do.
+async fn warn_of_unrouted(routes: &RouteTable, store: &Store) -> Result<(), StoreError> {
+    let mut unrouted = std::collections::BTreeMap::<String, i64>::new();
+    for (route, state, count) in store.open_outbox().await? {
+        if state != "enroute" && routes.get(&route).is_none() {
+            *unrouted.entry(route).or_default() += count;
+        }
+    }
+    for (route, messages) in unrouted {
+        warn!(%route, messages,
+            "messages wait on a route that is no longer configured; they are sent once a \
+             [[routes]] entry (or an account's upstream) of that name is back");
+    }
+    Ok(())
 }

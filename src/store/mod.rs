@@ -22,8 +22,8 @@ use crate::config::StoreSettings;
 pub use health::WriteHealth;
 pub use model::*;
 pub use sqlite::{
-    lock_path, DropReason, DroppedDeliveries, FinalState, ReadOnlyStore, SqliteStore,
-    UpstreamStates, WriterLimits,
+    lock_path, DropReason, DroppedDeliveries, FinalState, ReadOnlyStore, RouteDepth, SqliteStore,
+    UpstreamStates, UpstreamUsage, WriterLimits,
 };
 
 #[derive(Debug, thiserror::Error)]

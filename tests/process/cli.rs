@@ -155,4 +155,26 @@ async fn migrate_and_queues_read_the_same_database_as_the_broker() {
         .split_whitespace()
         .collect();
     assert_eq!(row, ["demo", "queued", "3"], "{table}");
+    // By route and member (none yet: the sandbox is on hold), and each
+    // upstream's parts against its limits.
+    let words = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let lines: Vec<Vec<String>> = table.lines().map(words).collect();
+    let routes = lines
+        .iter()
+        .position(|l| l.first().is_some_and(|w| w == "route"));
+    let route_row = &lines[routes.expect("the route table") + 1];
+    assert_eq!(route_row, &["sandbox", "-", "queued", "3"], "{table}");
+    let usage = lines
+        .iter()
+        .position(|l| l.first().is_some_and(|w| w == "upstream"));
+    let usage_row = &lines[usage.expect("the usage table") + 1];
+    assert_eq!(
+        usage_row,
+        &["sandbox", "0", "-", "0", "-", "UTC"],
+        "{table}"
+    );
 }

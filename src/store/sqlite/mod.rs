@@ -570,6 +570,45 @@ impl ReadOnlyStore {
     pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         queue_depth(&self.reader).await
     }
+
+    /// Rows of the `route_depth` view.
+    pub async fn route_depth(&self) -> Result<Vec<RouteDepth>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT route, upstream, state, messages FROM route_depth")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
+    /// Rows of the `upstream_usage` view.
+    pub async fn upstream_usage(&self) -> Result<Vec<UpstreamUsage>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT upstream, parts_today, daily_limit, parts_this_month, monthly_limit, \
+             timezone FROM upstream_usage",
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+}
+
+/// Messages not yet final of one route, member ("" while free) and state.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RouteDepth {
+    pub route: String,
+    pub upstream: String,
+    pub state: String,
+    pub messages: i64,
+}
+
+/// An upstream's parts today and this month, and its limits.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UpstreamUsage {
+    pub upstream: String,
+    pub parts_today: i64,
+    pub daily_limit: Option<i64>,
+    pub parts_this_month: i64,
+    pub monthly_limit: Option<i64>,
+    pub timezone: String,
 }
 
 fn connect_options(
