@@ -54,9 +54,10 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig => {
             let settings = Settings::load(cli.config.as_deref())?;
             println!(
-                "configuration is valid: {} account(s), {} upstream(s)",
+                "configuration is valid: {} account(s), {} upstream(s), {} route(s)",
                 settings.accounts.len(),
-                settings.upstreams.len()
+                settings.upstreams.len(),
+                settings.routes.len()
             );
             Ok(())
         }

@@ -327,3 +327,76 @@ impl Members {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+    use crate::dispatch::upstream::{Call, Reply, StatusOutcome};
+
+    const NOON: i64 = 1_796_644_800_000; // 2026-12-07T12:00:00Z
+
+    fn member(extra: &str) -> Member {
+        let settings: UpstreamSettings =
+            toml::from_str(&format!("name = \"a\"\nkind = \"sandbox\"\n{extra}")).unwrap();
+        let never = tower::service_fn(|_: Call| async {
+            Ok::<_, Infallible>(Reply::Status(StatusOutcome::NotFound))
+        });
+        let service = throttled(never, 1.0, 1, Duration::from_secs(1));
+        Member::new(&settings, service)
+    }
+
+    #[tokio::test]
+    async fn a_member_says_why_it_takes_nothing_and_when_it_will_again() {
+        let a = member("daily_limit = 3");
+        assert_eq!(a.unavailable(NOON), None);
+        a.cool_down(NOON + 5_000, "HTTP 503".into());
+        assert!(
+            matches!(a.unavailable(NOON), Some(Unavailable::CoolingDown { until, .. }) if until == NOON + 5_000)
+        );
+        // A shorter cool-down does not cut a longer one.
+        a.cool_down(NOON + 1_000, "HTTP 429".into());
+        assert!(!a.can_take(1, NOON + 4_999));
+        assert!(a.pause(NOON + 60_000, "HTTP 401".into(), NOON));
+        assert!(
+            !a.pause(NOON + 60_000, "HTTP 401".into(), NOON),
+            "already paused"
+        );
+        assert_eq!(a.unavailable(NOON).map(|u| u.state()), Some("paused"));
+        assert!(a.is_paused(NOON + 59_999) && !a.is_paused(NOON + 60_000));
+
+        // After both: the limit. Two parts reserved, one committed.
+        let later = NOON + 60_000;
+        assert!(a.can_take(3, later) && !a.can_take(4, later));
+        a.reserve(2);
+        assert!(a.can_take(1, later) && !a.can_take(2, later));
+        let charge = a.commit(2, later);
+        assert_eq!(charge.parts, 2);
+        assert_eq!(charge.periods[0].period, "day");
+        a.reserve(1);
+        let over = a.unavailable(later).expect("over the limit");
+        assert_eq!(over.state(), "over_limit");
+        assert!(over.reason().starts_with("daily_limit 3 reached"), "{over}");
+        a.release(1);
+        assert_eq!(a.remaining(PeriodKind::Day, later), Some(1));
+        assert_eq!(a.remaining(PeriodKind::Month, later), None);
+        // The next day counts from nothing.
+        assert!(a.can_take(3, later + 86_400_000));
+    }
+
+    #[tokio::test]
+    async fn hold_takes_nothing_and_reachable_lists_the_others() {
+        let settings: UpstreamSettings =
+            toml::from_str("name = \"b\"\nkind = \"sandbox\"").unwrap();
+        let b = Member::new(&settings, member("").service.clone());
+        let members = Members::new([member("hold = true"), b]);
+        assert_eq!(members.reachable(NOON), ["b"]);
+        let a = members.get("a").unwrap();
+        assert_eq!(a.unavailable(NOON), Some(Unavailable::Hold));
+        assert_eq!(
+            members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+}
