@@ -133,8 +133,8 @@ async fn database_command(settings: Settings, print_queues: bool) -> anyhow::Res
     }
     println!();
     println!(
-        "{:<16} {:>11} {:>11} {:>11} {:>11}  {}",
-        "upstream", "parts_today", "daily_limit", "this_month", "month_limit", "timezone"
+        "{:<16} {:>11} {:>11} {:>11} {:>11}  timezone",
+        "upstream", "parts_today", "daily_limit", "this_month", "month_limit"
     );
     let limit = |l: Option<i64>| l.map_or("-".to_owned(), |l| l.to_string());
     for u in store.upstream_usage().await? {
