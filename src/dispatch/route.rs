@@ -25,6 +25,8 @@ use crate::text::segments::sms_parts;
 
 /// How long a message no member can take now waits before it is tried again.
 const WAIT_FOR_A_MEMBER_MS: i64 = 1_000;
+/// How often a route no member can serve looks for messages past their validity.
+const EXPIRY_SWEEP_MS: i64 = 10_000;
 
 /// A message on its way to a member.
 struct Sending {
@@ -94,6 +96,7 @@ impl RouteDispatcher {
         info!(route = %self.route.name, window = self.window, "dispatcher started");
         let ready = self.store.ready_signal();
         let mut in_flight = FuturesUnordered::new();
+        let mut next_sweep = self.clock.now_ms();
         loop {
             let notified = ready.notified();
             tokio::pin!(notified);
@@ -108,6 +111,17 @@ impl RouteDispatcher {
             if open && in_flight.len() <= self.window / 2 {
                 if let Err(err) = self.fill(&mut in_flight, &reachable, now).await {
                     warn!(route = %self.route.name, error = %err, "claim failed");
+                }
+            }
+            // Nothing is claimed while no member can take messages; those whose
+            // validity ends meanwhile are expired here instead.
+            if !open && now >= next_sweep {
+                next_sweep = now + EXPIRY_SWEEP_MS;
+                match self.store.expire_waiting(&self.route.name).await {
+                    Ok(0) => {}
+                    Ok(expired) => warn!(route = %self.route.name, expired,
+                        "messages expired waiting for a member of the route"),
+                    Err(err) => warn!(route = %self.route.name, error = %err, "expiry failed"),
                 }
             }
 

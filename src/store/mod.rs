@@ -169,6 +169,13 @@ impl Store {
         backend!(self, s => s.claim(route, limit, lease_ms, reachable).await)
     }
 
+    /// Expires queued messages of `route` whose validity ended while no member
+    /// could take them (none was ever bound); returns how many, at most 1000 a
+    /// call.
+    pub async fn expire_waiting(&self, route: &str) -> Result<usize, StoreError> {
+        backend!(self, s => s.expire_waiting(route).await)
+    }
+
     /// Binds claimed messages (by outbox id) to the member each goes to, before
     /// it is sent; committed when this returns.
     pub async fn assign(&self, assignments: Vec<(i64, String)>) -> Result<(), StoreError> {

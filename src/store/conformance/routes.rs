@@ -173,3 +173,38 @@ async fn parts_count_once_per_message_against_the_member_that_took_it() {
     );
     assert_eq!(store.usage_parts("other", "day", day).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn messages_no_member_could_take_expire_with_their_receipt_unless_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    let short = |text: &str| NewMessage {
+        expires_at: T0 + 1_000,
+        ..message(text)
+    };
+    let ids = store
+        .submit(vec![short("bound"), short("free"), message("valid")])
+        .await
+        .unwrap();
+    let claimed = claim_all(&store).await;
+    let retried = claimed
+        .iter()
+        .map(|d| (d.outbox_id, retry(d.upstream_key() == ids[0])))
+        .collect();
+    store.record_dispatch(retried).await.unwrap();
+    assert_eq!(
+        store.expire_waiting("sandbox").await.unwrap(),
+        0,
+        "still valid"
+    );
+    clock.advance_ms(1_000);
+    assert_eq!(store.expire_waiting("other").await.unwrap(), 0);
+    assert_eq!(store.expire_waiting("sandbox").await.unwrap(), 1);
+    assert_eq!(state_of(&store, &ids[1]).await, MessageState::Expired);
+    // The member may hold the bound one: its own claim decides.
+    assert_eq!(state_of(&store, &ids[0]).await, MessageState::Queued);
+    assert_eq!(state_of(&store, &ids[2]).await, MessageState::Queued);
+    let receipts = store.pending_deliveries("acme", 0, 10).await.unwrap();
+    assert_eq!(receipts.len(), 1, "the expired one's receipt");
+}

@@ -316,6 +316,12 @@ impl SqliteStore {
         .await?
     }
 
+    pub async fn expire_waiting(&self, route: &str) -> Result<usize, StoreError> {
+        let route = route.to_owned();
+        self.call(|reply| writer::Command::ExpireWaiting { route, reply })
+            .await?
+    }
+
     pub async fn assign(&self, assignments: Vec<(i64, String)>) -> Result<(), StoreError> {
         self.call(|reply| writer::Command::Assign { assignments, reply })
             .await?

@@ -7,7 +7,9 @@ use sqlx::Row;
 use super::deliveries::add_receipts;
 use super::sql::{content_from_columns, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
-use super::{Dispatch, DispatchOutcome, MessageState, UpstreamLimits, UpstreamReport, UsageCharge};
+use super::{
+    Dispatch, DispatchOutcome, ErrorCode, MessageState, UpstreamLimits, UpstreamReport, UsageCharge,
+};
 
 /// An outbox row as a claim returns it.
 #[derive(sqlx::FromRow)]
@@ -98,6 +100,39 @@ pub(super) async fn assign(
             .await?;
     }
     Ok(())
+}
+
+/// Messages of `route` whose validity ended while they waited for a member,
+/// never handed to one: expired, with their receipts, a batch at a time.
+pub(super) async fn expire_waiting(
+    conn: &mut SqliteConnection,
+    now: i64,
+    keep_until: i64,
+    route: &str,
+    after: &mut AfterCommit,
+) -> Result<usize, sqlx::Error> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM outbox WHERE state = 'queued' AND route = ?1 AND upstream IS NULL \
+         AND expires_at <= ?2 LIMIT 1000",
+    )
+    .bind(route)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let expired = ids.len();
+    let outcomes = ids
+        .into_iter()
+        .map(|id| {
+            let outcome = DispatchOutcome::Failed {
+                state: MessageState::Expired,
+                error_code: ErrorCode::Expired.code(),
+                error: "validity period ended while no upstream of its route could take it".into(),
+            };
+            (id, outcome)
+        })
+        .collect();
+    record_dispatch(conn, now, keep_until, outcomes, after).await?;
+    Ok(expired)
 }
 
 /// Counts parts against the member that took the message.

@@ -103,6 +103,10 @@ pub(super) enum Command {
         assignments: Vec<(i64, String)>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    ExpireWaiting {
+        route: String,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
     RecordDispatch {
         outcomes: Vec<(i64, DispatchOutcome)>,
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -174,6 +178,7 @@ impl Command {
             Command::Maintain { reply } => no(reply, refusal),
             Command::Claim { reply, .. } => no(reply, refusal),
             Command::Assign { reply, .. } => no(reply, refusal),
+            Command::ExpireWaiting { reply, .. } => no(reply, refusal),
             Command::RecordDispatch { reply, .. } => no(reply, refusal),
             Command::RecordReports { reply, .. } => no(reply, refusal),
             Command::CheckLater { reply, .. } => no(reply, refusal),
@@ -604,6 +609,10 @@ async fn apply_command(
         Command::Assign { assignments, reply } => {
             outbox::assign(conn, &assignments).await?;
             finisher(reply, Ok(()))
+        }
+        Command::ExpireWaiting { route, reply } => {
+            let expired = outbox::expire_waiting(conn, now, keep, &route, after).await?;
+            finisher(reply, Ok(expired))
         }
         Command::RecordDispatch { outcomes, reply } => {
             outbox::record_dispatch(conn, now, keep, outcomes, after).await?;
