@@ -24,6 +24,7 @@
 //! testkit/src/esme.rs), the same the tests use.
 
 mod binds;
+mod dispatch;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -89,6 +90,17 @@ enum BenchCommand {
         #[arg(long)]
         broker: Option<PathBuf>,
     },
+    /// How fast the outbox drains: MESSAGES taken with the upstreams on hold,
+    /// then the broker started again with them sending, timed until none waits.
+    Dispatch {
+        #[arg(long, default_value_t = 50_000)]
+        messages: usize,
+        /// Sandbox upstreams behind one route (1: the account's `upstream`).
+        #[arg(long, default_value_t = 1)]
+        upstreams: usize,
+        #[arg(long)]
+        broker: Option<PathBuf>,
+    },
     /// Parallel wrong binds to a password_hash account: the broker's memory, and
     /// the answer time of a known and an unknown system_id.
     Binds {
@@ -123,6 +135,11 @@ fn main() -> anyhow::Result<()> {
             events,
             broker,
         } => runtime.block_on(webhooks(clients, events, broker)),
+        BenchCommand::Dispatch {
+            messages,
+            upstreams,
+            broker,
+        } => runtime.block_on(dispatch::dispatch(messages, upstreams, broker)),
         BenchCommand::Binds {
             count,
             from_one_ip,

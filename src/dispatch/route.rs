@@ -3,7 +3,8 @@
 //! bind it to that member in the store before the request leaves, send, and
 //! store what came of it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -20,13 +21,37 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::routing::select::Selector;
 use crate::routing::Route;
-use crate::store::{Dispatch, DispatchOutcome, Store, StoreError, UpstreamReport};
+use crate::store::{Dispatch, DispatchOutcome, Placement, Store, StoreError, UpstreamReport};
 use crate::text::segments::sms_parts;
 
 /// How long a message no member can take now waits before it is tried again.
 const WAIT_FOR_A_MEMBER_MS: i64 = 1_000;
 /// How often a route no member can serve looks for messages past their validity.
 const EXPIRY_SWEEP_MS: i64 = 10_000;
+
+/// The member for `message`: the one it is bound to (an earlier attempt there
+/// has no definite answer), else the route's choice among those that can take
+/// its `parts` now.
+fn choose(
+    selector: &mut Selector,
+    members: &Members,
+    message: &Dispatch,
+    parts: u32,
+    now: i64,
+) -> Option<Arc<Member>> {
+    if let Some(bound) = &message.upstream {
+        return members
+            .get(bound)
+            .filter(|m| m.can_take(parts, now))
+            .cloned();
+    }
+    let can_take = |name: &str| members.get(name).is_some_and(|m| m.can_take(parts, now));
+    let name = selector.choose(&message.dest_addr, can_take)?;
+    members.get(name).cloned()
+}
+
+/// Parts reserved at members for claimed messages, by outbox id.
+type Reserved = HashMap<i64, (Arc<Member>, u32)>;
 
 /// A message on its way to a member.
 struct Sending {
@@ -56,7 +81,8 @@ struct Settled {
 /// Drains one route's queue.
 pub struct RouteDispatcher {
     route: Arc<Route>,
-    selector: Selector,
+    /// Shared with the placer that runs inside the claim.
+    selector: Arc<Mutex<Selector>>,
     members: Arc<Members>,
     store: Store,
     clock: Arc<dyn Clock>,
@@ -78,7 +104,7 @@ impl RouteDispatcher {
         let window = own.iter().map(|m| m.window).sum::<usize>().clamp(2, 1024);
         let lease_ms = own.iter().map(|m| m.lease_ms).max().unwrap_or(60_000);
         RouteDispatcher {
-            selector: Selector::new(&route),
+            selector: Arc::new(Mutex::new(Selector::new(&route))),
             route,
             members,
             store,
@@ -141,8 +167,8 @@ impl RouteDispatcher {
         info!(route = %self.route.name, "dispatcher stopped");
     }
 
-    /// Claims up to a window of messages, chooses each one's member, binds
-    /// them in the store and starts sending them.
+    /// Claims up to a window of messages, each bound to its member in the same
+    /// transaction, and starts sending them.
     async fn fill(
         &mut self,
         in_flight: &mut InFlight,
@@ -150,59 +176,66 @@ impl RouteDispatcher {
         now: i64,
     ) -> Result<(), StoreError> {
         let room = self.window - in_flight.len();
+        // What the placer reserved, by outbox id: given back if the claim fails.
+        let reserved: Arc<Mutex<Reserved>> = Arc::default();
+        let place = {
+            let (selector, members) = (Arc::clone(&self.selector), Arc::clone(&self.members));
+            let reserved = Arc::clone(&reserved);
+            Box::new(move |message: &Dispatch| {
+                if Policy::expired(message, now).is_some() {
+                    return Placement::AsIs;
+                }
+                let parts = sms_parts(&message.content);
+                let mut selector = selector.lock().unwrap_or_else(|e| e.into_inner());
+                match choose(&mut selector, &members, message, parts, now) {
+                    Some(member) => {
+                        member.reserve(parts);
+                        let name = member.name.clone();
+                        let mut reserved = reserved.lock().unwrap_or_else(|e| e.into_inner());
+                        reserved.insert(message.outbox_id, (member, parts));
+                        Placement::Member(name)
+                    }
+                    None => Placement::Wait {
+                        until: now + WAIT_FOR_A_MEMBER_MS,
+                        reason: "no member of the route can take it now".into(),
+                    },
+                }
+            })
+        };
         let claimed = self
             .store
-            .claim(&self.route.name, room, self.lease_ms, reachable)
-            .await?;
-        let mut left = Vec::new();
-        let mut going = Vec::new();
+            .claim(&self.route.name, room, self.lease_ms, reachable, place)
+            .await;
+        let mut reserved = std::mem::take(&mut *reserved.lock().unwrap_or_else(|e| e.into_inner()));
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                // Nothing was bound: the rows are as they were.
+                for (member, parts) in reserved.into_values() {
+                    member.release(parts);
+                }
+                return Err(err);
+            }
+        };
+        let mut expired = Vec::new();
         for message in claimed {
-            if let Some(outcome) = Policy::expired(&message, now) {
-                left.push((message.outbox_id, outcome));
+            let Some((member, parts)) = reserved.remove(&message.outbox_id) else {
+                if let Some(outcome) = Policy::expired(&message, now) {
+                    expired.push((message.outbox_id, outcome));
+                }
                 continue;
-            }
-            let parts = sms_parts(&message.content);
-            match self.choose(&message, parts, now) {
-                Some(member) => {
-                    member.reserve(parts);
-                    going.push(Sending {
-                        message,
-                        member,
-                        parts,
-                    });
-                }
-                None => {
-                    let stay = message.upstream.is_some();
-                    let reason = "no member of the route can take it now".to_owned();
-                    let wait = Policy::wait(reason, now, WAIT_FOR_A_MEMBER_MS, stay);
-                    left.push((message.outbox_id, wait));
-                }
-            }
-        }
-        if !left.is_empty() {
-            self.store.record_dispatch(left).await?;
-        }
-        if going.is_empty() {
-            return Ok(());
-        }
-        let assignments = going
-            .iter()
-            .map(|s| (s.message.outbox_id, s.member.name.clone()))
-            .collect();
-        if let Err(err) = self.store.assign(assignments).await {
-            // Nothing left: the rows go back to the queue when their lease ends.
-            for sending in &going {
-                sending.member.release(sending.parts);
-            }
-            return Err(err);
-        }
-        for sending in going {
+            };
             let timer = self
                 .metrics
                 .upstream_request_seconds
-                .get_or_create(&Metrics::upstream(&sending.member.name))
+                .get_or_create(&Metrics::upstream(&member.name))
                 .clone();
-            let service = sending.member.service.clone();
+            let service = member.service.clone();
+            let sending = Sending {
+                message,
+                member,
+                parts,
+            };
             in_flight.push(
                 async move {
                     let started = tokio::time::Instant::now();
@@ -213,22 +246,10 @@ impl RouteDispatcher {
                 .boxed(),
             );
         }
-        Ok(())
-    }
-
-    /// The member for `message`: the one it is bound to (an earlier attempt
-    /// there has no definite answer), else the route's choice.
-    fn choose(&mut self, message: &Dispatch, parts: u32, now: i64) -> Option<Arc<Member>> {
-        let members = &self.members;
-        if let Some(bound) = &message.upstream {
-            return members
-                .get(bound)
-                .filter(|m| m.can_take(parts, now))
-                .cloned();
+        if !expired.is_empty() {
+            self.store.record_dispatch(expired).await?;
         }
-        let can_take = |name: &str| members.get(name).is_some_and(|m| m.can_take(parts, now));
-        let name = self.selector.choose(&message.dest_addr, can_take)?;
-        members.get(name).cloned()
+        Ok(())
     }
 
     /// Stores what became of finished requests, starting state fetches for 409s.

@@ -158,15 +158,18 @@ impl Store {
     /// Claims up to `limit` queued messages of `route`, highest priority first,
     /// for `lease_ms`: a row whose lease runs out goes back to the queue. A
     /// message bound to a member is claimed only while that member is among
-    /// `reachable`.
+    /// `reachable`. `place` decides, for each, in the same transaction, the
+    /// member it is bound to, or that it waits; the messages placed with a
+    /// member (or as they are) are returned, committed.
     pub async fn claim(
         &self,
         route: &str,
         limit: usize,
         lease_ms: i64,
         reachable: &[String],
+        place: Placer,
     ) -> Result<Vec<Dispatch>, StoreError> {
-        backend!(self, s => s.claim(route, limit, lease_ms, reachable).await)
+        backend!(self, s => s.claim(route, limit, lease_ms, reachable, place).await)
     }
 
     /// Expires queued messages of `route` whose validity ended while no member
@@ -174,12 +177,6 @@ impl Store {
     /// call.
     pub async fn expire_waiting(&self, route: &str) -> Result<usize, StoreError> {
         backend!(self, s => s.expire_waiting(route).await)
-    }
-
-    /// Binds claimed messages (by outbox id) to the member each goes to, before
-    /// it is sent; committed when this returns.
-    pub async fn assign(&self, assignments: Vec<(i64, String)>) -> Result<(), StoreError> {
-        backend!(self, s => s.assign(assignments).await)
     }
 
     /// The parts `upstream` took in the `period` ("day" or "month") starting at

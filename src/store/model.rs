@@ -232,6 +232,24 @@ impl Dispatch {
     }
 }
 
+/// Where a message being claimed goes, as its dispatcher decides inside the
+/// claim's transaction: the member is bound in the same commit, before any
+/// request leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Bound to this member, and returned to be sent there.
+    Member(String),
+    /// No member can take it now: back to wait until `until`, unclaimed, still
+    /// bound to its member if it was.
+    Wait { until: i64, reason: String },
+    /// Returned as it is, for the dispatcher to settle (a message past its
+    /// validity).
+    AsIs,
+}
+
+/// Decides each claimed message's placement (see `Store::claim`).
+pub type Placer = Box<dyn FnMut(&Dispatch) -> Placement + Send>;
+
 /// What became of one dispatch attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DispatchOutcome {

@@ -25,7 +25,7 @@ async fn claims_go_by_priority_then_age_and_are_leased() {
         "a leased row is not claimed twice"
     );
     assert!(store
-        .claim("other", 100, 60_000, &[])
+        .claim("other", 100, 60_000, &[], as_is())
         .await
         .unwrap()
         .is_empty());

@@ -51,16 +51,21 @@ async fn open_with(
 /// upstream of that name, as a dispatcher does before it sends.
 pub(crate) async fn claim_all(store: &Store) -> Vec<Dispatch> {
     let reachable = ["sandbox".to_owned()];
-    let claimed = store
-        .claim("sandbox", 100, 60_000, &reachable)
+    store
+        .claim("sandbox", 100, 60_000, &reachable, to("sandbox"))
         .await
-        .unwrap();
-    let assignments = claimed
-        .iter()
-        .map(|d| (d.outbox_id, "sandbox".to_owned()))
-        .collect();
-    store.assign(assignments).await.unwrap();
-    claimed
+        .unwrap()
+}
+
+/// A placer that binds every claimed message to `member`.
+pub(crate) fn to(member: &str) -> Placer {
+    let member = member.to_owned();
+    Box::new(move |_| Placement::Member(member.clone()))
+}
+
+/// A placer that leaves every claimed message as it is.
+pub(crate) fn as_is() -> Placer {
+    Box::new(|_| Placement::AsIs)
 }
 
 /// A replace_sm of `message_id` with `text`, nothing else changed.

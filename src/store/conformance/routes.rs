@@ -14,14 +14,6 @@ fn routed(text: &str, route: &str) -> NewMessage {
     }
 }
 
-async fn bind(store: &Store, claimed: &[Dispatch], member: &str) {
-    let assignments = claimed
-        .iter()
-        .map(|d| (d.outbox_id, member.to_owned()))
-        .collect();
-    store.assign(assignments).await.unwrap();
-}
-
 fn retry(stay: bool) -> DispatchOutcome {
     DispatchOutcome::Retry {
         due_at: T0,
@@ -39,13 +31,27 @@ async fn claims_go_by_route_and_a_bound_message_waits_for_its_member() {
     store.submit(vec![routed("de", "germany")]).await.unwrap();
     store.submit(vec![routed("fr", "france")]).await.unwrap();
     let all = members(&["a", "b"]);
-    let claimed = store.claim("germany", 10, 60_000, &all).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let placer = {
+        let seen = Arc::clone(&seen);
+        Box::new(move |d: &Dispatch| {
+            seen.lock()
+                .unwrap()
+                .push((d.route.clone(), d.upstream.clone()));
+            Placement::Member("a".into())
+        })
+    };
+    let claimed = store
+        .claim("germany", 10, 60_000, &all, placer)
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [("germany".to_owned(), None)]);
     assert_eq!(claimed.len(), 1);
     assert_eq!(
-        (claimed[0].route.as_str(), &claimed[0].upstream),
-        ("germany", &None)
+        claimed[0].upstream.as_deref(),
+        Some("a"),
+        "bound in the claim"
     );
-    bind(&store, &claimed, "a").await;
 
     // The outcome at a is unknown: the message stays with a.
     let id = claimed[0].outbox_id;
@@ -53,12 +59,17 @@ async fn claims_go_by_route_and_a_bound_message_waits_for_its_member() {
         .record_dispatch(vec![(id, retry(true))])
         .await
         .unwrap();
-    let without_a = store.claim("germany", 10, 60_000, &members(&["b"])).await;
+    let without_a = store
+        .claim("germany", 10, 60_000, &members(&["b"]), to("b"))
+        .await;
     assert!(
         without_a.unwrap().is_empty(),
         "bound to a, which is unavailable"
     );
-    let again = store.claim("germany", 10, 60_000, &all).await.unwrap();
+    let again = store
+        .claim("germany", 10, 60_000, &all, as_is())
+        .await
+        .unwrap();
     assert_eq!(again[0].upstream.as_deref(), Some("a"));
     assert_eq!(again[0].attempts, 1);
 
@@ -67,12 +78,69 @@ async fn claims_go_by_route_and_a_bound_message_waits_for_its_member() {
         .record_dispatch(vec![(id, retry(false))])
         .await
         .unwrap();
-    let freed = store.claim("germany", 10, 60_000, &[]).await.unwrap();
-    assert_eq!((freed.len(), &freed[0].upstream), (1, &None));
-    assert_eq!(
-        store.claim("france", 10, 60_000, &[]).await.unwrap().len(),
-        1
+    let freed = store
+        .claim("germany", 10, 60_000, &[], to("b"))
+        .await
+        .unwrap();
+    assert_eq!((freed.len(), freed[0].upstream.as_deref()), (1, Some("b")));
+    let france = store
+        .claim("france", 10, 60_000, &[], as_is())
+        .await
+        .unwrap();
+    assert_eq!((france.len(), &france[0].upstream), (1, &None));
+}
+
+#[tokio::test]
+async fn a_message_no_member_can_take_waits_unclaimed_and_keeps_its_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    let ids = store.submit(vec![message("one")]).await.unwrap();
+    let wait = || -> Placer {
+        Box::new(|_| Placement::Wait {
+            until: T0 + 1_000,
+            reason: "no member".into(),
+        })
+    };
+    assert!(store
+        .claim("sandbox", 10, 60_000, &[], wait())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        store
+            .claim("sandbox", 10, 60_000, &[], to("a"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "waiting"
     );
+    clock.advance_ms(1_000);
+    store.maintain().await.unwrap();
+    let claimed = store
+        .claim("sandbox", 10, 60_000, &[], to("a"))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].upstream_key(), ids[0]);
+    assert_eq!(claimed[0].attempts, 0, "waiting is not an attempt");
+    // Bound to a, it waits for a.
+    store
+        .record_dispatch(vec![(claimed[0].outbox_id, retry(true))])
+        .await
+        .unwrap();
+    let reachable = members(&["a"]);
+    assert!(store
+        .claim("sandbox", 10, 60_000, &reachable, wait())
+        .await
+        .unwrap()
+        .is_empty());
+    clock.advance_ms(1_000);
+    store.maintain().await.unwrap();
+    let again = store
+        .claim("sandbox", 10, 60_000, &reachable, as_is())
+        .await
+        .unwrap();
+    assert_eq!(again[0].upstream.as_deref(), Some("a"));
 }
 
 #[tokio::test]
@@ -81,23 +149,33 @@ async fn a_claim_cut_off_by_a_crash_goes_back_to_its_member_and_cannot_be_cancel
     let clock = ManualClock::new(T0);
     let store = open(dir.path(), &clock, None).await;
     let ids = store
-        .submit(vec![message("sent"), message("not yet")])
+        .submit(vec![message("sent"), message("free")])
         .await
         .unwrap();
-    let claimed = claim_all(&store).await;
-    // Only the first was bound (its request left); the second was claimed only.
-    store
-        .record_dispatch(vec![(claimed[1].outbox_id, retry(false))])
+    let first = ids[0].clone();
+    let placer = Box::new(move |d: &Dispatch| {
+        if d.upstream_key() == first {
+            Placement::Member("sandbox".into())
+        } else {
+            Placement::AsIs
+        }
+    });
+    let claimed = store
+        .claim("sandbox", 10, 60_000, &[], placer)
         .await
         .unwrap();
+    assert_eq!(claimed.len(), 2);
     store.close().await.unwrap();
 
     let store = open(dir.path(), &clock, None).await;
-    let back = store.claim("sandbox", 10, 60_000, &[]).await.unwrap();
+    let back = store
+        .claim("sandbox", 10, 60_000, &[], as_is())
+        .await
+        .unwrap();
     assert_eq!(back.len(), 1, "the bound one waits for its member");
     assert_eq!(back[0].upstream_key(), ids[1]);
     let bound = store
-        .claim("sandbox", 10, 60_000, &members(&["sandbox"]))
+        .claim("sandbox", 10, 60_000, &members(&["sandbox"]), as_is())
         .await
         .unwrap();
     assert_eq!(bound[0].upstream_key(), ids[0]);

@@ -303,6 +303,7 @@ impl SqliteStore {
         limit: usize,
         lease_ms: i64,
         reachable: &[String],
+        place: Placer,
     ) -> Result<Vec<Dispatch>, StoreError> {
         let route = route.to_owned();
         let reachable = reachable.to_vec();
@@ -311,6 +312,7 @@ impl SqliteStore {
             limit,
             lease_ms,
             reachable,
+            place,
             reply,
         })
         .await?
@@ -319,11 +321,6 @@ impl SqliteStore {
     pub async fn expire_waiting(&self, route: &str) -> Result<usize, StoreError> {
         let route = route.to_owned();
         self.call(|reply| writer::Command::ExpireWaiting { route, reply })
-            .await?
-    }
-
-    pub async fn assign(&self, assignments: Vec<(i64, String)>) -> Result<(), StoreError> {
-        self.call(|reply| writer::Command::Assign { assignments, reply })
             .await?
     }
 

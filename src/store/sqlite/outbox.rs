@@ -1,6 +1,8 @@
 //! The writer's side of dispatching: claiming queued messages with a lease, and
 //! storing what the upstream made of them.
 
+use std::collections::BTreeMap;
+
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
@@ -8,7 +10,8 @@ use super::deliveries::add_receipts;
 use super::sql::{content_from_columns, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{
-    Dispatch, DispatchOutcome, ErrorCode, MessageState, UpstreamLimits, UpstreamReport, UsageCharge,
+    Dispatch, DispatchOutcome, ErrorCode, MessageState, Placement, Placer, UpstreamLimits,
+    UpstreamReport, UsageCharge,
 };
 
 /// An outbox row as a claim returns it.
@@ -59,11 +62,15 @@ pub(super) struct Claim<'a> {
     pub lease_until: i64,
     /// Members a bound message may go to now; a message bound to another waits.
     pub reachable: &'a [String],
+    pub place: Placer,
 }
 
+/// Claims the route's next messages and places each as `place` decides, in
+/// the same transaction: a message is bound to its member before the commit
+/// that lets its request leave.
 pub(super) async fn claim(
     conn: &mut SqliteConnection,
-    claim: Claim<'_>,
+    mut claim: Claim<'_>,
 ) -> Result<Vec<Dispatch>, sqlx::Error> {
     let reachable = serde_json::to_string(claim.reachable).unwrap_or_else(|_| "[]".into());
     let rows: Vec<ClaimedRow> = sqlx::query_as(
@@ -83,23 +90,45 @@ pub(super) async fn claim(
     let mut claimed: Vec<Dispatch> = rows.into_iter().map(Dispatch::from).collect();
     // RETURNING gives no order; the upstream sees the claim order.
     claimed.sort_by_key(|d| (std::cmp::Reverse(d.priority), d.outbox_id));
-    Ok(claimed)
-}
-
-/// Binds claimed messages to the member each is about to be sent to, before
-/// the request leaves: after a crash it goes back to that member.
-pub(super) async fn assign(
-    conn: &mut SqliteConnection,
-    assignments: &[(i64, String)],
-) -> Result<(), sqlx::Error> {
-    for (outbox_id, upstream) in assignments {
-        sqlx::query("UPDATE outbox SET upstream = ?1 WHERE id = ?2 AND state = 'sending'")
-            .bind(upstream)
-            .bind(outbox_id)
-            .execute(&mut *conn)
-            .await?;
+    let mut placed = Vec::with_capacity(claimed.len());
+    let mut binds: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for mut message in claimed {
+        match (claim.place)(&message) {
+            Placement::Member(member) => {
+                if message.upstream.as_deref() != Some(member.as_str()) {
+                    binds
+                        .entry(member.clone())
+                        .or_default()
+                        .push(message.outbox_id);
+                    message.upstream = Some(member);
+                }
+                placed.push(message);
+            }
+            Placement::Wait { until, reason } => {
+                sqlx::query(
+                    "UPDATE outbox SET state = 'retry', due_at = ?1, lease_until = NULL, \
+                     last_error = ?2 WHERE id = ?3",
+                )
+                .bind(until)
+                .bind(reason)
+                .bind(message.outbox_id)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Placement::AsIs => placed.push(message),
+        }
     }
-    Ok(())
+    for (member, ids) in binds {
+        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "UPDATE outbox SET upstream = ?1 WHERE id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(member)
+        .bind(ids)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(placed)
 }
 
 /// Messages of `route` whose validity ended while they waited for a member,

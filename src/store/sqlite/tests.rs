@@ -67,7 +67,17 @@ async fn a_second_owner_is_refused_before_it_changes_anything() {
         .await
         .unwrap();
     assert_eq!(
-        store.claim("sandbox", 10, 60_000, &[]).await.unwrap().len(),
+        store
+            .claim(
+                "sandbox",
+                10,
+                60_000,
+                &[],
+                crate::store::conformance::as_is()
+            )
+            .await
+            .unwrap()
+            .len(),
         2
     );
 
@@ -99,7 +109,13 @@ async fn a_second_owner_is_refused_before_it_changes_anything() {
     let reopened = open(dir.path(), Duration::from_secs(5)).await.unwrap();
     assert_eq!(
         reopened
-            .claim("sandbox", 10, 60_000, &[])
+            .claim(
+                "sandbox",
+                10,
+                60_000,
+                &[],
+                crate::store::conformance::as_is()
+            )
             .await
             .unwrap()
             .len(),

@@ -15,8 +15,8 @@ use super::lock::{DatabaseFile, DatabaseLock};
 use super::messages::first_id_at;
 use super::{amend, checkpoint, deliveries, maintenance, messages, outbox};
 use super::{
-    CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, Incoming, NewMessage, ReplaceOutcome,
-    Replacement, StoreError, SubmitError, UpstreamLimits, UpstreamReport,
+    CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, Incoming, NewMessage, Placer,
+    ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamLimits, UpstreamReport,
 };
 use crate::clock::Clock;
 use crate::store::WriteHealth;
@@ -97,11 +97,8 @@ pub(super) enum Command {
         lease_ms: i64,
         /// Members a bound message may go to now.
         reachable: Vec<String>,
+        place: Placer,
         reply: oneshot::Sender<Result<Vec<Dispatch>, StoreError>>,
-    },
-    Assign {
-        assignments: Vec<(i64, String)>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     ExpireWaiting {
         route: String,
@@ -177,7 +174,6 @@ impl Command {
             Command::Replace { reply, .. } => no(reply, refusal),
             Command::Maintain { reply } => no(reply, refusal),
             Command::Claim { reply, .. } => no(reply, refusal),
-            Command::Assign { reply, .. } => no(reply, refusal),
             Command::ExpireWaiting { reply, .. } => no(reply, refusal),
             Command::RecordDispatch { reply, .. } => no(reply, refusal),
             Command::RecordReports { reply, .. } => no(reply, refusal),
@@ -595,6 +591,7 @@ async fn apply_command(
             limit,
             lease_ms,
             reachable,
+            place,
             reply,
         } => {
             let claim = outbox::Claim {
@@ -602,13 +599,10 @@ async fn apply_command(
                 limit,
                 lease_until: now + lease_ms,
                 reachable: &reachable,
+                place,
             };
             let claimed = outbox::claim(conn, claim).await?;
             finisher(reply, Ok(claimed))
-        }
-        Command::Assign { assignments, reply } => {
-            outbox::assign(conn, &assignments).await?;
-            finisher(reply, Ok(()))
         }
         Command::ExpireWaiting { route, reply } => {
             let expired = outbox::expire_waiting(conn, now, keep, &route, after).await?;
