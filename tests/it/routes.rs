@@ -723,3 +723,212 @@ async fn readyz_tells_why_a_member_takes_nothing() {
     assert_eq!(ready["upstreams"]["c"]["state"], "sending", "{ready}");
     assert_eq!(ready["store"], "ok");
 }
+
+/// Moves `clock` forward to `at` (Unix ms).
+fn advance_to(clock: &ManualClock, at: &str) {
+    let at = at
+        .parse::<jiff::Timestamp>()
+        .expect("a timestamp")
+        .as_millisecond();
+    let now = smpp_broker::clock::Clock::now_ms(clock);
+    assert!(at >= now, "the clock only moves forward");
+    clock.advance_ms(at - now);
+}
+
+/// The reason /readyz gives for `upstream` once it is over a limit.
+async fn over_limit_reason(broker: &TestBroker, upstream: &str) -> String {
+    let over = until_state(broker, upstream, "over_limit").await;
+    over["reason"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn limits_turn_in_the_members_time_zone_and_the_month_outlasts_the_days() {
+    let phones = Phones::start().await;
+    // 23:50 in Berlin, 22:50 in UTC.
+    let clock = ManualClock::new(0);
+    advance_to(&clock, "2026-12-15T22:50:00Z");
+    let routes = "[[routes]]\nname = \"limited\"\nupstreams = [\"a\"]\nfallback = [\"b\"]\n";
+    let a = "daily_limit = 1\nmonthly_limit = 2\nlimits_timezone = \"Europe/Berlin\"\n";
+    let broker = TestBroker::builder()
+        .accounts(&phones.config([a, "", ""], routes))
+        .clock(clock.clone())
+        .start()
+        .await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let mut sent = 0;
+
+    send_one(&phones, &mut esme, &mut sent, "one", [1, 0, 0]).await;
+    let reason = over_limit_reason(&broker, "a").await;
+    assert_eq!(
+        reason,
+        "daily_limit 1 reached; counts again from 2026-12-16T00:00:00+01:00[Europe/Berlin]"
+    );
+    send_one(&phones, &mut esme, &mut sent, "to b", [1, 1, 0]).await;
+
+    // Midnight in Berlin, still the 15th in UTC: a new day for a.
+    advance_to(&clock, "2026-12-15T23:10:00Z");
+    until_state(&broker, "a", "sending").await;
+    send_one(&phones, &mut esme, &mut sent, "two", [2, 1, 0]).await;
+    let metrics = broker.metrics_text().await;
+    assert_metric(
+        &metrics,
+        "smpp_broker_upstream_limit_remaining{upstream=\"a\",period=\"month\"} 0",
+    );
+
+    // The next day: the day's limit has room, the month's has none.
+    advance_to(&clock, "2026-12-16T23:10:00Z");
+    let reason = over_limit_reason(&broker, "a").await;
+    assert_eq!(
+        reason,
+        "monthly_limit 2 reached; counts again from 2027-01-01T00:00:00+01:00[Europe/Berlin]"
+    );
+    broker
+        .until_metric("smpp_broker_upstream_limit_remaining{upstream=\"a\",period=\"day\"} 1")
+        .await;
+    send_one(&phones, &mut esme, &mut sent, "to b again", [2, 2, 0]).await;
+
+    // The new year in Berlin.
+    advance_to(&clock, "2026-12-31T23:10:00Z");
+    until_state(&broker, "a", "sending").await;
+    send_one(&phones, &mut esme, &mut sent, "three", [3, 2, 0]).await;
+
+    let ms = |at: &str| at.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    let a_counts: Vec<(String, String, i64, i64)> = usage_counts(&broker)
+        .await
+        .into_iter()
+        .filter(|(upstream, ..)| upstream == "a")
+        .collect();
+    let expected = [
+        ("day", "2026-12-14T23:00:00Z", 1),
+        ("day", "2026-12-15T23:00:00Z", 1),
+        ("day", "2026-12-31T23:00:00Z", 1),
+        ("month", "2026-11-30T23:00:00Z", 2),
+        ("month", "2026-12-31T23:00:00Z", 1),
+    ]
+    .map(|(period, starts, parts)| ("a".to_owned(), period.to_owned(), ms(starts), parts));
+    assert_eq!(a_counts, expected);
+}
+
+#[tokio::test]
+async fn the_parts_counted_today_survive_a_restart() {
+    let phones = Phones::start().await;
+    let clock = ManualClock::new(late_on_the_15th());
+    let routes = "[[routes]]\nname = \"limited\"\nupstreams = [\"a\"]\nfallback = [\"b\"]\n";
+    let broker = TestBroker::builder()
+        .accounts(&phones.config(["daily_limit = 2\n", "", ""], routes))
+        .clock(clock.clone())
+        .start()
+        .await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let mut sent = 0;
+    send_one(&phones, &mut esme, &mut sent, "one", [1, 0, 0]).await;
+    send_one(&phones, &mut esme, &mut sent, "two", [2, 0, 0]).await;
+    drop(esme);
+
+    let broker = broker.restart().await;
+    assert_eq!(
+        readyz(&broker).await["upstreams"]["a"]["state"],
+        "over_limit",
+        "the new instance read the day's count"
+    );
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    send_one(&phones, &mut esme, &mut sent, "three", [2, 1, 0]).await;
+    assert_metric(
+        &broker.metrics_text().await,
+        "smpp_broker_upstream_limit_remaining{upstream=\"a\",period=\"day\"} 0",
+    );
+}
+
+#[tokio::test]
+async fn sticky_moves_only_the_recipients_of_a_member_that_drops_out() {
+    let phones = Phones::start().await;
+    let routes = "[[routes]]\nname = \"all\"\nupstreams = [\"a\", \"b\", \"c\"]\nsticky = true\n";
+    let broker = TestBroker::builder()
+        .accounts(&phones.config(["", "", ""], routes))
+        .start()
+        .await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let recipient = |r: usize| format!("4917688{r:05}");
+    let round = |n: usize| (0..30).map(move |r| to(&recipient(r), &format!("round {n} to {r}")));
+    // recipient (as the phones see it) → member, for the messages of one round
+    let members_of = |ids: &[String]| -> BTreeMap<String, &'static str> {
+        let wanted: BTreeSet<&String> = ids.iter().collect();
+        let mut members = BTreeMap::new();
+        for (name, fake) in phones.all() {
+            for accepted in fake.accepted() {
+                if wanted.contains(&accepted.id) {
+                    members.insert(accepted.phone_numbers.concat(), name);
+                }
+            }
+        }
+        members
+    };
+
+    let first = submit_all(&mut esme, round(0)).await;
+    phones.until_accepted(30).await;
+    let before = members_of(&first);
+    assert!(
+        before.values().any(|m| *m == "a"),
+        "a has recipients: {before:?}"
+    );
+
+    // a refuses the broker: its recipients move, nobody else's does.
+    phones.a.fail_every(1, Fault::Unauthorized);
+    let second = submit_all(&mut esme, round(1)).await;
+    let holders = phones.until_accepted(60).await;
+    let ids: Vec<String> = first.iter().chain(&second).cloned().collect();
+    each_at_one(&holders, &ids);
+    let after = members_of(&second);
+    assert_eq!(after.len(), 30);
+    for (recipient, was) in &before {
+        let now = after[recipient];
+        if *was == "a" {
+            assert_ne!(now, "a", "{recipient}");
+        } else {
+            assert_eq!(now, *was, "{recipient} moved although {was} is up");
+        }
+    }
+}
+
+#[tokio::test]
+async fn submit_multi_routes_each_destination_on_its_own() {
+    use smpp_broker::smpp::pdu::{Body, MultiDest, SubmitMulti};
+    let phones = Phones::start().await;
+    let routes = "[[routes]]\nname = \"de\"\nprefix = \"+49\"\nupstreams = [\"a\"]\n\
+                  [[routes]]\nname = \"fr\"\nprefix = \"+33\"\nupstreams = [\"b\"]\n";
+    let broker = TestBroker::builder()
+        .accounts(&phones.config(["", "", ""], routes))
+        .start()
+        .await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let multi = SubmitMulti {
+        dests: ["4930123456", "1555123456", "33612345678"]
+            .map(|d| MultiDest::Sme(Address::new(1, 1, d)))
+            .to_vec(),
+        sm: sm(0, 0, b"to many"),
+    };
+    let resp = esme.request(Body::SubmitMulti(multi)).await;
+    assert!(resp.command_status.is_ok(), "{resp:?}");
+    let Body::SubmitMultiResp(r) = resp.body else {
+        panic!("{resp:?}")
+    };
+    assert_eq!(r.unsuccess.len(), 1, "{r:?}");
+    assert_eq!(r.unsuccess[0].dest.addr, "1555123456");
+    assert_eq!(
+        r.unsuccess[0].error_status_code,
+        CommandStatus::ESME_RINVDSTADR.0
+    );
+    let first: i64 = r.message_id.parse().expect("a numeric message_id");
+    let ids = [first.to_string(), (first + 1).to_string()];
+    let holders = phones.until_accepted(2).await;
+    let at = each_at_one(&holders, &ids);
+    assert_eq!((at[&ids[0]], at[&ids[1]]), ("a", "b"));
+    let routes: Vec<String> = broker
+        .db()
+        .outbox()
+        .await
+        .into_iter()
+        .map(|r| r.route)
+        .collect();
+    assert_eq!(routes, ["de", "fr"]);
+}
