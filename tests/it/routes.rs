@@ -93,15 +93,28 @@ impl Phones {
         self.all().map(|(_, fake)| fake.accepted_count())
     }
 
-    /// Waits until the phones accepted `n` messages in all; returns the holders.
-    async fn until_accepted(&self, n: usize) -> BTreeMap<String, Vec<&'static str>> {
-        let what = format!("the phones accept {n} messages");
+    /// Waits until the phones accepted `n` messages in all and the broker
+    /// recorded every answer (no outbox row waits or is out: the counts,
+    /// metrics and rows are final); returns the holders.
+    async fn until_accepted(
+        &self,
+        broker: &TestBroker,
+        n: usize,
+    ) -> BTreeMap<String, Vec<&'static str>> {
+        let what = format!("the phones accept {n} messages and the broker records it");
         eventually(PATIENCE, &what, || async {
             let counts = self.counts();
-            if counts.iter().sum::<usize>() >= n {
+            let outbox = broker.db().outbox().await;
+            let open: Vec<_> = outbox
+                .iter()
+                .filter(|r| !matches!(r.state, OutboxState::Enroute | OutboxState::Done))
+                .collect();
+            if counts.iter().sum::<usize>() >= n && open.is_empty() {
                 Ok(self.holders())
             } else {
-                Err(counts)
+                Err(format!(
+                    "accepted {counts:?}, outbox rows not settled {open:?}"
+                ))
             }
         })
         .await
@@ -178,7 +191,7 @@ async fn weights_share_the_messages_out_in_proportion() {
     let messages = (0..300).map(|n| to(&format!("4917612{n:05}"), &format!("weighted {n}")));
     let ids = submit_all(&mut esme, messages).await;
 
-    let holders = phones.until_accepted(ids.len()).await;
+    let holders = phones.until_accepted(&broker, ids.len()).await;
     let at = each_at_one(&holders, &ids);
     let [a, b, c] = phones.counts();
     println!("weights [2, 1, 1] over 300 messages: a {a}, b {b}, c {c}");
@@ -222,7 +235,7 @@ async fn sticky_keeps_each_recipient_on_one_member() {
         ids.extend(submit_all(&mut esme, messages).await);
     }
 
-    let holders = phones.until_accepted(ids.len()).await;
+    let holders = phones.until_accepted(&broker, ids.len()).await;
     each_at_one(&holders, &ids);
     // recipient → the members its messages reached
     let mut members: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
@@ -261,7 +274,7 @@ async fn a_member_that_answers_401_is_paused_and_its_share_moves() {
     // The round robin starts at a: the first message meets the 401, and goes
     // on to another member at once.
     let first = submit_ok(&mut esme, to("4917600001", "first")).await;
-    phones.until_accepted(1).await;
+    phones.until_accepted(&broker, 1).await;
     assert_eq!(
         phones.a.post_count(),
         1,
@@ -281,7 +294,7 @@ async fn a_member_that_answers_401_is_paused_and_its_share_moves() {
     let more = (0..59).map(|n| to(&format!("49176{n:05}"), &format!("after the pause {n}")));
     let mut ids = vec![first];
     ids.extend(submit_all(&mut esme, more).await);
-    let holders = phones.until_accepted(ids.len()).await;
+    let holders = phones.until_accepted(&broker, ids.len()).await;
     each_at_one(&holders, &ids);
     let [a, b, c] = phones.counts();
     assert_eq!(a, 0, "a accepted nothing");
@@ -319,10 +332,11 @@ async fn usage_counts(broker: &TestBroker) -> Vec<(String, String, i64, i64)> {
         .await
 }
 
-/// Submits one message and waits until a phone took it; then a, b and c
-/// hold `expect` messages.
+/// Submits one message and waits until a phone took it and the broker
+/// recorded it; then a, b and c hold `expect` messages.
 async fn send_one(
     phones: &Phones,
+    broker: &TestBroker,
     esme: &mut Esme<TcpStream>,
     sent: &mut usize,
     text: &str,
@@ -330,7 +344,7 @@ async fn send_one(
 ) -> String {
     let id = submit_ok(esme, to("4917600002", text)).await;
     *sent += 1;
-    phones.until_accepted(*sent).await;
+    phones.until_accepted(broker, *sent).await;
     assert_eq!(phones.counts(), expect, "after {text:?}");
     id
 }
@@ -364,13 +378,21 @@ async fn a_member_over_its_daily_limit_is_skipped_until_the_day_turns() {
 
     remaining(&broker, 3).await;
     for (text, expect) in [("one", [1, 0, 0]), ("two", [2, 0, 0])] {
-        send_one(&phones, &mut esme, &mut sent, text, expect).await;
+        send_one(&phones, &broker, &mut esme, &mut sent, text, expect).await;
     }
     remaining(&broker, 1).await;
     // Two parts do not fit in the one left: the fallback takes them.
-    send_one(&phones, &mut esme, &mut sent, &long_text, [2, 1, 0]).await;
+    send_one(
+        &phones,
+        &broker,
+        &mut esme,
+        &mut sent,
+        &long_text,
+        [2, 1, 0],
+    )
+    .await;
     assert_eq!(readyz(&broker).await["upstreams"]["a"]["state"], "sending");
-    send_one(&phones, &mut esme, &mut sent, "three", [3, 1, 0]).await;
+    send_one(&phones, &broker, &mut esme, &mut sent, "three", [3, 1, 0]).await;
     remaining(&broker, 0).await;
     let over = until_state(&broker, "a", "over_limit").await;
     let reason = over["reason"].as_str().unwrap_or_default();
@@ -380,7 +402,7 @@ async fn a_member_over_its_daily_limit_is_skipped_until_the_day_turns() {
     );
     for n in 0..3 {
         let text = format!("skipped {n}");
-        send_one(&phones, &mut esme, &mut sent, &text, [3, 2 + n, 0]).await;
+        send_one(&phones, &broker, &mut esme, &mut sent, &text, [3, 2 + n, 0]).await;
     }
 
     let day = t0 - 23 * 3_600_000 - 50 * 60_000;
@@ -412,11 +434,19 @@ async fn a_member_over_its_daily_limit_is_skipped_until_the_day_turns() {
     clock.advance_ms(20 * 60_000);
     until_state(&broker, "a", "sending").await;
     remaining(&broker, 3).await;
-    send_one(&phones, &mut esme, &mut sent, &long_text, [4, 4, 0]).await;
+    send_one(
+        &phones,
+        &broker,
+        &mut esme,
+        &mut sent,
+        &long_text,
+        [4, 4, 0],
+    )
+    .await;
     remaining(&broker, 1).await;
-    send_one(&phones, &mut esme, &mut sent, "four", [5, 4, 0]).await;
+    send_one(&phones, &broker, &mut esme, &mut sent, "four", [5, 4, 0]).await;
     remaining(&broker, 0).await;
-    send_one(&phones, &mut esme, &mut sent, "five", [5, 5, 0]).await;
+    send_one(&phones, &broker, &mut esme, &mut sent, "five", [5, 5, 0]).await;
     assert_eq!(
         usage_counts(&broker).await,
         stored(&[
@@ -446,7 +476,7 @@ async fn the_fallback_takes_messages_only_while_no_pool_member_can() {
     };
 
     let mut ids = submit_all(&mut esme, batch(0)).await;
-    phones.until_accepted(20).await;
+    phones.until_accepted(&broker, 20).await;
     assert_eq!(
         phones.counts(),
         [10, 10, 0],
@@ -457,7 +487,7 @@ async fn the_fallback_takes_messages_only_while_no_pool_member_can() {
     phones.a.fail_every(1, Fault::Unauthorized);
     phones.b.fail_every(1, Fault::Unauthorized);
     ids.extend(submit_all(&mut esme, batch(20)).await);
-    let holders = phones.until_accepted(40).await;
+    let holders = phones.until_accepted(&broker, 40).await;
     each_at_one(&holders, &ids);
     assert_eq!(phones.counts(), [10, 10, 20]);
     let ready = readyz(&broker).await;
@@ -529,7 +559,7 @@ upstreams = [\"c\"]
     }
 
     let ids: Vec<String> = expected.iter().map(|(id, ..)| id.clone()).collect();
-    let holders = phones.until_accepted(ids.len()).await;
+    let holders = phones.until_accepted(&broker, ids.len()).await;
     let at = each_at_one(&holders, &ids);
     for (id, dest, route, member) in &expected {
         let row = broker.db().outbox_row(id).await;
@@ -567,7 +597,7 @@ async fn a_destination_no_route_takes_is_refused_and_nothing_is_stored() {
     assert!(broker.db().messages().await.is_empty(), "no message");
 
     let id = submit_ok(&mut esme, to("4930123456", "somewhere")).await;
-    let holders = phones.until_accepted(1).await;
+    let holders = phones.until_accepted(&broker, 1).await;
     assert_eq!(each_at_one(&holders, std::slice::from_ref(&id))[&id], "a");
     assert_eq!(broker.db().outbox().await.len(), 1);
     assert_metric(
@@ -593,7 +623,7 @@ async fn a_timeout_at_one_member_never_sends_the_message_to_another() {
     let messages = (0..30).map(|n| to(&format!("49176{n:05}"), &format!("patient {n}")));
     let ids = submit_all(&mut esme, messages).await;
 
-    phones.until_accepted(ids.len()).await;
+    phones.until_accepted(&broker, ids.len()).await;
     // A slow answer may still store its message when it ends: look once the
     // last request to a can no longer be sleeping.
     let last_at_a = *phones.a.arrivals().last().expect("a was sent something");
@@ -647,7 +677,7 @@ async fn refused_after_an_unknown_outcome(refusal: Fault) {
     let mut esme = bound(&broker, "acme", "acme1234").await;
     // The round robin starts at a.
     let id = submit_ok(&mut esme, to("4917600003", "taken, answer lost")).await;
-    phones.until_accepted(1).await;
+    phones.until_accepted(&broker, 1).await;
     eventually(PATIENCE, "a is sent the message again", || async {
         (phones.a.pending_faults() == 0).then_some(())
     })
@@ -700,7 +730,7 @@ async fn readyz_tells_why_a_member_takes_nothing() {
     // a refuses the first (and is paused), b takes the second, then c.
     let messages = (0..4).map(|n| to(&format!("49176{n:05}"), &format!("ready {n}")));
     let ids = submit_all(&mut esme, messages).await;
-    let holders = phones.until_accepted(ids.len()).await;
+    let holders = phones.until_accepted(&broker, ids.len()).await;
     each_at_one(&holders, &ids);
     assert_eq!(phones.counts(), [0, 1, 3]);
 
@@ -757,18 +787,18 @@ async fn limits_turn_in_the_members_time_zone_and_the_month_outlasts_the_days() 
     let mut esme = bound(&broker, "acme", "acme1234").await;
     let mut sent = 0;
 
-    send_one(&phones, &mut esme, &mut sent, "one", [1, 0, 0]).await;
+    send_one(&phones, &broker, &mut esme, &mut sent, "one", [1, 0, 0]).await;
     let reason = over_limit_reason(&broker, "a").await;
     assert_eq!(
         reason,
         "daily_limit 1 reached; counts again from 2026-12-16T00:00:00+01:00[Europe/Berlin]"
     );
-    send_one(&phones, &mut esme, &mut sent, "to b", [1, 1, 0]).await;
+    send_one(&phones, &broker, &mut esme, &mut sent, "to b", [1, 1, 0]).await;
 
     // Midnight in Berlin, still the 15th in UTC: a new day for a.
     advance_to(&clock, "2026-12-15T23:10:00Z");
     until_state(&broker, "a", "sending").await;
-    send_one(&phones, &mut esme, &mut sent, "two", [2, 1, 0]).await;
+    send_one(&phones, &broker, &mut esme, &mut sent, "two", [2, 1, 0]).await;
     let metrics = broker.metrics_text().await;
     assert_metric(
         &metrics,
@@ -785,12 +815,20 @@ async fn limits_turn_in_the_members_time_zone_and_the_month_outlasts_the_days() 
     broker
         .until_metric("smpp_broker_upstream_limit_remaining{upstream=\"a\",period=\"day\"} 1")
         .await;
-    send_one(&phones, &mut esme, &mut sent, "to b again", [2, 2, 0]).await;
+    send_one(
+        &phones,
+        &broker,
+        &mut esme,
+        &mut sent,
+        "to b again",
+        [2, 2, 0],
+    )
+    .await;
 
     // The new year in Berlin.
     advance_to(&clock, "2026-12-31T23:10:00Z");
     until_state(&broker, "a", "sending").await;
-    send_one(&phones, &mut esme, &mut sent, "three", [3, 2, 0]).await;
+    send_one(&phones, &broker, &mut esme, &mut sent, "three", [3, 2, 0]).await;
 
     let ms = |at: &str| at.parse::<jiff::Timestamp>().unwrap().as_millisecond();
     let a_counts: Vec<(String, String, i64, i64)> = usage_counts(&broker)
@@ -821,8 +859,8 @@ async fn the_parts_counted_today_survive_a_restart() {
         .await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     let mut sent = 0;
-    send_one(&phones, &mut esme, &mut sent, "one", [1, 0, 0]).await;
-    send_one(&phones, &mut esme, &mut sent, "two", [2, 0, 0]).await;
+    send_one(&phones, &broker, &mut esme, &mut sent, "one", [1, 0, 0]).await;
+    send_one(&phones, &broker, &mut esme, &mut sent, "two", [2, 0, 0]).await;
     drop(esme);
 
     let broker = broker.restart().await;
@@ -832,7 +870,7 @@ async fn the_parts_counted_today_survive_a_restart() {
         "the new instance read the day's count"
     );
     let mut esme = bound(&broker, "acme", "acme1234").await;
-    send_one(&phones, &mut esme, &mut sent, "three", [2, 1, 0]).await;
+    send_one(&phones, &broker, &mut esme, &mut sent, "three", [2, 1, 0]).await;
     assert_metric(
         &broker.metrics_text().await,
         "smpp_broker_upstream_limit_remaining{upstream=\"a\",period=\"day\"} 0",
@@ -865,7 +903,7 @@ async fn sticky_moves_only_the_recipients_of_a_member_that_drops_out() {
     };
 
     let first = submit_all(&mut esme, round(0)).await;
-    phones.until_accepted(30).await;
+    phones.until_accepted(&broker, 30).await;
     let before = members_of(&first);
     assert!(
         before.values().any(|m| *m == "a"),
@@ -875,7 +913,7 @@ async fn sticky_moves_only_the_recipients_of_a_member_that_drops_out() {
     // a refuses the broker: its recipients move, nobody else's does.
     phones.a.fail_every(1, Fault::Unauthorized);
     let second = submit_all(&mut esme, round(1)).await;
-    let holders = phones.until_accepted(60).await;
+    let holders = phones.until_accepted(&broker, 60).await;
     let ids: Vec<String> = first.iter().chain(&second).cloned().collect();
     each_at_one(&holders, &ids);
     let after = members_of(&second);
@@ -920,7 +958,7 @@ async fn submit_multi_routes_each_destination_on_its_own() {
     );
     let first: i64 = r.message_id.parse().expect("a numeric message_id");
     let ids = [first.to_string(), (first + 1).to_string()];
-    let holders = phones.until_accepted(2).await;
+    let holders = phones.until_accepted(&broker, 2).await;
     let at = each_at_one(&holders, &ids);
     assert_eq!((at[&ids[0]], at[&ids[1]]), ("a", "b"));
     let routes: Vec<String> = broker
