@@ -212,3 +212,83 @@ async fn sigkill_mid_dispatch_across_a_weighted_pool_loses_and_repeats_nothing()
     assert!(posts > SENT, "resends met the 409 path: {counts:?}");
     drop(broker);
 }
+
+/// A SIGKILL while a member holds a message whose answer has not come back:
+/// the restarted broker cannot know whether the member has it, so it sends it
+/// to that member again; when the member refuses that resend outright (a 429),
+/// the message must still go to no other member (here a has it: a second
+/// member would send the SMS a second time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_taken_before_a_sigkill_and_refused_after_it_stays_with_its_member() {
+    let mut fakes = Vec::new();
+    for name in ["a", "b"] {
+        fakes.push((name, FakeSmsGate::start(Mode::Cloud).await));
+    }
+    // a stores the message and holds its answer back past the kill; the
+    // resend after the restart meets a 429 (a cools down for a second).
+    fakes[0].1.push_faults([
+        Fault::AcceptThenStall(Duration::from_secs(60)),
+        Fault::TooManyRequests {
+            retry_after_secs: 1,
+        },
+    ]);
+    let mut tables = String::new();
+    for (name, fake) in &fakes {
+        let keys = "rate = 100\nretry_schedule = [\"100ms\"]\n";
+        tables.push_str(&fake.upstream_table(name, keys));
+    }
+    tables.push_str(
+        "[[accounts]]\nsystem_id = \"acme\"\npassword = \"acme1234\"\n\
+         [[routes]]\nname = \"pool\"\nupstreams = [\"a\", \"b\"]\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &tables);
+    let broker = start(&config).await;
+    let mut esme = Esme::connect(broker.addr).await;
+    esme.bind_ok(BindKind::Transmitter, "acme", "acme1234")
+        .await;
+    // The round robin starts at a.
+    let id = testkit::sms::submit_ok(&mut esme, sm(0, 0, b"taken before the kill")).await;
+    fakes[0]
+        .1
+        .wait_for_accepted(1, Duration::from_secs(10))
+        .await;
+    tokio::task::spawn_blocking(move || broker.kill9())
+        .await
+        .unwrap();
+    let row = Db::at(dir.path()).outbox_row(&id).await;
+    assert_eq!(
+        (row.state, row.upstream.as_deref()),
+        (OutboxState::Sending, Some("a")),
+        "bound to a, its answer not recorded: {row:?}"
+    );
+
+    let broker = start(&config).await;
+    let row = eventually(
+        Duration::from_secs(10),
+        "the restarted broker records an acceptance",
+        || async {
+            let row = Db::at(dir.path()).outbox_row(&id).await;
+            if row.state == OutboxState::Enroute {
+                Ok(row)
+            } else {
+                Err(row)
+            }
+        },
+    )
+    .await;
+    let at: Vec<&str> = fakes
+        .iter()
+        .filter(|(_, fake)| fake.accepted().iter().any(|a| a.id == id))
+        .map(|(name, _)| *name)
+        .collect();
+    assert_eq!(
+        at,
+        ["a"],
+        "message {id} was taken by a before the kill; after the restart a refused \
+         the resend with a 429, and the message must still reach no other member; \
+         outbox row {row:?}"
+    );
+    assert_eq!(row.upstream.as_deref(), Some("a"), "{row:?}");
+    drop(broker);
+}

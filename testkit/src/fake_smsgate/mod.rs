@@ -114,6 +114,10 @@ pub enum Fault {
     /// Handle the request normally (so a valid message is stored as accepted),
     /// then abort the connection without sending the answer.
     AcceptThenReset,
+    /// Handle the request normally (so a valid message is stored as accepted),
+    /// then hold the answer back this long: a broker killed meanwhile never
+    /// learns that the message was taken.
+    AcceptThenStall(Duration),
 }
 
 /// One message the fake accepted (answered, or would have answered, 202).
