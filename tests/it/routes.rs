@@ -970,3 +970,85 @@ async fn submit_multi_routes_each_destination_on_its_own() {
         .collect();
     assert_eq!(routes, ["de", "fr"]);
 }
+
+/// A broker with the pool [a, b, c] (the round robin starts at a), a's own
+/// `a_keys`, and one message submitted; returns its id.
+async fn one_message_through_the_pool(phones: &Phones, a_keys: &str) -> (TestBroker, String) {
+    let routes = "[[routes]]\nname = \"all\"\nupstreams = [\"a\", \"b\", \"c\"]\n";
+    let broker = TestBroker::builder()
+        .accounts(&phones.config([a_keys, "", ""], routes))
+        .start()
+        .await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let id = submit_ok(&mut esme, to("4917600004", "one message")).await;
+    (broker, id)
+}
+
+#[tokio::test]
+async fn a_503_moves_the_message_at_once_while_the_member_cools_down() {
+    let phones = Phones::start().await;
+    phones.a.push_faults([Fault::QueueLimits]);
+    // a's cool-down outlasts the test.
+    let (broker, id) = one_message_through_the_pool(&phones, "retry_schedule = [\"60s\"]\n").await;
+    let holders = phones.until_accepted(&broker, 1).await;
+    let at = each_at_one(&holders, std::slice::from_ref(&id))[&id];
+    assert_ne!(at, "a");
+    assert_eq!(phones.a.post_count(), 1);
+    let row = broker.db().outbox_row(&id).await;
+    assert_eq!(row.upstream.as_deref(), Some(at), "{row:?}");
+    let cooling = until_state(&broker, "a", "cooling_down").await;
+    let reason = cooling["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("HTTP 503"), "{cooling}");
+    assert!(cooling["until_ms"].is_i64(), "{cooling}");
+}
+
+#[tokio::test]
+async fn a_server_error_sends_the_message_back_to_the_same_member_only() {
+    let phones = Phones::start().await;
+    // A 500 may come after the message was stored: only a may be asked again.
+    phones
+        .a
+        .push_faults([Fault::ServerError, Fault::ServerError]);
+    let (broker, id) = one_message_through_the_pool(&phones, "").await;
+    let holders = phones.until_accepted(&broker, 1).await;
+    assert_eq!(each_at_one(&holders, std::slice::from_ref(&id))[&id], "a");
+    assert_eq!(phones.a.post_count(), 3);
+    assert_eq!(phones.b.post_count() + phones.c.post_count(), 0);
+    let row = broker.db().outbox_row(&id).await;
+    assert_eq!(
+        (row.upstream.as_deref(), row.attempts),
+        (Some("a"), 3),
+        "{row:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_final_rejection_is_not_tried_at_another_member() {
+    let phones = Phones::start().await;
+    phones
+        .a
+        .push_faults([Fault::BadRequest("invalid phone number".into())]);
+    let (broker, id) = one_message_through_the_pool(&phones, "").await;
+    let row = eventually(PATIENCE, "the message is rejected", || async {
+        let row = broker.db().outbox_row(&id).await;
+        if row.state == OutboxState::Done {
+            Ok(row)
+        } else {
+            Err(row)
+        }
+    })
+    .await;
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("HTTP 400: invalid phone number")
+    );
+    assert_eq!(row.upstream.as_deref(), Some("a"), "{row:?}");
+    let messages = broker.db().messages().await;
+    assert_eq!(
+        messages[0].state,
+        smpp_broker::store::MessageState::Rejected
+    );
+    assert_eq!(phones.a.post_count(), 1);
+    assert_eq!(phones.b.post_count() + phones.c.post_count(), 0);
+    assert!(phones.holders().is_empty());
+}
