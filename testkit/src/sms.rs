@@ -48,6 +48,38 @@ pub async fn submit_ok(esme: &mut Esme<TcpStream>, sm: Sm) -> String {
     r.message_id
 }
 
+/// Submits every message at once (pipelined on the session, answers in any
+/// order) and returns their message_ids in the order given, failing on any
+/// answer but ESME_ROK. Keep `sms` within the session's in-flight window
+/// (smpp.max_in_flight).
+pub async fn submit_all(
+    esme: &mut Esme<TcpStream>,
+    sms: impl IntoIterator<Item = Sm>,
+) -> Vec<String> {
+    let mut order = Vec::new();
+    for sm in sms {
+        let seq = esme.next_sequence();
+        esme.send(&Pdu::new(seq, Body::SubmitSm(sm))).await;
+        order.push(seq);
+    }
+    let mut ids = std::collections::HashMap::new();
+    while ids.len() < order.len() {
+        let resp = esme.recv_some().await;
+        if let Body::EnquireLink = resp.body {
+            esme.send(&Pdu::new(resp.sequence_number, Body::EnquireLinkResp))
+                .await;
+            continue;
+        }
+        assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
+        let Body::SubmitSmResp(r) = resp.body else {
+            panic!("{resp:?}")
+        };
+        assert!(order.contains(&resp.sequence_number), "{r:?}");
+        ids.insert(resp.sequence_number, r.message_id);
+    }
+    order.iter().map(|seq| ids[seq].clone()).collect()
+}
+
 pub async fn submit_status(esme: &mut Esme<TcpStream>, sm: Sm) -> CommandStatus {
     esme.request(Body::SubmitSm(sm)).await.command_status
 }

@@ -14,6 +14,7 @@ mod outbox;
 mod paths_named;
 mod receipts;
 mod refusal_log;
+mod routes;
 mod session_only;
 mod session_timers;
 mod smpp_session;

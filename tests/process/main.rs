@@ -7,6 +7,7 @@ mod container;
 mod durability;
 mod open_files;
 mod ownership;
+mod routes;
 mod soak;
 
 use std::path::Path;

@@ -114,6 +114,10 @@ pub enum Fault {
     /// Handle the request normally (so a valid message is stored as accepted),
     /// then abort the connection without sending the answer.
     AcceptThenReset,
+    /// Handle the request normally (so a valid message is stored as accepted),
+    /// then hold the answer back this long: a broker killed meanwhile never
+    /// learns that the message was taken.
+    AcceptThenStall(Duration),
 }
 
 /// One message the fake accepted (answered, or would have answered, 202).
@@ -479,5 +483,26 @@ impl FakeSmsGate {
     /// How many messages were accepted so far.
     pub fn accepted_count(&self) -> usize {
         self.shared.lock().accepted.len()
+    }
+
+    /// A broker's `[[upstreams]]` table for this fake, named `name` (kind
+    /// smsgate in the fake's mode, its URL, credentials and device), with `keys` (TOML
+    /// lines such as `rate = 1000`) appended: for tests that give a broker
+    /// several fakes, with `[[routes]]` between them.
+    pub fn upstream_table(&self, name: &str, keys: &str) -> String {
+        format!(
+            "[[upstreams]]\nname = \"{name}\"\nkind = \"smsgate\"\nmode = \"{mode}\"\n\
+             base_url = \"{base_url}\"\nusername = \"{username}\"\npassword = \"{password}\"\n\
+             device_id = \"{device_id}\"\n{keys}\n",
+            mode = match self.mode() {
+                Mode::Cloud => "cloud",
+                Mode::Private => "private",
+                Mode::Local => "local",
+            },
+            base_url = self.base_url(),
+            username = self.username(),
+            password = self.password(),
+            device_id = self.device_id(),
+        )
     }
 }

@@ -63,6 +63,11 @@ async fn post_message(
             conn.kill();
             resp // never sent
         }
+        Some(Fault::AcceptThenStall(delay)) => {
+            let resp = s.post_message(&headers, query.as_deref(), &body);
+            tokio::time::sleep(delay).await;
+            resp
+        }
         Some(fault) => s.fault_response(&fault),
     }
 }

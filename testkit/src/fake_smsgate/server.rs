@@ -88,7 +88,7 @@ impl Shared {
                 return resp;
             }
             Fault::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
-            Fault::Slow(_) | Fault::Reset | Fault::AcceptThenReset => {
+            Fault::Slow(_) | Fault::Reset | Fault::AcceptThenReset | Fault::AcceptThenStall(_) => {
                 unreachable!("handled by the caller")
             }
         };

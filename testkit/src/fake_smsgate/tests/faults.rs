@@ -168,3 +168,23 @@ async fn fail_every_nth_post() {
     assert_eq!(fake.post_count(), 12);
     assert_eq!(fake.accepted().len(), 8);
 }
+
+#[tokio::test]
+async fn accept_then_stall_stores_the_message_and_answers_late() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let stall = Duration::from_secs(1);
+    fake.push_faults([Fault::AcceptThenStall(stall)]);
+    let started = tokio::time::Instant::now();
+    let answer = tokio::spawn({
+        let fake = fake.clone();
+        async move { send(&fake, &text_msg("ats-1", "+79990001234")).await }
+    });
+    while fake.accepted().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!answer.is_finished(), "stored before the answer");
+    let answer = answer.await.unwrap();
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert!(started.elapsed() >= stall, "answered after the stall");
+    assert_eq!(fake.accepted()[0].id, "ats-1");
+}
