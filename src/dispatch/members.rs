@@ -86,9 +86,9 @@ pub struct Member {
     pub policy: Policy,
     /// Messages claimed for it and not yet answered, at most.
     pub window: usize,
-    /// How long a claim lasts: long enough for a whole window to pass the
-    /// rate limit and time out.
-    pub lease_ms: i64,
+    /// Requests a second at most.
+    pub rate: f64,
+    pub request_timeout: Duration,
     pub check_interval: Duration,
     condition: Mutex<Condition>,
 }
@@ -101,8 +101,6 @@ impl Member {
         let window = (settings.max_in_flight() * 2)
             .max(settings.rate().ceil() as usize)
             .clamp(2, 512);
-        let queueing = Duration::from_secs_f64(window as f64 / settings.rate());
-        let lease = settings.request_timeout * 2 + queueing + Duration::from_secs(30);
         let limits = Limits {
             daily: settings.daily_limit,
             monthly: settings.monthly_limit,
@@ -121,7 +119,8 @@ impl Member {
                 check_after: settings.check_after,
             },
             window,
-            lease_ms: lease.as_millis() as i64,
+            rate: settings.rate(),
+            request_timeout: settings.request_timeout,
             check_interval: settings.check_interval,
             condition: Mutex::new(Condition {
                 paused: None,

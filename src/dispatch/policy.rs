@@ -38,8 +38,12 @@ pub enum Decision {
     /// The upstream has a message with our id: ask for its state.
     FetchState,
     /// The upstream refuses us: pause it until `until`, and hand the message back
-    /// uncharged.
-    Pause { until: i64, reason: String },
+    /// uncharged, still bound to the member when `stay`.
+    Pause {
+        until: i64,
+        reason: String,
+        stay: bool,
+    },
 }
 
 /// Settings the decisions depend on.
@@ -64,11 +68,14 @@ impl Policy {
         })
     }
 
-    /// The step after an answer to the send request, at `now`.
+    /// The step after an answer to the send request, at `now`. `unsettled`:
+    /// an earlier request to this member has no definite answer, so it may hold
+    /// the message whatever it says now, and the message stays with it.
     pub fn decide(
         &self,
         outcome: SendOutcome,
         message: &Dispatch,
+        unsettled: bool,
         now: i64,
         sample: f64,
     ) -> Decision {
@@ -101,9 +108,11 @@ impl Policy {
             SendOutcome::Refused { reason, .. } => Decision::Pause {
                 until: now + ms(self.pause_cooldown),
                 reason,
+                stay: unsettled,
             },
-            // Not taken: the message may go to another member at once, while
-            // this one cools down for the wait.
+            // Not taken now: the message may go to another member at once
+            // (unless an earlier request here is unsettled), while this one
+            // cools down for the wait.
             SendOutcome::Retry { after, reason } => {
                 if let Some(expired) = Self::expired(message, now) {
                     return Decision::Record(expired);
@@ -114,7 +123,7 @@ impl Policy {
                         due_at: now,
                         error: reason,
                         charged: true,
-                        stay: false,
+                        stay: unsettled,
                     },
                     cool_until: now + ms(wait),
                 }
@@ -133,13 +142,13 @@ impl Policy {
     }
 
     /// A message the member did not take (it refused the broker) goes back
-    /// to the queue at once, uncharged, free for any member.
-    pub fn hand_back(reason: String, now: i64) -> DispatchOutcome {
+    /// to the queue at once, uncharged: free for any member unless `stay`.
+    pub fn hand_back(reason: String, now: i64, stay: bool) -> DispatchOutcome {
         DispatchOutcome::Retry {
             due_at: now,
             error: reason,
             charged: false,
-            stay: false,
+            stay,
         }
     }
 
@@ -213,7 +222,7 @@ mod tests {
     fn a_message_not_taken_may_move_at_once_while_the_member_cools_down() {
         let p = policy();
         assert_eq!(
-            p.decide(retry("HTTP 503"), &message(0), NOW, 0.5),
+            p.decide(retry("HTTP 503"), &message(0), false, NOW, 0.5),
             Decision::Retry {
                 outcome: DispatchOutcome::Retry {
                     due_at: NOW,
@@ -225,8 +234,29 @@ mod tests {
             }
         );
         assert!(matches!(
-            p.decide(retry("HTTP 503"), &message(3), NOW, 0.5),
+            p.decide(retry("HTTP 503"), &message(3), false, NOW, 0.5),
             Decision::Retry { cool_until, .. } if cool_until == NOW + 60_000
+        ));
+    }
+
+    #[test]
+    fn a_refusal_after_an_unsettled_attempt_keeps_the_message_with_its_member() {
+        // The member may hold it from the earlier attempt, whatever it says now.
+        let p = policy();
+        assert!(matches!(
+            p.decide(retry("HTTP 503"), &message(1), true, NOW, 0.5),
+            Decision::Retry {
+                outcome: DispatchOutcome::Retry { stay: true, .. },
+                ..
+            }
+        ));
+        let refused = SendOutcome::Refused {
+            status: 401,
+            reason: "HTTP 401".into(),
+        };
+        assert!(matches!(
+            p.decide(refused, &message(1), true, NOW, 0.5),
+            Decision::Pause { stay: true, .. }
         ));
     }
 
@@ -236,7 +266,7 @@ mod tests {
             reason: "request timed out".into(),
         };
         assert_eq!(
-            policy().decide(unknown, &message(3), NOW, 0.5),
+            policy().decide(unknown, &message(3), false, NOW, 0.5),
             Decision::Retry {
                 outcome: DispatchOutcome::Retry {
                     due_at: NOW + 60_000,
@@ -256,7 +286,7 @@ mod tests {
             reason: "HTTP 429".into(),
         };
         assert!(matches!(
-            policy().decide(outcome, &message(0), NOW, 0.9),
+            policy().decide(outcome, &message(0), false, NOW, 0.9),
             Decision::Retry { cool_until, .. } if cool_until == NOW + 7_000
         ));
     }
@@ -268,14 +298,15 @@ mod tests {
             reason: "HTTP 401: Unauthorized".into(),
         };
         assert_eq!(
-            policy().decide(outcome, &message(2), NOW, 0.5),
+            policy().decide(outcome, &message(2), false, NOW, 0.5),
             Decision::Pause {
                 until: NOW + 60_000,
-                reason: "HTTP 401: Unauthorized".into()
+                reason: "HTTP 401: Unauthorized".into(),
+                stay: false,
             }
         );
         assert_eq!(
-            Policy::hand_back("paused".into(), NOW),
+            Policy::hand_back("paused".into(), NOW, false),
             DispatchOutcome::Retry {
                 due_at: NOW,
                 error: "paused".into(),
@@ -292,7 +323,7 @@ mod tests {
             reason: "HTTP 400: invalid phone number".into(),
         };
         assert_eq!(
-            p.decide(rejected, &message(0), NOW, 0.5),
+            p.decide(rejected, &message(0), false, NOW, 0.5),
             Decision::Record(DispatchOutcome::Failed {
                 state: MessageState::Rejected,
                 error_code: ErrorCode::UpstreamRejected.code(),
@@ -300,7 +331,7 @@ mod tests {
             })
         );
         assert_eq!(
-            p.decide(SendOutcome::Duplicate, &message(0), NOW, 0.5),
+            p.decide(SendOutcome::Duplicate, &message(0), false, NOW, 0.5),
             Decision::FetchState
         );
         let accepted = SendOutcome::Accepted {
@@ -308,7 +339,7 @@ mod tests {
             state: "Pending".into(),
         };
         assert_eq!(
-            p.decide(accepted, &message(0), NOW, 0.5),
+            p.decide(accepted, &message(0), false, NOW, 0.5),
             Decision::Record(DispatchOutcome::Accepted {
                 upstream_id: "1".into(),
                 upstream_state: "Pending".into(),
@@ -333,7 +364,7 @@ mod tests {
             }
         ));
         assert_eq!(
-            p.decide(retry("HTTP 500"), &m, NOW, 0.5),
+            p.decide(retry("HTTP 500"), &m, false, NOW, 0.5),
             Decision::Record(expired)
         );
     }

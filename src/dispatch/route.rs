@@ -50,8 +50,9 @@ fn choose(
     members.get(name).cloned()
 }
 
-/// Parts reserved at members for claimed messages, by outbox id.
-type Reserved = HashMap<i64, (Arc<Member>, u32)>;
+/// Parts reserved at members for claimed messages, by outbox id, and whether
+/// the message was bound to its member before (an unsettled earlier attempt).
+type Reserved = HashMap<i64, (Arc<Member>, u32, bool)>;
 
 /// A message on its way to a member.
 struct Sending {
@@ -59,6 +60,9 @@ struct Sending {
     member: Arc<Member>,
     /// Its SMS parts, reserved against the member's limits until answered.
     parts: u32,
+    /// An earlier request to the member has no definite answer: the member
+    /// may hold the message whatever it answers now.
+    unsettled: bool,
 }
 
 /// What one in-flight task came back with.
@@ -102,7 +106,17 @@ impl RouteDispatcher {
     ) -> RouteDispatcher {
         let own: Vec<&Arc<Member>> = route.members().filter_map(|m| members.get(m)).collect();
         let window = own.iter().map(|m| m.window).sum::<usize>().clamp(2, 1024);
-        let lease_ms = own.iter().map(|m| m.lease_ms).max().unwrap_or(60_000);
+        // Long enough for the whole window to wait at the slowest member (the
+        // weights may send it more than its own window) and time out.
+        let lease = own
+            .iter()
+            .map(|m| {
+                let queueing = Duration::from_secs_f64(window as f64 / m.rate);
+                m.request_timeout * 2 + queueing + Duration::from_secs(30)
+            })
+            .max()
+            .unwrap_or(Duration::from_secs(60));
+        let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
         RouteDispatcher {
             selector: Arc::new(Mutex::new(Selector::new(&route))),
             route,
@@ -192,7 +206,8 @@ impl RouteDispatcher {
                         member.reserve(parts);
                         let name = member.name.clone();
                         let mut reserved = reserved.lock().unwrap_or_else(|e| e.into_inner());
-                        reserved.insert(message.outbox_id, (member, parts));
+                        let unsettled = message.upstream.is_some();
+                        reserved.insert(message.outbox_id, (member, parts, unsettled));
                         Placement::Member(name)
                     }
                     None => Placement::Wait {
@@ -211,7 +226,7 @@ impl RouteDispatcher {
             Ok(claimed) => claimed,
             Err(err) => {
                 // Nothing was bound: the rows are as they were.
-                for (member, parts) in reserved.into_values() {
+                for (member, parts, _) in reserved.into_values() {
                     member.release(parts);
                 }
                 return Err(err);
@@ -219,7 +234,7 @@ impl RouteDispatcher {
         };
         let mut expired = Vec::new();
         for message in claimed {
-            let Some((member, parts)) = reserved.remove(&message.outbox_id) else {
+            let Some((member, parts, unsettled)) = reserved.remove(&message.outbox_id) else {
                 if let Some(outcome) = Policy::expired(&message, now) {
                     expired.push((message.outbox_id, outcome));
                 }
@@ -235,6 +250,7 @@ impl RouteDispatcher {
                 message,
                 member,
                 parts,
+                unsettled,
             };
             in_flight.push(
                 async move {
@@ -314,7 +330,8 @@ impl RouteDispatcher {
                 .get_or_create(&Metrics::upstream(&member.name))
                 .observe(waited);
         }
-        match member.policy.decide(outcome, message, now, rand::random()) {
+        let unsettled = sending.unsettled;
+        match (member.policy).decide(outcome, message, unsettled, now, rand::random()) {
             Decision::Record(outcome) => {
                 let outcome = self.charged(&sending, outcome, now);
                 self.log_outcome(&sending, &outcome);
@@ -342,7 +359,11 @@ impl RouteDispatcher {
                     .boxed(),
                 );
             }
-            Decision::Pause { until, reason } => {
+            Decision::Pause {
+                until,
+                reason,
+                stay,
+            } => {
                 member.release(sending.parts);
                 if member.pause(until, reason.clone(), now) {
                     warn!(upstream = %member.name, %reason, pause_until_ms = until,
@@ -350,7 +371,7 @@ impl RouteDispatcher {
                 }
                 settled
                     .outcomes
-                    .push((message.outbox_id, Policy::hand_back(reason, now)));
+                    .push((message.outbox_id, Policy::hand_back(reason, now, stay)));
             }
         }
     }
@@ -384,7 +405,8 @@ impl RouteDispatcher {
                 let unknown = SendOutcome::Unknown {
                     reason: format!("409 but the message cannot be read back: {other:?}"),
                 };
-                let outcome = match member.policy.decide(unknown, message, now, rand::random()) {
+                let decided = (member.policy).decide(unknown, message, true, now, rand::random());
+                let outcome = match decided {
                     Decision::Record(outcome) | Decision::Retry { outcome, .. } => outcome,
                     Decision::FetchState | Decision::Pause { .. } => return,
                 };
