@@ -164,27 +164,40 @@ pub(super) async fn expire_waiting(
     Ok(expired)
 }
 
-/// Counts parts against the member that took the message.
-async fn count_usage(
-    conn: &mut SqliteConnection,
-    outbox_id: i64,
-    charge: &UsageCharge,
-) -> Result<(), sqlx::Error> {
-    for period in &charge.periods {
-        sqlx::query(
-            "INSERT INTO upstream_usage_counts (upstream, period, starts_at, ends_at, parts) \
-             SELECT upstream, ?2, ?3, ?4, ?5 FROM outbox WHERE id = ?1 AND upstream IS NOT NULL \
-             ON CONFLICT (upstream, period, starts_at) DO UPDATE SET parts = parts + excluded.parts",
-        )
-        .bind(outbox_id)
-        .bind(period.period)
-        .bind(period.starts_at)
-        .bind(period.ends_at)
-        .bind(i64::from(charge.parts))
-        .execute(&mut *conn)
-        .await?;
+/// Parts members took in one batch of outcomes, summed per member and period
+/// so that the batch costs one upsert per period, not one per message.
+#[derive(Default)]
+struct UsageTally {
+    /// (upstream, period, starts_at) → (ends_at, parts)
+    parts: BTreeMap<(String, &'static str, i64), (i64, i64)>,
+}
+
+impl UsageTally {
+    fn add(&mut self, upstream: String, charge: &UsageCharge) {
+        for period in &charge.periods {
+            let key = (upstream.clone(), period.period, period.starts_at);
+            let entry = self.parts.entry(key).or_insert((period.ends_at, 0));
+            entry.1 += i64::from(charge.parts);
+        }
     }
-    Ok(())
+
+    async fn store(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        for ((upstream, period, starts_at), (ends_at, parts)) in self.parts {
+            sqlx::query(
+                "INSERT INTO upstream_usage_counts (upstream, period, starts_at, ends_at, parts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (upstream, period, starts_at) DO UPDATE SET parts = parts + excluded.parts",
+            )
+            .bind(upstream)
+            .bind(period)
+            .bind(starts_at)
+            .bind(ends_at)
+            .bind(parts)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 /// The configured limits, for the `upstream_usage` view.
@@ -217,6 +230,7 @@ pub(super) async fn record_dispatch(
     outcomes: Vec<(i64, DispatchOutcome)>,
     after: &mut AfterCommit,
 ) -> Result<(), sqlx::Error> {
+    let mut usage = UsageTally::default();
     for (outbox_id, outcome) in outcomes {
         match outcome {
             DispatchOutcome::Accepted {
@@ -226,22 +240,22 @@ pub(super) async fn record_dispatch(
                 charge,
             } => {
                 // A report may have overtaken the answer; it is not undone.
-                let updated = sqlx::query(
+                let taken_by: Option<Option<String>> = sqlx::query_scalar(
                     "UPDATE outbox SET state = 'enroute', lease_until = NULL, \
                      attempts = attempts + 1, upstream_id = ?1, upstream_state = ?2, \
                      due_at = ?3, last_error = NULL \
-                     WHERE id = ?4 AND state NOT IN ('enroute', 'done')",
+                     WHERE id = ?4 AND state NOT IN ('enroute', 'done') RETURNING upstream",
                 )
                 .bind(&upstream_id)
                 .bind(&upstream_state)
                 .bind(check_at)
                 .bind(outbox_id)
-                .execute(&mut *conn)
+                .fetch_optional(&mut *conn)
                 .await?;
-                if updated.rows_affected() > 0 {
+                if let Some(member) = taken_by {
                     set_message_state(conn, outbox_id, MessageState::Enroute, None, after).await?;
-                    if let Some(charge) = &charge {
-                        count_usage(conn, outbox_id, charge).await?;
+                    if let (Some(member), Some(charge)) = (member, &charge) {
+                        usage.add(member, charge);
                     }
                 }
             }
@@ -291,6 +305,7 @@ pub(super) async fn record_dispatch(
             }
         }
     }
+    usage.store(conn).await?;
     Ok(())
 }
 
