@@ -131,21 +131,25 @@ pub(super) async fn claim(
     Ok(placed)
 }
 
-/// Messages of `route` whose validity ended while they waited for a member,
-/// never handed to one: expired, with their receipts, a batch at a time.
+/// Messages of `route` whose validity ended while they waited, free or bound
+/// to an upstream no longer configured (none will ever take them): expired,
+/// with their receipts, a batch at a time.
 pub(super) async fn expire_waiting(
     conn: &mut SqliteConnection,
     now: i64,
     keep_until: i64,
-    route: &str,
+    (route, configured): (&str, &[String]),
     after: &mut AfterCommit,
 ) -> Result<usize, sqlx::Error> {
+    let configured = serde_json::to_string(configured).unwrap_or_else(|_| "[]".into());
     let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM outbox WHERE state = 'queued' AND route = ?1 AND upstream IS NULL \
-         AND expires_at <= ?2 LIMIT 1000",
+        "SELECT id FROM outbox WHERE state = 'queued' AND route = ?1 AND expires_at <= ?2 \
+         AND (upstream IS NULL OR upstream NOT IN (SELECT value FROM json_each(?3))) \
+         LIMIT 1000",
     )
     .bind(route)
     .bind(now)
+    .bind(configured)
     .fetch_all(&mut *conn)
     .await?;
     let expired = ids.len();

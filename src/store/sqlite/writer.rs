@@ -102,6 +102,7 @@ pub(super) enum Command {
     },
     ExpireWaiting {
         route: String,
+        configured: Vec<String>,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
     RecordDispatch {
@@ -604,8 +605,13 @@ async fn apply_command(
             let claimed = outbox::claim(conn, claim).await?;
             finisher(reply, Ok(claimed))
         }
-        Command::ExpireWaiting { route, reply } => {
-            let expired = outbox::expire_waiting(conn, now, keep, &route, after).await?;
+        Command::ExpireWaiting {
+            route,
+            configured,
+            reply,
+        } => {
+            let which = (route.as_str(), configured.as_slice());
+            let expired = outbox::expire_waiting(conn, now, keep, which, after).await?;
             finisher(reply, Ok(expired))
         }
         Command::RecordDispatch { outcomes, reply } => {
