@@ -25,6 +25,7 @@
 
 mod binds;
 mod dispatch;
+mod pipeline;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -90,6 +91,19 @@ enum BenchCommand {
         #[arg(long)]
         broker: Option<PathBuf>,
     },
+    /// End to end: transceivers submit with registered_delivery=1 through an
+    /// instant sandbox and answer every deliver_sm; receipts/s, submit→receipt
+    /// latency, and the intake of the same run.
+    Pipeline {
+        #[arg(long, default_value_t = 4)]
+        sessions: usize,
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        #[arg(long, default_value_t = 50_000)]
+        messages: usize,
+        #[arg(long)]
+        broker: Option<PathBuf>,
+    },
     /// How fast the outbox drains: MESSAGES taken with the upstreams on hold,
     /// then the broker started again with them sending, timed until none waits.
     Dispatch {
@@ -135,6 +149,12 @@ fn main() -> anyhow::Result<()> {
             events,
             broker,
         } => runtime.block_on(webhooks(clients, events, broker)),
+        BenchCommand::Pipeline {
+            sessions,
+            window,
+            messages,
+            broker,
+        } => runtime.block_on(pipeline::pipeline(sessions, window, messages, broker)),
         BenchCommand::Dispatch {
             messages,
             upstreams,
