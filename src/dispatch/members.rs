@@ -75,6 +75,9 @@ impl fmt::Display for Unavailable {
 struct Condition {
     paused: Option<(i64, String)>,
     cooling: Option<(i64, String)>,
+    /// Retryable failures since the last message the member took: how far
+    /// along its retry schedule the next cool-down is.
+    failures: u32,
     usage: Usage,
 }
 
@@ -88,6 +91,8 @@ pub struct Member {
     pub window: usize,
     /// Requests a second at most.
     pub rate: f64,
+    /// Requests waiting for an answer at most.
+    pub max_in_flight: usize,
     pub request_timeout: Duration,
     pub check_interval: Duration,
     condition: Mutex<Condition>,
@@ -120,11 +125,13 @@ impl Member {
             },
             window,
             rate: settings.rate(),
+            max_in_flight: settings.max_in_flight(),
             request_timeout: settings.request_timeout,
             check_interval: settings.check_interval,
             condition: Mutex::new(Condition {
                 paused: None,
                 cooling: None,
+                failures: 0,
                 usage: Usage::new(limits, 0, |_| 0),
             }),
         }
@@ -218,6 +225,7 @@ impl Member {
         let mut condition = self.condition();
         condition.usage.commit(parts, now);
         condition.cooling = None;
+        condition.failures = 0;
         let periods = condition.usage.periods_at(now).map(|p| UsagePeriod {
             period: p.kind.as_str(),
             starts_at: p.starts_at,
@@ -237,12 +245,27 @@ impl Member {
         newly
     }
 
-    /// Takes nothing new until `until` (a later cool-down is kept).
-    pub fn cool_down(&self, until: i64, reason: String) {
+    /// A retryable failure at `now`: the member takes nothing new for
+    /// `retry_after` when the upstream said, else for the next wait of its
+    /// retry schedule (`sample` spreads it), which grows with each failure in
+    /// a row and starts over once the member takes a message. Returns until when.
+    pub fn failed(
+        &self,
+        now: i64,
+        retry_after: Option<Duration>,
+        reason: String,
+        sample: f64,
+    ) -> i64 {
         let mut condition = self.condition();
+        let wait =
+            retry_after.unwrap_or_else(|| self.policy.retry.delay(condition.failures, sample));
+        condition.failures = condition.failures.saturating_add(1);
+        let until = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
+        // A later cool-down is kept.
         if condition.cooling.as_ref().is_none_or(|(u, _)| *u < until) {
             condition.cooling = Some((until, reason));
         }
+        until
     }
 
     /// Parts left in the current `kind` period (None: no limit).
@@ -355,13 +378,20 @@ mod tests {
     async fn a_member_says_why_it_takes_nothing_and_when_it_will_again() {
         let a = member("daily_limit = 3");
         assert_eq!(a.unavailable(NOON), None);
-        a.cool_down(NOON + 5_000, "HTTP 503".into());
+        // The schedule's first wait (5 s ± 20 %; the sample picks the middle).
+        assert_eq!(a.failed(NOON, None, "HTTP 503".into(), 0.5), NOON + 5_000);
         assert!(
             matches!(a.unavailable(NOON), Some(Unavailable::CoolingDown { until, .. }) if until == NOON + 5_000)
         );
-        // A shorter cool-down does not cut a longer one.
-        a.cool_down(NOON + 1_000, "HTTP 429".into());
+        // A shorter cool-down does not cut a longer one; the streak goes on.
+        a.failed(NOON, Some(Duration::from_secs(1)), "HTTP 429".into(), 0.5);
         assert!(!a.can_take(1, NOON + 4_999));
+        let third = a.failed(NOON, None, "HTTP 503".into(), 0.5);
+        assert_eq!(
+            third,
+            NOON + 120_000,
+            "the third in a row waits the third step"
+        );
         assert!(a.pause(NOON + 60_000, "HTTP 401".into(), NOON));
         assert!(
             !a.pause(NOON + 60_000, "HTTP 401".into(), NOON),
@@ -371,7 +401,7 @@ mod tests {
         assert!(a.is_paused(NOON + 59_999) && !a.is_paused(NOON + 60_000));
 
         // After both: the limit. Two parts reserved, one committed.
-        let later = NOON + 60_000;
+        let later = NOON + 120_000;
         assert!(a.can_take(3, later) && !a.can_take(4, later));
         a.reserve(2);
         assert!(a.can_take(1, later) && !a.can_take(2, later));
@@ -387,6 +417,8 @@ mod tests {
         assert_eq!(a.remaining(PeriodKind::Month, later), None);
         // The next day counts from nothing.
         assert!(a.can_take(3, later + 86_400_000));
+        // Taking a message started the failure streak over.
+        assert_eq!(a.failed(later, None, "HTTP 503".into(), 0.5), later + 5_000);
     }
 
     #[tokio::test]

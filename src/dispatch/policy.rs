@@ -30,10 +30,11 @@ pub enum Decision {
     /// Store this outcome.
     Record(DispatchOutcome),
     /// A retryable failure: store `outcome`, and the member takes nothing new
-    /// until `cool_until`.
+    /// for a while: `retry_after` when the upstream said, else the next wait of
+    /// its own schedule (the member counts its failures in a row).
     Retry {
         outcome: DispatchOutcome,
-        cool_until: i64,
+        retry_after: Option<Duration>,
     },
     /// The upstream has a message with our id: ask for its state.
     FetchState,
@@ -95,8 +96,9 @@ impl Policy {
                         error: reason,
                         charged: true,
                         stay: true,
+                        claim: Some(message.lease_until),
                     },
-                    cool_until: now + wait,
+                    retry_after: None,
                 }
             }
             SendOutcome::Duplicate => Decision::FetchState,
@@ -117,15 +119,15 @@ impl Policy {
                 if let Some(expired) = Self::expired(message, now) {
                     return Decision::Record(expired);
                 }
-                let wait = after.unwrap_or_else(|| self.retry.delay(message.attempts, sample));
                 Decision::Retry {
                     outcome: DispatchOutcome::Retry {
                         due_at: now,
                         error: reason,
                         charged: true,
                         stay: unsettled,
+                        claim: Some(message.lease_until),
                     },
-                    cool_until: now + ms(wait),
+                    retry_after: after,
                 }
             }
         }
@@ -143,23 +145,13 @@ impl Policy {
 
     /// A message the member did not take (it refused the broker) goes back
     /// to the queue at once, uncharged: free for any member unless `stay`.
-    pub fn hand_back(reason: String, now: i64, stay: bool) -> DispatchOutcome {
+    pub fn hand_back(message: &Dispatch, reason: String, now: i64, stay: bool) -> DispatchOutcome {
         DispatchOutcome::Retry {
             due_at: now,
             error: reason,
             charged: false,
             stay,
-        }
-    }
-
-    /// A message no member can take now waits `wait_ms`, uncharged, still
-    /// bound to its member if it was.
-    pub fn wait(reason: String, now: i64, wait_ms: i64, stay: bool) -> DispatchOutcome {
-        DispatchOutcome::Retry {
-            due_at: now + wait_ms,
-            error: reason,
-            charged: false,
-            stay,
+            claim: Some(message.lease_until),
         }
     }
 }
@@ -170,6 +162,7 @@ mod tests {
     use crate::text::Content;
 
     const NOW: i64 = 1_800_000_000_000;
+    const LEASE: i64 = NOW + 60_000;
 
     fn policy() -> Policy {
         Policy {
@@ -198,6 +191,7 @@ mod tests {
             expires_at: NOW + 3_600_000,
             attempts,
             created_at: NOW - 1_000,
+            lease_until: LEASE,
         }
     }
 
@@ -229,14 +223,12 @@ mod tests {
                     error: "HTTP 503".into(),
                     charged: true,
                     stay: false,
+                    claim: Some(LEASE),
                 },
-                cool_until: NOW + 5_000,
+                // The member's own schedule decides how long it cools down.
+                retry_after: None,
             }
         );
-        assert!(matches!(
-            p.decide(retry("HTTP 503"), &message(3), false, NOW, 0.5),
-            Decision::Retry { cool_until, .. } if cool_until == NOW + 60_000
-        ));
     }
 
     #[test]
@@ -273,8 +265,9 @@ mod tests {
                     error: "request timed out".into(),
                     charged: true,
                     stay: true,
+                    claim: Some(LEASE),
                 },
-                cool_until: NOW + 60_000,
+                retry_after: None,
             }
         );
     }
@@ -287,7 +280,7 @@ mod tests {
         };
         assert!(matches!(
             policy().decide(outcome, &message(0), false, NOW, 0.9),
-            Decision::Retry { cool_until, .. } if cool_until == NOW + 7_000
+            Decision::Retry { retry_after: Some(after), .. } if after == Duration::from_secs(7)
         ));
     }
 
@@ -306,12 +299,13 @@ mod tests {
             }
         );
         assert_eq!(
-            Policy::hand_back("paused".into(), NOW, false),
+            Policy::hand_back(&message(2), "paused".into(), NOW, false),
             DispatchOutcome::Retry {
                 due_at: NOW,
                 error: "paused".into(),
                 charged: false,
                 stay: false,
+                claim: Some(LEASE),
             }
         );
     }

@@ -108,13 +108,20 @@ impl RouteDispatcher {
     ) -> RouteDispatcher {
         let own: Vec<&Arc<Member>> = route.members().filter_map(|m| members.get(m)).collect();
         let window = own.iter().map(|m| m.window).sum::<usize>().clamp(2, 1024);
-        // Long enough for the whole window to wait at the slowest member (the
-        // weights may send it more than its own window) and time out.
+        // Long enough for the whole window to pass the slowest member (the
+        // weights may send it more than its own window): its rate, and its
+        // requests timing out max_in_flight at a time (the timeout bounds a
+        // request, not its wait in the throttle's queue). A late answer past
+        // the lease changes nothing anyway (see DispatchOutcome::Retry::claim).
         let lease = own
             .iter()
             .map(|m| {
-                let queueing = Duration::from_secs_f64(window as f64 / m.rate);
-                m.request_timeout * 2 + queueing + Duration::from_secs(30)
+                let rounds = window.div_ceil(m.max_in_flight.max(1)) as u32 + 1;
+                let queueing =
+                    Duration::try_from_secs_f64(window as f64 / m.rate).unwrap_or(Duration::MAX);
+                (m.request_timeout.saturating_mul(rounds))
+                    .saturating_add(queueing)
+                    .saturating_add(Duration::from_secs(30))
             })
             .max()
             .unwrap_or(Duration::from_secs(60));
@@ -347,11 +354,11 @@ impl RouteDispatcher {
             }
             Decision::Retry {
                 outcome,
-                cool_until,
+                retry_after,
             } => {
                 member.release(sending.parts);
                 if let DispatchOutcome::Retry { error, .. } = &outcome {
-                    member.cool_down(cool_until, error.clone());
+                    member.failed(now, retry_after, error.clone(), rand::random());
                 }
                 self.log_outcome(&sending, &outcome);
                 settled.outcomes.push((message.outbox_id, outcome));
@@ -377,9 +384,10 @@ impl RouteDispatcher {
                     warn!(upstream = %member.name, %reason, pause_until_ms = until,
                         "upstream refuses the broker: paused, its messages go to other members or wait");
                 }
-                settled
-                    .outcomes
-                    .push((message.outbox_id, Policy::hand_back(reason, now, stay)));
+                settled.outcomes.push((
+                    message.outbox_id,
+                    Policy::hand_back(message, reason, now, stay),
+                ));
             }
         }
     }

@@ -223,6 +223,9 @@ pub struct Dispatch {
     pub attempts: u32,
     /// When the message (the whole set, for a long one) was complete in the outbox.
     pub created_at: i64,
+    /// Until when this claim holds the row; it also tells this claim from a
+    /// later one of the same row.
+    pub lease_until: i64,
 }
 
 impl Dispatch {
@@ -270,6 +273,10 @@ pub enum DispatchOutcome {
         error: String,
         charged: bool,
         stay: bool,
+        /// The lease of the claim this answers (`Dispatch::lease_until`): a
+        /// late answer finds the row claimed again and leaves it alone. None:
+        /// whichever claim holds it.
+        claim: Option<i64>,
     },
     /// Final without delivery: refused by the upstream, or past its validity.
     Failed {

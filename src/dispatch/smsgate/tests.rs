@@ -25,6 +25,7 @@ fn dispatch(content: Content) -> Dispatch {
         system_id: "demo".into(),
         route: "phone".into(),
         upstream: Some("phone".into()),
+        lease_until: 0,
         dest_ton: 1,
         dest_addr: "4917612345678".into(),
         source_addr: "Shop".into(),

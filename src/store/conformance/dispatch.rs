@@ -135,6 +135,7 @@ async fn retries_wait_until_due_and_count_attempts_when_charged() {
         error: "503 queue limits".into(),
         charged: true,
         stay: false,
+        claim: None,
     };
     store
         .record_dispatch(vec![(first.outbox_id, retry)])
@@ -153,6 +154,7 @@ async fn retries_wait_until_due_and_count_attempts_when_charged() {
         error: "401".into(),
         charged: false,
         stay: false,
+        claim: None,
     };
     store
         .record_dispatch(vec![(second.outbox_id, paused)])

@@ -20,6 +20,7 @@ fn retry(stay: bool) -> DispatchOutcome {
         error: "request timed out".into(),
         charged: true,
         stay,
+        claim: None,
     }
 }
 
@@ -295,4 +296,61 @@ async fn waiting_messages_expire_with_their_receipt_unless_a_configured_member_m
         1
     );
     assert_eq!(state_of(&store, &ids[0]).await, MessageState::Expired);
+}
+
+#[tokio::test]
+async fn a_late_answer_to_an_expired_claim_leaves_the_new_claim_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    store.submit(vec![message("one")]).await.unwrap();
+    let first = store
+        .claim("sandbox", 10, 60_000, &[], to("a"))
+        .await
+        .unwrap();
+    // The request hangs past its lease; the row is claimed again, for a.
+    clock.advance_ms(60_000);
+    store.maintain().await.unwrap();
+    let reachable = members(&["a"]);
+    let second = store
+        .claim("sandbox", 10, 60_000, &reachable, to("a"))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0].lease_until, first[0].lease_until);
+    // The first request's 503 comes now: it must not free the message that
+    // the second request may be delivering to a.
+    let late = DispatchOutcome::Retry {
+        due_at: T0,
+        error: "HTTP 503".into(),
+        charged: true,
+        stay: false,
+        claim: Some(first[0].lease_until),
+    };
+    store
+        .record_dispatch(vec![(first[0].outbox_id, late)])
+        .await
+        .unwrap();
+    let elsewhere = store
+        .claim("sandbox", 10, 60_000, &[], to("b"))
+        .await
+        .unwrap();
+    assert!(elsewhere.is_empty(), "still claimed for a");
+    // The second request's own answer counts.
+    let own = DispatchOutcome::Retry {
+        due_at: T0,
+        error: "HTTP 503".into(),
+        charged: true,
+        stay: false,
+        claim: Some(second[0].lease_until),
+    };
+    store
+        .record_dispatch(vec![(second[0].outbox_id, own)])
+        .await
+        .unwrap();
+    let freed = store
+        .claim("sandbox", 10, 60_000, &[], to("b"))
+        .await
+        .unwrap();
+    assert_eq!(freed[0].upstream.as_deref(), Some("b"));
 }

@@ -32,6 +32,7 @@ struct ClaimedRow {
     expires_at: i64,
     attempts: i64,
     created_at: i64,
+    lease_until: Option<i64>,
 }
 
 impl From<ClaimedRow> for Dispatch {
@@ -51,6 +52,7 @@ impl From<ClaimedRow> for Dispatch {
             expires_at: r.expires_at,
             attempts: r.attempts.max(0) as u32,
             created_at: r.created_at,
+            lease_until: r.lease_until.unwrap_or(0),
         }
     }
 }
@@ -79,7 +81,8 @@ pub(super) async fn claim(
           AND (upstream IS NULL OR upstream IN (SELECT value FROM json_each(?4))) \
           ORDER BY priority DESC, id LIMIT ?3) \
          RETURNING id, system_id, route, upstream, dest_ton, dest_addr, source_addr, text, data, \
-         data_coding, registered_delivery, priority, expires_at, attempts, created_at",
+         data_coding, registered_delivery, priority, expires_at, attempts, created_at, \
+         lease_until",
     )
     .bind(claim.lease_until)
     .bind(claim.route)
@@ -268,13 +271,16 @@ pub(super) async fn record_dispatch(
                 error,
                 charged,
                 stay,
+                claim,
             } => {
                 let requeued = due_at <= now;
+                // A late answer of an expired claim finds the row claimed again
+                // (or queued): it changes nothing.
                 sqlx::query(
                     "UPDATE outbox SET state = ?1, due_at = ?2, lease_until = NULL, \
                      attempts = attempts + ?3, last_error = ?4, \
                      upstream = CASE WHEN ?6 THEN upstream END \
-                     WHERE id = ?5 AND state = 'sending'",
+                     WHERE id = ?5 AND state = 'sending' AND (?7 IS NULL OR lease_until = ?7)",
                 )
                 .bind(if requeued { "queued" } else { "retry" })
                 .bind(due_at)
@@ -282,6 +288,7 @@ pub(super) async fn record_dispatch(
                 .bind(&error)
                 .bind(outbox_id)
                 .bind(stay)
+                .bind(claim)
                 .execute(&mut *conn)
                 .await?;
                 if requeued {
