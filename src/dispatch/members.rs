@@ -324,11 +324,6 @@ impl Members {
         self.names.iter().filter_map(|n| self.by_name.get(n))
     }
 
-    /// Every member's name, in configuration order.
-    pub fn names(&self) -> Vec<String> {
-        self.names.clone()
-    }
-
     /// The members that can take a message of one part now.
     pub fn reachable(&self, now: i64) -> Vec<String> {
         self.iter()

@@ -15,12 +15,12 @@ pub mod upstream;
 
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::config::UpstreamSettings;
 use crate::metrics::Metrics;
-use crate::routing::RouteTable;
+use crate::routing::{Route, RouteTable};
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 pub use members::{Member, Members, Unavailable};
@@ -39,7 +39,6 @@ pub async fn start(
     tasks: &Tasks,
 ) -> Result<Arc<Members>, StoreError> {
     let members = Arc::new(Members::start(upstreams, store, clock, tasks).await?);
-    warn_of_unrouted(routes, store).await?;
     for member in members.iter() {
         if member.hold {
             warn!(upstream = %member.name,
@@ -49,9 +48,11 @@ pub async fn start(
         let poller = StatePoller::new(Arc::clone(member), store.clone(), Arc::clone(clock));
         tasks.spawn(poller.run(tasks.stop_token()));
     }
-    for route in routes.routes() {
+    let mut drained: Vec<Arc<Route>> = routes.routes().to_vec();
+    drained.extend(leftover_short_forms(routes, &members, store).await?);
+    for route in drained {
         let dispatcher = RouteDispatcher::new(
-            Arc::clone(route),
+            route,
             Arc::clone(&members),
             store.clone(),
             Arc::clone(clock),
@@ -62,19 +63,33 @@ pub async fn start(
     Ok(members)
 }
 
-/// Messages queued under a route the configuration no longer has are not sent
-/// (they are kept, not failed): said once at startup, with what to do.
-async fn warn_of_unrouted(routes: &RouteTable, store: &Store) -> Result<(), StoreError> {
+/// Routes that messages still wait on but the configuration no longer has.
+/// One named after an upstream is the short form of an account's former
+/// `upstream = "x"` (every message queued before routes is on one): it keeps
+/// draining through that upstream. Any other is only warned of, once: its
+/// messages are kept, not failed, until a route of that name is back.
+async fn leftover_short_forms(
+    routes: &RouteTable,
+    members: &Members,
+    store: &Store,
+) -> Result<Vec<Arc<Route>>, StoreError> {
     let mut unrouted = std::collections::BTreeMap::<String, i64>::new();
     for (route, state, count) in store.open_outbox().await? {
         if state != "enroute" && routes.get(&route).is_none() {
             *unrouted.entry(route).or_default() += count;
         }
     }
+    let mut short_forms = Vec::new();
     for (route, messages) in unrouted {
-        warn!(%route, messages,
-            "messages wait on a route that is no longer configured; they are sent once a \
-             [[routes]] entry (or an account's upstream) of that name is back");
+        if members.get(&route).is_some() {
+            info!(%route, messages,
+                "messages queued for an upstream no account names any more still go through it");
+            short_forms.push(Arc::new(Route::short_form(&route)));
+        } else {
+            warn!(%route, messages,
+                "messages wait on a route that is no longer configured; they are sent once a \
+                 [[routes]] entry (or an account's upstream) of that name is back");
+        }
     }
-    Ok(())
+    Ok(short_forms)
 }

@@ -26,10 +26,8 @@ use crate::text::segments::sms_parts;
 
 /// How long a message no member can take now waits before it is tried again.
 const WAIT_FOR_A_MEMBER_MS: i64 = 1_000;
-/// How often a route no member can serve looks for messages past their validity.
-const CLOSED_SWEEP_MS: i64 = 10_000;
-/// The same while it sends: only messages bound to a removed upstream wait then.
-const OPEN_SWEEP_MS: i64 = 60_000;
+/// How often a route looks for waiting messages past their validity.
+const EXPIRY_SWEEP_MS: i64 = 10_000;
 
 /// The member for `message`: the one it is bound to (an earlier attempt there
 /// has no definite answer), else the route's choice among those that can take
@@ -163,16 +161,11 @@ impl RouteDispatcher {
                 }
             }
             // Nothing is claimed while no member can take messages, nor a
-            // message bound to an upstream since removed from the
-            // configuration: those whose validity ends are expired here.
+            // message bound to a member that cannot (paused, over its limit,
+            // removed): those whose validity ends are expired here.
             if now >= next_sweep {
-                next_sweep = now + if open { OPEN_SWEEP_MS } else { CLOSED_SWEEP_MS };
-                let configured = self.members.names();
-                match self
-                    .store
-                    .expire_waiting(&self.route.name, &configured)
-                    .await
-                {
+                next_sweep = now + EXPIRY_SWEEP_MS;
+                match self.store.expire_waiting(&self.route.name).await {
                     Ok(0) => {}
                     Ok(expired) => warn!(route = %self.route.name, expired,
                         "messages expired waiting for a member of the route"),

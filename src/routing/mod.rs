@@ -42,7 +42,7 @@ impl Route {
 
     /// The route an account's `upstream = "x"` stands for: named after the
     /// upstream, every destination, pool `["x"]`.
-    fn short_form(upstream: &str) -> Route {
+    pub fn short_form(upstream: &str) -> Route {
         Route {
             name: upstream.to_owned(),
             prefix: String::new(),

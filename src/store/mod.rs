@@ -173,15 +173,10 @@ impl Store {
     }
 
     /// Expires queued messages of `route` whose validity ended while they
-    /// waited: free ones, and those bound to an upstream not among `configured`
-    /// (a member that may hold a message is left to decide at its own claim).
-    /// Returns how many, at most 1000 a call.
-    pub async fn expire_waiting(
-        &self,
-        route: &str,
-        configured: &[String],
-    ) -> Result<usize, StoreError> {
-        backend!(self, s => s.expire_waiting(route, configured).await)
+    /// waited, for any member or for the one they are bound to (as a claim
+    /// would). Returns how many, at most 1000 a call.
+    pub async fn expire_waiting(&self, route: &str) -> Result<usize, StoreError> {
+        backend!(self, s => s.expire_waiting(route).await)
     }
 
     /// The parts `upstream` took in the `period` ("day" or "month") starting at

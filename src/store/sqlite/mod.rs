@@ -318,19 +318,10 @@ impl SqliteStore {
         .await?
     }
 
-    pub async fn expire_waiting(
-        &self,
-        route: &str,
-        configured: &[String],
-    ) -> Result<usize, StoreError> {
+    pub async fn expire_waiting(&self, route: &str) -> Result<usize, StoreError> {
         let route = route.to_owned();
-        let configured = configured.to_vec();
-        self.call(|reply| writer::Command::ExpireWaiting {
-            route,
-            configured,
-            reply,
-        })
-        .await?
+        self.call(|reply| writer::Command::ExpireWaiting { route, reply })
+            .await?
     }
 
     pub async fn usage_parts(

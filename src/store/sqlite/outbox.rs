@@ -134,25 +134,22 @@ pub(super) async fn claim(
     Ok(placed)
 }
 
-/// Messages of `route` whose validity ended while they waited, free or bound
-/// to an upstream no longer configured (none will ever take them): expired,
-/// with their receipts, a batch at a time.
+/// Messages of `route` whose validity ended while they waited (for any member,
+/// or for the one they are bound to): expired, with their receipts, a batch at
+/// a time, as a claim would have found them.
 pub(super) async fn expire_waiting(
     conn: &mut SqliteConnection,
     now: i64,
     keep_until: i64,
-    (route, configured): (&str, &[String]),
+    route: &str,
     after: &mut AfterCommit,
 ) -> Result<usize, sqlx::Error> {
-    let configured = serde_json::to_string(configured).unwrap_or_else(|_| "[]".into());
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM outbox WHERE state = 'queued' AND route = ?1 AND expires_at <= ?2 \
-         AND (upstream IS NULL OR upstream NOT IN (SELECT value FROM json_each(?3))) \
          LIMIT 1000",
     )
     .bind(route)
     .bind(now)
-    .bind(configured)
     .fetch_all(&mut *conn)
     .await?;
     let expired = ids.len();
@@ -162,7 +159,7 @@ pub(super) async fn expire_waiting(
             let outcome = DispatchOutcome::Failed {
                 state: MessageState::Expired,
                 error_code: ErrorCode::Expired.code(),
-                error: "validity period ended while no upstream of its route could take it".into(),
+                error: "validity period ended while it waited for an upstream of its route".into(),
             };
             (id, outcome)
         })

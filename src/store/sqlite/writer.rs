@@ -102,7 +102,6 @@ pub(super) enum Command {
     },
     ExpireWaiting {
         route: String,
-        configured: Vec<String>,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
     RecordDispatch {
@@ -605,13 +604,8 @@ async fn apply_command(
             let claimed = outbox::claim(conn, claim).await?;
             finisher(reply, Ok(claimed))
         }
-        Command::ExpireWaiting {
-            route,
-            configured,
-            reply,
-        } => {
-            let which = (route.as_str(), configured.as_slice());
-            let expired = outbox::expire_waiting(conn, now, keep, which, after).await?;
+        Command::ExpireWaiting { route, reply } => {
+            let expired = outbox::expire_waiting(conn, now, keep, &route, after).await?;
             finisher(reply, Ok(expired))
         }
         Command::RecordDispatch { outcomes, reply } => {

@@ -322,3 +322,41 @@ async fn submit_multi_routes_each_destination_on_its_own() {
         .collect();
     assert_eq!(routes, ["de", "fr"]);
 }
+
+#[tokio::test]
+async fn messages_queued_under_an_accounts_upstream_still_go_through_it_after_it_moves_to_routes() {
+    let phones = Phones::start().await;
+    // Before: acme sends through a alone (`upstream = "a"`), which is on hold.
+    let short_form = format!("{ACME}upstream = \"a\"\n");
+    let before = phones
+        .config(["hold = true\n", "", ""], "")
+        .replace(ACME, &short_form);
+    let broker = TestBroker::builder().accounts(&before).start().await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let mut ids = Vec::new();
+    for text in ["one", "two", "three"] {
+        ids.push(submit_ok(&mut esme, to("4917600000", text)).await);
+    }
+    drop(esme);
+    let dir = broker.stop().await;
+
+    // After: no account names a any more; acme's routes go to b and c. The
+    // queued messages were bound to nobody, but their route is a's short form.
+    let after = phones.config(
+        ["", "", ""],
+        "[[routes]]\nname = \"pool\"\nupstreams = [\"b\", \"c\"]\n",
+    );
+    let broker = TestBroker::builder()
+        .dir(dir)
+        .accounts(&after)
+        .start()
+        .await;
+    let holders = phones.until_accepted(&broker, 3).await;
+    let at = each_at_one(&holders, &ids);
+    assert!(at.values().all(|phone| *phone == "a"), "{at:?}");
+    // New messages take the new routes.
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let id = submit_ok(&mut esme, to("4917600000", "four")).await;
+    let holders = phones.until_accepted(&broker, 4).await;
+    assert_ne!(holders[&id], ["a"]);
+}
