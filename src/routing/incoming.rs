@@ -20,9 +20,15 @@ impl IncomingRoutes {
     pub fn new(accounts: &[AccountSettings], routes: &[RouteSettings]) -> IncomingRoutes {
         let mut by_upstream: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
         for account in accounts {
+            let id = account.system_id.as_str();
+            let own = |r: &&RouteSettings| r.accounts.iter().any(|a| a == id);
+            // An own route for every destination (or `upstream`) is tried
+            // before any general route, so those carry nothing of its.
+            let general_shadowed =
+                account.upstream.is_some() || routes.iter().filter(own).any(|r| r.prefix.is_none());
             let by_route = routes
                 .iter()
-                .filter(|r| r.applies_to(&account.system_id))
+                .filter(|r| own(r) || (r.accounts.is_empty() && !general_shadowed))
                 .flat_map(|r| r.upstreams.iter().chain(&r.fallback));
             for upstream in account.upstream.iter().chain(by_route) {
                 let users = by_upstream.entry(upstream.clone()).or_default();
@@ -85,7 +91,7 @@ mod tests {
     #[test]
     fn accounts_reach_the_upstreams_of_their_routes() {
         let route: RouteSettings = toml::from_str(
-            "name = \"r\"\naccounts = [\"shop\"]\nupstreams = [\"phone-b\"]\nfallback = [\"cloud\"]",
+            "name = \"r\"\nprefix = \"+49\"\naccounts = [\"shop\"]\nupstreams = [\"phone-b\"]\nfallback = [\"cloud\"]",
         )
         .expect("a route");
         let general: RouteSettings =
@@ -96,8 +102,21 @@ mod tests {
             IncomingRoutes::new(&[account("first", "phone-a", &[]), shop], &[route, general]);
         assert_eq!(routes.route("phone-b", None), Some("shop"));
         assert_eq!(routes.route("cloud", Some("+4930000000")), Some("shop"));
-        assert_eq!(routes.route("phone-c", None), Some("first"));
-        assert_eq!(routes.route("phone-c", Some("4915100000")), Some("shop"));
+        // first's `upstream` takes all its messages; the general route is shop's.
+        assert_eq!(routes.route("phone-c", None), Some("shop"));
         assert_eq!(routes.route("phone-a", Some("4915100000")), Some("first"));
+    }
+
+    #[test]
+    fn a_general_route_an_account_never_takes_brings_it_nothing() {
+        // bank's own upstream takes every destination of bank's: the general
+        // route's phone never carries bank's messages, so its MO is shop's.
+        let general: RouteSettings =
+            toml::from_str("name = \"world\"\nupstreams = [\"a\"]").expect("a route");
+        let mut shop = account("shop", "unused", &[]);
+        shop.upstream = None;
+        let routes = IncomingRoutes::new(&[account("bank", "cloud", &[]), shop], &[general]);
+        assert_eq!(routes.route("a", None), Some("shop"));
+        assert_eq!(routes.route("cloud", None), Some("bank"));
     }
 }
