@@ -103,6 +103,13 @@ impl Broker {
                         .map(|u| (u.name.clone(), u.signing_key.clone()))
                         .collect(),
                 ),
+                sims: Arc::new(
+                    settings
+                        .upstreams
+                        .iter()
+                        .filter_map(|u| Some((u.name.clone(), u.sim_number?)))
+                        .collect(),
+                ),
                 routes: incoming_routes,
             },
             registry: Arc::clone(&ctx.registry),

@@ -219,3 +219,11 @@ fn error_text(status: u16, body: &str) -> String {
         format!("HTTP {status}: {message}")
     }
 }
+
+/// Whether an incoming SMS reported with SIM slot `received_on` is for another
+/// upstream than one pinned to `own_sim`: two upstreams on the two SIMs of one
+/// phone both hear of every SMS the phone receives (both register webhooks
+/// there, both read its inbox), and each keeps only its own SIM's.
+pub fn for_another_sim(own_sim: Option<u8>, received_on: Option<i64>) -> bool {
+    matches!((own_sim, received_on), (Some(own), Some(on)) if i64::from(own) != on)
+}

@@ -109,6 +109,8 @@ pub struct InboxItem {
     pub recipient: Option<String>,
     #[serde(default)]
     pub content_preview: String,
+    #[serde(default)]
+    pub sim_number: Option<i64>,
     /// RFC 3339 text (or, from some servers, Unix milliseconds).
     pub created_at: serde_json::Value,
 }

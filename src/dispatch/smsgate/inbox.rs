@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::api::incoming_key;
+use super::api::{for_another_sim, incoming_key};
 use super::client::{ApiError, InboxItem, SmsGateClient, INBOX_PAGE};
 use crate::clock::Clock;
 use crate::config::UpstreamSettings;
@@ -36,6 +36,8 @@ pub struct InboxPoller {
     routes: Arc<IncomingRoutes>,
     clock: Arc<dyn Clock>,
     interval: Duration,
+    /// The SIM the upstream is pinned to: SMS received on another are not its.
+    sim_number: Option<u8>,
 }
 
 impl InboxPoller {
@@ -52,6 +54,7 @@ impl InboxPoller {
             routes,
             clock,
             interval: settings.inbox_interval(),
+            sim_number: settings.sim_number,
         }
     }
 
@@ -106,6 +109,9 @@ impl InboxPoller {
     }
 
     fn incoming(&self, item: InboxItem) -> Option<Incoming> {
+        if for_another_sim(self.sim_number, item.sim_number) {
+            return None;
+        }
         let recipient = item.recipient.as_deref();
         let Some(system_id) = self.routes.route(&self.upstream, recipient) else {
             warn!(upstream = %self.upstream, "incoming message, but no account uses this upstream: dropped");

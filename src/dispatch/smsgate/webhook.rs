@@ -14,7 +14,7 @@ use ring::hmac;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use super::api::incoming_key;
+use super::api::{for_another_sim, incoming_key};
 use crate::config::Secret;
 use crate::dispatch::upstream::upstream_report;
 use crate::routing::IncomingRoutes;
@@ -250,6 +250,8 @@ pub struct Webhooks {
     pub store: Store,
     /// The upstreams that send webhooks, with their signing keys (None: unsigned).
     pub keys: Arc<HashMap<String, Option<Secret>>>,
+    /// The upstreams pinned to a SIM (`sim_number`), with it.
+    pub sims: Arc<HashMap<String, u8>>,
     pub routes: Arc<IncomingRoutes>,
 }
 
@@ -353,6 +355,10 @@ impl Webhooks {
         envelope: &Envelope,
     ) -> Result<&'static str, WebhookRejection> {
         let payload = &envelope.payload;
+        if for_another_sim(self.sims.get(upstream).copied(), payload.sim_number) {
+            debug!(%upstream, sim = payload.sim_number, "incoming message on another SIM of the phone");
+            return Ok("ignored: received on another SIM");
+        }
         let recipient = payload.recipient.as_deref();
         let Some(system_id) = self.routes.route(upstream, recipient) else {
             warn!(%upstream, "incoming message, but no account uses this upstream: dropped");

@@ -360,3 +360,23 @@ async fn messages_queued_under_an_accounts_upstream_still_go_through_it_after_it
     let holders = phones.until_accepted(&broker, 4).await;
     assert_ne!(holders[&id], ["a"]);
 }
+
+#[tokio::test]
+async fn two_sims_of_one_phone_take_each_incoming_sms_once() {
+    // a and b are the two SIMs of one phone: both registered webhooks there,
+    // so the phone posts every incoming SMS to both.
+    let phones = Phones::start().await;
+    let routes = "[[routes]]\nname = \"phone\"\nupstreams = [\"a\", \"b\"]\n";
+    let config = phones.config(["sim_number = 1\n", "sim_number = 2\n", ""], routes);
+    let broker = TestBroker::builder().accounts(&config).start().await;
+    for (n, sim) in [(1, 2), (2, 1)] {
+        let body = serde_json::json!({"event": "sms:received", "payload": {
+            "messageId": format!("in-{n}"), "message": "hello", "sender": "+4917600000",
+            "recipient": "+4915100000", "simNumber": sim,
+            "receivedAt": "2026-12-07T10:00:00.000+01:00"}});
+        for upstream in ["a", "b"] {
+            assert_eq!(broker.post_event(upstream, &body).await, 200);
+        }
+    }
+    assert_eq!(broker.db().deliveries_waiting().await, 2, "each SMS once");
+}
