@@ -207,14 +207,23 @@ async fn malformed_foreign_and_misaddressed_events() {
 async fn webhooks_are_registered_once_per_upstream_and_stale_ones_removed() {
     let fake = FakeSmsGate::start(Mode::Cloud).await;
     let http = reqwest::Client::new();
-    for (id, event) in [
-        ("smpp-broker-phone-old", "sms:sent"),
-        ("someone-else", "sms:sent"),
+    // Ours from an earlier public_url; someone else's; and the broker's for
+    // another upstream whose name extends this one's.
+    for (id, url) in [
+        (
+            "smpp-broker-phone-old",
+            "https://old.example.com/webhooks/phone",
+        ),
+        ("someone-else", "https://elsewhere.example/hook"),
+        (
+            "smpp-broker-phone-b-sent",
+            "https://broker.example.com/webhooks/phone-b",
+        ),
     ] {
         let status = http
             .post(format!("{}/webhooks", fake.base_url()))
             .basic_auth(fake.username(), Some(fake.password()))
-            .json(&json!({"id": id, "url": "https://elsewhere.example/hook", "event": event}))
+            .json(&json!({"id": id, "url": url, "event": "sms:sent"}))
             .send()
             .await
             .unwrap()
@@ -230,7 +239,7 @@ async fn webhooks_are_registered_once_per_upstream_and_stale_ones_removed() {
         let hooks = fake.webhooks();
         let ours: Vec<&serde_json::Value> = hooks
             .iter()
-            .filter(|w| w["id"].as_str().unwrap().starts_with("smpp-broker-phone-"))
+            .filter(|w| w["url"].as_str().unwrap().ends_with("/webhooks/phone"))
             .collect();
         if ours.len() == 6 && !ours.iter().any(|w| w["id"] == "smpp-broker-phone-old") {
             Ok(hooks)
@@ -241,7 +250,7 @@ async fn webhooks_are_registered_once_per_upstream_and_stale_ones_removed() {
     .await;
     let mut events: Vec<&str> = registered
         .iter()
-        .filter(|w| w["id"] != "someone-else")
+        .filter(|w| w["id"] != "someone-else" && w["id"] != "smpp-broker-phone-b-sent")
         .map(|w| {
             assert_eq!(w["url"], "https://broker.example.com/webhooks/phone");
             assert_eq!(w["deviceId"], fake.device_id());
@@ -260,8 +269,10 @@ async fn webhooks_are_registered_once_per_upstream_and_stale_ones_removed() {
             "sms:sent"
         ]
     );
-    assert!(
-        registered.iter().any(|w| w["id"] == "someone-else"),
-        "registrations of others are left alone"
-    );
+    for other in ["someone-else", "smpp-broker-phone-b-sent"] {
+        assert!(
+            registered.iter().any(|w| w["id"] == other),
+            "{other}: registrations of others are left alone"
+        );
+    }
 }

@@ -83,10 +83,19 @@ impl SmsGateClient {
             .await?
             .json()
             .await?;
+        // Ours, for this upstream: our id prefix and a URL that ends at this
+        // upstream's path (another upstream's name may extend this one's:
+        // "cloud" and "cloud-b" on one account).
+        let path = format!("/webhooks/{upstream}");
+        fn ours<'a>(w: &'a serde_json::Value, prefix: &str, path: &str) -> Option<&'a str> {
+            let id = w.get("id")?.as_str()?;
+            let url = w.get("url")?.as_str()?;
+            (id.starts_with(prefix) && url.ends_with(path)).then_some(id)
+        }
         for stale in listed
             .iter()
-            .filter_map(|w| w.get("id")?.as_str())
-            .filter(|id| id.starts_with(&prefix) && !wanted.iter().any(|w| w == id))
+            .filter_map(|w| ours(w, &prefix, &path))
+            .filter(|id| !wanted.iter().any(|w| w == id))
         {
             // Not checked: one already gone is as good as deleted.
             self.http
