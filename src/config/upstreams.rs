@@ -193,8 +193,13 @@ impl UpstreamSettings {
     /// The keys every kind has.
     fn validate_common(&self, key: &impl Fn(&str) -> String) -> Result<(), ConfigError> {
         if let Some(rate) = self.rate {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(invalid(key("rate"), "must be a number above 0"));
+            // Below one message in 1,000 s the pacing and lease arithmetic
+            // would leave every range a clock can hold.
+            if !(0.001..=1_000_000.0).contains(&rate) {
+                return Err(invalid(
+                    key("rate"),
+                    "must be a number from 0.001 to 1000000 (messages a second)",
+                ));
             }
         }
         if self.max_in_flight == Some(0) {
@@ -419,6 +424,10 @@ mod tests {
                 "upstreams[0].base_url: must be an http",
             ),
             (&format!("{creds}\nrate = 0"), "upstreams[0].rate: must be"),
+            (
+                &format!("{creds}\nrate = 0.0000001"),
+                "upstreams[0].rate: must be a number from 0.001 to 1000000",
+            ),
             (
                 &format!("{creds}\nmax_in_flight = 0"),
                 "upstreams[0].max_in_flight",

@@ -48,6 +48,13 @@ pub async fn start(
         let poller = StatePoller::new(Arc::clone(member), store.clone(), Arc::clone(clock));
         tasks.spawn(poller.run(tasks.stop_token()));
     }
+    for route in routes.routes() {
+        let held = |name: &str| members.get(name).is_some_and(|m| m.hold);
+        if route.members().all(held) {
+            warn!(route = %route.name,
+                "every upstream of the route is on hold: its messages wait until one is not");
+        }
+    }
     let mut drained: Vec<Arc<Route>> = routes.routes().to_vec();
     drained.extend(leftover_short_forms(routes, &members, store).await?);
     for route in drained {
