@@ -82,12 +82,15 @@ impl Broker {
             metrics: Arc::new(Metrics::default()),
             tasks: Tasks::default(),
         };
-        let ctx = running.start_sessions(&settings, accounts);
+        let routes = RouteTable::new(&settings.accounts, &settings.routes);
+        let ctx = running.start_sessions(&settings, &routes, accounts);
         let addrs = listeners.addrs();
         let caps = fd_limit::caps_for(&settings);
         running.serve_smpp(listeners.smpp, listeners.tls, &ctx, caps.smpp);
         let incoming_routes = Arc::new(IncomingRoutes::new(&settings.accounts, &settings.routes));
-        let members = running.start_upstreams(&settings, &incoming_routes).await?;
+        let members = running
+            .start_upstreams(&settings, &routes, &incoming_routes)
+            .await?;
         let state = HttpState {
             store: running.store.clone(),
             members: Arc::clone(&members),
@@ -289,8 +292,12 @@ struct Running {
 impl Running {
     /// The sessions' shared context: accounts, the message service over the
     /// store, and the hub that hands receipts and incoming messages to receivers.
-    fn start_sessions(&self, settings: &Settings, accounts: Accounts) -> Arc<SessionContext> {
-        let routes = RouteTable::new(&settings.accounts, &settings.routes);
+    fn start_sessions(
+        &self,
+        settings: &Settings,
+        routes: &RouteTable,
+        accounts: Accounts,
+    ) -> Arc<SessionContext> {
         let policies = settings.accounts.iter().map(|a| AccountPolicy {
             system_id: a.system_id.clone(),
             routes: routes.for_account(&a.system_id),
@@ -354,6 +361,7 @@ impl Running {
     async fn start_upstreams(
         &self,
         settings: &Settings,
+        routes: &RouteTable,
         incoming_routes: &Arc<IncomingRoutes>,
     ) -> Result<Arc<Members>, StoreError> {
         for upstream in settings
@@ -376,10 +384,9 @@ impl Running {
                 }
             }
         }
-        let routes = RouteTable::new(&settings.accounts, &settings.routes);
         dispatch::start(
             &settings.upstreams,
-            &routes,
+            routes,
             &self.store,
             &self.clock,
             &self.metrics,

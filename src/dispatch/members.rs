@@ -174,11 +174,9 @@ impl Member {
     pub async fn load_usage(&self, store: &Store, now: i64) -> Result<(), StoreError> {
         let limits = self.condition().usage.limits().clone();
         let mut stored = HashMap::new();
-        for period in Usage::new(limits.clone(), now, |_| 0).periods_at(now) {
-            let parts = store
-                .usage_parts(&self.name, period.kind.as_str(), period.starts_at)
-                .await?;
-            stored.insert(period.kind, parts);
+        for kind in [PeriodKind::Day, PeriodKind::Month] {
+            let parts = store.usage_parts(&self.name, kind.as_str(), now).await?;
+            stored.insert(kind, parts);
         }
         self.condition().usage =
             Usage::new(limits, now, |p| stored.get(&p.kind).copied().unwrap_or(0));

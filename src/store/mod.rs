@@ -179,15 +179,16 @@ impl Store {
         backend!(self, s => s.expire_waiting(route).await)
     }
 
-    /// The parts `upstream` took in the `period` ("day" or "month") starting at
-    /// `starts_at`.
+    /// The parts `upstream` took in the `period` ("day" or "month") that holds
+    /// the instant `at`: the periods counted under any time zone, so that a
+    /// changed `limits_timezone` keeps the count.
     pub async fn usage_parts(
         &self,
         upstream: &str,
         period: &str,
-        starts_at: i64,
+        at: i64,
     ) -> Result<u64, StoreError> {
-        backend!(self, s => s.usage_parts(upstream, period, starts_at).await)
+        backend!(self, s => s.usage_parts(upstream, period, at).await)
     }
 
     /// Stores what became of claimed messages (by outbox id).

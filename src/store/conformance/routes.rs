@@ -238,11 +238,8 @@ async fn parts_count_once_per_message_against_the_member_that_took_it() {
         (claimed[0].outbox_id, accepted(2)),
     ];
     store.record_dispatch(outcomes).await.unwrap();
-    assert_eq!(store.usage_parts("sandbox", "day", day).await.unwrap(), 3);
-    assert_eq!(
-        store.usage_parts("sandbox", "month", month).await.unwrap(),
-        3
-    );
+    assert_eq!(store.usage_parts("sandbox", "day", T0).await.unwrap(), 3);
+    assert_eq!(store.usage_parts("sandbox", "month", T0).await.unwrap(), 3);
     assert_eq!(
         store
             .usage_parts("sandbox", "day", day + 86_400_000)

@@ -328,16 +328,16 @@ impl SqliteStore {
         &self,
         upstream: &str,
         period: &str,
-        starts_at: i64,
+        at: i64,
     ) -> Result<u64, StoreError> {
         let parts: Option<i64> = sqlx::query_scalar(
-            "SELECT parts FROM upstream_usage_counts \
-             WHERE upstream = ?1 AND period = ?2 AND starts_at = ?3",
+            "SELECT sum(parts) FROM upstream_usage_counts \
+             WHERE upstream = ?1 AND period = ?2 AND starts_at <= ?3 AND ?3 < ends_at",
         )
         .bind(upstream)
         .bind(period)
-        .bind(starts_at)
-        .fetch_optional(&self.reader)
+        .bind(at)
+        .fetch_one(&self.reader)
         .await?;
         Ok(parts.unwrap_or(0).max(0) as u64)
     }
