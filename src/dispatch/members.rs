@@ -79,6 +79,10 @@ struct Condition {
     /// along its retry schedule the next cool-down is.
     failures: u32,
     usage: Usage,
+    /// Parts reserved per message (outbox id) until the member's answer
+    /// settles it: a message whose outcome is unknown keeps its parts, since
+    /// the phone may have sent it.
+    held: HashMap<i64, u32>,
 }
 
 /// One upstream, as the routes' dispatchers share it.
@@ -133,6 +137,7 @@ impl Member {
                 cooling: None,
                 failures: 0,
                 usage: Usage::new(limits, 0, |_| 0),
+                held: HashMap::new(),
             }),
         }
     }
@@ -203,24 +208,61 @@ impl Member {
         self.unavailable(now).is_none() && self.condition().usage.can_take(parts, now)
     }
 
+    /// Whether message `outbox_id`, bound to the member by an attempt whose
+    /// outcome is unknown, may go to it again now: the parts held for it are
+    /// its own, not room another message needs.
+    pub fn can_take_again(&self, outbox_id: i64, parts: u32, now: i64) -> bool {
+        match self.unavailable(now) {
+            None | Some(Unavailable::OverLimit(_)) => {
+                let mut condition = self.condition();
+                condition.held.contains_key(&outbox_id) || condition.usage.can_take(parts, now)
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Whether the member can take anything now: a message of one part, or a
+    /// resend of a message whose parts it holds.
+    fn can_take_any(&self, now: i64) -> bool {
+        match self.unavailable(now) {
+            None => true,
+            Some(Unavailable::OverLimit(_)) => !self.condition().held.is_empty(),
+            Some(_) => false,
+        }
+    }
+
     pub fn is_paused(&self, now: i64) -> bool {
         matches!(self.unavailable(now), Some(Unavailable::Paused { .. }))
     }
 
-    /// `parts` are on their way to the member.
-    pub fn reserve(&self, parts: u32) {
-        self.condition().usage.reserve(parts);
-    }
-
-    /// The member did not take them.
-    pub fn release(&self, parts: u32) {
-        self.condition().usage.release(parts);
-    }
-
-    /// The member took them at `now`: what to store with the outcome. A
-    /// success also ends a cool-down.
-    pub fn commit(&self, parts: u32, now: i64) -> UsageCharge {
+    /// Message `outbox_id`, of `parts`, is on its way to the member; false
+    /// when its parts were held already (an earlier attempt is unsettled).
+    pub fn reserve(&self, outbox_id: i64, parts: u32) -> bool {
         let mut condition = self.condition();
+        if condition.held.contains_key(&outbox_id) {
+            return false;
+        }
+        condition.held.insert(outbox_id, parts);
+        condition.usage.reserve(parts);
+        true
+    }
+
+    /// The member did not take message `outbox_id`: its parts are free again.
+    pub fn release(&self, outbox_id: i64) {
+        let mut condition = self.condition();
+        if let Some(parts) = condition.held.remove(&outbox_id) {
+            condition.usage.release(parts);
+        }
+    }
+
+    /// The member took message `outbox_id` (of `parts`) at `now`: what to
+    /// store with the outcome. A success also ends a cool-down.
+    pub fn commit(&self, outbox_id: i64, parts: u32, now: i64) -> UsageCharge {
+        let mut condition = self.condition();
+        if let Some(held) = condition.held.remove(&outbox_id) {
+            condition.usage.release(held);
+        }
+        condition.usage.reserve(parts);
         condition.usage.commit(parts, now);
         condition.cooling = None;
         condition.failures = 0;
@@ -322,10 +364,11 @@ impl Members {
         self.names.iter().filter_map(|n| self.by_name.get(n))
     }
 
-    /// The members that can take a message of one part now.
+    /// The members that can take a message of one part now, or the resend of
+    /// one whose parts they hold.
     pub fn reachable(&self, now: i64) -> Vec<String> {
         self.iter()
-            .filter(|m| m.can_take(1, now))
+            .filter(|m| m.can_take_any(now))
             .map(|m| m.name.clone())
             .collect()
     }
@@ -393,19 +436,21 @@ mod tests {
         assert_eq!(a.unavailable(NOON).map(|u| u.state()), Some("paused"));
         assert!(a.is_paused(NOON + 59_999) && !a.is_paused(NOON + 60_000));
 
-        // After both: the limit. Two parts reserved, one committed.
+        // After both: the limit. Two parts reserved, then taken.
         let later = NOON + 120_000;
         assert!(a.can_take(3, later) && !a.can_take(4, later));
-        a.reserve(2);
+        assert!(a.reserve(7, 2));
+        assert!(!a.reserve(7, 2), "held once per message");
         assert!(a.can_take(1, later) && !a.can_take(2, later));
-        let charge = a.commit(2, later);
+        let charge = a.commit(7, 2, later);
         assert_eq!(charge.parts, 2);
         assert_eq!(charge.periods[0].period, "day");
-        a.reserve(1);
+        a.reserve(8, 1);
         let over = a.unavailable(later).expect("over the limit");
         assert_eq!(over.state(), "over_limit");
         assert!(over.reason().starts_with("daily_limit 3 reached"), "{over}");
-        a.release(1);
+        a.release(8);
+        a.release(8);
         assert_eq!(a.remaining(PeriodKind::Day, later), Some(1));
         assert_eq!(a.remaining(PeriodKind::Month, later), None);
         // The next day counts from nothing.

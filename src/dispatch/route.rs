@@ -40,9 +40,10 @@ fn choose(
     now: i64,
 ) -> Option<Arc<Member>> {
     if let Some(bound) = &message.upstream {
+        let id = message.outbox_id;
         return members
             .get(bound)
-            .filter(|m| m.can_take(parts, now))
+            .filter(|m| m.can_take_again(id, parts, now))
             .cloned();
     }
     let can_take = |name: &str| members.get(name).is_some_and(|m| m.can_take(parts, now));
@@ -50,9 +51,13 @@ fn choose(
     members.get(name).cloned()
 }
 
-/// Parts reserved at members for claimed messages, by outbox id, and whether
-/// the message was bound to its member before (an unsettled earlier attempt).
-type Reserved = HashMap<i64, (Arc<Member>, u32, bool)>;
+/// A claimed message placed with a member: the member, its parts, whether it
+/// was bound to the member before (an earlier attempt there is unsettled), and
+/// whether its parts were reserved by this placement (not held already).
+type Placed = (Arc<Member>, u32, bool, bool);
+
+/// The placements of one claim, by outbox id.
+type Reserved = HashMap<i64, Placed>;
 
 /// A message on its way to a member.
 struct Sending {
@@ -166,9 +171,18 @@ impl RouteDispatcher {
             if now >= next_sweep {
                 next_sweep = now + EXPIRY_SWEEP_MS;
                 match self.store.expire_waiting(&self.route.name).await {
-                    Ok(0) => {}
-                    Ok(expired) => warn!(route = %self.route.name, expired,
-                        "messages expired waiting for a member of the route"),
+                    Ok(expired) if expired.is_empty() => {}
+                    Ok(expired) => {
+                        // Parts held for them at their members are free again.
+                        for (id, bound) in &expired {
+                            let member = bound.as_deref().and_then(|m| self.members.get(m));
+                            if let Some(member) = member {
+                                member.release(*id);
+                            }
+                        }
+                        warn!(route = %self.route.name, expired = expired.len(),
+                            "messages expired waiting for a member of the route");
+                    }
                     Err(err) => warn!(route = %self.route.name, error = %err, "expiry failed"),
                 }
             }
@@ -211,11 +225,11 @@ impl RouteDispatcher {
                 let mut selector = selector.lock().unwrap_or_else(|e| e.into_inner());
                 match choose(&mut selector, &members, message, parts, now) {
                     Some(member) => {
-                        member.reserve(parts);
+                        let unsettled = message.upstream.is_some();
+                        let newly = member.reserve(message.outbox_id, parts);
                         let name = member.name.clone();
                         let mut reserved = reserved.lock().unwrap_or_else(|e| e.into_inner());
-                        let unsettled = message.upstream.is_some();
-                        reserved.insert(message.outbox_id, (member, parts, unsettled));
+                        reserved.insert(message.outbox_id, (member, parts, unsettled, newly));
                         Placement::Member(name)
                     }
                     None => Placement::Wait {
@@ -233,17 +247,28 @@ impl RouteDispatcher {
         let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(err) => {
-                // Nothing was bound: the rows are as they were.
-                for (member, parts, _) in reserved.into_values() {
-                    member.release(parts);
+                // Nothing was bound: the rows are as they were, and so are
+                // the parts held for unsettled messages.
+                for (id, (member, _, _, newly)) in reserved {
+                    if newly {
+                        member.release(id);
+                    }
                 }
                 return Err(err);
             }
         };
         let mut expired = Vec::new();
         for message in claimed {
-            let Some((member, parts, unsettled)) = reserved.remove(&message.outbox_id) else {
+            let Some((member, parts, unsettled, _)) = reserved.remove(&message.outbox_id) else {
                 if let Some(outcome) = Policy::expired(&message, now) {
+                    // Parts held for it at its member are free again.
+                    let bound = message
+                        .upstream
+                        .as_deref()
+                        .and_then(|m| self.members.get(m));
+                    if let Some(member) = bound {
+                        member.release(message.outbox_id);
+                    }
                     expired.push((message.outbox_id, outcome));
                 }
                 continue;
@@ -349,8 +374,11 @@ impl RouteDispatcher {
                 outcome,
                 retry_after,
             } => {
-                member.release(sending.parts);
-                if let DispatchOutcome::Retry { error, .. } = &outcome {
+                if let DispatchOutcome::Retry { error, stay, .. } = &outcome {
+                    // A message that stays may be at the phone: its parts stay held.
+                    if !stay {
+                        member.release(message.outbox_id);
+                    }
                     member.failed(now, retry_after, error.clone(), rand::random());
                 }
                 self.log_outcome(&sending, &outcome);
@@ -372,7 +400,9 @@ impl RouteDispatcher {
                 reason,
                 stay,
             } => {
-                member.release(sending.parts);
+                if !stay {
+                    member.release(message.outbox_id);
+                }
                 if member.pause(until, reason.clone(), now) {
                     warn!(upstream = %member.name, %reason, pause_until_ms = until,
                         "upstream refuses the broker: paused, its messages go to other members or wait");
@@ -410,7 +440,7 @@ impl RouteDispatcher {
                 settled.outcomes.push((message.outbox_id, outcome));
             }
             other => {
-                member.release(sending.parts);
+                // The earlier attempt may have been taken: its parts stay held.
                 let unknown = SendOutcome::Unknown {
                     reason: format!("409 but the message cannot be read back: {other:?}"),
                 };
@@ -434,7 +464,8 @@ impl RouteDispatcher {
                 check_at,
                 charge: _,
             } => {
-                let charge = sending.member.commit(sending.parts, now);
+                let id = sending.message.outbox_id;
+                let charge = sending.member.commit(id, sending.parts, now);
                 self.metrics.routed(&self.route.name, &sending.member.name);
                 DispatchOutcome::Accepted {
                     upstream_id,
@@ -444,7 +475,7 @@ impl RouteDispatcher {
                 }
             }
             other => {
-                sending.member.release(sending.parts);
+                sending.member.release(sending.message.outbox_id);
                 other
             }
         }

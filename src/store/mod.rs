@@ -174,8 +174,8 @@ impl Store {
 
     /// Expires queued messages of `route` whose validity ended while they
     /// waited, for any member or for the one they are bound to (as a claim
-    /// would). Returns how many, at most 1000 a call.
-    pub async fn expire_waiting(&self, route: &str) -> Result<usize, StoreError> {
+    /// would). Returns them (outbox id, bound member), at most 1000 a call.
+    pub async fn expire_waiting(&self, route: &str) -> Result<Vec<ExpiredWaiting>, StoreError> {
         backend!(self, s => s.expire_waiting(route).await)
     }
 

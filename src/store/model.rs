@@ -253,6 +253,10 @@ pub enum Placement {
 /// Decides each claimed message's placement (see `Store::claim`).
 pub type Placer = Box<dyn FnMut(&Dispatch) -> Placement + Send>;
 
+/// A message expired while it waited: its outbox id and the member it was
+/// bound to, if any.
+pub type ExpiredWaiting = (i64, Option<String>);
+
 /// What became of one dispatch attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DispatchOutcome {

@@ -318,7 +318,7 @@ impl SqliteStore {
         .await?
     }
 
-    pub async fn expire_waiting(&self, route: &str) -> Result<usize, StoreError> {
+    pub async fn expire_waiting(&self, route: &str) -> Result<Vec<ExpiredWaiting>, StoreError> {
         let route = route.to_owned();
         self.call(|reply| writer::Command::ExpireWaiting { route, reply })
             .await?

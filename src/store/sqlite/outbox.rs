@@ -10,8 +10,8 @@ use super::deliveries::add_receipts;
 use super::sql::{content_from_columns, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{
-    Dispatch, DispatchOutcome, ErrorCode, MessageState, Placement, Placer, UpstreamLimits,
-    UpstreamReport, UsageCharge,
+    Dispatch, DispatchOutcome, ErrorCode, ExpiredWaiting, MessageState, Placement, Placer,
+    UpstreamLimits, UpstreamReport, UsageCharge,
 };
 
 /// An outbox row as a claim returns it.
@@ -143,19 +143,18 @@ pub(super) async fn expire_waiting(
     keep_until: i64,
     route: &str,
     after: &mut AfterCommit,
-) -> Result<usize, sqlx::Error> {
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM outbox WHERE state = 'queued' AND route = ?1 AND expires_at <= ?2 \
-         LIMIT 1000",
+) -> Result<Vec<ExpiredWaiting>, sqlx::Error> {
+    let expired: Vec<ExpiredWaiting> = sqlx::query_as(
+        "SELECT id, upstream FROM outbox WHERE state = 'queued' AND route = ?1 \
+         AND expires_at <= ?2 ORDER BY id LIMIT 1000",
     )
     .bind(route)
     .bind(now)
     .fetch_all(&mut *conn)
     .await?;
-    let expired = ids.len();
-    let outcomes = ids
-        .into_iter()
-        .map(|id| {
+    let outcomes = expired
+        .iter()
+        .map(|&(id, _)| {
             let outcome = DispatchOutcome::Failed {
                 state: MessageState::Expired,
                 error_code: ErrorCode::Expired.code(),

@@ -15,8 +15,8 @@ use super::lock::{DatabaseFile, DatabaseLock};
 use super::messages::first_id_at;
 use super::{amend, checkpoint, deliveries, maintenance, messages, outbox};
 use super::{
-    CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, Incoming, NewMessage, Placer,
-    ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamLimits, UpstreamReport,
+    CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, ExpiredWaiting, Incoming, NewMessage,
+    Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamLimits, UpstreamReport,
 };
 use crate::clock::Clock;
 use crate::store::WriteHealth;
@@ -102,7 +102,7 @@ pub(super) enum Command {
     },
     ExpireWaiting {
         route: String,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
+        reply: oneshot::Sender<Result<Vec<ExpiredWaiting>, StoreError>>,
     },
     RecordDispatch {
         outcomes: Vec<(i64, DispatchOutcome)>,

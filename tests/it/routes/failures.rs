@@ -286,3 +286,28 @@ async fn a_final_rejection_is_not_tried_at_another_member() {
     assert_eq!(phones.b.post_count() + phones.c.post_count(), 0);
     assert!(phones.holders().is_empty());
 }
+
+#[tokio::test]
+async fn the_parts_of_a_message_with_an_unknown_outcome_stay_counted_at_its_member() {
+    let phones = Phones::start().await;
+    // a takes one part a day; it stores the first message, but the answer is
+    // lost, and it stays unavailable a while (the retry waits 50 ms).
+    phones.a.push_faults([Fault::AcceptThenReset]);
+    let routes = "[[routes]]\nname = \"limited\"\nupstreams = [\"a\"]\nfallback = [\"b\"]\n";
+    let broker = TestBroker::builder()
+        .accounts(&phones.config(["daily_limit = 1\n", "", ""], routes))
+        .start()
+        .await;
+    let mut esme = bound(&broker, "acme", "acme1234").await;
+    let first = submit_ok(&mut esme, to("4917600001", "at a, answer lost")).await;
+    eventually(PATIENCE, "a's answer lost", || async {
+        (phones.a.pending_faults() == 0).then_some(())
+    })
+    .await;
+    // The phone may have sent the first: its part still counts, so a has no
+    // room for the second, which goes to the fallback.
+    let second = submit_ok(&mut esme, to("4917600002", "no room at a")).await;
+    let holders = phones.until_accepted(&broker, 2).await;
+    assert_eq!(holders[&first], ["a"]);
+    assert_eq!(holders[&second], ["b"], "a would be over its daily_limit");
+}
