@@ -286,3 +286,97 @@ async fn claims_of_a_previous_run_are_queued_again_at_startup() {
     let store = open(dir.path(), &clock, None).await;
     assert_eq!(claim_all(&store).await.len(), 1, "no lease to wait for");
 }
+
+#[tokio::test]
+async fn reports_from_many_callers_at_once_apply_as_if_one_after_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    // Every final receipt, and the intermediate one (0x10).
+    let asks = |text: &str| NewMessage {
+        registered_delivery: 0x11,
+        ..message(text)
+    };
+    let ids = store
+        .submit(vec![asks("one"), asks("two"), asks("three")])
+        .await
+        .unwrap();
+    let claimed = claim_all(&store).await;
+    let accepted = claimed
+        .iter()
+        .map(|d| {
+            let outcome = DispatchOutcome::Accepted {
+                upstream_id: d.upstream_key(),
+                upstream_state: "Pending".into(),
+                check_at: T0 + 600_000,
+                charge: None,
+            };
+            (d.outbox_id, outcome)
+        })
+        .collect();
+    store.record_dispatch(accepted).await.unwrap();
+    let report = |i: usize, upstream_state: &str, state: Option<MessageState>| UpstreamReport {
+        outbox_id: claimed[i].outbox_id,
+        upstream_state: upstream_state.into(),
+        state,
+        error_code: if state == Some(MessageState::Undeliverable) {
+            69
+        } else {
+            0
+        },
+        error: None,
+        at: T0 + 1_000,
+    };
+    let (delivered, failed) = (
+        Some(MessageState::Delivered),
+        Some(MessageState::Undeliverable),
+    );
+    // Sent then delivered; delivered then a late sent; failed.
+    let news = futures::future::join3(
+        store.record_reports(vec![
+            report(0, "Sent", None),
+            report(0, "Delivered", delivered),
+        ]),
+        store.record_reports(vec![
+            report(1, "Delivered", delivered),
+            report(1, "Sent", None),
+        ]),
+        store.record_reports(vec![report(2, "Failed", failed)]),
+    )
+    .await;
+    assert_eq!(
+        (news.0.unwrap(), news.1.unwrap(), news.2.unwrap()),
+        (2, 1, 1)
+    );
+    for (id, state) in ids.iter().zip([
+        MessageState::Delivered,
+        MessageState::Delivered,
+        MessageState::Undeliverable,
+    ]) {
+        assert_eq!(state_of(&store, id).await, state);
+    }
+    let receipts: Vec<(String, MessageState)> = store
+        .pending_deliveries("acme", 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|d| match d.content {
+            DeliveryContent::Receipt(r) => Some((r.message_id, r.state)),
+            DeliveryContent::Incoming { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        receipts,
+        [
+            (ids[0].clone(), MessageState::Enroute),
+            (ids[0].clone(), MessageState::Delivered),
+            (ids[1].clone(), MessageState::Delivered),
+            (ids[2].clone(), MessageState::Undeliverable),
+        ]
+    );
+    // The same reports again change nothing.
+    let again = store
+        .record_reports(vec![report(0, "Delivered", delivered)])
+        .await;
+    assert_eq!(again.unwrap(), 0);
+}

@@ -20,6 +20,7 @@ mod lock;
 mod maintenance;
 mod messages;
 mod outbox;
+mod reports;
 mod sql;
 mod states;
 mod writer;

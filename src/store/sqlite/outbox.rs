@@ -11,7 +11,7 @@ use super::sql::{content_from_columns, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{
     Dispatch, DispatchOutcome, ErrorCode, ExpiredWaiting, MessageState, Placement, Placer,
-    UpstreamLimits, UpstreamReport, UsageCharge,
+    UpstreamLimits, UsageCharge,
 };
 
 /// An outbox row as a claim returns it.
@@ -314,60 +314,6 @@ pub(super) async fn record_dispatch(
     }
     usage.store(conn).await?;
     Ok(())
-}
-
-/// Returns how many reports changed something.
-pub(super) async fn record_reports(
-    conn: &mut SqliteConnection,
-    now: i64,
-    keep_until: i64,
-    reports: Vec<UpstreamReport>,
-    after: &mut AfterCommit,
-) -> Result<usize, sqlx::Error> {
-    let mut news = 0;
-    for report in reports {
-        let changed = match report.state {
-            // Still on its way (e.g. sent, not yet delivered): only the upstream's
-            // state moves on.
-            None => {
-                let moved = sqlx::query(
-                    "UPDATE outbox SET upstream_state = ?1 \
-                     WHERE id = ?2 AND state != 'done' AND upstream_state IS NOT ?1",
-                )
-                .bind(&report.upstream_state)
-                .bind(report.outbox_id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()
-                    > 0;
-                // Sent by the phone: the intermediate receipt, for those who asked.
-                if moved && report.upstream_state == "Sent" {
-                    let enroute = MessageState::Enroute;
-                    add_receipts(conn, report.outbox_id, enroute, now, keep_until, after).await?;
-                }
-                moved
-            }
-            Some(state) => {
-                let updated = sqlx::query(
-                    "UPDATE outbox SET state = 'done', lease_until = NULL, upstream_state = ?1, \
-                     last_error = coalesce(?2, last_error) WHERE id = ?3 AND state != 'done'",
-                )
-                .bind(&report.upstream_state)
-                .bind(&report.error)
-                .bind(report.outbox_id)
-                .execute(&mut *conn)
-                .await?;
-                if updated.rows_affected() > 0 {
-                    let done = Some((report.at, report.error_code));
-                    set_message_state(conn, report.outbox_id, state, done, after).await?;
-                    add_receipts(conn, report.outbox_id, state, now, keep_until, after).await?;
-                }
-                updated.rows_affected() > 0
-            }
-        };
-        news += usize::from(changed);
-    }
-    Ok(news)
 }
 
 /// Moves the messages an outbox row carries to `state`, final when `done` gives

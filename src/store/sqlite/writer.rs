@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::deliveries::{DropReason, DroppedDeliveries};
 use super::lock::{DatabaseFile, DatabaseLock};
 use super::messages::first_id_at;
-use super::{amend, checkpoint, deliveries, maintenance, messages, outbox};
+use super::{amend, checkpoint, deliveries, maintenance, messages, outbox, reports};
 use super::{
     CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, ExpiredWaiting, Incoming, NewMessage,
     Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamLimits, UpstreamReport,
@@ -542,13 +542,47 @@ async fn apply_commands(
         .into_iter()
         .partition(|c| matches!(c, Command::Submit { .. }));
     messages::submit_all(conn, state, now, submits, after, finishers).await?;
+    let (reports, others): (Vec<_>, Vec<_>) = others
+        .into_iter()
+        .partition(|c| matches!(c, Command::RecordReports { .. }));
     for command in others {
         if let Some(finish) = apply_command(conn, state, now, command, after).await? {
             finishers.push(finish);
         }
     }
+    record_all_reports(conn, state, now, reports, after, finishers).await?;
     let dropped = deliveries::enforce_caps(conn, &state.limits, &after.deliveries).await?;
     after.dropped.extend(dropped);
+    Ok(())
+}
+
+/// Every RecordReports of the batch as one set; each caller hears how many of
+/// its own reports changed something.
+async fn record_all_reports(
+    conn: &mut SqliteConnection,
+    state: &WriterState,
+    now: i64,
+    commands: Vec<Command>,
+    after: &mut AfterCommit,
+    finishers: &mut Vec<Finisher>,
+) -> Result<(), sqlx::Error> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    let mut all = Vec::new();
+    let mut callers = Vec::with_capacity(commands.len());
+    for command in commands {
+        if let Command::RecordReports { reports, reply } = command {
+            callers.push((reply, all.len(), reports.len()));
+            all.extend(reports);
+        }
+    }
+    let keep = state.receipt_expiry(now);
+    let changed = reports::record_reports(conn, now, keep, &all, after).await?;
+    for (reply, start, count) in callers {
+        let news = changed[start..start + count].iter().filter(|c| **c).count();
+        finishers.push(finisher(reply, Ok(news)));
+    }
     Ok(())
 }
 
@@ -612,10 +646,8 @@ async fn apply_command(
             outbox::record_dispatch(conn, now, keep, outcomes, after).await?;
             finisher(reply, Ok(()))
         }
-        Command::RecordReports { reports, reply } => {
-            let news = outbox::record_reports(conn, now, keep, reports, after).await?;
-            finisher(reply, Ok(news))
-        }
+        // Applied together, after the rest of the batch (record_all_reports).
+        Command::RecordReports { .. } => return Ok(None),
         Command::CheckLater {
             outbox_ids,
             at,
