@@ -1,12 +1,15 @@
 //! The writer's side of dispatching: claiming queued messages with a lease, and
 //! storing what the upstream made of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::json;
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
 use super::deliveries::add_receipts;
+use super::reports::CARRIED;
 use super::sql::{content_from_columns, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{
@@ -233,35 +236,14 @@ pub(super) async fn record_dispatch(
     outcomes: Vec<(i64, DispatchOutcome)>,
     after: &mut AfterCommit,
 ) -> Result<(), sqlx::Error> {
-    let mut usage = UsageTally::default();
-    for (outbox_id, outcome) in outcomes {
+    let (accepted, others): (Vec<_>, Vec<_>) = outcomes
+        .into_iter()
+        .partition(|(_, o)| matches!(o, DispatchOutcome::Accepted { .. }));
+    record_accepted(conn, accepted, after).await?;
+    for (outbox_id, outcome) in others {
         match outcome {
-            DispatchOutcome::Accepted {
-                upstream_id,
-                upstream_state,
-                check_at,
-                charge,
-            } => {
-                // A report may have overtaken the answer; it is not undone.
-                let taken_by: Option<Option<String>> = sqlx::query_scalar(
-                    "UPDATE outbox SET state = 'enroute', lease_until = NULL, \
-                     attempts = attempts + 1, upstream_id = ?1, upstream_state = ?2, \
-                     due_at = ?3, last_error = NULL \
-                     WHERE id = ?4 AND state NOT IN ('enroute', 'done') RETURNING upstream",
-                )
-                .bind(&upstream_id)
-                .bind(&upstream_state)
-                .bind(check_at)
-                .bind(outbox_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-                if let Some(member) = taken_by {
-                    set_message_state(conn, outbox_id, MessageState::Enroute, None, after).await?;
-                    if let (Some(member), Some(charge)) = (member, &charge) {
-                        usage.add(member, charge);
-                    }
-                }
-            }
+            // Taken together above.
+            DispatchOutcome::Accepted { .. } => {}
             DispatchOutcome::Retry {
                 due_at,
                 error,
@@ -312,8 +294,78 @@ pub(super) async fn record_dispatch(
             }
         }
     }
-    usage.store(conn).await?;
     Ok(())
+}
+
+/// Messages the upstreams took, as one set: enroute, their parts counted
+/// against the member that took them. An acceptance of a row a report has
+/// made final already is not undone; a repeated one changes nothing.
+async fn record_accepted(
+    conn: &mut SqliteConnection,
+    accepted: Vec<(i64, DispatchOutcome)>,
+    after: &mut AfterCommit,
+) -> Result<(), sqlx::Error> {
+    let mut charges = HashMap::new();
+    let mut rows = Vec::with_capacity(accepted.len());
+    for (outbox_id, outcome) in accepted {
+        let DispatchOutcome::Accepted {
+            upstream_id,
+            upstream_state,
+            check_at,
+            charge,
+        } = outcome
+        else {
+            continue;
+        };
+        // The first answer for a row is the one that counts.
+        if charges.contains_key(&outbox_id) {
+            continue;
+        }
+        charges.insert(outbox_id, charge);
+        rows.push(
+            json!({"id": outbox_id, "uid": upstream_id, "us": upstream_state,
+            "due": check_at}),
+        );
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let taken: Vec<(i64, Option<String>)> = sqlx::query_as(
+        "UPDATE outbox SET state = 'enroute', lease_until = NULL, attempts = attempts + 1, \
+         upstream_id = j.uid, upstream_state = j.us, due_at = j.due, last_error = NULL \
+         FROM (SELECT value->>'id' AS id, value->>'uid' AS uid, value->>'us' AS us, \
+               value->>'due' AS due FROM json_each(?1)) AS j \
+         WHERE outbox.id = j.id AND outbox.state NOT IN ('enroute', 'done') \
+         RETURNING outbox.id, outbox.upstream",
+    )
+    .bind(serde_json::Value::Array(rows).to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut usage = UsageTally::default();
+    let mut moved = Vec::with_capacity(taken.len());
+    for (outbox_id, member) in taken {
+        if let (Some(member), Some(Some(charge))) = (member, charges.get(&outbox_id)) {
+            usage.add(member, charge);
+        }
+        moved.push(json!({"id": outbox_id}));
+    }
+    // Their messages stop waiting.
+    let moved = serde_json::Value::Array(moved).to_string();
+    for carried in CARRIED {
+        let was_waiting: Vec<String> = sqlx::query_scalar(&format!(
+            "UPDATE messages SET state = 'enroute', final_at = NULL, error_code = 0 \
+             FROM (SELECT value->>'id' AS id FROM json_each(?1)) AS j \
+             WHERE {carried} AND messages.state IN ('scheduled', 'queued') \
+             RETURNING messages.system_id"
+        ))
+        .bind(&moved)
+        .fetch_all(&mut *conn)
+        .await?;
+        for system_id in &was_waiting {
+            after.add(system_id, -1);
+        }
+    }
+    usage.store(conn).await
 }
 
 /// Moves the messages an outbox row carries to `state`, final when `done` gives

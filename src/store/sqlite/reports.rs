@@ -16,9 +16,9 @@ use sqlx::sqlite::SqliteConnection;
 use super::writer::AfterCommit;
 use super::{MessageState, UpstreamReport};
 
-/// The messages an outbox row carries: its own, and the parts of a long one.
-/// `?1` is a JSON array of objects with an `id` (the outbox id).
-const CARRIED: [&str; 2] = [
+/// The messages an outbox row carries, `j.id` (a JSON array's objects with the
+/// outbox `id`): its own, and the parts of a long one.
+pub(super) const CARRIED: [&str; 2] = [
     "messages.message_id = j.id",
     "messages.outbox_id = j.id AND messages.concat_key IS NOT NULL",
 ];
