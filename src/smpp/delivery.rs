@@ -4,7 +4,7 @@
 //! when an ESME acknowledged it; a negative answer, a response timeout or a lost
 //! session makes it eligible again (at least once).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +47,11 @@ enum HubEvent {
         id: i64,
         acknowledged: bool,
     },
+    /// What the ESMEs answered for these deliveries is in the store (or failed
+    /// to be: then they go out again, at least once).
+    Settled {
+        ids: Vec<i64>,
+    },
 }
 
 /// The sessions' handle on the hub.
@@ -69,6 +74,9 @@ impl DeliveryHub {
             clock,
             metrics,
             accounts: HashMap::new(),
+            settling: HashSet::new(),
+            events: events.clone(),
+            tracker: tracker.clone(),
         };
         tracker.spawn(hub.run(receiver, shutdown));
         DeliveryHub { events }
@@ -143,6 +151,12 @@ struct Hub {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     accounts: HashMap<String, AccountState>,
+    /// Deliveries answered whose answer is being stored: not sent again
+    /// meanwhile, though their rows are still there.
+    settling: HashSet<i64>,
+    /// For the Settled events of the tasks that store the answers.
+    events: mpsc::UnboundedSender<HubEvent>,
+    tracker: TaskTracker,
 }
 
 impl Hub {
@@ -162,7 +176,7 @@ impl Hub {
                     while let Ok(event) = events.try_recv() {
                         self.handle(event, &mut acknowledged, &mut attempted);
                     }
-                    self.record(acknowledged, attempted).await;
+                    self.record(acknowledged, attempted);
                 }
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -195,6 +209,11 @@ impl Hub {
             } => {
                 if let Some(account) = self.accounts.get_mut(&system_id) {
                     account.receivers.retain(|r| r.session_id != session_id);
+                }
+            }
+            HubEvent::Settled { ids } => {
+                for id in ids {
+                    self.settling.remove(&id);
                 }
             }
             HubEvent::Done {
@@ -233,18 +252,30 @@ impl Hub {
         }
     }
 
-    async fn record(&self, acknowledged: Vec<i64>, attempted: Vec<i64>) {
-        if !acknowledged.is_empty() {
-            if let Err(err) = self.store.acknowledge_deliveries(acknowledged).await {
-                // Not removed: delivered again later, which at-least-once allows.
-                warn!(error = %err, "acknowledged deliveries not recorded");
-            }
+    /// Stores the answers in a task of its own, so that handing out more
+    /// deliveries does not wait for the commit; until it is done, the rows
+    /// are skipped (`settling`).
+    fn record(&mut self, acknowledged: Vec<i64>, attempted: Vec<i64>) {
+        if acknowledged.is_empty() && attempted.is_empty() {
+            return;
         }
-        if !attempted.is_empty() {
-            if let Err(err) = self.store.delivery_attempted(attempted).await {
-                warn!(error = %err, "failed delivery attempts not recorded");
+        let ids: Vec<i64> = acknowledged.iter().chain(&attempted).copied().collect();
+        self.settling.extend(&ids);
+        let (store, events) = (self.store.clone(), self.events.clone());
+        self.tracker.spawn(async move {
+            if !acknowledged.is_empty() {
+                if let Err(err) = store.acknowledge_deliveries(acknowledged).await {
+                    // Not removed: delivered again later, which at-least-once allows.
+                    warn!(error = %err, "acknowledged deliveries not recorded");
+                }
             }
-        }
+            if !attempted.is_empty() {
+                if let Err(err) = store.delivery_attempted(attempted).await {
+                    warn!(error = %err, "failed delivery attempts not recorded");
+                }
+            }
+            let _ = events.send(HubEvent::Settled { ids });
+        });
     }
 
     async fn fill_all(&mut self) {
@@ -269,7 +300,7 @@ impl Hub {
             .iter()
             .map(|r| r.window.saturating_sub(r.unacknowledged))
             .sum();
-        let limit = room + account.in_flight.len();
+        let limit = room + account.in_flight.len() + self.settling.len();
         let pending = match self.store.pending_deliveries(system_id, 0, limit).await {
             Ok(pending) => pending,
             Err(err) => {
@@ -282,7 +313,8 @@ impl Hub {
             return;
         };
         for delivery in pending {
-            if account.in_flight.contains_key(&delivery.id) {
+            if account.in_flight.contains_key(&delivery.id) || self.settling.contains(&delivery.id)
+            {
                 continue;
             }
             let count = account.receivers.len();

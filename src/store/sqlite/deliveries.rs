@@ -176,23 +176,28 @@ pub(super) async fn acknowledge(
     conn: &mut SqliteConnection,
     ids: &[i64],
 ) -> Result<(), sqlx::Error> {
-    for id in ids {
-        sqlx::query("DELETE FROM deliveries WHERE id = ?1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
+    // One statement for the lot: each is a round trip to SQLite's thread.
+    sqlx::query("DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?1))")
+        .bind(json_ids(ids))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
 pub(super) async fn attempted(conn: &mut SqliteConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
-    for id in ids {
-        sqlx::query("UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
+    sqlx::query(
+        "UPDATE deliveries SET attempts = attempts + 1 \
+         WHERE id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(json_ids(ids))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
+}
+
+/// Ids as the JSON array a `json_each` reads.
+fn json_ids(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
 /// How long an incoming message's dedupe key outlives its delivery.
