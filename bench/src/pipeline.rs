@@ -85,6 +85,9 @@ async fn session(
         })
     };
     let mut answered = 0;
+    // A receipt the broker dropped (over max_undelivered) never comes: after
+    // 30 s without a frame the session stops waiting, and the run says so.
+    let mut idle_ticks = 0;
     loop {
         let done = {
             let t = lock(&timeline)?;
@@ -94,8 +97,15 @@ async fn session(
             break;
         }
         let frame = match tokio::time::timeout(Duration::from_millis(200), frames.next()).await {
-            Ok(frame) => frame.context("broker closed the session")??,
-            Err(_) => continue,
+            Ok(frame) => {
+                idle_ticks = 0;
+                frame.context("broker closed the session")??
+            }
+            Err(_) if idle_ticks >= 150 => break,
+            Err(_) => {
+                idle_ticks += 1;
+                continue;
+            }
         };
         let Frame::Pdu(bytes) = frame else {
             bail!("invalid frame")

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tokio::sync::mpsc;
 use tower::Service;
 use tracing::warn;
 
@@ -21,8 +22,8 @@ use crate::tasks::Tasks;
 
 #[derive(Clone)]
 pub struct Sandbox {
-    store: Store,
-    clock: Arc<dyn Clock>,
+    /// The simulated reports, stored in batches by one task (`report_in_batches`).
+    reports: mpsc::UnboundedSender<SimulatedReport>,
     sent_after: Duration,
     delivered_after: Duration,
     failure_ratio: f64,
@@ -41,9 +42,10 @@ impl Sandbox {
             upstream = %settings.name,
             "upstream is the sandbox: a simulation, no SMS is really sent"
         );
+        let (reports, queue) = mpsc::unbounded_channel();
+        tasks.spawn_until_stopped(report_in_batches(store.clone(), clock.clone(), queue));
         Sandbox {
-            store,
-            clock,
+            reports,
             sent_after: settings.sent_after(),
             delivered_after: settings.delivered_after(),
             failure_ratio: settings.failure_ratio(),
@@ -63,28 +65,44 @@ impl Sandbox {
         let this = self.clone();
         self.tasks.spawn_until_stopped(async move {
             tokio::time::sleep(this.sent_after).await;
-            this.report("Sent", outbox_id, None).await;
+            let _ = this.reports.send(("Sent", outbox_id, None));
             tokio::time::sleep(this.delivered_after.saturating_sub(this.sent_after)).await;
-            if this.fails(outbox_id) {
-                let reason = "sandbox: simulated delivery failure";
-                this.report("Failed", outbox_id, Some(reason)).await;
+            let last = if this.fails(outbox_id) {
+                (
+                    "Failed",
+                    outbox_id,
+                    Some("sandbox: simulated delivery failure"),
+                )
             } else {
-                this.report("Delivered", outbox_id, None).await;
-            }
+                ("Delivered", outbox_id, None)
+            };
+            let _ = this.reports.send(last);
         });
     }
+}
 
-    async fn report(&self, upstream_state: &str, outbox_id: i64, reason: Option<&str>) {
-        let report = upstream_report(
-            outbox_id,
-            upstream_state,
-            reason.map(str::to_owned),
-            self.clock.now_ms(),
-            &self.store.upstream_states(),
-        );
-        // A lost simulated report is what polling is for; it is not retried here.
-        if let Err(err) = self.store.record_reports(vec![report]).await {
-            warn!(error = %err, outbox_id, upstream_state, "sandbox report not stored");
+/// A simulated report: the upstream state, the outbox id, the failure reason.
+type SimulatedReport = (&'static str, i64, Option<&'static str>);
+
+/// Stores the simulated reports as they come, all that wait at once in one
+/// call, as a phone's webhooks arriving together would be. A lost simulated
+/// report is what polling is for; it is not retried here.
+async fn report_in_batches(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    mut queue: mpsc::UnboundedReceiver<SimulatedReport>,
+) {
+    let mut waiting = Vec::new();
+    while queue.recv_many(&mut waiting, 4096).await > 0 {
+        let (now, states) = (clock.now_ms(), store.upstream_states());
+        let reports = waiting
+            .drain(..)
+            .map(|(state, outbox_id, reason)| {
+                upstream_report(outbox_id, state, reason.map(str::to_owned), now, &states)
+            })
+            .collect();
+        if let Err(err) = store.record_reports(reports).await {
+            warn!(error = %err, "sandbox reports not stored");
         }
     }
 }
