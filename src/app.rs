@@ -123,6 +123,7 @@ impl Broker {
                     .map(|a| a.system_id.clone())
                     .collect(),
             ),
+            routes: Arc::new(routes.routes().iter().map(|r| r.name.clone()).collect()),
             body_limits: http::BodyLimits {
                 max_size: settings.http.max_body_size,
                 read_timeout: settings.http.body_read_timeout,

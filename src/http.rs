@@ -41,6 +41,8 @@ pub struct HttpState {
     pub registry: Arc<crate::smpp::registry::Registry>,
     /// Every configured account: each has its sessions gauge, 0 when none is bound.
     pub accounts: Arc<Vec<String>>,
+    /// Every route: each has its queue_depth series, 0 when nothing waits.
+    pub routes: Arc<Vec<String>>,
     /// http.max_body_size and http.body_read_timeout.
     pub body_limits: BodyLimits,
 }
@@ -98,7 +100,12 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 async fn metrics(State(state): State<HttpState>) -> Response {
     state
         .metrics
-        .refresh(&state.store, &state.registry.counts(), &state.accounts)
+        .refresh(
+            &state.store,
+            &state.registry.counts(),
+            &state.accounts,
+            &state.routes,
+        )
         .await;
     state.members.export(&state.metrics, state.clock.now_ms());
     (

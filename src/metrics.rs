@@ -36,6 +36,8 @@ pub struct WebhookLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeliveryLabels {
     pub system_id: String,
+    /// receipt | incoming
+    pub kind: String,
     /// acknowledged | retried
     pub outcome: String,
 }
@@ -88,6 +90,9 @@ pub struct SubmitLabels {
     /// ESME_ROK, ESME_RTHROTTLED, … (or the hex value of an unnamed one)
     pub command_status: String,
 }
+
+/// The outbox states of messages not yet final, as `queue_depth` labels them.
+const QUEUE_STATES: [&str; 5] = ["scheduled", "queued", "retry", "sending", "enroute"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -265,7 +270,8 @@ impl Metrics {
             .inc();
     }
 
-    pub fn delivery(&self, system_id: &str, acknowledged: bool) {
+    /// A deliver_sm answered: `kind` is `receipt` or `incoming`.
+    pub fn delivery(&self, system_id: &str, kind: &str, acknowledged: bool) {
         let outcome = if acknowledged {
             "acknowledged"
         } else {
@@ -274,6 +280,7 @@ impl Metrics {
         self.deliveries
             .get_or_create(&DeliveryLabels {
                 system_id: system_id.to_owned(),
+                kind: kind.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();
@@ -282,16 +289,25 @@ impl Metrics {
     /// Fills the gauges that are read at scrape time rather than kept up to date:
     /// deliveries waiting and dropped per account (the table is small, bounded
     /// per account), bound sessions per account and bind type (`bound`, as the
-    /// session registry counts them), and the queue per upstream and state. A
-    /// read that fails leaves its gauges as they were.
+    /// session registry counts them), and the queue per route and state. Every
+    /// configured account and route has its series, 0 when nothing waits, so
+    /// that an alert reads 0 rather than no data. A read that fails leaves its
+    /// gauges as they were.
     pub async fn refresh(
         &self,
         store: &Store,
         bound: &HashMap<(String, BindKind), usize>,
         accounts: &[String],
+        routes: &[String],
     ) {
         if let Ok(waiting) = store.waiting_deliveries().await {
             self.deliveries_waiting.clear();
+            for system_id in accounts {
+                let labels = AccountLabels {
+                    system_id: system_id.clone(),
+                };
+                self.deliveries_waiting.get_or_create(&labels).set(0);
+            }
             for (system_id, count) in waiting {
                 self.deliveries_waiting
                     .get_or_create(&AccountLabels { system_id })
@@ -315,6 +331,15 @@ impl Metrics {
         }
         if let Ok(open) = store.open_outbox().await {
             self.queue_depth.clear();
+            for route in routes {
+                for state in QUEUE_STATES {
+                    let labels = QueueLabels {
+                        route: route.clone(),
+                        state: state.to_owned(),
+                    };
+                    self.queue_depth.get_or_create(&labels).set(0);
+                }
+            }
             for (route, queue_state, count) in open {
                 let labels = QueueLabels {
                     route,

@@ -144,6 +144,8 @@ struct AccountState {
 struct InFlight {
     unanswered: usize,
     refused: bool,
+    /// `receipt` or `incoming`, for the deliveries metric.
+    kind: &'static str,
 }
 
 struct Hub {
@@ -240,9 +242,9 @@ impl Hub {
                 if flight.unanswered > 0 {
                     return;
                 }
-                let refused = flight.refused;
+                let (refused, kind) = (flight.refused, flight.kind);
                 account.in_flight.remove(&id);
-                self.metrics.delivery(&system_id, !refused);
+                self.metrics.delivery(&system_id, kind, !refused);
                 if refused {
                     attempted.push(id);
                 } else {
@@ -328,6 +330,10 @@ impl Hub {
             account.next = index + 1;
             let receiver = &mut account.receivers[index];
             let bodies = deliver_sm(&delivery, now, account.long_incoming);
+            let kind = match delivery.content {
+                DeliveryContent::Receipt(_) => "receipt",
+                DeliveryContent::Incoming { .. } => "incoming",
+            };
             let count = bodies.len();
             let job = DeliveryJob {
                 id: delivery.id,
@@ -339,6 +345,7 @@ impl Hub {
                     let flight = InFlight {
                         unanswered: count,
                         refused: false,
+                        kind,
                     };
                     account.in_flight.insert(delivery.id, flight);
                 }

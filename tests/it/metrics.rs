@@ -48,3 +48,17 @@ async fn sessions_submits_and_queue_depth_follow_the_traffic() {
         .until_metric("smpp_broker_sessions{system_id=\"rxonly\",bind_type=\"receiver\"} 0")
         .await;
 }
+
+#[tokio::test]
+async fn every_route_and_account_has_its_series_at_zero_before_any_traffic() {
+    let broker = TestBroker::builder().start().await;
+    let text = broker.metrics_text().await;
+    for state in ["scheduled", "queued", "retry", "sending", "enroute"] {
+        let line = format!("smpp_broker_queue_depth{{route=\"sandbox\",state=\"{state}\"}} 0");
+        assert!(text.contains(&line), "no {line:?} in\n{text}");
+    }
+    for account in ["demo", "rxonly"] {
+        let line = format!("smpp_broker_deliveries_waiting{{system_id=\"{account}\"}} 0");
+        assert!(text.contains(&line), "no {line:?} in\n{text}");
+    }
+}

@@ -107,7 +107,7 @@ async fn a_receipt_reaches_the_transceiver_and_is_removed_once_acknowledged() {
     acknowledge(&mut esme, sequence).await;
     all_removed(&broker).await;
     let metrics = broker.metrics_text().await;
-    let line = "smpp_broker_deliveries_total{system_id=\"acme\",outcome=\"acknowledged\"} 1";
+    let line = "smpp_broker_deliveries_total{system_id=\"acme\",kind=\"receipt\",outcome=\"acknowledged\"} 1";
     assert!(metrics.contains(line), "{metrics}");
 }
 
