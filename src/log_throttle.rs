@@ -29,7 +29,12 @@ impl LogThrottle {
     /// Counts one occurrence at `now`. When a line is due, returns how many
     /// occurrences it stands for (this one included).
     pub fn record(&mut self, now: Instant) -> Option<u64> {
-        self.unreported += 1;
+        self.record_many(now, 1)
+    }
+
+    /// Counts `count` occurrences at once (rows dropped by one statement).
+    pub fn record_many(&mut self, now: Instant, count: u64) -> Option<u64> {
+        self.unreported += count;
         let due = self
             .last_logged
             .is_none_or(|last| now.saturating_duration_since(last) >= self.interval);
@@ -76,5 +81,16 @@ mod tests {
         let mut throttle = LogThrottle::new(Duration::from_secs(10));
         assert_eq!(throttle.record(start), Some(1));
         assert_eq!(throttle.record(start + Duration::from_secs(3600)), Some(1));
+    }
+
+    #[test]
+    fn many_at_once_are_summed_into_the_next_line() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut throttle = LogThrottle::new(Duration::from_secs(10));
+        assert_eq!(throttle.record_many(at(0), 7), Some(7));
+        assert_eq!(throttle.record_many(at(1_000), 40), None);
+        assert_eq!(throttle.record_many(at(2_000), 3), None);
+        assert_eq!(throttle.record_many(at(10_000), 5), Some(48));
     }
 }

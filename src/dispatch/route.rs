@@ -18,6 +18,7 @@ use super::members::{Member, Members};
 use super::policy::{Decision, Policy};
 use super::upstream::{upstream_report, Call, Reply, SendOutcome, StatusOutcome};
 use crate::clock::Clock;
+use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 use crate::routing::select::Selector;
 use crate::routing::Route;
@@ -98,6 +99,8 @@ pub struct RouteDispatcher {
     metrics: Arc<Metrics>,
     /// Messages claimed and not yet recorded, at most: the members' windows.
     window: usize,
+    /// Retry and failure log lines, summed per (upstream, kind).
+    logs: Mutex<HashMap<(String, &'static str), LogThrottle>>,
     lease_ms: i64,
 }
 
@@ -138,6 +141,7 @@ impl RouteDispatcher {
             metrics,
             window,
             lease_ms,
+            logs: Mutex::default(),
         }
     }
 
@@ -481,8 +485,25 @@ impl RouteDispatcher {
         }
     }
 
+    /// Retries and failures, summed per upstream: the first at once, then at
+    /// most one line every 10 s with the count and the latest example.
     fn log_outcome(&self, sending: &Sending, outcome: &DispatchOutcome) {
         let (message, upstream) = (&sending.message, &sending.member.name);
+        let kind = match outcome {
+            DispatchOutcome::Accepted { .. } => return,
+            DispatchOutcome::Retry { .. } => "retry",
+            DispatchOutcome::Failed { .. } => "failed",
+        };
+        let due = {
+            let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (upstream.clone(), kind);
+            logs.entry(key)
+                .or_default()
+                .record(tokio::time::Instant::now())
+        };
+        let Some(count) = due else {
+            return;
+        };
         match outcome {
             DispatchOutcome::Accepted { .. } => {}
             DispatchOutcome::Retry {
@@ -491,13 +512,17 @@ impl RouteDispatcher {
                 stay,
                 ..
             } => warn!(
-                route = %self.route.name, %upstream, message_id = message.outbox_id,
-                attempts = message.attempts + 1, retry_at_ms = due_at, same_upstream = stay,
-                %error, "upstream did not take the message; retrying"
+                route = %self.route.name, %upstream, messages = count,
+                message_id = message.outbox_id, attempts = message.attempts + 1,
+                retry_at_ms = due_at, same_upstream = stay, %error,
+                "upstream did not take messages; retrying (counted since the last such line; \
+                 at most one every 10 s per upstream)"
             ),
             DispatchOutcome::Failed { state, error, .. } => warn!(
-                route = %self.route.name, %upstream, message_id = message.outbox_id,
-                state = state.as_str(), %error, "message failed"
+                route = %self.route.name, %upstream, messages = count,
+                message_id = message.outbox_id, state = state.as_str(), %error,
+                "messages failed (counted since the last such line; at most one every 10 s \
+                 per upstream)"
             ),
         }
     }

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
-use tracing::warn;
 
 use super::sql::{content_columns, CARRIED_BY_OUTBOX_1};
 use super::writer::{AfterCommit, WriterLimits};
@@ -123,7 +122,7 @@ pub(super) async fn enforce_caps(
     added: &HashMap<String, usize>,
 ) -> Result<Vec<(String, DropReason, u64)>, sqlx::Error> {
     let mut dropped_all = Vec::new();
-    for (system_id, added) in added {
+    for system_id in added.keys() {
         let max = limits.max_undelivered_of(system_id);
         let dropped = sqlx::query(
             "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE system_id = ?1 \
@@ -135,8 +134,7 @@ pub(super) async fn enforce_caps(
         .await?
         .rows_affected();
         if dropped > 0 {
-            warn!(%system_id, dropped, added, max,
-                "receipts and incoming messages over the account's limit: the oldest were dropped");
+            // Logged after the commit, summed per account (AfterCommit::publish).
             dropped_all.push((system_id.clone(), DropReason::OverLimit, dropped));
         }
     }

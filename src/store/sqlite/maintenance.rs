@@ -83,9 +83,8 @@ pub(super) async fn maintain(
             "final messages past messages.final_retention deleted"
         );
     }
+    // Logged after the commit, summed per account (AfterCommit::publish).
     for (system_id, dropped) in deliveries::expire(conn, now).await? {
-        warn!(%system_id, dropped,
-            "receipts and incoming messages no receiver took within the retention were dropped");
         after
             .dropped
             .push((system_id, DropReason::Expired, dropped as u64));

@@ -19,6 +19,7 @@ use super::{
     Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamLimits, UpstreamReport,
 };
 use crate::clock::Clock;
+use crate::log_throttle::LogThrottle;
 use crate::store::WriteHealth;
 
 /// At most this many commands share one transaction: bounds latency and WAL growth.
@@ -215,6 +216,8 @@ pub struct WriterState {
     deliveries: Arc<Notify>,
     /// Receipts and incoming messages dropped unread, counted after COMMIT.
     dropped: DroppedDeliveries,
+    /// Their log lines, summed per account and reason.
+    drop_logs: HashMap<(String, DropReason), LogThrottle>,
     /// The last message_id handed out. The writer is the only writer, so it numbers
     /// messages itself and an outbox row takes its message's id without a lookup.
     last_id: i64,
@@ -275,6 +278,7 @@ impl WriterState {
             ready: around.ready,
             deliveries: around.deliveries,
             dropped: around.dropped,
+            drop_logs: HashMap::new(),
             last_id: last_id.unwrap_or(0),
             health: around.health,
             file: around.file,
@@ -431,6 +435,17 @@ impl AfterCommit {
         }
         if !self.deliveries.is_empty() {
             state.deliveries.notify_waiters();
+        }
+        let now = tokio::time::Instant::now();
+        for (system_id, reason, dropped) in &self.dropped {
+            let key = (system_id.clone(), *reason);
+            let throttle = state.drop_logs.entry(key).or_default();
+            if let Some(dropped) = throttle.record_many(now, *dropped) {
+                warn!(%system_id, reason = reason.as_str(), dropped,
+                    "receipts and incoming messages dropped unread (over_limit: beyond the \
+                     account's max_undelivered, oldest first; expired: past the retention), \
+                     summed since the last such line: one line per account and reason every 10 s");
+            }
         }
         state.dropped.add(self.dropped);
     }
