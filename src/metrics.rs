@@ -58,6 +58,7 @@ pub struct Metrics {
     pub submits: Family<SubmitLabels, Counter>,
     pub queue_depth: Family<QueueLabels, Gauge>,
     pub routed: Family<RoutedLabels, Counter>,
+    pub store_wal_bytes: Gauge,
     pub upstream_limit_remaining: Family<LimitLabels, Gauge>,
 }
 
@@ -205,9 +206,17 @@ impl Default for Metrics {
              their way; only for the limits that are set",
             upstream_limit_remaining.clone(),
         );
+        let store_wal_bytes = Gauge::default();
+        registry.register(
+            "store_wal_bytes",
+            "Size of the database's write-ahead log not yet checkpointed into the database \
+             file, in bytes (read at scrape time)",
+            store_wal_bytes.clone(),
+        );
         Metrics {
             registry,
             routed,
+            store_wal_bytes,
             upstream_limit_remaining,
             sessions,
             submits,
@@ -315,6 +324,8 @@ impl Metrics {
             }
         }
         self.dropped(store.dropped_deliveries());
+        let wal = store.wal_bytes();
+        self.store_wal_bytes.set(wal.min(i64::MAX as u64) as i64);
         for system_id in accounts {
             for kind in [
                 BindKind::Transmitter,

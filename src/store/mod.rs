@@ -127,6 +127,12 @@ impl Store {
         backend!(self, s => s.path())
     }
 
+    /// The size of the write-ahead log not yet checkpointed into the database
+    /// file, in bytes (0 when the backend keeps none).
+    pub fn wal_bytes(&self) -> u64 {
+        backend!(self, s => s.wal_bytes())
+    }
+
     /// Stores messages atomically and returns their message_ids, in order, once
     /// they are committed.
     pub async fn submit(&self, messages: Vec<NewMessage>) -> Result<Vec<String>, SubmitError> {

@@ -41,6 +41,14 @@ async fn sessions_submits_and_queue_depth_follow_the_traffic() {
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }
     assert!(text.contains("# TYPE smpp_broker_queue_depth gauge"));
+    // The two messages are in the write-ahead log.
+    let wal: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("smpp_broker_store_wal_bytes "))
+        .expect("the WAL gauge")
+        .parse()
+        .expect("a number of bytes");
+    assert!(wal > 0, "{text}");
 
     // The receiver leaves; the gauge follows.
     receiver.request(Body::Unbind).await;

@@ -221,6 +221,13 @@ impl SqliteStore {
         self.dropped.snapshot()
     }
 
+    /// The size of `{database}-wal`, in bytes (0 while there is none).
+    pub fn wal_bytes(&self) -> u64 {
+        let mut wal = self.path().as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len())
+    }
+
     /// What the upstreams' own states stand for (the `upstream_states` table).
     pub fn upstream_states(&self) -> Arc<UpstreamStates> {
         self.upstream_states.clone()
