@@ -8,10 +8,7 @@ async fn weights_share_the_messages_out_in_proportion() {
     let phones = Phones::start().await;
     let routes =
         "[[routes]]\nname = \"all\"\nupstreams = [\"a\", \"b\", \"c\"]\nweights = [2, 1, 1]\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["", "", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker(["", "", ""], routes).await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     let messages = (0..300).map(|n| to(&format!("4917612{n:05}"), &format!("weighted {n}")));
     let ids = submit_all(&mut esme, messages).await;
@@ -47,10 +44,7 @@ async fn weights_share_the_messages_out_in_proportion() {
 async fn sticky_keeps_each_recipient_on_one_member() {
     let phones = Phones::start().await;
     let routes = "[[routes]]\nname = \"all\"\nupstreams = [\"a\", \"b\", \"c\"]\nsticky = true\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["", "", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker(["", "", ""], routes).await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     // Five rounds over 30 recipients, each round its own batch.
     let mut ids = Vec::new();
@@ -89,10 +83,7 @@ async fn sticky_keeps_each_recipient_on_one_member() {
 async fn the_fallback_takes_messages_only_while_no_pool_member_can() {
     let phones = Phones::start().await;
     let routes = "[[routes]]\nname = \"tiered\"\nupstreams = [\"a\", \"b\"]\nfallback = [\"c\"]\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["", "", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker(["", "", ""], routes).await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     let batch = |from: usize| {
         (from..from + 20).map(|n| to(&format!("49176{n:05}"), &format!("tiered {n}")))
@@ -153,10 +144,7 @@ upstreams = [\"c\"]
 name = \"world\"
 upstreams = [\"c\"]
 ";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["", "", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker(["", "", ""], routes).await;
     let mut acme = bound(&broker, "acme", "acme1234").await;
     let mut shop = bound(&broker, "shop", "shop1234").await;
     // (account's message_id, the route and member expected)
@@ -207,10 +195,7 @@ upstreams = [\"c\"]
 async fn a_destination_no_route_takes_is_refused_and_nothing_is_stored() {
     let phones = Phones::start().await;
     let routes = "[[routes]]\nname = \"de\"\nprefix = \"+49\"\nupstreams = [\"a\", \"b\", \"c\"]\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["", "", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker(["", "", ""], routes).await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     for dest in ["33612345678", "+33612345678", "1555123456"] {
         let status = submit_status(&mut esme, to(dest, "nowhere")).await;
@@ -233,10 +218,7 @@ async fn a_destination_no_route_takes_is_refused_and_nothing_is_stored() {
 async fn sticky_moves_only_the_recipients_of_a_member_that_drops_out() {
     let phones = Phones::start().await;
     let routes = "[[routes]]\nname = \"all\"\nupstreams = [\"a\", \"b\", \"c\"]\nsticky = true\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["", "", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker(["", "", ""], routes).await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     let recipient = |r: usize| format!("4917688{r:05}");
     let round = |n: usize| (0..30).map(move |r| to(&recipient(r), &format!("round {n} to {r}")));
@@ -286,10 +268,7 @@ async fn submit_multi_routes_each_destination_on_its_own() {
     let phones = Phones::start().await;
     let routes = "[[routes]]\nname = \"de\"\nprefix = \"+49\"\nupstreams = [\"a\"]\n\
                   [[routes]]\nname = \"fr\"\nprefix = \"+33\"\nupstreams = [\"b\"]\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["", "", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker(["", "", ""], routes).await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     let multi = SubmitMulti {
         dests: ["4930123456", "1555123456", "33612345678"]

@@ -9,10 +9,7 @@ async fn a_member_that_answers_401_is_paused_and_its_share_moves() {
     let phones = Phones::start().await;
     phones.a.fail_every(1, Fault::Unauthorized);
     let routes = "[[routes]]\nname = \"all\"\nupstreams = [\"a\", \"b\", \"c\"]\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["", "", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker(["", "", ""], routes).await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
 
     // The round robin starts at a: the first message meets the 401, and goes
@@ -66,10 +63,7 @@ async fn a_timeout_at_one_member_never_sends_the_message_to_another() {
         .push_faults(vec![Fault::Slow(Duration::from_millis(1500)); 3]);
     let routes = "[[routes]]\nname = \"all\"\nupstreams = [\"a\", \"b\", \"c\"]\n";
     let timeout = "request_timeout = \"300ms\"\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config([timeout, timeout, timeout], routes))
-        .start()
-        .await;
+    let broker = phones.broker([timeout, timeout, timeout], routes).await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     let messages = (0..30).map(|n| to(&format!("49176{n:05}"), &format!("patient {n}")));
     let ids = submit_all(&mut esme, messages).await;
@@ -121,9 +115,8 @@ async fn refused_after_an_unknown_outcome(refusal: Fault) {
         .a
         .push_faults([Fault::AcceptThenReset, refusal.clone()]);
     let routes = "[[routes]]\nname = \"all\"\nupstreams = [\"a\", \"b\", \"c\"]\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["pause_cooldown = \"1s\"\n", "", ""], routes))
-        .start()
+    let broker = phones
+        .broker(["pause_cooldown = \"1s\"\n", "", ""], routes)
         .await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     // The round robin starts at a.
@@ -169,10 +162,7 @@ async fn readyz_tells_why_a_member_takes_nothing() {
     let phones = Phones::start().await;
     phones.a.fail_every(1, Fault::Unauthorized);
     let routes = "[[routes]]\nname = \"all\"\nupstreams = [\"a\", \"b\", \"c\"]\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["", "daily_limit = 1\n", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker(["", "daily_limit = 1\n", ""], routes).await;
     let ready = readyz(&broker).await;
     for name in ["a", "b", "c"] {
         assert_eq!(ready["upstreams"][name]["state"], "sending", "{ready}");
@@ -209,10 +199,7 @@ async fn readyz_tells_why_a_member_takes_nothing() {
 /// `a_keys`, and one message submitted; returns its id.
 async fn one_message_through_the_pool(phones: &Phones, a_keys: &str) -> (TestBroker, String) {
     let routes = "[[routes]]\nname = \"all\"\nupstreams = [\"a\", \"b\", \"c\"]\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config([a_keys, "", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker([a_keys, "", ""], routes).await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     let id = submit_ok(&mut esme, to("4917600004", "one message")).await;
     (broker, id)
@@ -294,10 +281,7 @@ async fn the_parts_of_a_message_with_an_unknown_outcome_stay_counted_at_its_memb
     // lost, and it stays unavailable a while (the retry waits 50 ms).
     phones.a.push_faults([Fault::AcceptThenReset]);
     let routes = "[[routes]]\nname = \"limited\"\nupstreams = [\"a\"]\nfallback = [\"b\"]\n";
-    let broker = TestBroker::builder()
-        .accounts(&phones.config(["daily_limit = 1\n", "", ""], routes))
-        .start()
-        .await;
+    let broker = phones.broker(["daily_limit = 1\n", "", ""], routes).await;
     let mut esme = bound(&broker, "acme", "acme1234").await;
     let first = submit_ok(&mut esme, to("4917600001", "at a, answer lost")).await;
     eventually(PATIENCE, "a's answer lost", || async {

@@ -81,6 +81,15 @@ impl Phones {
         text
     }
 
+    /// A broker with the phones' upstreams (`keys` as for [`Phones::config`])
+    /// and `routes`.
+    async fn broker(&self, keys: [&str; 3], routes: &str) -> TestBroker {
+        TestBroker::builder()
+            .accounts(&self.config(keys, routes))
+            .start()
+            .await
+    }
+
     /// Every message id any phone accepted, with the phones that accepted it.
     fn holders(&self) -> BTreeMap<String, Vec<&'static str>> {
         let mut holders: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
