@@ -208,6 +208,13 @@ impl Member {
         self.unavailable(now).is_none() && self.condition().usage.can_take(parts, now)
     }
 
+    /// Whether a daily or monthly limit is set.
+    pub fn has_limits(&self) -> bool {
+        let condition = self.condition();
+        let limits = condition.usage.limits();
+        limits.daily.is_some() || limits.monthly.is_some()
+    }
+
     /// Whether message `outbox_id`, bound to the member by an attempt whose
     /// outcome is unknown, may go to it again now: the parts held for it are
     /// its own, not room another message needs.

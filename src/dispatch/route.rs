@@ -99,6 +99,9 @@ pub struct RouteDispatcher {
     metrics: Arc<Metrics>,
     /// Messages claimed and not yet recorded, at most: the members' windows.
     window: usize,
+    /// Whether a member of the route has a carrier limit (then each message's
+    /// parts decide where it may go).
+    limited: bool,
     /// Retry and failure log lines, summed per (upstream, kind).
     logs: Mutex<HashMap<(String, &'static str), LogThrottle>>,
     lease_ms: i64,
@@ -114,6 +117,7 @@ impl RouteDispatcher {
     ) -> RouteDispatcher {
         let own: Vec<&Arc<Member>> = route.members().filter_map(|m| members.get(m)).collect();
         let window = own.iter().map(|m| m.window).sum::<usize>().clamp(2, 1024);
+        let limited = own.iter().any(|m| m.has_limits());
         // Long enough for the whole window to pass the slowest member (the
         // weights may send it more than its own window): its rate, and its
         // requests timing out max_in_flight at a time (the timeout bounds a
@@ -140,6 +144,7 @@ impl RouteDispatcher {
             clock,
             metrics,
             window,
+            limited,
             lease_ms,
             logs: Mutex::default(),
         }
@@ -221,11 +226,18 @@ impl RouteDispatcher {
         let place = {
             let (selector, members) = (Arc::clone(&self.selector), Arc::clone(&self.members));
             let reserved = Arc::clone(&reserved);
+            let limited = self.limited;
             Box::new(move |message: &Dispatch| {
                 if Policy::expired(message, now).is_some() {
                     return Placement::AsIs;
                 }
-                let parts = sms_parts(&message.content);
+                // The placer runs in the writer's transaction: the text is
+                // encoded there only when a limit needs its parts.
+                let parts = if limited {
+                    sms_parts(&message.content)
+                } else {
+                    0
+                };
                 let mut selector = selector.lock().unwrap_or_else(|e| e.into_inner());
                 match choose(&mut selector, &members, message, parts, now) {
                     Some(member) => {
@@ -283,6 +295,12 @@ impl RouteDispatcher {
                 .get_or_create(&Metrics::upstream(&member.name))
                 .clone();
             let service = member.service.clone();
+            // Counted when the member takes it, limits or not.
+            let parts = if self.limited {
+                parts
+            } else {
+                sms_parts(&message.content)
+            };
             let sending = Sending {
                 message,
                 member,

@@ -11,7 +11,7 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
-use crate::store::conformance::{message, T0};
+use crate::store::conformance::{as_is, message, T0};
 use crate::store::{Store, SubmitError};
 
 fn settings(dir: &Path, busy_timeout: Duration) -> StoreSettings {
@@ -68,13 +68,7 @@ async fn a_second_owner_is_refused_before_it_changes_anything() {
         .unwrap();
     assert_eq!(
         store
-            .claim(
-                "sandbox",
-                10,
-                60_000,
-                &[],
-                crate::store::conformance::as_is()
-            )
+            .claim("sandbox", 10, 60_000, &[], as_is())
             .await
             .unwrap()
             .len(),
@@ -109,13 +103,7 @@ async fn a_second_owner_is_refused_before_it_changes_anything() {
     let reopened = open(dir.path(), Duration::from_secs(5)).await.unwrap();
     assert_eq!(
         reopened
-            .claim(
-                "sandbox",
-                10,
-                60_000,
-                &[],
-                crate::store::conformance::as_is()
-            )
+            .claim("sandbox", 10, 60_000, &[], as_is())
             .await
             .unwrap()
             .len(),

@@ -37,6 +37,14 @@ async fn weights_share_the_messages_out_in_proportion() {
     for (name, got) in [("a", a), ("b", b), ("c", c)] {
         let line = format!("smpp_broker_routed_total{{route=\"all\",upstream=\"{name}\"}} {got}");
         assert_metric(&metrics, &line);
+        // Parts are counted for members without limits too (one SMS each).
+        let parts: i64 = broker
+            .db()
+            .scalar(&format!(
+                "SELECT parts_today FROM upstream_usage WHERE upstream = '{name}'"
+            ))
+            .await;
+        assert_eq!(parts, got as i64, "{name}");
     }
 }
 
