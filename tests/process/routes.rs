@@ -41,6 +41,23 @@ fn holders(fakes: &[(&'static str, FakeSmsGate)]) -> BTreeMap<String, Vec<(&'sta
     holders
 }
 
+/// The broker's config in `dir`: an upstream per fake with `keys`, then the
+/// account acme with the rest of its keys and its routes (`account_and_routes`).
+fn pool_config(
+    dir: &std::path::Path,
+    fakes: &[(&str, FakeSmsGate)],
+    keys: &str,
+    account_and_routes: &str,
+) -> std::path::PathBuf {
+    let mut tables = String::new();
+    for (name, fake) in fakes {
+        tables.push_str(&fake.upstream_table(name, keys));
+    }
+    tables.push_str("[[accounts]]\nsystem_id = \"acme\"\npassword = \"acme1234\"\n");
+    tables.push_str(account_and_routes);
+    write_config(dir, &tables)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_dispatch_across_a_weighted_pool_loses_and_repeats_nothing() {
     let mut fakes = Vec::new();
@@ -51,19 +68,16 @@ async fn sigkill_mid_dispatch_across_a_weighted_pool_loses_and_repeats_nothing()
     // whether the member has those, so they may go to that member only.
     fakes[0].1.fail_every(10, Fault::AcceptThenReset);
     fakes[2].1.fail_every(5, Fault::AcceptThenReset);
-    let mut tables = String::new();
-    for (name, fake) in &fakes {
-        // A few seconds' work in all: the kill finds requests on the wire and
-        // many more messages claimed and bound to their member, not yet sent.
-        let keys = "rate = 150\nmax_in_flight = 4\nretry_schedule = [\"100ms\"]\n";
-        tables.push_str(&fake.upstream_table(name, keys));
-    }
-    tables.push_str(
-        "[[accounts]]\nsystem_id = \"acme\"\npassword = \"acme1234\"\nthroughput = 100000\n\
-         [[routes]]\nname = \"pool\"\nupstreams = [\"a\", \"b\", \"c\"]\nweights = [3, 2, 1]\n",
-    );
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &tables);
+    // A few seconds' work in all: the kill finds requests on the wire and
+    // many more messages claimed and bound to their member, not yet sent.
+    let config = pool_config(
+        dir.path(),
+        &fakes,
+        "rate = 150\nmax_in_flight = 4\nretry_schedule = [\"100ms\"]\n",
+        "throughput = 100000\n[[routes]]\nname = \"pool\"\nupstreams = [\"a\", \"b\", \"c\"]\n\
+         weights = [3, 2, 1]\n",
+    );
     let broker = start(&config).await;
 
     let mut esme = Esme::connect(broker.addr).await;
@@ -234,17 +248,13 @@ async fn a_message_taken_before_a_sigkill_and_refused_after_it_stays_with_its_me
             retry_after_secs: 1,
         },
     ]);
-    let mut tables = String::new();
-    for (name, fake) in &fakes {
-        let keys = "rate = 100\nretry_schedule = [\"100ms\"]\n";
-        tables.push_str(&fake.upstream_table(name, keys));
-    }
-    tables.push_str(
-        "[[accounts]]\nsystem_id = \"acme\"\npassword = \"acme1234\"\n\
-         [[routes]]\nname = \"pool\"\nupstreams = [\"a\", \"b\"]\n",
-    );
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &tables);
+    let config = pool_config(
+        dir.path(),
+        &fakes,
+        "rate = 100\nretry_schedule = [\"100ms\"]\n",
+        "[[routes]]\nname = \"pool\"\nupstreams = [\"a\", \"b\"]\n",
+    );
     let broker = start(&config).await;
     let mut esme = Esme::connect(broker.addr).await;
     esme.bind_ok(BindKind::Transmitter, "acme", "acme1234")
