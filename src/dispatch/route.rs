@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::{BoxError, ServiceExt};
 use tracing::{info, warn};
@@ -81,11 +82,17 @@ enum Finished {
 /// The requests a dispatcher awaits.
 type InFlight = FuturesUnordered<BoxFuture<'static, Finished>>;
 
-/// What settling a batch of finished requests has to store.
+/// What settling finished requests has to store.
 #[derive(Default)]
 struct Settled {
     outcomes: Vec<(i64, DispatchOutcome)>,
     reports: Vec<UpstreamReport>,
+}
+
+impl Settled {
+    fn is_empty(&self) -> bool {
+        self.outcomes.is_empty() && self.reports.is_empty()
+    }
 }
 
 /// Drains one route's queue.
@@ -157,6 +164,11 @@ impl RouteDispatcher {
         info!(route = %self.route.name, window = self.window, "dispatcher started");
         let ready = self.store.ready_signal();
         let mut in_flight = FuturesUnordered::new();
+        // Outcomes are stored while the next messages are claimed and sent: one
+        // batch at a time, and those that finish meanwhile wait to be the next
+        // batch, so that a busy writer gets fewer, larger batches.
+        let mut recording = JoinSet::new();
+        let mut waiting = Settled::default();
         let mut next_sweep = self.clock.now_ms();
         loop {
             let notified = ready.notified();
@@ -203,12 +215,22 @@ impl RouteDispatcher {
                     while let Some(Some(more)) = in_flight.next().now_or_never() {
                         finished.push(more);
                     }
-                    self.settle(finished, &mut in_flight).await;
+                    self.settle(finished, &mut in_flight, &mut waiting);
+                    if recording.is_empty() {
+                        recording.spawn(self.record(std::mem::take(&mut waiting)));
+                    }
+                }
+                Some(_) = recording.join_next(), if !recording.is_empty() => {
+                    if !waiting.is_empty() {
+                        recording.spawn(self.record(std::mem::take(&mut waiting)));
+                    }
                 }
                 _ = &mut notified, if open && in_flight.len() < self.window => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+        while recording.join_next().await.is_some() {}
+        self.record(waiting).await;
         info!(route = %self.route.name, "dispatcher stopped");
     }
 
@@ -323,33 +345,42 @@ impl RouteDispatcher {
         Ok(())
     }
 
-    /// Stores what became of finished requests, starting state fetches for 409s.
-    async fn settle(&self, finished: Vec<Finished>, in_flight: &mut InFlight) {
+    /// Settles finished requests, starting state fetches for 409s; adds what
+    /// became of them to `settled`, to be stored. Their rows stay leased until
+    /// it is, so nothing claims them meanwhile.
+    fn settle(&self, finished: Vec<Finished>, in_flight: &mut InFlight, settled: &mut Settled) {
         let now = self.clock.now_ms();
-        let mut settled = Settled::default();
         for done in finished {
             match done {
                 Finished::Sent(sending, reply) => {
-                    self.settle_sent(sending, reply, now, &mut settled, in_flight)
+                    self.settle_sent(sending, reply, now, settled, in_flight)
                 }
                 Finished::Fetched(sending, reply) => {
-                    self.settle_fetched(sending, reply, now, &mut settled)
+                    self.settle_fetched(sending, reply, now, settled)
                 }
             }
         }
+    }
+
+    /// Stores what became of settled requests.
+    fn record(&self, settled: Settled) -> BoxFuture<'static, ()> {
         let Settled { outcomes, reports } = settled;
-        if !outcomes.is_empty() {
-            if let Err(err) = self.store.record_dispatch(outcomes).await {
-                // The rows stay leased and bound, and go to the same member
-                // again after the lease: it recognises our id.
-                warn!(route = %self.route.name, error = %err, "dispatch outcomes not stored");
+        let (store, route) = (self.store.clone(), Arc::clone(&self.route));
+        async move {
+            if !outcomes.is_empty() {
+                if let Err(err) = store.record_dispatch(outcomes).await {
+                    // The rows stay leased and bound, and go to the same member
+                    // again after the lease: it recognises our id.
+                    warn!(route = %route.name, error = %err, "dispatch outcomes not stored");
+                }
+            }
+            if !reports.is_empty() {
+                if let Err(err) = store.record_reports(reports).await {
+                    warn!(route = %route.name, error = %err, "upstream states not stored");
+                }
             }
         }
-        if !reports.is_empty() {
-            if let Err(err) = self.store.record_reports(reports).await {
-                warn!(route = %self.route.name, error = %err, "upstream states not stored");
-            }
-        }
+        .boxed()
     }
 
     /// The answer to a send: counted, then recorded, fetched (a 409), a

@@ -2,6 +2,7 @@
 //! storing what the upstream made of them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use serde_json::json;
 
@@ -9,8 +10,8 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
 use super::deliveries::add_receipts;
-use super::reports::CARRIED;
-use super::sql::{content_from_columns, CARRIED_BY_OUTBOX_1};
+use super::reports::carried;
+use super::sql::{content_from_columns, Script, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{
     Dispatch, DispatchOutcome, ErrorCode, ExpiredWaiting, MessageState, Placement, Placer,
@@ -97,42 +98,27 @@ pub(super) async fn claim(
     // RETURNING gives no order; the upstream sees the claim order.
     claimed.sort_by_key(|d| (std::cmp::Reverse(d.priority), d.outbox_id));
     let mut placed = Vec::with_capacity(claimed.len());
-    let mut binds: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    // Bound to a member, or put back to wait: stored together below.
+    let (mut binds, mut waits) = (Vec::new(), Vec::new());
     for mut message in claimed {
         match (claim.place)(&message) {
             Placement::Member(member) => {
                 if message.upstream.as_deref() != Some(member.as_str()) {
-                    binds
-                        .entry(member.clone())
-                        .or_default()
-                        .push(message.outbox_id);
+                    binds.push(json!({"id": message.outbox_id, "member": member}));
                     message.upstream = Some(member);
                 }
                 placed.push(message);
             }
             Placement::Wait { until, reason } => {
-                sqlx::query(
-                    "UPDATE outbox SET state = 'retry', due_at = ?1, lease_until = NULL, \
-                     last_error = ?2 WHERE id = ?3",
-                )
-                .bind(until)
-                .bind(reason)
-                .bind(message.outbox_id)
-                .execute(&mut *conn)
-                .await?;
+                waits.push(json!({"id": message.outbox_id, "until": until, "reason": reason}));
             }
             Placement::AsIs => placed.push(message),
         }
     }
-    for (member, ids) in binds {
-        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        sqlx::query(
-            "UPDATE outbox SET upstream = ?1 WHERE id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(member)
-        .bind(ids)
-        .execute(&mut *conn)
-        .await?;
+    if !binds.is_empty() || !waits.is_empty() {
+        placement_script()
+            .run(conn, &json!({"binds": binds, "waits": waits}))
+            .await?;
     }
     Ok(placed)
 }
@@ -330,42 +316,101 @@ async fn record_accepted(
     if rows.is_empty() {
         return Ok(());
     }
-    let taken: Vec<(i64, Option<String>)> = sqlx::query_as(
-        "UPDATE outbox SET state = 'enroute', lease_until = NULL, attempts = attempts + 1, \
-         upstream_id = j.uid, upstream_state = j.us, due_at = j.due, last_error = NULL \
-         FROM (SELECT value->>'id' AS id, value->>'uid' AS uid, value->>'us' AS us, \
-               value->>'due' AS due FROM json_each(?1)) AS j \
-         WHERE outbox.id = j.id AND outbox.state NOT IN ('enroute', 'done') \
-         RETURNING outbox.id, outbox.upstream",
-    )
-    .bind(serde_json::Value::Array(rows).to_string())
-    .fetch_all(&mut *conn)
-    .await?;
+    let AcceptedScript {
+        script,
+        taken,
+        stopped,
+    } = AcceptedScript::get();
+    let results = script.run(conn, &json!({ "rows": rows })).await?;
     let mut usage = UsageTally::default();
-    let mut moved = Vec::with_capacity(taken.len());
-    for (outbox_id, member) in taken {
+    for row in &results[*taken] {
+        let (outbox_id, member): (i64, Option<String>) = (row.get(0), row.get(1));
         if let (Some(member), Some(Some(charge))) = (member, charges.get(&outbox_id)) {
             usage.add(member, charge);
         }
-        moved.push(json!({"id": outbox_id}));
     }
-    // Their messages stop waiting.
-    let moved = serde_json::Value::Array(moved).to_string();
-    for carried in CARRIED {
-        let was_waiting: Vec<String> = sqlx::query_scalar(&format!(
-            "UPDATE messages SET state = 'enroute', final_at = NULL, error_code = 0 \
-             FROM (SELECT value->>'id' AS id FROM json_each(?1)) AS j \
-             WHERE {carried} AND messages.state IN ('scheduled', 'queued') \
-             RETURNING messages.system_id"
-        ))
-        .bind(&moved)
-        .fetch_all(&mut *conn)
-        .await?;
-        for system_id in &was_waiting {
-            after.add(system_id, -1);
+    for &statement in stopped {
+        for row in &results[statement] {
+            after.add(row.get::<&str, _>(0), -1);
         }
     }
     usage.store(conn).await
+}
+
+/// The script that stores a set of acceptances, built once: `?1` holds
+/// `rows` (`id, uid, us, due`).
+pub(super) struct AcceptedScript {
+    pub(super) script: Script,
+    /// Its statement returning the rows taken (id, upstream), and those
+    /// returning (system_id) the messages that stopped waiting.
+    taken: usize,
+    stopped: Vec<usize>,
+}
+
+impl AcceptedScript {
+    pub(super) fn get() -> &'static AcceptedScript {
+        static SCRIPT: OnceLock<AcceptedScript> = OnceLock::new();
+        SCRIPT.get_or_init(AcceptedScript::build)
+    }
+
+    fn build() -> AcceptedScript {
+        let mut script = Script::default();
+        script.add("DELETE FROM temp.accepted");
+        script.add(
+            "INSERT OR IGNORE INTO temp.accepted (id, uid, us, due) \
+             SELECT j.id, j.uid, j.us, j.due \
+             FROM (SELECT value->>'id' AS id, value->>'uid' AS uid, value->>'us' AS us, \
+                   value->>'due' AS due FROM json_each(?1, '$.rows')) AS j \
+             JOIN outbox ON outbox.id = j.id WHERE outbox.state NOT IN ('enroute', 'done')",
+        );
+        let taken = script.add(
+            "UPDATE outbox SET state = 'enroute', lease_until = NULL, attempts = attempts + 1, \
+             upstream_id = a.uid, upstream_state = a.us, due_at = a.due, last_error = NULL \
+             FROM temp.accepted AS a \
+             WHERE outbox.id = a.id AND outbox.id IN (SELECT id FROM temp.accepted) \
+             RETURNING outbox.id, outbox.upstream",
+        );
+        // Their messages stop waiting.
+        let stopped: Vec<usize> = carried("temp.accepted")
+            .iter()
+            .map(|carried| {
+                script.add(&format!(
+                    "UPDATE messages SET state = 'enroute', final_at = NULL, error_code = 0 \
+                     FROM temp.accepted AS j \
+                     WHERE {carried} AND messages.state IN ('scheduled', 'queued') \
+                     RETURNING messages.system_id"
+                ))
+            })
+            .collect();
+        AcceptedScript {
+            script,
+            taken,
+            stopped,
+        }
+    }
+}
+
+/// The script that binds claimed rows to their members (`?1`: `binds`, of
+/// `id, member`) and puts back those no member can take now (`waits`, of
+/// `id, until, reason`), built once.
+pub(super) fn placement_script() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| {
+        let mut script = Script::default();
+        script.add(
+            "UPDATE outbox SET upstream = j.member \
+             FROM (SELECT value->>'id' AS id, value->>'member' AS member \
+                   FROM json_each(?1, '$.binds')) AS j WHERE outbox.id = j.id",
+        );
+        script.add(
+            "UPDATE outbox SET state = 'retry', due_at = j.until, lease_until = NULL, \
+             last_error = j.reason \
+             FROM (SELECT value->>'id' AS id, value->>'until' AS until, \
+                   value->>'reason' AS reason FROM json_each(?1, '$.waits')) AS j \
+             WHERE outbox.id = j.id",
+        );
+        script
+    })
 }
 
 /// Moves the messages an outbox row carries to `state`, final when `done` gives

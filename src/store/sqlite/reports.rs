@@ -9,19 +9,30 @@
 //! nothing.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use serde_json::json;
 use sqlx::sqlite::SqliteConnection;
+use sqlx::Row;
+
+use super::sql::Script;
 
 use super::writer::AfterCommit;
 use super::{MessageState, UpstreamReport};
 
-/// The messages an outbox row carries, `j.id` (a JSON array's objects with the
-/// outbox `id`): its own, and the parts of a long one.
-pub(super) const CARRIED: [&str; 2] = [
-    "messages.message_id = j.id",
-    "messages.outbox_id = j.id AND messages.concat_key IS NOT NULL",
-];
+/// The messages the outbox rows of the scratch table `table` carry, as `j`
+/// joined to `messages`: its own, and the parts of a long one. The `IN` steers
+/// SQLite to look the rows up from the scratch table's ids: without
+/// statistics on it, an UPDATE … FROM would scan `messages` instead.
+pub(super) fn carried(table: &str) -> [String; 2] {
+    [
+        format!("messages.message_id = j.id AND messages.message_id IN (SELECT id FROM {table})"),
+        format!(
+            "messages.outbox_id = j.id AND messages.concat_key IS NOT NULL \
+             AND messages.outbox_id IN (SELECT id FROM {table})"
+        ),
+    ]
+}
 
 /// Which of `reports` apply, per outbox id: the last intermediate one before
 /// the first final one, and that final one. Returns their indexes.
@@ -48,7 +59,8 @@ fn effective(reports: &[UpstreamReport]) -> (Vec<usize>, Vec<usize>) {
     (intermediate, last)
 }
 
-/// Applies `reports`; returns, for each, whether it changed something.
+/// Applies `reports` in one script (one round trip); returns, for each,
+/// whether it changed something.
 pub(super) async fn record_reports(
     conn: &mut SqliteConnection,
     now: i64,
@@ -58,152 +70,171 @@ pub(super) async fn record_reports(
 ) -> Result<Vec<bool>, sqlx::Error> {
     let mut changed = vec![false; reports.len()];
     let (intermediate, last) = effective(reports);
+    let intermediate_rows: Vec<serde_json::Value> = intermediate
+        .iter()
+        .map(|&i| json!({"id": reports[i].outbox_id, "us": reports[i].upstream_state}))
+        .collect();
+    let final_rows: Vec<serde_json::Value> = last
+        .iter()
+        .map(|&i| {
+            let r = &reports[i];
+            json!({"id": r.outbox_id, "us": r.upstream_state, "err": r.error,
+                "state": r.state.map(MessageState::as_str), "at": r.at,
+                "code": i64::from(r.error_code)})
+        })
+        .collect();
 
-    // Still on their way (sent, not yet delivered): only the upstream's state
-    // moves on; the phone having sent it is the intermediate receipt.
-    if !intermediate.is_empty() {
-        let rows: Vec<serde_json::Value> = intermediate
-            .iter()
-            .map(|&i| json!({"id": reports[i].outbox_id, "us": reports[i].upstream_state}))
-            .collect();
-        let moved: Vec<(i64, String)> = sqlx::query_as(
-            "UPDATE outbox SET upstream_state = j.us \
-             FROM (SELECT value->>'id' AS id, value->>'us' AS us FROM json_each(?1)) AS j \
-             WHERE outbox.id = j.id AND outbox.state != 'done' AND outbox.upstream_state IS NOT j.us \
-             RETURNING outbox.id, outbox.upstream_state",
-        )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-        let by_id: HashMap<i64, usize> = intermediate
-            .iter()
-            .map(|&i| (reports[i].outbox_id, i))
-            .collect();
-        let mut sent = Vec::new();
-        for (id, upstream_state) in moved {
-            if let Some(&i) = by_id.get(&id) {
-                changed[i] = true;
-            }
-            if upstream_state == "Sent" {
-                sent.push(json!({"id": id, "state": MessageState::Enroute.as_str()}));
-            }
+    let ReportsScript {
+        script,
+        moved,
+        finished,
+        stopped_waiting,
+        receipts,
+    } = ReportsScript::get();
+    let params = json!({"moved": intermediate_rows, "final": final_rows, "now": now,
+        "keep": keep_until});
+    let results = script.run(conn, &params).await?;
+
+    let by_id: HashMap<i64, usize> = intermediate
+        .iter()
+        .map(|&i| (reports[i].outbox_id, i))
+        .collect();
+    for row in &results[*moved] {
+        if let Some(&i) = by_id.get(&row.get::<i64, _>(0)) {
+            changed[i] = true;
         }
-        add_receipts(conn, &sent, true, now, keep_until, after).await?;
     }
-
-    if !last.is_empty() {
-        let rows: Vec<serde_json::Value> = last
-            .iter()
-            .map(|&i| {
-                let r = &reports[i];
-                json!({"id": r.outbox_id, "us": r.upstream_state, "err": r.error,
-                    "state": r.state.map(MessageState::as_str), "at": r.at,
-                    "code": i64::from(r.error_code)})
-            })
-            .collect();
-        let rows = serde_json::Value::Array(rows).to_string();
-        let done: Vec<i64> = sqlx::query_scalar(
-            "UPDATE outbox SET state = 'done', lease_until = NULL, upstream_state = j.us, \
-             last_error = coalesce(j.err, outbox.last_error) \
-             FROM (SELECT value->>'id' AS id, value->>'us' AS us, value->>'err' AS err \
-                   FROM json_each(?1)) AS j \
-             WHERE outbox.id = j.id AND outbox.state != 'done' RETURNING outbox.id",
-        )
-        .bind(&rows)
-        .fetch_all(&mut *conn)
-        .await?;
-        let by_id: HashMap<i64, usize> = last.iter().map(|&i| (reports[i].outbox_id, i)).collect();
-        let finals: Vec<serde_json::Value> = done
-            .iter()
-            .filter_map(|id| {
-                let i = *by_id.get(id)?;
-                changed[i] = true;
-                let r = &reports[i];
-                Some(json!({"id": id, "state": r.state.map(MessageState::as_str),
-                    "at": r.at, "code": i64::from(r.error_code)}))
-            })
-            .collect();
-        finish_messages(conn, &finals, after).await?;
-        add_receipts(conn, &finals, false, now, keep_until, after).await?;
+    let by_id: HashMap<i64, usize> = last.iter().map(|&i| (reports[i].outbox_id, i)).collect();
+    for row in &results[*finished] {
+        if let Some(&i) = by_id.get(&row.get::<i64, _>(0)) {
+            changed[i] = true;
+        }
+    }
+    for &statement in stopped_waiting {
+        for row in &results[statement] {
+            after.add(row.get::<&str, _>(0), -1);
+        }
+    }
+    for &statement in receipts {
+        for row in &results[statement] {
+            after.delivery_added(row.get::<&str, _>(0));
+        }
     }
     Ok(changed)
 }
 
-/// Moves the messages the outbox rows `finals` carry to their final state
-/// (`{id, state, at, code}`); those that stop waiting leave the queue counts.
-async fn finish_messages(
-    conn: &mut SqliteConnection,
-    finals: &[serde_json::Value],
-    after: &mut AfterCommit,
-) -> Result<(), sqlx::Error> {
-    if finals.is_empty() {
-        return Ok(());
+/// The script that applies a set of reports, built once: `?1` holds `moved`
+/// (intermediate reports), `final`, `now` and `keep`.
+pub(super) struct ReportsScript {
+    pub(super) script: Script,
+    /// Its statements returning the ids of the rows an intermediate report
+    /// moved, and of those a final one finished.
+    moved: usize,
+    finished: usize,
+    /// Those returning (system_id) messages that stopped waiting, and receipts added.
+    stopped_waiting: Vec<usize>,
+    receipts: Vec<usize>,
+}
+
+impl ReportsScript {
+    pub(super) fn get() -> &'static ReportsScript {
+        static SCRIPT: OnceLock<ReportsScript> = OnceLock::new();
+        SCRIPT.get_or_init(ReportsScript::build)
     }
-    let rows = serde_json::Value::Array(finals.to_vec()).to_string();
-    for carried in CARRIED {
-        for (states, counted) in [("'scheduled', 'queued'", true), ("'enroute'", false)] {
-            let moved: Vec<String> = sqlx::query_scalar(&format!(
+
+    fn build() -> ReportsScript {
+        let mut script = Script::default();
+        // Still on their way (sent, not yet delivered): only the upstream's state
+        // moves on; the phone having sent it is the intermediate receipt.
+        script.add("DELETE FROM temp.report_moved");
+        script.add(
+            "INSERT OR IGNORE INTO temp.report_moved (id, us) SELECT j.id, j.us \
+             FROM (SELECT value->>'id' AS id, value->>'us' AS us FROM json_each(?1, '$.moved')) AS j \
+             JOIN outbox ON outbox.id = j.id \
+             WHERE outbox.state != 'done' AND outbox.upstream_state IS NOT j.us",
+        );
+        script.add(
+            "UPDATE outbox SET upstream_state = m.us FROM temp.report_moved AS m \
+             WHERE outbox.id = m.id AND outbox.id IN (SELECT id FROM temp.report_moved)",
+        );
+        let sent_receipts = add_receipts(&mut script, "temp.report_moved", true);
+        let moved = script.add("SELECT id FROM temp.report_moved");
+
+        script.add("DELETE FROM temp.report_final");
+        script.add(
+            "INSERT OR IGNORE INTO temp.report_final (id, us, err, state, at, code) \
+             SELECT j.id, j.us, j.err, j.state, j.at, j.code \
+             FROM (SELECT value->>'id' AS id, value->>'us' AS us, value->>'err' AS err, \
+                   value->>'state' AS state, value->>'at' AS at, value->>'code' AS code \
+                   FROM json_each(?1, '$.final')) AS j \
+             JOIN outbox ON outbox.id = j.id WHERE outbox.state != 'done'",
+        );
+        script.add(
+            "UPDATE outbox SET state = 'done', lease_until = NULL, upstream_state = f.us, \
+             last_error = coalesce(f.err, outbox.last_error) FROM temp.report_final AS f \
+             WHERE outbox.id = f.id AND outbox.id IN (SELECT id FROM temp.report_final)",
+        );
+        let stopped_waiting = finish_messages(&mut script, "temp.report_final");
+        let final_receipts = add_receipts(&mut script, "temp.report_final", false);
+        let finished = script.add("SELECT id FROM temp.report_final");
+
+        ReportsScript {
+            script,
+            moved,
+            finished,
+            stopped_waiting,
+            receipts: sent_receipts.into_iter().chain(final_receipts).collect(),
+        }
+    }
+}
+
+/// Adds to `script` the statements that move the messages the outbox rows of
+/// `table` (`id, state, at, code`) carry to their final state; returns the
+/// statements whose rows (system_id) are messages that stopped waiting.
+fn finish_messages(script: &mut Script, table: &str) -> Vec<usize> {
+    let mut counted = Vec::new();
+    for carried in carried(table) {
+        for (states, counts) in [("'scheduled', 'queued'", true), ("'enroute'", false)] {
+            let statement = script.add(&format!(
                 "UPDATE messages SET state = j.state, final_at = j.at, error_code = j.code \
-                 FROM (SELECT value->>'id' AS id, value->>'state' AS state, value->>'at' AS at, \
-                       value->>'code' AS code FROM json_each(?1)) AS j \
+                 FROM {table} AS j \
                  WHERE {carried} AND messages.state IN ({states}) RETURNING messages.system_id"
-            ))
-            .bind(&rows)
-            .fetch_all(&mut *conn)
-            .await?;
-            if counted {
-                for system_id in &moved {
-                    after.add(system_id, -1);
-                }
+            ));
+            if counts {
+                counted.push(statement);
             }
         }
     }
-    Ok(())
+    counted
 }
 
-/// The receipts the ESMEs asked for (registered_delivery) for the messages of
-/// `rows` (`{id, state}`: the outbox row and the state its messages are now
-/// in): with `enroute`, the intermediate one (0x10), else 1 = every final
-/// state, 2 = failures only.
-async fn add_receipts(
-    conn: &mut SqliteConnection,
-    rows: &[serde_json::Value],
-    enroute: bool,
-    now: i64,
-    expires_at: i64,
-    after: &mut AfterCommit,
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
+/// Adds to `script` the statements that store the receipts the ESMEs asked for
+/// (registered_delivery) for the messages the outbox rows of `table` carry:
+/// with `enroute`, the intermediate one (0x10) for rows now at 'Sent', else the
+/// final one, 1 = every final state, 2 = failures only. `?1` gives `now`, and
+/// `keep`: when an unread receipt is dropped. Returns the statements whose rows (system_id)
+/// are the receipts added.
+fn add_receipts(script: &mut Script, table: &str, enroute: bool) -> Vec<usize> {
     let wanted = if enroute {
-        "messages.registered_delivery & 16 = 16"
+        "j.us = 'Sent' AND messages.state = 'enroute' AND messages.registered_delivery & 16 = 16"
     } else {
-        "(messages.registered_delivery & 3 = 1 \
+        "messages.state = j.state AND (messages.registered_delivery & 3 = 1 \
           OR (messages.registered_delivery & 3 = 2 AND messages.state != 'delivered'))"
     };
-    let rows = serde_json::Value::Array(rows.to_vec()).to_string();
-    for carried in CARRIED {
-        let added: Vec<String> = sqlx::query_scalar(&format!(
-            "INSERT OR IGNORE INTO deliveries (system_id, kind, message_id, state, error_code, \
-             done_at, created_at, expires_at, dedupe_key) \
-             SELECT messages.system_id, 'receipt', messages.message_id, messages.state, \
-             messages.error_code, messages.final_at, ?2, ?3, \
-             'receipt:' || messages.message_id || ':' || messages.state \
-             FROM (SELECT value->>'id' AS id, value->>'state' AS state FROM json_each(?1)) AS j \
-             JOIN messages ON {carried} \
-             WHERE messages.state = j.state AND {wanted} RETURNING system_id"
-        ))
-        .bind(&rows)
-        .bind(now)
-        .bind(expires_at)
-        .fetch_all(&mut *conn)
-        .await?;
-        for system_id in &added {
-            after.delivery_added(system_id);
-        }
-    }
-    Ok(())
+    carried(table)
+        .iter()
+        .map(|carried| {
+            script.add(&format!(
+                "INSERT OR IGNORE INTO deliveries (system_id, kind, message_id, state, \
+                 error_code, done_at, created_at, expires_at, dedupe_key) \
+                 SELECT messages.system_id, 'receipt', messages.message_id, messages.state, \
+                 messages.error_code, messages.final_at, ?1->>'now', ?1->>'keep', \
+                 'receipt:' || messages.message_id || ':' || messages.state \
+                 FROM {table} AS j JOIN messages ON {carried} \
+                 WHERE {wanted} RETURNING system_id"
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::deliveries::{DropReason, DroppedDeliveries};
 use super::lock::{DatabaseFile, DatabaseLock};
 use super::messages::first_id_at;
-use super::{amend, checkpoint, deliveries, maintenance, messages, outbox, reports};
+use super::{amend, checkpoint, deliveries, maintenance, messages, outbox, reports, sql};
 use super::{
     CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, ExpiredWaiting, Incoming, NewMessage,
     Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamLimits, UpstreamReport,
@@ -250,6 +250,7 @@ impl WriterState {
         around: Surroundings,
     ) -> Result<WriterState, StoreError> {
         let orphaned = maintenance::requeue_orphaned_claims(&mut *conn).await?;
+        sql::create_scratch_tables(&mut *conn).await?;
         outbox::write_upstream_limits(&mut *conn, &around.limits.upstream_limits).await?;
         if orphaned > 0 {
             info!(
@@ -557,18 +558,82 @@ async fn apply_commands(
         .into_iter()
         .partition(|c| matches!(c, Command::Submit { .. }));
     messages::submit_all(conn, state, now, submits, after, finishers).await?;
-    let (reports, others): (Vec<_>, Vec<_>) = others
-        .into_iter()
-        .partition(|c| matches!(c, Command::RecordReports { .. }));
+    // The commands dispatchers, webhooks and sessions send most often are each
+    // applied as one set, however many callers sent them: a statement is a round
+    // trip to SQLite's thread (sql::Script). Each caller's own commands keep
+    // their order: a dispatcher's outcomes come before its next claim.
+    let mut groups = Groups::default();
+    let mut rest = Vec::new();
     for command in others {
+        if let Some(command) = groups.take(command) {
+            rest.push(command);
+        }
+    }
+    let keep = state.receipt_expiry(now);
+    if !groups.dispatched.is_empty() {
+        outbox::record_dispatch(conn, now, keep, groups.dispatched, after).await?;
+        finishers.extend(
+            groups
+                .dispatch_replies
+                .into_iter()
+                .map(|r| finisher(r, Ok(()))),
+        );
+    }
+    for command in rest {
         if let Some(finish) = apply_command(conn, state, now, command, after).await? {
             finishers.push(finish);
         }
     }
-    record_all_reports(conn, state, now, reports, after, finishers).await?;
+    if !groups.attempted.is_empty() {
+        deliveries::attempted(conn, &groups.attempted).await?;
+    }
+    if !groups.acknowledged.is_empty() {
+        deliveries::acknowledge(conn, &groups.acknowledged).await?;
+    }
+    finishers.extend(
+        groups
+            .delivery_replies
+            .into_iter()
+            .map(|r| finisher(r, Ok(()))),
+    );
+    record_all_reports(conn, state, now, groups.reports, after, finishers).await?;
     let dropped = deliveries::enforce_caps(conn, &state.limits, &after.deliveries).await?;
     after.dropped.extend(dropped);
     Ok(())
+}
+
+/// The commands of a batch that are applied as sets.
+#[derive(Default)]
+struct Groups {
+    dispatched: Vec<(i64, DispatchOutcome)>,
+    dispatch_replies: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    acknowledged: Vec<i64>,
+    attempted: Vec<i64>,
+    delivery_replies: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    reports: Vec<Command>,
+}
+
+impl Groups {
+    /// Takes `command` into its group; gives back one that has none.
+    fn take(&mut self, command: Command) -> Option<Command> {
+        match command {
+            Command::RecordDispatch { outcomes, reply } => {
+                self.dispatched.extend(outcomes);
+                self.dispatch_replies.push(reply);
+            }
+            Command::Acknowledge { ids, reply } => {
+                self.acknowledged.extend(ids);
+                self.delivery_replies.push(reply);
+            }
+            Command::Attempted { ids, reply } => {
+                self.attempted.extend(ids);
+                self.delivery_replies.push(reply);
+            }
+            reports @ Command::RecordReports { .. } => self.reports.push(reports),
+            other => return Some(other),
+        }
+        None
+    }
 }
 
 /// Every RecordReports of the batch as one set; each caller hears how many of
@@ -657,12 +722,11 @@ async fn apply_command(
             let expired = outbox::expire_waiting(conn, now, keep, &route, after).await?;
             finisher(reply, Ok(expired))
         }
-        Command::RecordDispatch { outcomes, reply } => {
-            outbox::record_dispatch(conn, now, keep, outcomes, after).await?;
-            finisher(reply, Ok(()))
-        }
-        // Applied together, after the rest of the batch (record_all_reports).
-        Command::RecordReports { .. } => return Ok(None),
+        // Applied as sets (Groups).
+        Command::RecordDispatch { .. }
+        | Command::RecordReports { .. }
+        | Command::Acknowledge { .. }
+        | Command::Attempted { .. } => return Ok(None),
         Command::CheckLater {
             outbox_ids,
             at,
@@ -693,14 +757,6 @@ async fn apply_command(
             }
             deliveries::move_inbox_cursor(conn, &upstream, read_until).await?;
             finisher(reply, Ok(news))
-        }
-        Command::Acknowledge { ids, reply } => {
-            deliveries::acknowledge(conn, &ids).await?;
-            finisher(reply, Ok(()))
-        }
-        Command::Attempted { ids, reply } => {
-            deliveries::attempted(conn, &ids).await?;
-            finisher(reply, Ok(()))
         }
         // Submits are applied together (apply_commands); Close never reaches a
         // batch (run).
