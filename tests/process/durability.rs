@@ -219,3 +219,142 @@ async fn a_receipt_acknowledged_to_the_phone_survives_sigkill() {
     );
     assert_eq!(receipt.tlvs.get_u8(tag::MESSAGE_STATE), Some(2));
 }
+
+/// A SIGKILL while reports and acknowledgements go through the writer in
+/// batches: an instant sandbox reports in batches, a receiver answers every
+/// deliver_sm at once (its answers stored as sets), and the kill lands while
+/// receipts stream. After the restart every acknowledged message still gets its
+/// delivered receipt, and each message is final once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_inside_batched_reports_and_acknowledgements_loses_no_receipt() {
+    use smpp_broker::smpp::pdu::tlv::tag;
+    use smpp_broker::smpp::pdu::MessageIdResp;
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    const SENT: u32 = 1_500;
+    const KILL_AT_RECEIPTS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = "[[upstreams]]\nname = \"instant\"\nkind = \"sandbox\"\nrate = 1000000\n\
+        max_in_flight = 500\nsent_after = \"0s\"\ndelivered_after = \"0s\"\n\
+        [[accounts]]\nsystem_id = \"acme\"\npassword = \"acme1234\"\nupstream = \"instant\"\n\
+        throughput = 1000000\n";
+    let config = write_config(dir.path(), accounts);
+
+    // Receipted message_ids, as a receiver heard them (repeats allowed).
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let receive = |addr, heard: Arc<Mutex<Vec<String>>>| async move {
+        let mut receiver = Esme::connect(addr).await;
+        receiver
+            .bind_ok(BindKind::Receiver, "acme", "acme1234")
+            .await;
+        while let Ok(Some(pdu)) = receiver.try_recv().await {
+            if let Body::DeliverSm(receipt) = &pdu.body {
+                let id = receipt.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID);
+                heard.lock().unwrap().push(id.unwrap_or_default());
+                let ack = Body::DeliverSmResp(MessageIdResp::default());
+                if receiver
+                    .try_send(&Pdu::new(pdu.sequence_number, ack))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    };
+
+    let broker = launch(&config).spawn();
+    let first_receiver = tokio::spawn(receive(broker.addr, heard.clone()));
+    let mut transmitter = Esme::connect(broker.addr).await;
+    transmitter
+        .bind_ok(BindKind::Transmitter, "acme", "acme1234")
+        .await;
+    // Submits go out 32 at a time (the session's window is larger); what the
+    // broker acknowledged before the kill is what must come back.
+    let (mut next, mut outstanding) = (1, 0);
+    let mut acknowledged: HashSet<String> = HashSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while heard.lock().unwrap().len() < KILL_AT_RECEIPTS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "receipts did not flow"
+        );
+        while outstanding < 32 && next <= SENT {
+            let Body::SubmitSm(mut sm) = submit(next) else {
+                unreachable!()
+            };
+            sm.registered_delivery = 1;
+            transmitter.send(&Pdu::new(next, Body::SubmitSm(sm))).await;
+            (next, outstanding) = (next + 1, outstanding + 1);
+        }
+        if outstanding == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        let resp = transmitter.recv_within(Duration::from_secs(20)).await;
+        let Some(resp) = resp else {
+            panic!("no answer")
+        };
+        outstanding -= 1;
+        if let Body::SubmitSmResp(r) = resp.body {
+            assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
+            acknowledged.insert(r.message_id);
+        }
+    }
+    broker.kill9();
+    // Answers already on their way to us were acknowledged too.
+    while let Ok(Some(resp)) = transmitter.try_recv().await {
+        if let Body::SubmitSmResp(r) = resp.body {
+            if resp.command_status == CommandStatus::ESME_ROK {
+                acknowledged.insert(r.message_id);
+            }
+        }
+    }
+    first_receiver.await.unwrap();
+    let before = heard.lock().unwrap().len();
+    assert!(
+        before < acknowledged.len(),
+        "the kill came while receipts streamed: {before} of {}",
+        acknowledged.len()
+    );
+
+    let broker = launch(&config).spawn();
+    let second_receiver = tokio::spawn(receive(broker.addr, heard.clone()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let missing = {
+            let heard: HashSet<String> = heard.lock().unwrap().iter().cloned().collect();
+            acknowledged.difference(&heard).count()
+        };
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing} of {} acknowledged messages got no receipt",
+            acknowledged.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(broker);
+    second_receiver.abort();
+
+    let messages = Db::at(dir.path()).messages().await;
+    let delivered: HashSet<String> = messages
+        .iter()
+        .filter(|m| m.state == smpp_broker::store::MessageState::Delivered)
+        .map(|m| m.message_id.to_string())
+        .collect();
+    assert_eq!(
+        messages.len(),
+        delivered.len(),
+        "every message is final once"
+    );
+    assert!(acknowledged.is_subset(&delivered));
+    let repeated = heard.lock().unwrap().len() - acknowledged.len();
+    println!(
+        "acknowledged {}, receipts heard before the kill {before}, repeated after it {repeated}",
+        acknowledged.len()
+    );
+}
