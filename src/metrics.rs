@@ -2,6 +2,7 @@
 //! and alerts depend on them.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -11,7 +12,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::smpp::pdu::BindKind;
-use crate::store::{DropReason, Store};
+use crate::store::{DropReason, Store, WriterStep, WriterTime};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -59,7 +60,15 @@ pub struct Metrics {
     pub queue_depth: Family<QueueLabels, Gauge>,
     pub routed: Family<RoutedLabels, Counter>,
     pub store_wal_bytes: Gauge,
+    pub store_writer_seconds: Family<StepLabels, Counter<f64, AtomicU64>>,
+    pub store_transactions: Counter,
     pub upstream_limit_remaining: Family<LimitLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// submit | claim | dispatch | reports | deliveries | commit | other
+    pub step: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -213,10 +222,26 @@ impl Default for Metrics {
              file, in bytes (read at scrape time)",
             store_wal_bytes.clone(),
         );
+        let store_writer_seconds = Family::<StepLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "store_writer_seconds",
+            "Time the store's single writer spent in its transactions, by step (submit, \
+             claim, dispatch, reports, deliveries, commit: BEGIN and COMMIT, other); \
+             the steps' rates summed near 1 mean the writer is saturated",
+            store_writer_seconds.clone(),
+        );
+        let store_transactions = Counter::default();
+        registry.register(
+            "store_transactions",
+            "Transactions the store's writer committed",
+            store_transactions.clone(),
+        );
         Metrics {
             registry,
             routed,
             store_wal_bytes,
+            store_writer_seconds,
+            store_transactions,
             upstream_limit_remaining,
             sessions,
             submits,
@@ -295,6 +320,24 @@ impl Metrics {
             .inc();
     }
 
+    /// Brings the writer's counters up to the store's running totals.
+    fn writer_time(&self, time: &WriterTime) {
+        for step in WriterStep::ALL {
+            let labels = StepLabels {
+                step: step.as_str().to_owned(),
+            };
+            let counter = self.store_writer_seconds.get_or_create(&labels);
+            let more = time.seconds(step) - counter.get();
+            if more > 0.0 {
+                counter.inc_by(more);
+            }
+        }
+        let more = time
+            .transactions()
+            .saturating_sub(self.store_transactions.get());
+        self.store_transactions.inc_by(more);
+    }
+
     /// Fills the gauges that are read at scrape time rather than kept up to date:
     /// deliveries waiting and dropped per account (the table is small, bounded
     /// per account), bound sessions per account and bind type (`bound`, as the
@@ -326,6 +369,7 @@ impl Metrics {
         self.dropped(store.dropped_deliveries());
         let wal = store.wal_bytes();
         self.store_wal_bytes.set(wal.min(i64::MAX as u64) as i64);
+        self.writer_time(&store.writer_time());
         for system_id in accounts {
             for kind in [
                 BindKind::Transmitter,

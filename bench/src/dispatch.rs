@@ -99,6 +99,7 @@ pub async fn dispatch(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed();
+    let writer = crate::writer_time::line(sending.http_addr, elapsed).await?;
     drop(sending);
     println!(
         "outbox drain: {queued} queued messages to {upstreams} sandbox upstream(s) \
@@ -110,5 +111,6 @@ pub async fn dispatch(
         elapsed.as_secs_f64(),
         up.as_secs_f64()
     );
+    println!("{writer}");
     Ok(())
 }

@@ -26,6 +26,7 @@
 mod binds;
 mod dispatch;
 mod pipeline;
+mod writer_time;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

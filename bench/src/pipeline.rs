@@ -180,6 +180,7 @@ pub async fn pipeline(
     while let Some(done) = tasks.join_next().await {
         done??;
     }
+    let writer = crate::writer_time::line(broker.process.http_addr, started.elapsed()).await?;
     drop(broker);
     let t = lock(&timeline)?;
     let last_receipt = t.receipted.values().max().copied().context("no receipt")?;
@@ -212,5 +213,6 @@ pub async fn pipeline(
         "  intake in the same run: {:.0} submit_sm/s",
         expected as f64 / last_response.duration_since(started).as_secs_f64()
     );
+    println!("{writer}");
     Ok(())
 }

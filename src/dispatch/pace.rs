@@ -14,6 +14,9 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
+/// tokio's timers fire on a 1 ms grid.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 #[derive(Debug, Clone, Copy)]
 pub struct PaceLayer {
     spacing: Duration,
@@ -57,9 +60,18 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if let Some(next) = self.next {
-            if Instant::now() < next {
-                if self.sleep.deadline() != next {
-                    self.sleep.as_mut().reset(next);
+            // Below the timer's tick a request may go up to a tick ahead of its
+            // slot: waiting for each slot would let through only the few a
+            // wake-up finds due, whatever the rate (about 5,000/s at 1,000,000/s).
+            let early = if self.spacing < TIMER_TICK {
+                TIMER_TICK
+            } else {
+                Duration::ZERO
+            };
+            let due = next - early;
+            if Instant::now() < due {
+                if self.sleep.deadline() != due {
+                    self.sleep.as_mut().reset(due);
                 }
                 if self.sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
@@ -115,5 +127,22 @@ mod tests {
             .map(|t| (*t - start).as_millis())
             .collect();
         assert_eq!(offsets, [0, 100, 200, 650, 750]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn below_the_timer_tick_the_rate_holds_on_average() {
+        let inner = tower::service_fn(|_: ()| async { Ok::<_, Infallible>(()) });
+        // 10,000 a second: 100 µs apart, a tenth of the timer's tick.
+        let mut paced = PaceLayer::new(Duration::from_micros(100)).layer(inner);
+        let start = Instant::now();
+        for _ in 0..1_000 {
+            paced.ready().await.unwrap().call(()).await.unwrap();
+        }
+        let took = start.elapsed();
+        // 1,000 in a tenth of a second, give or take the one tick ahead.
+        assert!(
+            took >= Duration::from_millis(98) && took <= Duration::from_millis(101),
+            "{took:?}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 mod health;
 mod model;
 pub mod sqlite;
+mod writer_time;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use sqlite::{
     lock_path, DropReason, DroppedDeliveries, FinalState, ReadOnlyStore, RouteDepth, SqliteStore,
     UpstreamStates, UpstreamUsage, WriterLimits,
 };
+pub use writer_time::{WriterStep, WriterTime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -131,6 +133,11 @@ impl Store {
     /// file, in bytes (0 when the backend keeps none).
     pub fn wal_bytes(&self) -> u64 {
         backend!(self, s => s.wal_bytes())
+    }
+
+    /// Where the writer's time went so far, by step.
+    pub fn writer_time(&self) -> Arc<WriterTime> {
+        backend!(self, s => s.writer_time())
     }
 
     /// Stores messages atomically and returns their message_ids, in order, once

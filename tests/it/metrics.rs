@@ -49,6 +49,31 @@ async fn sessions_submits_and_queue_depth_follow_the_traffic() {
         .parse()
         .expect("a number of bytes");
     assert!(wal > 0, "{text}");
+    // The writer accounts for its time: the submits' step has some, and it
+    // committed at least the two transactions that stored them.
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"))
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    for step in [
+        "claim",
+        "dispatch",
+        "reports",
+        "deliveries",
+        "commit",
+        "other",
+    ] {
+        value(&format!(
+            "smpp_broker_store_writer_seconds_total{{step=\"{step}\"}} "
+        ));
+    }
+    assert!(value("smpp_broker_store_writer_seconds_total{step=\"submit\"} ") > 0.0);
+    assert!(value("smpp_broker_store_writer_seconds_total{step=\"commit\"} ") > 0.0);
+    assert!(value("smpp_broker_store_transactions_total ") >= 2.0);
 
     // The receiver leaves; the gauge follows.
     receiver.request(Body::Unbind).await;

@@ -24,6 +24,22 @@ async fn claims_go_by_priority_then_age_and_are_leased() {
         claim_all(&store).await.is_empty(),
         "a leased row is not claimed twice"
     );
+    // Octets come back as they went in, every value of a byte among them.
+    let octets: Vec<u8> = (0..=255).collect();
+    store
+        .submit(vec![NewMessage {
+            data_coding: 4,
+            charset: Charset::Binary,
+            body: octets.clone(),
+            content: Some(Content::Binary(octets.clone())),
+            ..message("binary")
+        }])
+        .await
+        .unwrap();
+    let binary = claim_all(&store).await;
+    assert_eq!(binary.len(), 1);
+    assert_eq!(binary[0].content, Content::Binary(octets));
+    assert_eq!(binary[0].data_coding, 4);
     assert!(store
         .claim("other", 100, 60_000, &[], as_is())
         .await
@@ -36,7 +52,7 @@ async fn claims_go_by_priority_then_age_and_are_leased() {
     assert!(claim_all(&store).await.is_empty());
     clock.advance_ms(2_000);
     store.maintain().await.unwrap();
-    assert_eq!(claim_all(&store).await.len(), 2);
+    assert_eq!(claim_all(&store).await.len(), 3);
 }
 
 #[tokio::test]

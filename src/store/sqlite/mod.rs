@@ -52,6 +52,7 @@ pub use writer::WriterLimits;
 
 use super::health::WriteHealth;
 use super::model::*;
+use super::writer_time::WriterTime;
 use super::StoreError;
 
 /// Commands that wait for the writer at most; beyond it callers wait (backpressure).
@@ -68,6 +69,7 @@ pub struct SqliteStore {
     upstream_states: Arc<UpstreamStates>,
     dropped: DroppedDeliveries,
     health: Arc<WriteHealth>,
+    writer_time: Arc<WriterTime>,
     busy_timeout: Duration,
     checkpoints: Arc<Checkpoints>,
 }
@@ -160,6 +162,7 @@ impl SqliteStore {
         let deliveries = Arc::new(Notify::new());
         let dropped = DroppedDeliveries::default();
         let health = Arc::new(WriteHealth::default());
+        let writer_time = Arc::new(WriterTime::default());
         let state = writer::WriterState::load(
             &mut conn,
             writer::Surroundings {
@@ -169,6 +172,7 @@ impl SqliteStore {
                 deliveries: deliveries.clone(),
                 dropped: dropped.clone(),
                 health: health.clone(),
+                time: writer_time.clone(),
                 file,
                 busy_timeout: settings.busy_timeout,
                 lock,
@@ -185,12 +189,18 @@ impl SqliteStore {
             upstream_states,
             dropped,
             health,
+            writer_time,
             busy_timeout: settings.busy_timeout,
             checkpoints: Arc::new(Checkpoints {
                 stop: stop_checkpoints,
                 task: Mutex::new(Some(checkpoints)),
             }),
         })
+    }
+
+    /// Where the writer's time went so far, by step.
+    pub fn writer_time(&self) -> Arc<WriterTime> {
+        Arc::clone(&self.writer_time)
     }
 
     /// Whether writes fail now (disk full, a lock held past busy_timeout, the file

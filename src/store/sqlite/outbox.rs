@@ -18,8 +18,9 @@ use super::{
     UpstreamLimits, UsageCharge,
 };
 
-/// An outbox row as a claim returns it.
-#[derive(sqlx::FromRow)]
+/// An outbox row as a claim returns it: an element of one JSON array (a row
+/// each would be a hand-off each between SQLite's thread and the writer).
+#[derive(serde::Deserialize)]
 struct ClaimedRow {
     id: i64,
     system_id: String,
@@ -29,7 +30,8 @@ struct ClaimedRow {
     dest_addr: String,
     source_addr: String,
     text: Option<String>,
-    data: Option<Vec<u8>>,
+    /// In hexadecimal: JSON holds no octets.
+    data: Option<String>,
     data_coding: i64,
     registered_delivery: i64,
     priority: i64,
@@ -39,9 +41,12 @@ struct ClaimedRow {
     lease_until: Option<i64>,
 }
 
-impl From<ClaimedRow> for Dispatch {
-    fn from(r: ClaimedRow) -> Dispatch {
-        Dispatch {
+impl TryFrom<ClaimedRow> for Dispatch {
+    type Error = hex::FromHexError;
+
+    fn try_from(r: ClaimedRow) -> Result<Dispatch, hex::FromHexError> {
+        let data = r.data.map(hex::decode).transpose()?;
+        Ok(Dispatch {
             outbox_id: r.id,
             system_id: r.system_id,
             route: r.route,
@@ -49,7 +54,7 @@ impl From<ClaimedRow> for Dispatch {
             dest_ton: r.dest_ton as u8,
             dest_addr: r.dest_addr,
             source_addr: r.source_addr,
-            content: content_from_columns(r.text, r.data),
+            content: content_from_columns(r.text, data),
             data_coding: r.data_coding as u8,
             registered_delivery: r.registered_delivery as u8,
             priority: r.priority as u8,
@@ -57,8 +62,37 @@ impl From<ClaimedRow> for Dispatch {
             attempts: r.attempts.max(0) as u32,
             created_at: r.created_at,
             lease_until: r.lease_until.unwrap_or(0),
-        }
+        })
     }
+}
+
+/// The script that claims a route's next messages, built once: `?1` holds
+/// `route`, `limit`, `lease_until` and `reachable` (the members a bound
+/// message may go to now). Its last statement returns the claimed rows as one
+/// JSON array.
+pub(super) fn claim_script() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| {
+        let mut script = Script::default();
+        script.add("DELETE FROM temp.claimed");
+        script.add(
+            "INSERT INTO temp.claimed (id) SELECT id FROM outbox \
+             WHERE state = 'queued' AND route = ?1->>'route' \
+             AND (upstream IS NULL OR upstream IN (SELECT value FROM json_each(?1, '$.reachable'))) \
+             ORDER BY priority DESC, id LIMIT ?1->>'limit'",
+        );
+        script.add(
+            "UPDATE outbox SET state = 'sending', lease_until = ?1->>'lease_until' \
+             WHERE id IN (SELECT id FROM temp.claimed)",
+        );
+        script.add(
+            "SELECT json_group_array(json_array(id, system_id, route, upstream, dest_ton, \
+             dest_addr, source_addr, text, CASE WHEN data IS NULL THEN NULL ELSE hex(data) END, \
+             data_coding, registered_delivery, priority, expires_at, attempts, created_at, \
+             lease_until)) FROM outbox WHERE id IN (SELECT id FROM temp.claimed)",
+        );
+        script
+    })
 }
 
 /// What a route's dispatcher asks for.
@@ -78,24 +112,25 @@ pub(super) async fn claim(
     conn: &mut SqliteConnection,
     mut claim: Claim<'_>,
 ) -> Result<Vec<Dispatch>, sqlx::Error> {
-    let reachable = serde_json::to_string(claim.reachable).unwrap_or_else(|_| "[]".into());
-    let rows: Vec<ClaimedRow> = sqlx::query_as(
-        "UPDATE outbox SET state = 'sending', lease_until = ?1 WHERE id IN \
-         (SELECT id FROM outbox WHERE state = 'queued' AND route = ?2 \
-          AND (upstream IS NULL OR upstream IN (SELECT value FROM json_each(?4))) \
-          ORDER BY priority DESC, id LIMIT ?3) \
-         RETURNING id, system_id, route, upstream, dest_ton, dest_addr, source_addr, text, data, \
-         data_coding, registered_delivery, priority, expires_at, attempts, created_at, \
-         lease_until",
-    )
-    .bind(claim.lease_until)
-    .bind(claim.route)
-    .bind(claim.limit as i64)
-    .bind(reachable)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut claimed: Vec<Dispatch> = rows.into_iter().map(Dispatch::from).collect();
-    // RETURNING gives no order; the upstream sees the claim order.
+    let params = json!({"route": claim.route, "limit": claim.limit, "lease_until": claim.lease_until,
+        "reachable": claim.reachable});
+    let script = claim_script();
+    let results = script.run(conn, &params).await?;
+    let unreadable = |err: String| sqlx::Error::Protocol(format!("claimed rows: {err}"));
+    let rows: &str = results
+        .last()
+        .and_then(|rows| rows.first())
+        .map(|row| row.try_get(0))
+        .transpose()?
+        .unwrap_or("[]");
+    let rows: Vec<ClaimedRow> =
+        serde_json::from_str(rows).map_err(|e| unreadable(e.to_string()))?;
+    let mut claimed = rows
+        .into_iter()
+        .map(Dispatch::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unreadable(e.to_string()))?;
+    // The array has no order; the upstream sees the claim order.
     claimed.sort_by_key(|d| (std::cmp::Reverse(d.priority), d.outbox_id));
     let mut placed = Vec::with_capacity(claimed.len());
     // Bound to a member, or put back to wait: stored together below.

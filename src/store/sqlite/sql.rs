@@ -122,7 +122,8 @@ pub(super) async fn create_scratch_tables(conn: &mut SqliteConnection) -> Result
          CREATE TEMP TABLE IF NOT EXISTS report_final (id INTEGER PRIMARY KEY, us TEXT, \
            err TEXT, state TEXT, at INTEGER, code INTEGER); \
          CREATE TEMP TABLE IF NOT EXISTS accepted (id INTEGER PRIMARY KEY, uid TEXT, us TEXT, \
-           due INTEGER);",
+           due INTEGER); \
+         CREATE TEMP TABLE IF NOT EXISTS claimed (id INTEGER PRIMARY KEY);",
     )
     .execute(conn)
     .await?;

@@ -399,6 +399,7 @@ async fn no_script_scans_a_table_for_its_rows() {
         &reports::ReportsScript::get().script,
         &outbox::AcceptedScript::get().script,
         outbox::placement_script(),
+        outbox::claim_script(),
     ];
     let mut checked = 0;
     for statement in scripts.iter().flat_map(|s| s.statements()) {

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::log_throttle::LogThrottle;
-use crate::store::WriteHealth;
+use crate::store::{WriteHealth, WriterStep, WriterTime};
 
 /// At most this many commands share one transaction: bounds latency and WAL growth.
 const MAX_BATCH: usize = 1024;
@@ -222,6 +222,7 @@ pub struct WriterState {
     /// messages itself and an outbox row takes its message's id without a lookup.
     last_id: i64,
     health: Arc<WriteHealth>,
+    time: Arc<WriterTime>,
     file: DatabaseFile,
     /// The connection's busy_timeout as configured, and as set now (a transaction
     /// whose oldest request has waited gets only what remains of it).
@@ -239,6 +240,7 @@ pub struct Surroundings {
     pub deliveries: Arc<Notify>,
     pub dropped: DroppedDeliveries,
     pub health: Arc<WriteHealth>,
+    pub time: Arc<WriterTime>,
     pub file: DatabaseFile,
     pub busy_timeout: Duration,
     pub lock: DatabaseLock,
@@ -282,6 +284,7 @@ impl WriterState {
             drop_logs: HashMap::new(),
             last_id: last_id.unwrap_or(0),
             health: around.health,
+            time: around.time,
             file: around.file,
             busy_timeout: around.busy_timeout,
             busy_timeout_now: around.busy_timeout,
@@ -486,10 +489,14 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
         return;
     };
     let batch: Vec<Command> = live.into_iter().map(|r| r.command).collect();
+    let time = Arc::clone(&state.time);
+    let mut steps = Steps::new(&time);
+    steps.start();
     let begun = match bound_lock_wait(conn, state, earliest - started).await {
         Ok(()) => sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await,
         Err(err) => Err(err),
     };
+    steps.end(WriterStep::Commit);
     if let Err(err) = begun {
         let refusal = if is_busy(&err) {
             Refusal::Busy(state.busy_timeout)
@@ -502,17 +509,20 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
     let requests = batch.iter().filter(|c| !matches!(c, Command::Tick)).count() as u64;
     let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
     let mut after = AfterCommit::default();
-    let result = apply_commands(conn, state, batch, &mut after, &mut finishers).await;
+    let result = apply_commands(conn, state, batch, &mut after, &mut finishers, &mut steps).await;
     let committed = match result {
         Err(err) => Err(Refusal::RolledBack(err.to_string())),
         // Checked before COMMIT, so a refused request is not in the file either if
         // it comes back.
         Ok(()) if !state.file.unchanged() => Err(Refusal::Replaced(state.file.path.clone())),
-        Ok(()) => sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
-            .map_err(|err| Refusal::RolledBack(err.to_string())),
+        Ok(()) => {
+            steps.start();
+            let committed = sqlx::query("COMMIT").execute(&mut *conn).await;
+            steps.end(WriterStep::Commit);
+            committed
+                .map(|_| ())
+                .map_err(|err| Refusal::RolledBack(err.to_string()))
+        }
     };
     if let Err(refusal) = committed {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -527,8 +537,45 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
         return;
     }
     state.health.succeeded(Instant::now()).log();
+    state.time.committed();
+    steps.finish(started.elapsed());
     finishers.into_iter().for_each(|finish| finish(Ok(())));
     after.publish(state);
+}
+
+/// Times the steps of one transaction; what they do not cover is `Other`.
+struct Steps<'a> {
+    time: &'a WriterTime,
+    covered: Duration,
+    since: Instant,
+}
+
+impl<'a> Steps<'a> {
+    fn new(time: &'a WriterTime) -> Steps<'a> {
+        Steps {
+            time,
+            covered: Duration::ZERO,
+            since: Instant::now(),
+        }
+    }
+
+    /// Starts timing a step.
+    fn start(&mut self) {
+        self.since = Instant::now();
+    }
+
+    /// The step begun with `start` ended.
+    fn end(&mut self, step: WriterStep) {
+        let spent = self.since.elapsed();
+        self.covered += spent;
+        self.time.add(step, spent);
+    }
+
+    /// The transaction took `total` in all.
+    fn finish(self, total: Duration) {
+        self.time
+            .add(WriterStep::Other, total.saturating_sub(self.covered));
+    }
 }
 
 /// Refuses commands unapplied, after recording why.
@@ -552,12 +599,17 @@ async fn apply_commands(
     batch: Vec<Command>,
     after: &mut AfterCommit,
     finishers: &mut Vec<Finisher>,
+    steps: &mut Steps<'_>,
 ) -> Result<(), sqlx::Error> {
     let now = state.clock.now_ms();
     let (submits, others): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .partition(|c| matches!(c, Command::Submit { .. }));
-    messages::submit_all(conn, state, now, submits, after, finishers).await?;
+    if !submits.is_empty() {
+        steps.start();
+        messages::submit_all(conn, state, now, submits, after, finishers).await?;
+        steps.end(WriterStep::Submit);
+    }
     // The commands dispatchers, webhooks and sessions send most often are each
     // applied as one set, however many callers sent them: a statement is a round
     // trip to SQLite's thread (sql::Script). Each caller's own commands keep
@@ -571,6 +623,7 @@ async fn apply_commands(
     }
     let keep = state.receipt_expiry(now);
     if !groups.dispatched.is_empty() {
+        steps.start();
         outbox::record_dispatch(conn, now, keep, groups.dispatched, after).await?;
         finishers.extend(
             groups
@@ -578,26 +631,42 @@ async fn apply_commands(
                 .into_iter()
                 .map(|r| finisher(r, Ok(()))),
         );
+        steps.end(WriterStep::Dispatch);
     }
     for command in rest {
+        let claim = matches!(command, Command::Claim { .. });
+        steps.start();
         if let Some(finish) = apply_command(conn, state, now, command, after).await? {
             finishers.push(finish);
         }
+        if claim {
+            steps.end(WriterStep::Claim);
+        }
     }
-    if !groups.attempted.is_empty() {
-        deliveries::attempted(conn, &groups.attempted).await?;
+    if !groups.delivery_replies.is_empty() {
+        steps.start();
+        if !groups.attempted.is_empty() {
+            deliveries::attempted(conn, &groups.attempted).await?;
+        }
+        if !groups.acknowledged.is_empty() {
+            deliveries::acknowledge(conn, &groups.acknowledged).await?;
+        }
+        finishers.extend(
+            groups
+                .delivery_replies
+                .into_iter()
+                .map(|r| finisher(r, Ok(()))),
+        );
+        steps.end(WriterStep::Deliveries);
     }
-    if !groups.acknowledged.is_empty() {
-        deliveries::acknowledge(conn, &groups.acknowledged).await?;
+    if !groups.reports.is_empty() {
+        steps.start();
+        record_all_reports(conn, state, now, groups.reports, after, finishers).await?;
+        steps.end(WriterStep::Reports);
     }
-    finishers.extend(
-        groups
-            .delivery_replies
-            .into_iter()
-            .map(|r| finisher(r, Ok(()))),
-    );
-    record_all_reports(conn, state, now, groups.reports, after, finishers).await?;
+    steps.start();
     let dropped = deliveries::enforce_caps(conn, &state.limits, &after.deliveries).await?;
+    steps.end(WriterStep::Deliveries);
     after.dropped.extend(dropped);
     Ok(())
 }
