@@ -432,6 +432,7 @@ pub fn writer_limits(settings: &Settings) -> WriterLimits {
             .collect()
     };
     WriterLimits {
+        wal_limit: crate::store::sqlite::WAL_LIMIT,
         max_waiting: per_account(|a| a.max_queued),
         assembly_timeout: settings.messages.assembly_timeout,
         max_undelivered: per_account(|a| a.max_undelivered),

@@ -448,6 +448,7 @@ async fn submit(
     broker: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let broker = start_broker(broker_binary(broker)?, sessions, HELD_SANDBOX, "").await?;
+    let wal = writer_time::WalWatch::start(broker.dir.path().join("bench.db-wal"));
     let per_session = messages / sessions;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -459,6 +460,8 @@ async fn submit(
         latencies.extend(done??);
     }
     let elapsed = started.elapsed();
+    let writer = writer_time::line(broker.process.http_addr, elapsed).await?;
+    let wal_peak = wal.peak().await?;
     drop(broker);
     latencies.sort_unstable();
     let smpp_rate = latencies.len() as f64 / elapsed.as_secs_f64();
@@ -470,6 +473,10 @@ async fn submit(
     );
     println!("  throughput:            {smpp_rate:.0} submit_sm/s");
     println!(
+        "  write-ahead log: at most {:.0} MiB during the run",
+        wal_peak as f64 / (1024.0 * 1024.0)
+    );
+    println!(
         "  submit_sm_resp latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.90),
@@ -477,6 +484,7 @@ async fn submit(
         percentile(&latencies, 0.999),
         percentile(&latencies, 1.0)
     );
+    println!("{writer}");
     println!(
         "storage-only ceiling ({sessions} submitters x {window} messages per call, same writer): {ceiling:.0} messages/s"
     );

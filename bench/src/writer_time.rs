@@ -34,3 +34,33 @@ pub async fn line(http_addr: SocketAddr, elapsed: Duration) -> anyhow::Result<St
         steps.join(", ")
     ))
 }
+
+/// The largest size the write-ahead log `wal` reached while it was watched,
+/// sampled every 100 ms.
+pub struct WalWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl WalWatch {
+    pub fn start(wal: std::path::PathBuf) -> WalWatch {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let mut peak = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                peak = peak.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            peak
+        });
+        WalWatch { stop, task }
+    }
+
+    /// Stops watching; the peak in bytes.
+    pub async fn peak(self) -> anyhow::Result<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.task.await?)
+    }
+}

@@ -22,18 +22,21 @@ pub enum WriterStep {
     Deliveries,
     /// BEGIN and COMMIT (with its fsync).
     Commit,
+    /// Copying the WAL into the database file when it grew past its limit.
+    Checkpoint,
     /// Everything else: other commands, maintenance.
     Other,
 }
 
 impl WriterStep {
-    pub const ALL: [WriterStep; 7] = [
+    pub const ALL: [WriterStep; 8] = [
         WriterStep::Submit,
         WriterStep::Claim,
         WriterStep::Dispatch,
         WriterStep::Reports,
         WriterStep::Deliveries,
         WriterStep::Commit,
+        WriterStep::Checkpoint,
         WriterStep::Other,
     ];
 
@@ -45,6 +48,7 @@ impl WriterStep {
             WriterStep::Reports => "reports",
             WriterStep::Deliveries => "deliveries",
             WriterStep::Commit => "commit",
+            WriterStep::Checkpoint => "checkpoint",
             WriterStep::Other => "other",
         }
     }
@@ -53,7 +57,7 @@ impl WriterStep {
 /// Running totals, written by the writer and read at scrape time.
 #[derive(Debug, Default)]
 pub struct WriterTime {
-    nanos: [AtomicU64; 7],
+    nanos: [AtomicU64; 8],
     transactions: AtomicU64,
 }
 

@@ -20,6 +20,10 @@ use super::writer::Request;
 /// load (tens of MB), long enough that each checkpoint moves many pages at once.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The WAL's size past which the writer checkpoints it itself (`writer.rs`,
+/// `bound_wal`); also the size SQLite truncates it back to (journal_size_limit).
+pub const WAL_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Runs until `stop` (the store closes) or until the store is dropped (the
 /// writer's channel has no senders left).
 pub async fn run(

@@ -71,12 +71,25 @@ impl DatabaseLock {
 /// replaced under the broker keeps taking writes through the open descriptor,
 /// and all of them vanish at the next start, so the writer compares the path's
 /// identity with this one after every commit.
+/// The size of the write-ahead log beside the database `path` (0 when there
+/// is none).
+pub fn wal_bytes(path: &Path) -> u64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map_or(0, |m| m.len())
+}
+
 pub struct DatabaseFile {
     pub(super) path: PathBuf,
     identity: (u64, u64),
 }
 
 impl DatabaseFile {
+    /// The size of its write-ahead log.
+    pub fn wal_bytes(&self) -> u64 {
+        wal_bytes(&self.path)
+    }
+
     pub fn identify(path: &Path) -> std::io::Result<DatabaseFile> {
         Ok(DatabaseFile {
             path: path.to_owned(),

@@ -45,6 +45,7 @@ use crate::clock::Clock;
 use crate::config::StoreSettings;
 use crate::text::{Charset, Content};
 
+pub use checkpoint::WAL_LIMIT;
 pub use deliveries::{DropReason, DroppedDeliveries};
 pub use lock::lock_path;
 pub use states::{FinalState, UpstreamStates};
@@ -123,7 +124,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .pragma("temp_store", "MEMORY")
             .pragma("cache_size", "-65536")
-            .pragma("journal_size_limit", "67108864")
+            .pragma("journal_size_limit", checkpoint::WAL_LIMIT.to_string())
             // The checkpoint task copies the WAL back; COMMITs never do (checkpoint.rs).
             .pragma("wal_autocheckpoint", "0");
         let mut conn = SqliteConnection::connect_with(&write_options)
@@ -233,9 +234,7 @@ impl SqliteStore {
 
     /// The size of `{database}-wal`, in bytes (0 while there is none).
     pub fn wal_bytes(&self) -> u64 {
-        let mut wal = self.path().as_os_str().to_owned();
-        wal.push("-wal");
-        std::fs::metadata(wal).map_or(0, |m| m.len())
+        lock::wal_bytes(self.path())
     }
 
     /// What the upstreams' own states stand for (the `upstream_states` table).

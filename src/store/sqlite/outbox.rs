@@ -11,7 +11,7 @@ use sqlx::Row;
 
 use super::deliveries::add_receipts;
 use super::reports::carried;
-use super::sql::{content_from_columns, Script, CARRIED_BY_OUTBOX_1};
+use super::sql::{content_from_columns, json_value, Script, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{
     Dispatch, DispatchOutcome, ErrorCode, ExpiredWaiting, MessageState, Placement, Placer,
@@ -358,16 +358,14 @@ async fn record_accepted(
     } = AcceptedScript::get();
     let results = script.run(conn, &json!({ "rows": rows })).await?;
     let mut usage = UsageTally::default();
-    for row in &results[*taken] {
-        let (outbox_id, member): (i64, Option<String>) = (row.get(0), row.get(1));
+    for (outbox_id, member) in json_value::<Vec<(i64, Option<String>)>>(&results[*taken])? {
         if let (Some(member), Some(Some(charge))) = (member, charges.get(&outbox_id)) {
             usage.add(member, charge);
         }
     }
-    for &statement in stopped {
-        for row in &results[statement] {
-            after.add(row.get::<&str, _>(0), -1);
-        }
+    let stopped: HashMap<String, i64> = json_value(&results[*stopped])?;
+    for (system_id, count) in stopped {
+        after.add(&system_id, -count);
     }
     usage.store(conn).await
 }
@@ -376,10 +374,10 @@ async fn record_accepted(
 /// `rows` (`id, uid, us, due`).
 pub(super) struct AcceptedScript {
     pub(super) script: Script,
-    /// Its statement returning the rows taken (id, upstream), and those
-    /// returning (system_id) the messages that stopped waiting.
+    /// Its statements returning, as JSON, the rows taken (`[id, upstream]`),
+    /// and how many messages of each account stopped waiting.
     taken: usize,
-    stopped: Vec<usize>,
+    stopped: usize,
 }
 
 impl AcceptedScript {
@@ -398,25 +396,36 @@ impl AcceptedScript {
                    value->>'due' AS due FROM json_each(?1, '$.rows')) AS j \
              JOIN outbox ON outbox.id = j.id WHERE outbox.state NOT IN ('enroute', 'done')",
         );
-        let taken = script.add(
+        script.add(
             "UPDATE outbox SET state = 'enroute', lease_until = NULL, attempts = attempts + 1, \
              upstream_id = a.uid, upstream_state = a.us, due_at = a.due, last_error = NULL \
              FROM temp.accepted AS a \
-             WHERE outbox.id = a.id AND outbox.id IN (SELECT id FROM temp.accepted) \
-             RETURNING outbox.id, outbox.upstream",
+             WHERE outbox.id = a.id AND outbox.id IN (SELECT id FROM temp.accepted)",
         );
-        // Their messages stop waiting.
-        let stopped: Vec<usize> = carried("temp.accepted")
-            .iter()
-            .map(|carried| {
-                script.add(&format!(
-                    "UPDATE messages SET state = 'enroute', final_at = NULL, error_code = 0 \
-                     FROM temp.accepted AS j \
-                     WHERE {carried} AND messages.state IN ('scheduled', 'queued') \
-                     RETURNING messages.system_id"
-                ))
-            })
-            .collect();
+        let taken = script.add(
+            "SELECT json_group_array(json_array(a.id, outbox.upstream)) \
+             FROM temp.accepted AS a JOIN outbox ON outbox.id = a.id",
+        );
+        // Their messages stop waiting: counted per account first, since a
+        // RETURNING row each would be a hand-off each.
+        let [whole, parts] = carried("temp.accepted");
+        let stopped = script.add(&format!(
+            "SELECT json_group_object(system_id, n) FROM \
+             (SELECT system_id, count(*) AS n FROM \
+              (SELECT messages.system_id FROM temp.accepted AS j JOIN messages ON {whole} \
+               WHERE messages.state IN ('scheduled', 'queued') \
+               UNION ALL \
+               SELECT messages.system_id FROM temp.accepted AS j JOIN messages ON {parts} \
+               WHERE messages.state IN ('scheduled', 'queued')) \
+              GROUP BY system_id)"
+        ));
+        for carried in [whole, parts] {
+            script.add(&format!(
+                "UPDATE messages SET state = 'enroute', final_at = NULL, error_code = 0 \
+                 FROM temp.accepted AS j \
+                 WHERE {carried} AND messages.state IN ('scheduled', 'queued')"
+            ));
+        }
         AcceptedScript {
             script,
             taken,

@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
-use super::sql::Script;
+use super::sql::{json_value, Script};
 
 use super::writer::AfterCommit;
 use super::{MessageState, UpstreamReport};
@@ -89,7 +89,7 @@ pub(super) async fn record_reports(
         moved,
         finished,
         stopped_waiting,
-        receipts,
+        receipts_for,
     } = ReportsScript::get();
     let params = json!({"moved": intermediate_rows, "final": final_rows, "now": now,
         "keep": keep_until});
@@ -99,14 +99,14 @@ pub(super) async fn record_reports(
         .iter()
         .map(|&i| (reports[i].outbox_id, i))
         .collect();
-    for row in &results[*moved] {
-        if let Some(&i) = by_id.get(&row.get::<i64, _>(0)) {
+    for id in json_value::<Vec<i64>>(&results[*moved])? {
+        if let Some(&i) = by_id.get(&id) {
             changed[i] = true;
         }
     }
     let by_id: HashMap<i64, usize> = last.iter().map(|&i| (reports[i].outbox_id, i)).collect();
-    for row in &results[*finished] {
-        if let Some(&i) = by_id.get(&row.get::<i64, _>(0)) {
+    for id in json_value::<Vec<i64>>(&results[*finished])? {
+        if let Some(&i) = by_id.get(&id) {
             changed[i] = true;
         }
     }
@@ -115,10 +115,8 @@ pub(super) async fn record_reports(
             after.add(row.get::<&str, _>(0), -1);
         }
     }
-    for &statement in receipts {
-        for row in &results[statement] {
-            after.delivery_added(row.get::<&str, _>(0));
-        }
+    for system_id in json_value::<Vec<String>>(&results[*receipts_for])? {
+        after.delivery_added(&system_id);
     }
     Ok(changed)
 }
@@ -127,13 +125,15 @@ pub(super) async fn record_reports(
 /// (intermediate reports), `final`, `now` and `keep`.
 pub(super) struct ReportsScript {
     pub(super) script: Script,
-    /// Its statements returning the ids of the rows an intermediate report
-    /// moved, and of those a final one finished.
+    /// Its statements returning, as JSON arrays, the ids of the rows an
+    /// intermediate report moved, and of those a final one finished.
     moved: usize,
     finished: usize,
-    /// Those returning (system_id) messages that stopped waiting, and receipts added.
+    /// Those returning (system_id) messages that stopped waiting: rare, a
+    /// report overtaking the upstream's acceptance.
     stopped_waiting: Vec<usize>,
-    receipts: Vec<usize>,
+    /// The one returning the accounts that got receipts, as a JSON array.
+    receipts_for: usize,
 }
 
 impl ReportsScript {
@@ -144,6 +144,10 @@ impl ReportsScript {
 
     fn build() -> ReportsScript {
         let mut script = Script::default();
+        // Receipts added by this script are those past the newest before it.
+        script.add("DELETE FROM temp.receipt_mark");
+        script
+            .add("INSERT INTO temp.receipt_mark (id) SELECT coalesce(max(id), 0) FROM deliveries");
         // Still on their way (sent, not yet delivered): only the upstream's state
         // moves on; the phone having sent it is the intermediate receipt.
         script.add("DELETE FROM temp.report_moved");
@@ -157,8 +161,8 @@ impl ReportsScript {
             "UPDATE outbox SET upstream_state = m.us FROM temp.report_moved AS m \
              WHERE outbox.id = m.id AND outbox.id IN (SELECT id FROM temp.report_moved)",
         );
-        let sent_receipts = add_receipts(&mut script, "temp.report_moved", true);
-        let moved = script.add("SELECT id FROM temp.report_moved");
+        add_receipts(&mut script, "temp.report_moved", true);
+        let moved = script.add("SELECT json_group_array(id) FROM temp.report_moved");
 
         script.add("DELETE FROM temp.report_final");
         script.add(
@@ -175,15 +179,21 @@ impl ReportsScript {
              WHERE outbox.id = f.id AND outbox.id IN (SELECT id FROM temp.report_final)",
         );
         let stopped_waiting = finish_messages(&mut script, "temp.report_final");
-        let final_receipts = add_receipts(&mut script, "temp.report_final", false);
-        let finished = script.add("SELECT id FROM temp.report_final");
+        add_receipts(&mut script, "temp.report_final", false);
+        let finished = script.add("SELECT json_group_array(id) FROM temp.report_final");
+        // NOT INDEXED: by id from the mark, where the planner would rather scan
+        // the account index for the DISTINCT.
+        let receipts_for = script.add(
+            "SELECT json_group_array(DISTINCT system_id) FROM deliveries NOT INDEXED \
+             WHERE id > (SELECT id FROM temp.receipt_mark)",
+        );
 
         ReportsScript {
             script,
             moved,
             finished,
             stopped_waiting,
-            receipts: sent_receipts.into_iter().chain(final_receipts).collect(),
+            receipts_for,
         }
     }
 }
@@ -195,10 +205,15 @@ fn finish_messages(script: &mut Script, table: &str) -> Vec<usize> {
     let mut counted = Vec::new();
     for carried in carried(table) {
         for (states, counts) in [("'scheduled', 'queued'", true), ("'enroute'", false)] {
+            let returning = if counts {
+                "RETURNING messages.system_id"
+            } else {
+                ""
+            };
             let statement = script.add(&format!(
                 "UPDATE messages SET state = j.state, final_at = j.at, error_code = j.code \
                  FROM {table} AS j \
-                 WHERE {carried} AND messages.state IN ({states}) RETURNING messages.system_id"
+                 WHERE {carried} AND messages.state IN ({states}) {returning}"
             ));
             if counts {
                 counted.push(statement);
@@ -212,29 +227,25 @@ fn finish_messages(script: &mut Script, table: &str) -> Vec<usize> {
 /// (registered_delivery) for the messages the outbox rows of `table` carry:
 /// with `enroute`, the intermediate one (0x10) for rows now at 'Sent', else the
 /// final one, 1 = every final state, 2 = failures only. `?1` gives `now`, and
-/// `keep`: when an unread receipt is dropped. Returns the statements whose rows (system_id)
-/// are the receipts added.
-fn add_receipts(script: &mut Script, table: &str, enroute: bool) -> Vec<usize> {
+/// `keep`: when an unread receipt is dropped.
+fn add_receipts(script: &mut Script, table: &str, enroute: bool) {
     let wanted = if enroute {
         "j.us = 'Sent' AND messages.state = 'enroute' AND messages.registered_delivery & 16 = 16"
     } else {
         "messages.state = j.state AND (messages.registered_delivery & 3 = 1 \
           OR (messages.registered_delivery & 3 = 2 AND messages.state != 'delivered'))"
     };
-    carried(table)
-        .iter()
-        .map(|carried| {
-            script.add(&format!(
-                "INSERT OR IGNORE INTO deliveries (system_id, kind, message_id, state, \
-                 error_code, done_at, created_at, expires_at, dedupe_key) \
-                 SELECT messages.system_id, 'receipt', messages.message_id, messages.state, \
-                 messages.error_code, messages.final_at, ?1->>'now', ?1->>'keep', \
-                 'receipt:' || messages.message_id || ':' || messages.state \
-                 FROM {table} AS j JOIN messages ON {carried} \
-                 WHERE {wanted} RETURNING system_id"
-            ))
-        })
-        .collect()
+    for carried in carried(table) {
+        script.add(&format!(
+            "INSERT OR IGNORE INTO deliveries (system_id, kind, message_id, state, \
+             error_code, done_at, created_at, expires_at, dedupe_key) \
+             SELECT messages.system_id, 'receipt', messages.message_id, messages.state, \
+             messages.error_code, messages.final_at, ?1->>'now', ?1->>'keep', \
+             'receipt:' || messages.message_id || ':' || messages.state \
+             FROM {table} AS j JOIN messages ON {carried} \
+             WHERE {wanted}"
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -113,6 +113,21 @@ impl Script {
     }
 }
 
+/// The one value a script's statement returned (`json_group_array(…)`,
+/// `json_group_object(…)`: many rows as one, one hand-off between threads
+/// instead of one each), read as `T`.
+pub(super) fn json_value<T: serde::de::DeserializeOwned>(
+    rows: &[SqliteRow],
+) -> Result<T, sqlx::Error> {
+    use sqlx::Row;
+    let text: Option<&str> = match rows.first() {
+        Some(row) => row.try_get(0)?,
+        None => None,
+    };
+    serde_json::from_str(text.unwrap_or("null"))
+        .map_err(|err| sqlx::Error::Protocol(format!("a script's JSON value: {err}")))
+}
+
 /// The writer connection's scratch tables (in memory, its own): where one step
 /// of a script leaves the rows the next steps work on, since a statement's
 /// RETURNING rows cannot feed another statement.
@@ -123,7 +138,8 @@ pub(super) async fn create_scratch_tables(conn: &mut SqliteConnection) -> Result
            err TEXT, state TEXT, at INTEGER, code INTEGER); \
          CREATE TEMP TABLE IF NOT EXISTS accepted (id INTEGER PRIMARY KEY, uid TEXT, us TEXT, \
            due INTEGER); \
-         CREATE TEMP TABLE IF NOT EXISTS claimed (id INTEGER PRIMARY KEY);",
+         CREATE TEMP TABLE IF NOT EXISTS claimed (id INTEGER PRIMARY KEY); \
+         CREATE TEMP TABLE IF NOT EXISTS receipt_mark (id INTEGER);",
     )
     .execute(conn)
     .await?;

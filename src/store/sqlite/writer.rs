@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot, Notify};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::deliveries::{DropReason, DroppedDeliveries};
 use super::lock::{DatabaseFile, DatabaseLock};
@@ -41,6 +41,8 @@ pub struct WriterLimits {
     pub final_retention: Duration,
     /// The upstreams' limits, written to `upstream_limits` at startup.
     pub upstream_limits: Vec<UpstreamLimits>,
+    /// The WAL's size past which the writer checkpoints it itself (bound_wal).
+    pub wal_limit: u64,
 }
 
 impl WriterLimits {
@@ -63,6 +65,7 @@ impl WriterLimits {
             undelivered_retention: Duration::from_secs(48 * 3600),
             final_retention: Duration::from_secs(7 * 24 * 3600),
             upstream_limits: Vec::new(),
+            wal_limit: checkpoint::WAL_LIMIT,
         }
     }
 }
@@ -336,6 +339,7 @@ pub async fn run(
         };
         if !batch.is_empty() {
             apply_batch(&mut conn, &mut state, batch).await;
+            bound_wal(&mut conn, &state).await;
         }
         if let Some(Request {
             command: Command::Close { reply },
@@ -360,6 +364,30 @@ fn is_close(request: Option<&Request>) -> bool {
             ..
         })
     )
+}
+
+/// Keeps the WAL near its limit (`checkpoint::WAL_LIMIT`) under sustained load. The
+/// checkpoint task copies frames beside the writer, but while the writer keeps
+/// appending it never finds them all copied, and SQLite starts the WAL over
+/// only then: at 50,000 submits a second it grew past 1 GB. Past the limit the
+/// writer copies the rest itself between two transactions (only the frames
+/// since the last background checkpoint, milliseconds of work), so that its next
+/// transaction starts the WAL from the beginning.
+async fn bound_wal(conn: &mut SqliteConnection, state: &WriterState) {
+    if state.file.wal_bytes() <= state.limits.wal_limit {
+        return;
+    }
+    let started = Instant::now();
+    match checkpoint::checkpoint(conn, "PASSIVE").await {
+        Ok(progress) => debug!(
+            wal_pages = progress.wal_pages,
+            copied = progress.copied,
+            busy = progress.busy,
+            "WAL over its limit: checkpointed by the writer"
+        ),
+        Err(err) => warn!(error = %err, "WAL checkpoint by the writer failed"),
+    }
+    state.time.add(WriterStep::Checkpoint, started.elapsed());
 }
 
 /// Copies the whole WAL into the database file and closes the connection.
