@@ -51,6 +51,8 @@ enum HubEvent {
     /// to be: then they go out again, at least once).
     Settled {
         ids: Vec<i64>,
+        /// Some are waiting again (refused, or their answer not stored).
+        again: bool,
     },
 }
 
@@ -137,11 +139,18 @@ struct AccountState {
     /// Deliveries on some session's wire.
     in_flight: HashMap<i64, InFlight>,
     long_incoming: LongIncoming,
+    /// Every waiting delivery up to this id is on a wire or being settled: the
+    /// next read starts after it, instead of reading those again each time
+    /// (hundreds of rows to hand out a few). 0 reads from the start: after a
+    /// delivery was refused or its answer not stored, and once a second.
+    cursor: i64,
 }
 
 /// A delivery whose deliver_sm are out: it is acknowledged once every one of
 /// them is, and goes out again (whole) if any is not.
 struct InFlight {
+    /// The session it was handed to.
+    session_id: u64,
     unanswered: usize,
     refused: bool,
     /// `receipt` or `incoming`, for the deliveries metric.
@@ -181,7 +190,7 @@ impl Hub {
                     self.record(acknowledged, attempted);
                 }
                 _ = &mut notified => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => self.read_from_start(),
             }
             self.fill_all().await;
         }
@@ -211,11 +220,22 @@ impl Hub {
             } => {
                 if let Some(account) = self.accounts.get_mut(&system_id) {
                     account.receivers.retain(|r| r.session_id != session_id);
+                    // What the session answered or released came before this
+                    // event; what is left it never took from its queue: waiting
+                    // again, for the other sessions.
+                    let before = account.in_flight.len();
+                    account.in_flight.retain(|_, f| f.session_id != session_id);
+                    if account.in_flight.len() < before {
+                        account.cursor = 0;
+                    }
                 }
             }
-            HubEvent::Settled { ids } => {
+            HubEvent::Settled { ids, again } => {
                 for id in ids {
                     self.settling.remove(&id);
+                }
+                if again {
+                    self.read_from_start();
                 }
             }
             HubEvent::Done {
@@ -265,10 +285,12 @@ impl Hub {
         self.settling.extend(&ids);
         let (store, events) = (self.store.clone(), self.events.clone());
         self.tracker.spawn(async move {
+            let mut again = !attempted.is_empty();
             if !acknowledged.is_empty() {
                 if let Err(err) = store.acknowledge_deliveries(acknowledged).await {
                     // Not removed: delivered again later, which at-least-once allows.
                     warn!(error = %err, "acknowledged deliveries not recorded");
+                    again = true;
                 }
             }
             if !attempted.is_empty() {
@@ -276,8 +298,15 @@ impl Hub {
                     warn!(error = %err, "failed delivery attempts not recorded");
                 }
             }
-            let _ = events.send(HubEvent::Settled { ids });
+            let _ = events.send(HubEvent::Settled { ids, again });
         });
+    }
+
+    /// The next reads start from the first waiting delivery again.
+    fn read_from_start(&mut self) {
+        for account in self.accounts.values_mut() {
+            account.cursor = 0;
+        }
     }
 
     async fn fill_all(&mut self) {
@@ -302,8 +331,14 @@ impl Hub {
             .iter()
             .map(|r| r.window.saturating_sub(r.unacknowledged))
             .sum();
-        let limit = room + account.in_flight.len() + self.settling.len();
-        let pending = match self.store.pending_deliveries(system_id, 0, limit).await {
+        // From the start, the deliveries on a wire or being settled come again.
+        let limit = if account.cursor == 0 {
+            room + account.in_flight.len() + self.settling.len()
+        } else {
+            room
+        };
+        let after = account.cursor;
+        let pending = match self.store.pending_deliveries(system_id, after, limit).await {
             Ok(pending) => pending,
             Err(err) => {
                 warn!(%system_id, error = %err, "reading waiting deliveries failed");
@@ -314,9 +349,11 @@ impl Hub {
         let Some(account) = self.accounts.get_mut(system_id) else {
             return;
         };
+        let mut gone = false;
         for delivery in pending {
             if account.in_flight.contains_key(&delivery.id) || self.settling.contains(&delivery.id)
             {
+                account.cursor = account.cursor.max(delivery.id);
                 continue;
             }
             let count = account.receivers.len();
@@ -343,15 +380,23 @@ impl Hub {
                 Ok(()) => {
                     receiver.unacknowledged += count;
                     let flight = InFlight {
+                        session_id: receiver.session_id,
                         unanswered: count,
                         refused: false,
                         kind,
                     };
                     account.in_flight.insert(delivery.id, flight);
+                    account.cursor = account.cursor.max(delivery.id);
                 }
                 // The session is closing: it unregisters shortly.
-                Err(_) => debug!(%system_id, session_id = receiver.session_id, "receiver gone"),
+                Err(_) => {
+                    debug!(%system_id, session_id = receiver.session_id, "receiver gone");
+                    gone = true;
+                }
             }
+        }
+        if gone {
+            account.cursor = 0;
         }
     }
 }
