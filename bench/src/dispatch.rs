@@ -91,6 +91,7 @@ pub async fn dispatch(
         .startup_limit(Duration::from_secs(30))
         .start()?;
     let up = started.elapsed();
+    let wal = crate::writer_time::WalWatch::start(dir.path().join("bench.db-wal"));
     let deadline = started + Duration::from_secs(600);
     while waiting(&db).await? > 0 {
         if Instant::now() > deadline {
@@ -100,6 +101,7 @@ pub async fn dispatch(
     }
     let elapsed = started.elapsed();
     let writer = crate::writer_time::line(sending.http_addr, elapsed).await?;
+    let wal_peak = wal.peak().await?;
     drop(sending);
     println!(
         "outbox drain: {queued} queued messages to {upstreams} sandbox upstream(s) \
@@ -112,5 +114,9 @@ pub async fn dispatch(
         up.as_secs_f64()
     );
     println!("{writer}");
+    println!(
+        "  write-ahead log: at most {:.0} MiB while draining",
+        wal_peak as f64 / (1024.0 * 1024.0)
+    );
     Ok(())
 }

@@ -162,6 +162,7 @@ pub async fn pipeline(
         bail!("--sessions must be at least 1 and at most --messages");
     }
     let broker = start_broker(broker_binary(broker)?, sessions, INSTANT_SANDBOX, "").await?;
+    let wal = crate::writer_time::WalWatch::start(broker.dir.path().join("bench.db-wal"));
     let per_session = messages / sessions;
     let expected = per_session * sessions;
     let timeline: Shared = Arc::default();
@@ -181,6 +182,7 @@ pub async fn pipeline(
         done??;
     }
     let writer = crate::writer_time::line(broker.process.http_addr, started.elapsed()).await?;
+    let wal_peak = wal.peak().await?;
     drop(broker);
     let t = lock(&timeline)?;
     let last_receipt = t.receipted.values().max().copied().context("no receipt")?;
@@ -214,5 +216,9 @@ pub async fn pipeline(
         expected as f64 / last_response.duration_since(started).as_secs_f64()
     );
     println!("{writer}");
+    println!(
+        "  write-ahead log: at most {:.0} MiB during the run",
+        wal_peak as f64 / (1024.0 * 1024.0)
+    );
     Ok(())
 }

@@ -442,3 +442,40 @@ async fn final_messages_and_their_outbox_rows_go_after_the_retention() {
     assert_eq!(state_of(&store, &single[1]).await, MessageState::Enroute);
     assert_eq!(outbox_ids(store.clone()).await, [single[1].clone()]);
 }
+
+/// The delivery hub reads waiting deliveries after the last id it handed out
+/// (src/smpp/delivery.rs): a delivery stored after the newest one was
+/// acknowledged must not take that one's id again.
+#[tokio::test]
+async fn delivery_ids_only_grow_even_after_the_newest_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock, None).await;
+    let incoming = |n: u32| Incoming {
+        system_id: "acme".into(),
+        source_addr: "+4917611111111".into(),
+        dest_addr: "+4915100000".into(),
+        content: Content::Text(format!("hello {n}")),
+        dedupe_key: format!("mo:phone:{n}"),
+    };
+    for n in 0..2 {
+        assert!(store.record_incoming(incoming(n)).await.unwrap());
+    }
+    let first: Vec<i64> = store
+        .pending_deliveries("acme", 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    let newest = *first.last().unwrap();
+    store.acknowledge_deliveries(vec![newest]).await.unwrap();
+    assert!(store.record_incoming(incoming(2)).await.unwrap());
+    let after = store.pending_deliveries("acme", newest, 10).await.unwrap();
+    assert_eq!(
+        after.len(),
+        1,
+        "the new delivery comes after the acknowledged one"
+    );
+    assert!(after[0].id > newest);
+}
