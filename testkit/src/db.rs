@@ -13,7 +13,7 @@ pub struct Db {
     path: PathBuf,
 }
 
-/// An outbox row's state (migrations/0001_outbox.sql).
+/// An outbox row's state (migrations/sqlite/0001_outbox.sql).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
 #[sqlx(rename_all = "lowercase")]
 pub enum OutboxState {

@@ -11,6 +11,7 @@
 //! - [`process`]: the broker binary as a child process, for tests that kill it
 //!   and for the benchmarks.
 //! - [`logs`]: what the broker logs during a test.
+//! - [`postgres`]: a throwaway PostgreSQL cluster from Debian's binaries.
 
 pub mod broker;
 pub mod db;
@@ -18,6 +19,7 @@ pub mod esme;
 pub mod eventually;
 pub mod fake_smsgate;
 pub mod logs;
+pub mod postgres;
 pub mod process;
 pub mod sms;
 

@@ -130,7 +130,7 @@ impl SqliteStore {
         let mut conn = SqliteConnection::connect_with(&write_options)
             .await
             .map_err(open_err)?;
-        sqlx::migrate!("./migrations").run(&mut conn).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
         let synchronous: i64 = sqlx::query("PRAGMA synchronous")
             .fetch_one(&mut conn)
             .await?
