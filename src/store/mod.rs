@@ -9,6 +9,7 @@
 
 mod health;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 mod writer_time;
 
@@ -55,6 +56,13 @@ pub enum StoreError {
         "the writer connection is not durable: PRAGMA synchronous is {0}, FULL (2) is required"
     )]
     NotDurable(i64),
+    #[error("cannot connect to the PostgreSQL store {0}: {1}")]
+    Connect(String, sqlx::Error),
+    #[error(
+        "the PostgreSQL store does not make a COMMIT durable ({0}): set synchronous_commit \
+         to on and fsync to on"
+    )]
+    NotDurablePostgres(String),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("the database writer has stopped")]

@@ -1,0 +1,137 @@
+//! Against a real PostgreSQL: a throwaway cluster (testkit/src/postgres.rs).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use testkit::postgres::TestPostgres;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::config::StoreSettings;
+use crate::store::sqlite::WriterLimits;
+use crate::store::Store;
+
+fn cluster() -> TestPostgres {
+    TestPostgres::start().unwrap_or_else(|err| panic!("{err}"))
+}
+
+fn settings(cluster: &TestPostgres, database: &str) -> PostgresSettings {
+    cluster.create_database(database).unwrap();
+    PostgresSettings {
+        url: cluster.url(database),
+        max_connections: 4,
+        connect_timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test]
+async fn connecting_migrates_once_and_again_changes_nothing() {
+    let cluster = cluster();
+    let settings = settings(&cluster, "smpp");
+    let pool = connect(&settings).await.unwrap();
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(versions, [1]);
+    pool.close().await;
+    // A second node, or a restart: the schema is there already.
+    let again = connect(&settings).await.unwrap();
+    let states: i64 = sqlx::query_scalar("SELECT count(*) FROM message_states")
+        .fetch_one(&again)
+        .await
+        .unwrap();
+    assert_eq!(states, 11);
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_flush_commits_is_refused() {
+    let cluster = cluster();
+    let settings = settings(&cluster, "smpp");
+    cluster
+        .psql("postgres", "ALTER SYSTEM SET synchronous_commit = off")
+        .unwrap();
+    cluster.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    let err = connect(&settings).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotDurablePostgres(_)), "{err}");
+    assert!(err.to_string().contains("synchronous_commit"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_named_without_its_password() {
+    let settings = PostgresSettings {
+        url: "postgres://broker:s3cret@127.0.0.1:1/smpp".into(),
+        max_connections: 1,
+        connect_timeout: Duration::from_millis(300),
+    };
+    let err = connect(&settings).await.unwrap_err().to_string();
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    assert_eq!(
+        masked("postgres://broker:s3cret@db:5432/smpp"),
+        "postgres://broker:****@db:5432/smpp"
+    );
+    assert_eq!(masked("postgres://db/smpp"), "postgres://db/smpp");
+}
+
+/// Operators read the queues with SQL on either backend: the same tables and
+/// views, with the same columns.
+#[tokio::test]
+async fn both_backends_have_the_same_tables_views_and_columns() {
+    let cluster = cluster();
+    let pool = connect(&settings(&cluster, "smpp")).await.unwrap();
+    let postgres: BTreeSet<(String, String)> = sqlx::query(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &StoreSettings {
+            path: dir.path().join("parity.db"),
+            busy_timeout: Duration::from_secs(5),
+        },
+        WriterLimits::for_tests(),
+        Arc::new(ManualClock::new(0)),
+    )
+    .await
+    .unwrap();
+    store.close().await.unwrap();
+    let mut sqlite = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("parity.db").display()
+    ))
+    .await
+    .unwrap();
+    use sqlx::Connection;
+    let sqlite: BTreeSet<(String, String)> = sqlx::query(
+        "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+         WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' \
+         AND m.name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&mut sqlite)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    assert!(
+        sqlite.len() > 80,
+        "{} columns read from SQLite",
+        sqlite.len()
+    );
+    let only_sqlite: Vec<_> = sqlite.difference(&postgres).collect();
+    let only_postgres: Vec<_> = postgres.difference(&sqlite).collect();
+    assert!(
+        only_sqlite.is_empty() && only_postgres.is_empty(),
+        "only in SQLite: {only_sqlite:?}\nonly in PostgreSQL: {only_postgres:?}"
+    );
+}
