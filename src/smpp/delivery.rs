@@ -420,3 +420,116 @@ pub fn deliver_sm(delivery: &PendingDelivery, now: i64, long: LongIncoming) -> V
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::StoreSettings;
+    use crate::store::sqlite::WriterLimits;
+    use crate::store::Incoming;
+    use crate::text::Content;
+
+    const PATIENCE: Duration = Duration::from_secs(5);
+
+    async fn store(dir: &std::path::Path) -> Store {
+        let settings = StoreSettings {
+            path: dir.join("hub.db"),
+            busy_timeout: Duration::from_secs(5),
+        };
+        let clock = Arc::new(ManualClock::new(1_790_000_000_000));
+        Store::open(&settings, WriterLimits::for_tests(), clock)
+            .await
+            .unwrap()
+    }
+
+    async fn incoming(store: &Store, n: u32) {
+        let stored = store
+            .record_incoming(Incoming {
+                system_id: "acme".into(),
+                source_addr: "+4917611111111".into(),
+                dest_addr: "+4915100000".into(),
+                content: Content::Text(format!("hello {n}")),
+                dedupe_key: format!("mo:test:{n}"),
+            })
+            .await
+            .unwrap();
+        assert!(stored);
+    }
+
+    fn hub(store: &Store) -> (DeliveryHub, CancellationToken) {
+        let stop = CancellationToken::new();
+        let hub = DeliveryHub::start(
+            store.clone(),
+            Arc::new(ManualClock::new(1_790_000_000_000)),
+            Arc::new(Metrics::default()),
+            stop.clone(),
+            &TaskTracker::new(),
+        );
+        (hub, stop)
+    }
+
+    async fn next(jobs: &mut mpsc::Receiver<DeliveryJob>) -> DeliveryJob {
+        tokio::time::timeout(PATIENCE, jobs.recv())
+            .await
+            .expect("a delivery in time")
+            .expect("the hub is running")
+    }
+
+    /// A session closes with deliveries handed to it that it never took from
+    /// its queue: they go to the account's other session, without waiting for
+    /// a restart.
+    #[tokio::test]
+    async fn deliveries_a_closed_session_never_took_go_to_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let (hub, stop) = hub(&store);
+        let untaken = hub.register("acme", 1, 2, LongIncoming::Udh);
+        incoming(&store, 1).await;
+        incoming(&store, 2).await;
+        // Both are handed to session 1, which never reads its queue.
+        tokio::time::timeout(PATIENCE, async {
+            while untaken.len() < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("both handed to session 1");
+        let mut other = hub.register("acme", 2, 2, LongIncoming::Udh);
+        hub.unregister("acme", 1);
+        drop(untaken);
+        let ids = [next(&mut other).await.id, next(&mut other).await.id];
+        assert_ne!(ids[0], ids[1], "both, once each");
+        stop.cancel();
+    }
+
+    /// A refused delivery goes out again although newer ones were handed out
+    /// after it: the hub's cursor has moved past it, and a refusal (or, at the
+    /// latest, the sweep once a second) makes it read from the start again.
+    #[tokio::test]
+    async fn a_refused_delivery_goes_out_again_after_newer_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let (hub, stop) = hub(&store);
+        let mut jobs = hub.register("acme", 1, 1, LongIncoming::Udh);
+        for n in 1..=3 {
+            incoming(&store, n).await;
+        }
+        let first = next(&mut jobs).await.id;
+        hub.done("acme", 1, first, false);
+        let second = next(&mut jobs).await.id;
+        assert_ne!(second, first, "the window moves on to the next");
+        hub.done("acme", 1, second, true);
+        let mut seen = vec![];
+        for _ in 0..2 {
+            let job = next(&mut jobs).await;
+            hub.done("acme", 1, job.id, true);
+            seen.push(job.id);
+        }
+        assert!(
+            seen.contains(&first),
+            "the refused one came again: {seen:?}"
+        );
+        stop.cancel();
+    }
+}
