@@ -15,6 +15,7 @@
 
 mod amend;
 mod checkpoint;
+mod commands;
 mod deliveries;
 mod lock;
 mod maintenance;

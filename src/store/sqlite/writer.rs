@@ -1,23 +1,21 @@
 //! The single writer: group commit over the only read-write connection.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
+pub(super) use super::commands::{finisher, Command, Finisher, Request};
+use super::commands::{Groups, Refusal};
 use super::deliveries::{DropReason, DroppedDeliveries};
 use super::lock::{DatabaseFile, DatabaseLock};
 use super::messages::first_id_at;
 use super::{amend, checkpoint, deliveries, maintenance, messages, outbox, reports, sql};
-use super::{
-    CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, ExpiredWaiting, Incoming, NewMessage,
-    Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamLimits, UpstreamReport,
-};
+use super::{StoreError, UpstreamLimits};
 use crate::clock::Clock;
 use crate::log_throttle::LogThrottle;
 use crate::store::{WriteHealth, WriterStep, WriterTime};
@@ -68,144 +66,6 @@ impl WriterLimits {
             wal_limit: checkpoint::WAL_LIMIT,
         }
     }
-}
-
-/// A command and when its caller stops waiting for it.
-pub struct Request {
-    pub command: Command,
-    /// Past it the command is refused unapplied (StoreError::Busy).
-    pub deadline: Instant,
-}
-
-pub(super) enum Command {
-    Submit {
-        messages: Vec<NewMessage>,
-        reply: oneshot::Sender<Result<Vec<String>, SubmitError>>,
-    },
-    Cancel {
-        system_id: String,
-        target: CancelTarget,
-        reply: oneshot::Sender<Result<CancelOutcome, StoreError>>,
-    },
-    Replace {
-        system_id: String,
-        replacement: Replacement,
-        reply: oneshot::Sender<Result<ReplaceOutcome, StoreError>>,
-    },
-    Maintain {
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Claim {
-        route: String,
-        limit: usize,
-        lease_ms: i64,
-        /// Members a bound message may go to now.
-        reachable: Vec<String>,
-        place: Placer,
-        reply: oneshot::Sender<Result<Vec<Dispatch>, StoreError>>,
-    },
-    ExpireWaiting {
-        route: String,
-        reply: oneshot::Sender<Result<Vec<ExpiredWaiting>, StoreError>>,
-    },
-    RecordDispatch {
-        outcomes: Vec<(i64, DispatchOutcome)>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    RecordReports {
-        reports: Vec<UpstreamReport>,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
-    },
-    CheckLater {
-        outbox_ids: Vec<i64>,
-        at: i64,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    RecordIncoming {
-        incoming: Incoming,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
-    },
-    /// Messages read from an upstream's inbox, and how far it has been read.
-    RecordInbox {
-        upstream: String,
-        messages: Vec<Incoming>,
-        read_until: i64,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
-    },
-    Acknowledge {
-        ids: Vec<i64>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Attempted {
-        ids: Vec<i64>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// The writer's own periodic maintenance.
-    Tick,
-    /// Checkpoint the WAL into the database file and stop (a graceful stop).
-    Close {
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-}
-
-/// Why a command was not applied, or its transaction did not hold.
-#[derive(Debug, Clone)]
-pub(super) enum Refusal {
-    RolledBack(String),
-    Busy(Duration),
-    Replaced(PathBuf),
-}
-
-impl Refusal {
-    fn error(&self) -> StoreError {
-        match self {
-            Refusal::RolledBack(reason) => StoreError::Commit(reason.clone()),
-            Refusal::Busy(waited) => StoreError::Busy(*waited),
-            Refusal::Replaced(path) => StoreError::Replaced(path.clone()),
-        }
-    }
-}
-
-impl Command {
-    /// Answers the command with `refusal` without applying it.
-    fn refuse(self, refusal: &Refusal) {
-        fn no<T, E: From<StoreError>>(reply: oneshot::Sender<Result<T, E>>, refusal: &Refusal) {
-            let _ = reply.send(Err(E::from(refusal.error())));
-        }
-        match self {
-            Command::Submit { reply, .. } => no(reply, refusal),
-            Command::Cancel { reply, .. } => no(reply, refusal),
-            Command::Replace { reply, .. } => no(reply, refusal),
-            Command::Maintain { reply } => no(reply, refusal),
-            Command::Claim { reply, .. } => no(reply, refusal),
-            Command::ExpireWaiting { reply, .. } => no(reply, refusal),
-            Command::RecordDispatch { reply, .. } => no(reply, refusal),
-            Command::RecordReports { reply, .. } => no(reply, refusal),
-            Command::CheckLater { reply, .. } => no(reply, refusal),
-            Command::RecordIncoming { reply, .. } => no(reply, refusal),
-            Command::RecordInbox { reply, .. } => no(reply, refusal),
-            Command::Acknowledge { reply, .. } => no(reply, refusal),
-            Command::Attempted { reply, .. } => no(reply, refusal),
-            Command::Close { reply } => no(reply, refusal),
-            Command::Tick => {}
-        }
-    }
-}
-
-/// Sends a command's answer once the transaction's fate is known.
-pub(super) type Finisher = Box<dyn FnOnce(Result<(), &Refusal>) + Send>;
-
-pub(super) fn finisher<T: Send + 'static, E: From<StoreError> + Send + 'static>(
-    reply: oneshot::Sender<Result<T, E>>,
-    outcome: Result<T, E>,
-) -> Finisher {
-    Box::new(move |committed| {
-        let answer = match committed {
-            Ok(()) => outcome,
-            Err(refusal) => Err(E::from(refusal.error())),
-        };
-        let _ = reply.send(answer);
-    })
 }
 
 pub struct WriterState {
@@ -697,40 +557,6 @@ async fn apply_commands(
     steps.end(WriterStep::Deliveries);
     after.dropped.extend(dropped);
     Ok(())
-}
-
-/// The commands of a batch that are applied as sets.
-#[derive(Default)]
-struct Groups {
-    dispatched: Vec<(i64, DispatchOutcome)>,
-    dispatch_replies: Vec<oneshot::Sender<Result<(), StoreError>>>,
-    acknowledged: Vec<i64>,
-    attempted: Vec<i64>,
-    delivery_replies: Vec<oneshot::Sender<Result<(), StoreError>>>,
-    reports: Vec<Command>,
-}
-
-impl Groups {
-    /// Takes `command` into its group; gives back one that has none.
-    fn take(&mut self, command: Command) -> Option<Command> {
-        match command {
-            Command::RecordDispatch { outcomes, reply } => {
-                self.dispatched.extend(outcomes);
-                self.dispatch_replies.push(reply);
-            }
-            Command::Acknowledge { ids, reply } => {
-                self.acknowledged.extend(ids);
-                self.delivery_replies.push(reply);
-            }
-            Command::Attempted { ids, reply } => {
-                self.attempted.extend(ids);
-                self.delivery_replies.push(reply);
-            }
-            reports @ Command::RecordReports { .. } => self.reports.push(reports),
-            other => return Some(other),
-        }
-        None
-    }
 }
 
 /// Every RecordReports of the batch as one set; each caller hears how many of
