@@ -8,6 +8,7 @@
 //! before it is durable.
 
 mod health;
+pub mod message_ids;
 mod model;
 pub mod postgres;
 pub mod sqlite;

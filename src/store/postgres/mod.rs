@@ -1,9 +1,9 @@
 //! The PostgreSQL backend (issue 15), for several broker nodes on one
 //! database: its own SQL and its own migrations (migrations/postgres/).
 //!
-//! So far: connecting, the durability check and the schema. The store's
-//! commands follow, each held to the SQLite backend's behaviour by the
-//! conformance suite.
+//! So far: connecting, the durability check, the schema, and message_ids
+//! across nodes (ids.rs). The store's commands follow, each held to the
+//! SQLite backend's behaviour by the conformance suite.
 
 use std::time::Duration;
 
@@ -68,6 +68,8 @@ pub fn masked(url: &str) -> String {
         Err(_) => "(an unreadable store.url)".to_owned(),
     }
 }
+
+pub mod ids;
 
 #[cfg(test)]
 mod tests;

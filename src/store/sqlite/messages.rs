@@ -15,14 +15,6 @@ use crate::text::{self, Charset, Content};
 /// Rows per multi-row INSERT, well inside SQLite's bound-parameter limit; a power
 /// of two (see `cacheable_chunks`).
 pub(super) const ROWS_PER_INSERT: usize = 256;
-/// message_ids are milliseconds since 2020-01-01 shifted left 20 bits plus a
-/// counter: unique, increasing across restarts, at most 19 decimal digits.
-const ID_EPOCH_MS: i64 = 1_577_836_800_000;
-
-/// The smallest message_id handed out at `ms` (Unix ms) or later.
-pub(super) fn first_id_at(ms: i64) -> i64 {
-    (ms - ID_EPOCH_MS).max(0) << 20
-}
 
 /// A message the writer accepted, with its ids.
 pub(super) struct Accepted {

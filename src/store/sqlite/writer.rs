@@ -13,11 +13,11 @@ pub(super) use super::commands::{finisher, Command, Finisher, Request};
 use super::commands::{Groups, Refusal};
 use super::deliveries::{DropReason, DroppedDeliveries};
 use super::lock::{DatabaseFile, DatabaseLock};
-use super::messages::first_id_at;
 use super::{amend, checkpoint, deliveries, maintenance, messages, outbox, reports, sql};
 use super::{StoreError, UpstreamLimits};
 use crate::clock::Clock;
 use crate::log_throttle::LogThrottle;
+use crate::store::message_ids::first_id_at;
 use crate::store::{WriteHealth, WriterStep, WriterTime};
 
 /// At most this many commands share one transaction: bounds latency and WAL growth.
