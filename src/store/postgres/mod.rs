@@ -1,8 +1,8 @@
 //! The PostgreSQL backend (issue 15), for several broker nodes on one
 //! database: its own SQL and its own migrations (migrations/postgres/).
 //!
-//! So far: connecting, the durability check, the schema, and message_ids
-//! across nodes (ids.rs). The store's commands follow, each held to the
+//! So far: connecting, the durability check, the schema, message_ids across
+//! nodes (ids.rs), and heartbeats and leases (cluster.rs). The store's commands follow, each held to the
 //! SQLite backend's behaviour by the conformance suite.
 
 use std::time::Duration;
@@ -69,6 +69,7 @@ pub fn masked(url: &str) -> String {
     }
 }
 
+pub mod cluster;
 pub mod ids;
 
 #[cfg(test)]

@@ -1,0 +1,179 @@
+//! Several nodes on one database: heartbeats, so that a dead node's work is
+//! taken over, and leases, for work one node at a time does (an upstream's
+//! dispatch, maintenance). Plain rows with times, as solid_queue's process rows
+//! and River's leader table are, rather than advisory locks, which last as long
+//! as a connection rather than a span of time.
+
+use sqlx::postgres::PgPool;
+
+use crate::store::StoreError;
+
+/// Records that `node` is alive at `now`.
+pub async fn heartbeat(pool: &PgPool, node: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO nodes (node_id, started_at, last_seen) VALUES ($1, $2, $2) \
+         ON CONFLICT (node_id) DO UPDATE SET last_seen = greatest(nodes.last_seen, $2)",
+    )
+    .bind(node)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The nodes not seen for `silence_ms` at `now`.
+pub async fn dead_nodes(
+    pool: &PgPool,
+    now: i64,
+    silence_ms: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT node_id FROM nodes WHERE last_seen < $1 ORDER BY node_id")
+            .bind(now - silence_ms)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Takes the lease `name` for `node` until `now + span_ms`, or renews it if
+/// `node` holds it; false while another node holds it. A lease past its end is
+/// anyone's.
+pub async fn try_lease(
+    pool: &PgPool,
+    name: &str,
+    node: &str,
+    now: i64,
+    span_ms: i64,
+) -> Result<bool, StoreError> {
+    let taken: Option<String> = sqlx::query_scalar(
+        "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3 + $4) \
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+         WHERE leases.holder = excluded.holder OR leases.until <= $3 \
+         RETURNING holder",
+    )
+    .bind(name)
+    .bind(node)
+    .bind(now)
+    .bind(span_ms)
+    .fetch_optional(pool)
+    .await?;
+    Ok(taken.is_some())
+}
+
+/// Gives the lease `name` up, if `node` holds it, so another node need not
+/// wait for its end (a graceful stop).
+pub async fn release(pool: &PgPool, name: &str, node: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+        .bind(name)
+        .bind(node)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres::{connect, PostgresSettings};
+    use std::time::Duration;
+    use testkit::postgres::TestPostgres;
+
+    const NOW: i64 = 1_790_000_000_000;
+    const SPAN: i64 = 30_000;
+
+    async fn pool(cluster: &TestPostgres) -> PgPool {
+        cluster.create_database("cluster").unwrap();
+        connect(&PostgresSettings {
+            url: cluster.url("cluster"),
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(10),
+        })
+        .await
+        .unwrap()
+    }
+
+    fn cluster() -> TestPostgres {
+        TestPostgres::start().unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_one_nodes_until_it_ends_or_is_given_up() {
+        let cluster = cluster();
+        let pool = pool(&cluster).await;
+        let dispatch = "dispatch:phone";
+        assert!(try_lease(&pool, dispatch, "a", NOW, SPAN).await.unwrap());
+        assert!(!try_lease(&pool, dispatch, "b", NOW + 1, SPAN)
+            .await
+            .unwrap());
+        // The holder renews before the end: b still waits after the first end.
+        assert!(try_lease(&pool, dispatch, "a", NOW + 20_000, SPAN)
+            .await
+            .unwrap());
+        assert!(!try_lease(&pool, dispatch, "b", NOW + SPAN, SPAN)
+            .await
+            .unwrap());
+        // a stops renewing (dead, or stuck): once the lease ends, b has it, and
+        // a learns it lost it at its next renewal.
+        let end = NOW + 20_000 + SPAN;
+        assert!(try_lease(&pool, dispatch, "b", end, SPAN).await.unwrap());
+        assert!(!try_lease(&pool, dispatch, "a", end + 1, SPAN)
+            .await
+            .unwrap());
+        // Given up, it is anyone's at once; another lease is unaffected.
+        assert!(try_lease(&pool, "maintenance", "a", end, SPAN)
+            .await
+            .unwrap());
+        release(&pool, dispatch, "b").await.unwrap();
+        assert!(try_lease(&pool, dispatch, "a", end + 2, SPAN)
+            .await
+            .unwrap());
+        release(&pool, "maintenance", "b").await.unwrap();
+        assert!(!try_lease(&pool, "maintenance", "b", end, SPAN)
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn of_many_nodes_asking_at_once_exactly_one_gets_the_lease() {
+        let cluster = cluster();
+        let pool = pool(&cluster).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for node in 0..8 {
+            let pool = pool.clone();
+            tasks.spawn(async move {
+                let name = format!("node{node}");
+                try_lease(&pool, "maintenance", &name, NOW, SPAN)
+                    .await
+                    .unwrap()
+            });
+        }
+        let mut winners = 0;
+        while let Some(won) = tasks.join_next().await {
+            winners += usize::from(won.unwrap());
+        }
+        assert_eq!(winners, 1);
+    }
+
+    #[tokio::test]
+    async fn a_node_silent_for_the_span_is_dead_and_a_late_beat_cannot_turn_back_time() {
+        let cluster = cluster();
+        let pool = pool(&cluster).await;
+        heartbeat(&pool, "a", NOW).await.unwrap();
+        heartbeat(&pool, "b", NOW).await.unwrap();
+        heartbeat(&pool, "b", NOW + 20_000).await.unwrap();
+        // A beat that arrives late, with an older time, changes nothing.
+        heartbeat(&pool, "b", NOW + 5_000).await.unwrap();
+        assert!(dead_nodes(&pool, NOW + 29_000, SPAN)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(dead_nodes(&pool, NOW + 31_000, SPAN).await.unwrap(), ["a"]);
+        assert_eq!(
+            dead_nodes(&pool, NOW + 51_000, SPAN).await.unwrap(),
+            ["a", "b"]
+        );
+        // Back: alive again.
+        heartbeat(&pool, "a", NOW + 51_000).await.unwrap();
+        assert_eq!(dead_nodes(&pool, NOW + 51_000, SPAN).await.unwrap(), ["b"]);
+    }
+}
