@@ -74,22 +74,14 @@ pub async fn release(pool: &PgPool, name: &str, node: &str) -> Result<(), StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::postgres::{connect, PostgresSettings};
-    use std::time::Duration;
+    use crate::store::postgres::test_pool;
     use testkit::postgres::TestPostgres;
 
     const NOW: i64 = 1_790_000_000_000;
     const SPAN: i64 = 30_000;
 
     async fn pool(cluster: &TestPostgres) -> PgPool {
-        cluster.create_database("cluster").unwrap();
-        connect(&PostgresSettings {
-            url: cluster.url("cluster"),
-            max_connections: 10,
-            connect_timeout: Duration::from_secs(10),
-        })
-        .await
-        .unwrap()
+        test_pool(cluster, "cluster").await
     }
 
     fn cluster() -> TestPostgres {

@@ -24,21 +24,13 @@ pub async fn reserve(pool: &PgPool, count: u32, now: i64) -> Result<i64, StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::postgres::{connect, PostgresSettings};
-    use std::time::Duration;
+    use crate::store::postgres::test_pool;
     use testkit::postgres::TestPostgres;
 
     const NOW: i64 = 1_790_000_000_000;
 
     async fn pool(cluster: &TestPostgres) -> PgPool {
-        cluster.create_database("ids").unwrap();
-        connect(&PostgresSettings {
-            url: cluster.url("ids"),
-            max_connections: 8,
-            connect_timeout: Duration::from_secs(10),
-        })
-        .await
-        .unwrap()
+        test_pool(cluster, "ids").await
     }
 
     #[tokio::test]

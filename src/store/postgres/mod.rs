@@ -72,5 +72,18 @@ pub fn masked(url: &str) -> String {
 pub mod cluster;
 pub mod ids;
 
+/// A pool on a new database `database` of a throwaway cluster, migrated.
+#[cfg(test)]
+async fn test_pool(cluster: &testkit::postgres::TestPostgres, database: &str) -> PgPool {
+    cluster.create_database(database).unwrap();
+    connect(&PostgresSettings {
+        url: cluster.url(database),
+        max_connections: 10,
+        connect_timeout: Duration::from_secs(10),
+    })
+    .await
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests;
