@@ -216,14 +216,10 @@ impl RouteDispatcher {
                         finished.push(more);
                     }
                     self.settle(finished, &mut in_flight, &mut waiting);
-                    if recording.is_empty() {
-                        recording.spawn(self.record(std::mem::take(&mut waiting)));
-                    }
+                    self.record_next(&mut recording, &mut waiting);
                 }
                 Some(_) = recording.join_next(), if !recording.is_empty() => {
-                    if !waiting.is_empty() {
-                        recording.spawn(self.record(std::mem::take(&mut waiting)));
-                    }
+                    self.record_next(&mut recording, &mut waiting);
                 }
                 _ = &mut notified, if open && in_flight.len() < self.window => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -359,6 +355,13 @@ impl RouteDispatcher {
                     self.settle_fetched(sending, reply, now, settled)
                 }
             }
+        }
+    }
+
+    /// Starts storing what waits, unless a batch is being stored already.
+    fn record_next(&self, recording: &mut JoinSet<()>, waiting: &mut Settled) {
+        if recording.is_empty() && !waiting.is_empty() {
+            recording.spawn(self.record(std::mem::take(waiting)));
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
-use super::sql::{content_columns, CARRIED_BY_OUTBOX_1};
+use super::sql::{content_columns, insert_receipts, CARRIED_BY_OUTBOX_1};
 use super::writer::{AfterCommit, WriterLimits};
 use super::{Incoming, MessageState};
 
@@ -90,17 +90,11 @@ pub(super) async fn add_receipts(
     expires_at: i64,
     after: &mut AfterCommit,
 ) -> Result<(), sqlx::Error> {
-    let wanted = if state == MessageState::Enroute {
-        "registered_delivery & 16 = 16"
-    } else {
-        "(registered_delivery & 3 = 1 OR (registered_delivery & 3 = 2 AND state != 'delivered'))"
-    };
+    let condition = format!("{CARRIED_BY_OUTBOX_1} AND messages.state = ?4");
+    let enroute = state == MessageState::Enroute;
     let added = sqlx::query(&format!(
-        "INSERT OR IGNORE INTO deliveries (system_id, kind, message_id, state, error_code, \
-         done_at, created_at, expires_at, dedupe_key) \
-         SELECT system_id, 'receipt', message_id, state, error_code, final_at, ?2, ?3, \
-         'receipt:' || message_id || ':' || state FROM messages \
-         WHERE {CARRIED_BY_OUTBOX_1} AND state = ?4 AND {wanted} RETURNING system_id"
+        "{} RETURNING system_id",
+        insert_receipts("?2", "?3", "messages", &condition, enroute)
     ))
     .bind(outbox_id)
     .bind(now)

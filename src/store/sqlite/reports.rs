@@ -15,7 +15,7 @@ use serde_json::json;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
-use super::sql::{json_value, Script};
+use super::sql::{insert_receipts, json_value, Script};
 
 use super::writer::AfterCommit;
 use super::{MessageState, UpstreamReport};
@@ -229,21 +229,19 @@ fn finish_messages(script: &mut Script, table: &str) -> Vec<usize> {
 /// final one, 1 = every final state, 2 = failures only. `?1` gives `now`, and
 /// `keep`: when an unread receipt is dropped.
 fn add_receipts(script: &mut Script, table: &str, enroute: bool) {
-    let wanted = if enroute {
-        "j.us = 'Sent' AND messages.state = 'enroute' AND messages.registered_delivery & 16 = 16"
+    let condition = if enroute {
+        "j.us = 'Sent' AND messages.state = 'enroute'"
     } else {
-        "messages.state = j.state AND (messages.registered_delivery & 3 = 1 \
-          OR (messages.registered_delivery & 3 = 2 AND messages.state != 'delivered'))"
+        "messages.state = j.state"
     };
     for carried in carried(table) {
-        script.add(&format!(
-            "INSERT OR IGNORE INTO deliveries (system_id, kind, message_id, state, \
-             error_code, done_at, created_at, expires_at, dedupe_key) \
-             SELECT messages.system_id, 'receipt', messages.message_id, messages.state, \
-             messages.error_code, messages.final_at, ?1->>'now', ?1->>'keep', \
-             'receipt:' || messages.message_id || ':' || messages.state \
-             FROM {table} AS j JOIN messages ON {carried} \
-             WHERE {wanted}"
+        let from = format!("{table} AS j JOIN messages ON {carried}");
+        script.add(&insert_receipts(
+            "?1->>'now'",
+            "?1->>'keep'",
+            &from,
+            condition,
+            enroute,
         ));
     }
 }

@@ -47,6 +47,34 @@ pub(super) const CARRIED_BY_OUTBOX_1: &str =
 pub(super) const CARRIED_BY_OUTBOX_2: &str =
     "(message_id = ?2 OR (outbox_id = ?2 AND concat_key IS NOT NULL))";
 
+/// The one statement shape that stores receipts: for the `messages` rows of
+/// `from` that meet `condition`, the receipt their ESME asked for
+/// (registered_delivery): with `enroute`, the intermediate one (0x10), else the
+/// final one, 1 = every final state, 2 = failures only. `now` and `keep` are
+/// the SQL giving when it is stored and when, unread, it is dropped.
+pub(super) fn insert_receipts(
+    now: &str,
+    keep: &str,
+    from: &str,
+    condition: &str,
+    enroute: bool,
+) -> String {
+    let wanted = if enroute {
+        "messages.registered_delivery & 16 = 16"
+    } else {
+        "(messages.registered_delivery & 3 = 1 \
+          OR (messages.registered_delivery & 3 = 2 AND messages.state != 'delivered'))"
+    };
+    format!(
+        "INSERT OR IGNORE INTO deliveries (system_id, kind, message_id, state, error_code, \
+         done_at, created_at, expires_at, dedupe_key) \
+         SELECT messages.system_id, 'receipt', messages.message_id, messages.state, \
+         messages.error_code, messages.final_at, {now}, {keep}, \
+         'receipt:' || messages.message_id || ':' || messages.state \
+         FROM {from} WHERE {condition} AND {wanted}"
+    )
+}
+
 /// Several statements sent to SQLite's worker thread as one. A statement is a
 /// round trip between the writer and that thread, about 50 µs on a 2-core
 /// machine, where the work on a row is under 1 µs; a script pays one round trip
