@@ -426,8 +426,8 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::config::StoreSettings;
-    use crate::store::sqlite::WriterLimits;
     use crate::store::Incoming;
+    use crate::store::WriterLimits;
     use crate::text::Content;
 
     const PATIENCE: Duration = Duration::from_secs(5);

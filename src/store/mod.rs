@@ -7,10 +7,14 @@
 //! Every write is committed before its call returns Ok: nothing is acknowledged
 //! before it is durable.
 
+mod commands;
+mod dropped;
 mod health;
+mod limits;
 pub mod message_ids;
 mod model;
 pub mod postgres;
+mod rules;
 pub mod sqlite;
 mod writer_time;
 
@@ -22,11 +26,12 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::config::StoreSettings;
 
+pub use dropped::{DropReason, DroppedDeliveries};
 pub use health::WriteHealth;
+pub use limits::WriterLimits;
 pub use model::*;
 pub use sqlite::{
-    lock_path, DropReason, DroppedDeliveries, FinalState, ReadOnlyStore, RouteDepth, SqliteStore,
-    UpstreamStates, UpstreamUsage, WriterLimits,
+    lock_path, FinalState, ReadOnlyStore, RouteDepth, SqliteStore, UpstreamStates, UpstreamUsage,
 };
 pub use writer_time::{WriterStep, WriterTime};
 

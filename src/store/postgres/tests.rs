@@ -10,8 +10,8 @@ use testkit::postgres::TestPostgres;
 use super::*;
 use crate::clock::ManualClock;
 use crate::config::StoreSettings;
-use crate::store::sqlite::WriterLimits;
 use crate::store::Store;
+use crate::store::WriterLimits;
 
 fn cluster() -> TestPostgres {
     TestPostgres::start().unwrap_or_else(|err| panic!("{err}"))

@@ -3,12 +3,12 @@
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
-use super::messages::{decode_content, schedule};
-use super::sql::{content_columns, owned_message, CARRIED_BY_OUTBOX_2};
+use super::sql::{owned_message, CARRIED_BY_OUTBOX_2};
 use super::writer::AfterCommit;
 use super::{
     parse_message_id, CancelOutcome, CancelTarget, MessageState, ReplaceOutcome, Replacement,
 };
+use crate::store::rules::{content_columns, decode_content, schedule};
 use crate::text::Charset;
 
 /// Outbox rows no upstream can have: no dispatcher holds the row, and no

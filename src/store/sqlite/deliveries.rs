@@ -1,83 +1,16 @@
 //! Receipts and incoming messages waiting for an ESME: written in the same
 //! transaction as the state change they report, so none is lost or doubled.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 
-use super::sql::{content_columns, insert_receipts, CARRIED_BY_OUTBOX_1};
-use super::writer::{AfterCommit, WriterLimits};
+use super::sql::{insert_receipts, CARRIED_BY_OUTBOX_1};
+use super::writer::AfterCommit;
 use super::{Incoming, MessageState};
-
-/// Why a receipt or incoming message was dropped before an ESME acknowledged it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DropReason {
-    /// The account held its `max_undelivered`; the oldest went.
-    OverLimit,
-    /// Kept past `undelivered_retention`.
-    Expired,
-}
-
-impl DropReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::OverLimit => "over_limit",
-            DropReason::Expired => "expired",
-        }
-    }
-}
-
-/// Deliveries dropped unread since startup, by account and reason: what the
-/// `deliveries_dropped_total` metric reports. Counted only once the drop committed.
-#[derive(Debug, Clone, Default)]
-pub struct DroppedDeliveries(Arc<Mutex<BTreeMap<(String, DropReason), u64>>>);
-
-impl DroppedDeliveries {
-    pub(super) fn add(&self, drops: Vec<(String, DropReason, u64)>) {
-        if drops.is_empty() {
-            return;
-        }
-        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for (system_id, reason, count) in drops {
-            *counts.entry((system_id, reason)).or_default() += count;
-        }
-    }
-
-    pub fn snapshot(&self) -> Vec<(String, DropReason, u64)> {
-        let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        counts
-            .iter()
-            .map(|((system_id, reason), count)| (system_id.clone(), *reason, *count))
-            .collect()
-    }
-}
-
-/// registered_delivery's SMSC receipt field: 1 every final state, 2 failures only,
-/// 3 (reserved in 3.4, success only in 5.0).
-const SMSC_RECEIPT: u8 = 0x03;
-
-/// What a long message asks of the upstream, from its parts' registered_delivery:
-/// the least request that covers every part's. Clients such as Jasmin ask only on
-/// the last part, so the first part's value alone would ask for nothing. The SMSC
-/// receipt field is the value the parts agree on, or 1 (every final state) when
-/// they ask for different ones; the SME acknowledgement bits and the intermediate
-/// 0x10 are ORed. Receipts still follow each part's own value (`add_receipts`).
-pub(super) fn covering_request(parts: impl IntoIterator<Item = u8>) -> u8 {
-    let mut receipt = 0;
-    let mut others = 0;
-    for requested in parts {
-        others |= requested & !SMSC_RECEIPT;
-        receipt = match (receipt, requested & SMSC_RECEIPT) {
-            (r, 0) => r,
-            (0, asked) => asked,
-            (r, asked) if r == asked => r,
-            _ => 1,
-        };
-    }
-    others | receipt
-}
+use crate::store::rules::content_columns;
+use crate::store::{DropReason, WriterLimits};
 
 /// Receipts the ESMEs asked for (registered_delivery) for the messages the
 /// outbox row `?1` carries that are now in `state`: 1 = every final state,
@@ -245,30 +178,4 @@ pub(super) async fn move_inbox_cursor(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::covering_request;
-
-    #[test]
-    fn a_long_message_asks_for_what_any_part_asks() {
-        assert_eq!(covering_request([0, 0, 1]), 1, "Jasmin: the last part asks");
-        assert_eq!(covering_request([1, 0, 0]), 1);
-        assert_eq!(covering_request([0, 0, 0]), 0);
-        assert_eq!(covering_request([0, 2, 0]), 2, "failures only stays so");
-        assert_eq!(
-            covering_request([2, 1]),
-            1,
-            "every final state covers failures"
-        );
-        assert_eq!(
-            covering_request([2, 3]),
-            1,
-            "failures and successes: every one"
-        );
-        assert_eq!(covering_request([0x10, 0, 2]), 0x12);
-        assert_eq!(covering_request([0x04, 0x08, 0]), 0x0C);
-        assert_eq!(covering_request([]), 0);
-    }
 }

@@ -5,11 +5,12 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::Row;
 use tracing::{debug, warn};
 
-use super::deliveries::{self, DropReason};
+use super::deliveries;
 use super::sql::CARRIED_BY_OUTBOX_1;
-use super::writer::{AfterCommit, WriterLimits};
+use super::writer::AfterCommit;
 use super::ErrorCode;
 use crate::store::message_ids::first_id_at;
+use crate::store::{DropReason, WriterLimits};
 
 /// Claims left from an earlier run go back to the queue at startup. Only the
 /// database's owner calls this (under its lock, lock.rs), so such a claim belongs

@@ -7,10 +7,10 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Sqlite};
 use tracing::warn;
 
-use super::sql::content_columns;
 use super::writer::{finisher, AfterCommit, Command, Finisher, WriterState};
-use super::{deliveries, ErrorCode, NewMessage, SubmitError};
-use crate::text::{self, Charset, Content};
+use super::{ErrorCode, NewMessage, SubmitError};
+use crate::store::rules::{content_columns, covering_request, decode_content, schedule};
+use crate::text::{Charset, Content};
 
 /// Rows per multi-row INSERT, well inside SQLite's bound-parameter limit; a power
 /// of two (see `cacheable_chunks`).
@@ -22,12 +22,6 @@ pub(super) struct Accepted {
     message_id: i64,
     /// The outbox row of a whole message; None for a part that waits for its set.
     outbox_id: Option<i64>,
-}
-
-pub(super) fn decode_content(charset: Charset, body: &[u8]) -> Option<Content> {
-    // The charset was resolved at submit time, with the account's choice for
-    // data_coding 0, so the same reading applies here.
-    text::decode_as(charset, body)
 }
 
 /// An outbox row to insert: one whole message, or the joined parts of a set.
@@ -201,14 +195,6 @@ pub(super) fn cacheable_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
     chunks
 }
 
-/// A message scheduled in the future waits as 'scheduled'; otherwise it is queued now.
-pub(super) fn schedule(scheduled_at: Option<i64>, now: i64) -> (&'static str, i64) {
-    match scheduled_at {
-        Some(at) if at > now => ("scheduled", at),
-        _ => ("queued", now),
-    }
-}
-
 pub(super) async fn insert_outbox(
     conn: &mut SqliteConnection,
     now: i64,
@@ -356,9 +342,7 @@ pub(super) async fn complete_set_if_whole(
         data_coding: first.data_coding as u8,
         // Any part may be the one that asks for a report; each part's own receipts
         // follow its own value (deliveries.rs).
-        registered_delivery: deliveries::covering_request(
-            parts.iter().map(|p| p.registered_delivery as u8),
-        ),
+        registered_delivery: covering_request(parts.iter().map(|p| p.registered_delivery as u8)),
     };
     insert_outbox(conn, now, &[row]).await?;
     after.mark_ready();

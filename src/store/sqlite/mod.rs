@@ -15,7 +15,6 @@
 
 mod amend;
 mod checkpoint;
-mod commands;
 mod deliveries;
 mod lock;
 mod maintenance;
@@ -44,18 +43,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::StoreSettings;
-use crate::text::{Charset, Content};
 
 pub use checkpoint::WAL_LIMIT;
-pub use deliveries::{DropReason, DroppedDeliveries};
 pub use lock::lock_path;
 pub use states::{FinalState, UpstreamStates};
-pub use writer::WriterLimits;
 
 use super::health::WriteHealth;
 use super::model::*;
+use super::rules::DeliveryRow;
 use super::writer_time::WriterTime;
 use super::StoreError;
+use super::{DropReason, DroppedDeliveries, WriterLimits};
 
 /// Commands that wait for the writer at most; beyond it callers wait (backpressure).
 const WRITER_QUEUE: usize = 8192;
@@ -660,80 +658,6 @@ async fn counts_by_two(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect())
-}
-
-/// A receipt or incoming message waiting for an ESME, with (for a receipt) the
-/// original message's columns.
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    id: i64,
-    kind: String,
-    attempts: i64,
-    message_id: Option<i64>,
-    state: Option<String>,
-    error_code: Option<i64>,
-    done_at: Option<i64>,
-    mo_source: Option<String>,
-    mo_dest: Option<String>,
-    text: Option<String>,
-    data: Option<Vec<u8>>,
-    submitted_at: Option<i64>,
-    source_ton: Option<i64>,
-    source_npi: Option<i64>,
-    source_addr: Option<String>,
-    dest_ton: Option<i64>,
-    dest_npi: Option<i64>,
-    dest_addr: Option<String>,
-    charset: Option<String>,
-    body: Option<Vec<u8>>,
-    user_message_reference: Option<i64>,
-    smpp_state: i64,
-    stat: String,
-}
-
-impl DeliveryRow {
-    /// None for a receipt whose message is gone (purged meanwhile).
-    fn into_pending(self) -> Option<PendingDelivery> {
-        let content = match self.kind.as_str() {
-            "receipt" => {
-                let charset = Charset::parse(self.charset.as_deref()?).unwrap_or(Charset::Binary);
-                let text = match crate::text::decode_as(charset, &self.body.unwrap_or_default()) {
-                    Some(Content::Text(text)) => text,
-                    _ => String::new(),
-                };
-                let party = |ton: Option<i64>, npi: Option<i64>, addr: Option<String>| Party {
-                    ton: ton.unwrap_or(0) as u8,
-                    npi: npi.unwrap_or(0) as u8,
-                    addr: addr.unwrap_or_default(),
-                };
-                DeliveryContent::Receipt(ReceiptFacts {
-                    message_id: self.message_id?.to_string(),
-                    state: MessageState::parse(self.state.as_deref().unwrap_or_default()),
-                    smpp_state: self.smpp_state.clamp(1, 8) as u8,
-                    stat: self.stat,
-                    error_code: self.error_code.unwrap_or(0).clamp(0, 255) as u8,
-                    done_at: self.done_at,
-                    submitted_at: self.submitted_at?,
-                    source: party(self.source_ton, self.source_npi, self.source_addr),
-                    dest: party(self.dest_ton, self.dest_npi, self.dest_addr),
-                    text,
-                    user_message_reference: self
-                        .user_message_reference
-                        .map(|v| v.clamp(0, 0xFFFF) as u16),
-                })
-            }
-            _ => DeliveryContent::Incoming {
-                source_addr: self.mo_source.unwrap_or_default(),
-                dest_addr: self.mo_dest.unwrap_or_default(),
-                content: sql::content_from_columns(self.text, self.data),
-            },
-        };
-        Some(PendingDelivery {
-            id: self.id,
-            attempts: self.attempts.max(0) as u32,
-            content,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The writer's side of dispatching: claiming queued messages with a lease, and
 //! storing what the upstream made of them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use serde_json::json;
@@ -11,60 +11,13 @@ use sqlx::Row;
 
 use super::deliveries::add_receipts;
 use super::reports::carried;
-use super::sql::{content_from_columns, json_value, Script, CARRIED_BY_OUTBOX_1};
+use super::sql::{json_value, Script, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{
     Dispatch, DispatchOutcome, ErrorCode, ExpiredWaiting, MessageState, Placement, Placer,
-    UpstreamLimits, UsageCharge,
+    UpstreamLimits,
 };
-
-/// An outbox row as a claim returns it: an element of one JSON array (a row
-/// each would be a hand-off each between SQLite's thread and the writer).
-#[derive(serde::Deserialize)]
-struct ClaimedRow {
-    id: i64,
-    system_id: String,
-    route: String,
-    upstream: Option<String>,
-    dest_ton: i64,
-    dest_addr: String,
-    source_addr: String,
-    text: Option<String>,
-    /// In hexadecimal: JSON holds no octets.
-    data: Option<String>,
-    data_coding: i64,
-    registered_delivery: i64,
-    priority: i64,
-    expires_at: i64,
-    attempts: i64,
-    created_at: i64,
-    lease_until: Option<i64>,
-}
-
-impl TryFrom<ClaimedRow> for Dispatch {
-    type Error = hex::FromHexError;
-
-    fn try_from(r: ClaimedRow) -> Result<Dispatch, hex::FromHexError> {
-        let data = r.data.map(hex::decode).transpose()?;
-        Ok(Dispatch {
-            outbox_id: r.id,
-            system_id: r.system_id,
-            route: r.route,
-            upstream: r.upstream,
-            dest_ton: r.dest_ton as u8,
-            dest_addr: r.dest_addr,
-            source_addr: r.source_addr,
-            content: content_from_columns(r.text, data),
-            data_coding: r.data_coding as u8,
-            registered_delivery: r.registered_delivery as u8,
-            priority: r.priority as u8,
-            expires_at: r.expires_at,
-            attempts: r.attempts.max(0) as u32,
-            created_at: r.created_at,
-            lease_until: r.lease_until.unwrap_or(0),
-        })
-    }
-}
+use crate::store::rules::{ClaimedRow, UsageTally};
 
 /// The script that claims a route's next messages, built once: `?1` holds
 /// `route`, `limit`, `lease_until` and `reachable` (the members a bound
@@ -191,40 +144,23 @@ pub(super) async fn expire_waiting(
     Ok(expired)
 }
 
-/// Parts members took in one batch of outcomes, summed per member and period
-/// so that the batch costs one upsert per period, not one per message.
-#[derive(Default)]
-struct UsageTally {
-    /// (upstream, period, starts_at) → (ends_at, parts)
-    parts: BTreeMap<(String, &'static str, i64), (i64, i64)>,
-}
-
-impl UsageTally {
-    fn add(&mut self, upstream: String, charge: &UsageCharge) {
-        for period in &charge.periods {
-            let key = (upstream.clone(), period.period, period.starts_at);
-            let entry = self.parts.entry(key).or_insert((period.ends_at, 0));
-            entry.1 += i64::from(charge.parts);
-        }
+/// Adds the tally's parts to the usage counts, one upsert per member and period.
+async fn store_usage(conn: &mut SqliteConnection, usage: UsageTally) -> Result<(), sqlx::Error> {
+    for (upstream, period, starts_at, ends_at, parts) in usage.rows() {
+        sqlx::query(
+            "INSERT INTO upstream_usage_counts (upstream, period, starts_at, ends_at, parts) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (upstream, period, starts_at) DO UPDATE SET parts = parts + excluded.parts",
+        )
+        .bind(upstream)
+        .bind(period)
+        .bind(starts_at)
+        .bind(ends_at)
+        .bind(parts)
+        .execute(&mut *conn)
+        .await?;
     }
-
-    async fn store(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-        for ((upstream, period, starts_at), (ends_at, parts)) in self.parts {
-            sqlx::query(
-                "INSERT INTO upstream_usage_counts (upstream, period, starts_at, ends_at, parts) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (upstream, period, starts_at) DO UPDATE SET parts = parts + excluded.parts",
-            )
-            .bind(upstream)
-            .bind(period)
-            .bind(starts_at)
-            .bind(ends_at)
-            .bind(parts)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// The configured limits, for the `upstream_usage` view.
@@ -367,7 +303,7 @@ async fn record_accepted(
     for (system_id, count) in stopped {
         after.add(&system_id, -count);
     }
-    usage.store(conn).await
+    store_usage(conn, usage).await
 }
 
 /// The script that stores a set of acceptances, built once: `?1` holds

@@ -19,6 +19,7 @@ use super::sql::{insert_receipts, json_value, Script};
 
 use super::writer::AfterCommit;
 use super::{MessageState, UpstreamReport};
+use crate::store::rules::effective;
 
 /// The messages the outbox rows of the scratch table `table` carry, as `j`
 /// joined to `messages`: its own, and the parts of a long one. The `IN` steers
@@ -32,31 +33,6 @@ pub(super) fn carried(table: &str) -> [String; 2] {
              AND messages.outbox_id IN (SELECT id FROM {table})"
         ),
     ]
-}
-
-/// Which of `reports` apply, per outbox id: the last intermediate one before
-/// the first final one, and that final one. Returns their indexes.
-fn effective(reports: &[UpstreamReport]) -> (Vec<usize>, Vec<usize>) {
-    let mut intermediate: HashMap<i64, usize> = HashMap::new();
-    let mut last: HashMap<i64, usize> = HashMap::new();
-    for (i, report) in reports.iter().enumerate() {
-        if last.contains_key(&report.outbox_id) {
-            continue;
-        }
-        match report.state {
-            None => {
-                intermediate.insert(report.outbox_id, i);
-            }
-            Some(_) => {
-                last.insert(report.outbox_id, i);
-            }
-        }
-    }
-    let mut intermediate: Vec<usize> = intermediate.into_values().collect();
-    let mut last: Vec<usize> = last.into_values().collect();
-    intermediate.sort_unstable();
-    last.sort_unstable();
-    (intermediate, last)
 }
 
 /// Applies `reports` in one script (one round trip); returns, for each,
@@ -243,36 +219,5 @@ fn add_receipts(script: &mut Script, table: &str, enroute: bool) {
             condition,
             enroute,
         ));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn report(outbox_id: i64, upstream_state: &str, state: Option<MessageState>) -> UpstreamReport {
-        UpstreamReport {
-            outbox_id,
-            upstream_state: upstream_state.into(),
-            state,
-            error_code: 0,
-            error: None,
-            at: 0,
-        }
-    }
-
-    #[test]
-    fn per_message_the_last_intermediate_before_the_first_final_and_that_final() {
-        let reports = [
-            report(1, "Processed", None),
-            report(1, "Sent", None),
-            report(2, "Delivered", Some(MessageState::Delivered)),
-            report(1, "Delivered", Some(MessageState::Delivered)),
-            // After its final report: nothing more for 1 or 2.
-            report(1, "Sent", None),
-            report(2, "Failed", Some(MessageState::Undeliverable)),
-            report(3, "Sent", None),
-        ];
-        assert_eq!(effective(&reports), (vec![1, 6], vec![2, 3]));
     }
 }

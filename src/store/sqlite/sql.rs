@@ -4,24 +4,6 @@ use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Either, Executor};
 
-use crate::text::Content;
-
-/// A message body as its two columns: `text` for text, `data` for octets.
-pub(super) fn content_columns(content: &Content) -> (Option<&str>, Option<&[u8]>) {
-    match content {
-        Content::Text(text) => (Some(text), None),
-        Content::Binary(data) => (None, Some(data)),
-    }
-}
-
-/// The body back from its two columns.
-pub(super) fn content_from_columns(text: Option<String>, data: Option<Vec<u8>>) -> Content {
-    match text {
-        Some(text) => Content::Text(text),
-        None => Content::Binary(data.unwrap_or_default()),
-    }
-}
-
 /// The one rule for which message a request (query_sm, cancel_sm, replace_sm)
 /// may touch, on the messages table named `$table`: its id `?1`, its account
 /// `?2`, and its source address `?3` when the request gives one. A security rule:

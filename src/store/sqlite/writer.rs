@@ -9,65 +9,19 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
-pub(super) use super::commands::{finisher, Command, Finisher, Request};
-use super::commands::{Groups, Refusal};
-use super::deliveries::{DropReason, DroppedDeliveries};
 use super::lock::{DatabaseFile, DatabaseLock};
+use super::StoreError;
 use super::{amend, checkpoint, deliveries, maintenance, messages, outbox, reports, sql};
-use super::{StoreError, UpstreamLimits};
 use crate::clock::Clock;
 use crate::log_throttle::LogThrottle;
+pub(super) use crate::store::commands::{finisher, Command, Finisher, Request};
+use crate::store::commands::{Groups, Refusal};
 use crate::store::message_ids::first_id_at;
+use crate::store::{DropReason, DroppedDeliveries, WriterLimits};
 use crate::store::{WriteHealth, WriterStep, WriterTime};
 
 /// At most this many commands share one transaction: bounds latency and WAL growth.
 const MAX_BATCH: usize = 1024;
-/// Limits the writer enforces, since it alone sees every change.
-#[derive(Debug, Clone)]
-pub struct WriterLimits {
-    /// Waiting messages (not yet handed upstream) per account; absent = unlimited.
-    pub max_waiting: HashMap<String, usize>,
-    pub assembly_timeout: Duration,
-    /// Receipts and incoming messages kept per account for its ESMEs, at most;
-    /// absent = `default_max_undelivered`.
-    pub max_undelivered: HashMap<String, usize>,
-    /// The same limit for an account that `max_undelivered` does not name.
-    pub default_max_undelivered: usize,
-    /// How long a receipt or incoming message waits for an ESME at most.
-    pub undelivered_retention: Duration,
-    /// How long a final message is kept before it is deleted.
-    pub final_retention: Duration,
-    /// The upstreams' limits, written to `upstream_limits` at startup.
-    pub upstream_limits: Vec<UpstreamLimits>,
-    /// The WAL's size past which the writer checkpoints it itself (bound_wal).
-    pub wal_limit: u64,
-}
-
-impl WriterLimits {
-    /// The most receipts and incoming messages `system_id` keeps for its ESMEs.
-    pub fn max_undelivered_of(&self, system_id: &str) -> usize {
-        self.max_undelivered
-            .get(system_id)
-            .copied()
-            .unwrap_or(self.default_max_undelivered)
-    }
-
-    /// No per-account limits, with the durations the configuration defaults to.
-    #[cfg(test)]
-    pub fn for_tests() -> WriterLimits {
-        WriterLimits {
-            max_waiting: HashMap::new(),
-            assembly_timeout: Duration::from_secs(10 * 60),
-            max_undelivered: HashMap::new(),
-            default_max_undelivered: 25_000,
-            undelivered_retention: Duration::from_secs(48 * 3600),
-            final_retention: Duration::from_secs(7 * 24 * 3600),
-            upstream_limits: Vec::new(),
-            wal_limit: checkpoint::WAL_LIMIT,
-        }
-    }
-}
-
 pub struct WriterState {
     pub(super) limits: WriterLimits,
     clock: Arc<dyn Clock>,
