@@ -10,29 +10,29 @@ CREATE TABLE messages (
     route                  TEXT    NOT NULL,
     state                  TEXT    NOT NULL,
     service_type           TEXT    NOT NULL,
-    source_ton             INTEGER NOT NULL,
-    source_npi             INTEGER NOT NULL,
+    source_ton             BIGINT  NOT NULL,
+    source_npi             BIGINT  NOT NULL,
     source_addr            TEXT    NOT NULL,
-    dest_ton               INTEGER NOT NULL,
-    dest_npi               INTEGER NOT NULL,
+    dest_ton               BIGINT  NOT NULL,
+    dest_npi               BIGINT  NOT NULL,
     dest_addr              TEXT    NOT NULL,
-    esm_class              INTEGER NOT NULL,
-    protocol_id            INTEGER NOT NULL,
-    priority               INTEGER NOT NULL,
-    registered_delivery    INTEGER NOT NULL,
-    data_coding            INTEGER NOT NULL,
+    esm_class              BIGINT  NOT NULL,
+    protocol_id            BIGINT  NOT NULL,
+    priority               BIGINT  NOT NULL,
+    registered_delivery    BIGINT  NOT NULL,
+    data_coding            BIGINT  NOT NULL,
     charset                TEXT    NOT NULL,
-    user_message_reference INTEGER,
+    user_message_reference BIGINT ,
     body                   BYTEA   NOT NULL,
     concat_key             TEXT,
-    concat_total           INTEGER,
-    concat_seq             INTEGER,
+    concat_total           BIGINT ,
+    concat_seq             BIGINT ,
     outbox_id              BIGINT,
     submitted_at           BIGINT  NOT NULL,
     scheduled_at           BIGINT,
     expires_at             BIGINT  NOT NULL,
     final_at               BIGINT,
-    error_code             INTEGER NOT NULL DEFAULT 0
+    error_code             BIGINT  NOT NULL DEFAULT 0
 );
 CREATE INDEX messages_assembling ON messages(concat_key, concat_seq) WHERE state = 'assembling';
 CREATE INDEX messages_parts ON messages(outbox_id) WHERE concat_key IS NOT NULL;
@@ -44,18 +44,18 @@ CREATE TABLE outbox (
     route               TEXT    NOT NULL,
     upstream            TEXT,
     state               TEXT    NOT NULL,
-    priority            INTEGER NOT NULL,
+    priority            BIGINT  NOT NULL,
     due_at              BIGINT  NOT NULL,
     lease_until         BIGINT,
-    attempts            INTEGER NOT NULL DEFAULT 0,
+    attempts            BIGINT  NOT NULL DEFAULT 0,
     expires_at          BIGINT  NOT NULL,
-    dest_ton            INTEGER NOT NULL,
+    dest_ton            BIGINT  NOT NULL,
     dest_addr           TEXT    NOT NULL,
     source_addr         TEXT    NOT NULL,
     text                TEXT,
     data                BYTEA,
-    data_coding         INTEGER NOT NULL,
-    registered_delivery INTEGER NOT NULL,
+    data_coding         BIGINT  NOT NULL,
+    registered_delivery BIGINT  NOT NULL,
     created_at          BIGINT  NOT NULL,
     upstream_id         TEXT,
     upstream_state      TEXT,
@@ -68,9 +68,9 @@ CREATE INDEX outbox_enroute ON outbox(upstream, due_at) WHERE state = 'enroute';
 
 CREATE TABLE message_states (
     state       TEXT    PRIMARY KEY,
-    smpp_state  INTEGER NOT NULL CHECK (smpp_state BETWEEN 1 AND 8),
+    smpp_state  BIGINT  NOT NULL CHECK (smpp_state BETWEEN 1 AND 8),
     stat        TEXT    NOT NULL CHECK (length(stat) = 7),
-    final       INTEGER NOT NULL CHECK (final IN (0, 1))
+    final       BIGINT  NOT NULL CHECK (final IN (0, 1))
 );
 INSERT INTO message_states (state, smpp_state, stat, final) VALUES
     ('assembling',    1, 'ENROUTE', 0),
@@ -88,7 +88,7 @@ INSERT INTO message_states (state, smpp_state, stat, final) VALUES
 CREATE TABLE upstream_states (
     upstream_state TEXT    PRIMARY KEY,
     state          TEXT    NOT NULL REFERENCES message_states(state),
-    error_code     INTEGER NOT NULL DEFAULT 0 CHECK (error_code BETWEEN 0 AND 255)
+    error_code     BIGINT  NOT NULL DEFAULT 0 CHECK (error_code BETWEEN 0 AND 255)
 );
 INSERT INTO upstream_states (upstream_state, state, error_code) VALUES
     ('Pending',    'enroute',       0),
@@ -108,13 +108,13 @@ CREATE TABLE deliveries (
     kind         TEXT    NOT NULL,
     message_id   BIGINT,
     state        TEXT,
-    error_code   INTEGER NOT NULL DEFAULT 0,
+    error_code   BIGINT  NOT NULL DEFAULT 0,
     done_at      BIGINT,
     source_addr  TEXT,
     dest_addr    TEXT,
     text         TEXT,
     data         BYTEA,
-    attempts     INTEGER NOT NULL DEFAULT 0,
+    attempts     BIGINT  NOT NULL DEFAULT 0,
     created_at   BIGINT  NOT NULL,
     expires_at   BIGINT  NOT NULL,
     dedupe_key   TEXT    NOT NULL UNIQUE

@@ -5,12 +5,183 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, ExpiredWaiting, Incoming, NewMessage,
     Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport,
 };
+
+/// The way to a backend's writer task: each call sends it a command and waits
+/// for the answer, which comes once the command's transaction committed.
+#[derive(Clone)]
+pub struct Writer {
+    sender: mpsc::Sender<Request>,
+    /// How long a command may wait for the writer before it is refused unapplied.
+    patience: Duration,
+}
+
+impl Writer {
+    pub(super) fn new(sender: mpsc::Sender<Request>, patience: Duration) -> Writer {
+        Writer { sender, patience }
+    }
+
+    /// Writes what the backend holds in memory out and stops the writer.
+    /// Commands sent after this fail with WriterGone.
+    pub(super) async fn close(&self) -> Result<(), StoreError> {
+        self.call(|reply| Command::Close { reply }).await?
+    }
+
+    /// Sends a command to the writer and waits for its answer. The writer answers
+    /// within its patience (SQLite: busy_timeout) of the send, or refuses the command unapplied
+    /// (StoreError::Busy): a caller that gave up waiting is never told "no" for
+    /// something that was then written.
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            command: make(reply),
+            deadline: Instant::now() + self.patience,
+        };
+        self.sender
+            .send(request)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Stores messages atomically and returns their message_ids, in order, once
+    /// they are committed.
+    pub async fn submit(&self, messages: Vec<NewMessage>) -> Result<Vec<String>, SubmitError> {
+        self.call(|reply| Command::Submit { messages, reply })
+            .await?
+    }
+
+    pub async fn cancel(
+        &self,
+        system_id: &str,
+        target: CancelTarget,
+    ) -> Result<CancelOutcome, StoreError> {
+        let system_id = system_id.to_owned();
+        self.call(|reply| Command::Cancel {
+            system_id,
+            target,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn replace(
+        &self,
+        system_id: &str,
+        replacement: Replacement,
+    ) -> Result<ReplaceOutcome, StoreError> {
+        let system_id = system_id.to_owned();
+        self.call(|reply| Command::Replace {
+            system_id,
+            replacement,
+            reply,
+        })
+        .await?
+    }
+
+    /// Promotes due scheduled messages and fails long messages whose parts did not
+    /// all arrive in time. Runs every second on its own; tests call it directly.
+    pub async fn maintain(&self) -> Result<(), StoreError> {
+        self.call(|reply| Command::Maintain { reply }).await?
+    }
+
+    pub async fn claim(
+        &self,
+        route: &str,
+        limit: usize,
+        lease_ms: i64,
+        reachable: &[String],
+        place: Placer,
+    ) -> Result<Vec<Dispatch>, StoreError> {
+        let route = route.to_owned();
+        let reachable = reachable.to_vec();
+        self.call(|reply| Command::Claim {
+            route,
+            limit,
+            lease_ms,
+            reachable,
+            place,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn expire_waiting(&self, route: &str) -> Result<Vec<ExpiredWaiting>, StoreError> {
+        let route = route.to_owned();
+        self.call(|reply| Command::ExpireWaiting { route, reply })
+            .await?
+    }
+
+    /// Stores what became of claimed messages (by outbox id).
+    pub async fn record_dispatch(
+        &self,
+        outcomes: Vec<(i64, DispatchOutcome)>,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| Command::RecordDispatch { outcomes, reply })
+            .await?
+    }
+
+    /// Stores states reported by an upstream; returns how many were news (a
+    /// repeated or stale report changes nothing).
+    pub async fn record_reports(&self, reports: Vec<UpstreamReport>) -> Result<usize, StoreError> {
+        self.call(|reply| Command::RecordReports { reports, reply })
+            .await?
+    }
+
+    /// Polls of these enroute rows are next due at `at`.
+    pub async fn check_later(&self, outbox_ids: Vec<i64>, at: i64) -> Result<(), StoreError> {
+        self.call(|reply| Command::CheckLater {
+            outbox_ids,
+            at,
+            reply,
+        })
+        .await?
+    }
+
+    /// Stores an incoming message for the account's receivers; false when it was
+    /// stored before.
+    pub async fn record_incoming(&self, incoming: Incoming) -> Result<bool, StoreError> {
+        self.call(|reply| Command::RecordIncoming { incoming, reply })
+            .await?
+    }
+
+    /// Stores messages read from `upstream`'s inbox and moves its cursor to
+    /// `read_until`, in one transaction; returns how many were new.
+    pub async fn record_inbox(
+        &self,
+        upstream: &str,
+        messages: Vec<Incoming>,
+        read_until: i64,
+    ) -> Result<usize, StoreError> {
+        let upstream = upstream.to_owned();
+        self.call(|reply| Command::RecordInbox {
+            upstream,
+            messages,
+            read_until,
+            reply,
+        })
+        .await?
+    }
+
+    /// The ESME acknowledged these deliveries: they are done.
+    pub async fn acknowledge_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.call(|reply| Command::Acknowledge { ids, reply })
+            .await?
+    }
+
+    /// These deliveries were not acknowledged; they wait for another attempt.
+    pub async fn delivery_attempted(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.call(|reply| Command::Attempted { ids, reply }).await?
+    }
+}
 
 /// A command and when its caller stops waiting for it.
 pub struct Request {

@@ -16,6 +16,7 @@ mod model;
 pub mod postgres;
 mod rules;
 pub mod sqlite;
+mod states;
 mod writer_time;
 
 use std::path::{Path, PathBuf};
@@ -26,13 +27,13 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::config::StoreSettings;
 
+pub use commands::Writer;
 pub use dropped::{DropReason, DroppedDeliveries};
 pub use health::WriteHealth;
 pub use limits::WriterLimits;
 pub use model::*;
-pub use sqlite::{
-    lock_path, FinalState, ReadOnlyStore, RouteDepth, SqliteStore, UpstreamStates, UpstreamUsage,
-};
+pub use sqlite::{lock_path, ReadOnlyStore, RouteDepth, SqliteStore, UpstreamUsage};
+pub use states::{FinalState, UpstreamStates};
 pub use writer_time::{WriterStep, WriterTime};
 
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +158,7 @@ impl Store {
     /// Stores messages atomically and returns their message_ids, in order, once
     /// they are committed.
     pub async fn submit(&self, messages: Vec<NewMessage>) -> Result<Vec<String>, SubmitError> {
-        backend!(self, s => s.submit(messages).await)
+        backend!(self, s => s.writer().submit(messages).await)
     }
 
     pub async fn cancel(
@@ -165,7 +166,7 @@ impl Store {
         system_id: &str,
         target: CancelTarget,
     ) -> Result<CancelOutcome, StoreError> {
-        backend!(self, s => s.cancel(system_id, target).await)
+        backend!(self, s => s.writer().cancel(system_id, target).await)
     }
 
     pub async fn replace(
@@ -173,13 +174,13 @@ impl Store {
         system_id: &str,
         replacement: Replacement,
     ) -> Result<ReplaceOutcome, StoreError> {
-        backend!(self, s => s.replace(system_id, replacement).await)
+        backend!(self, s => s.writer().replace(system_id, replacement).await)
     }
 
     /// Promotes due scheduled messages and fails long messages whose parts did not
     /// all arrive in time. Runs every second on its own; tests call it directly.
     pub async fn maintain(&self) -> Result<(), StoreError> {
-        backend!(self, s => s.maintain().await)
+        backend!(self, s => s.writer().maintain().await)
     }
 
     /// Claims up to `limit` queued messages of `route`, highest priority first,
@@ -196,14 +197,14 @@ impl Store {
         reachable: &[String],
         place: Placer,
     ) -> Result<Vec<Dispatch>, StoreError> {
-        backend!(self, s => s.claim(route, limit, lease_ms, reachable, place).await)
+        backend!(self, s => s.writer().claim(route, limit, lease_ms, reachable, place).await)
     }
 
     /// Expires queued messages of `route` whose validity ended while they
     /// waited, for any member or for the one they are bound to (as a claim
     /// would). Returns them (outbox id, bound member), at most 1000 a call.
     pub async fn expire_waiting(&self, route: &str) -> Result<Vec<ExpiredWaiting>, StoreError> {
-        backend!(self, s => s.expire_waiting(route).await)
+        backend!(self, s => s.writer().expire_waiting(route).await)
     }
 
     /// The parts `upstream` took in the `period` ("day" or "month") that holds
@@ -223,18 +224,18 @@ impl Store {
         &self,
         outcomes: Vec<(i64, DispatchOutcome)>,
     ) -> Result<(), StoreError> {
-        backend!(self, s => s.record_dispatch(outcomes).await)
+        backend!(self, s => s.writer().record_dispatch(outcomes).await)
     }
 
     /// Stores states reported by an upstream; returns how many were news (a
     /// repeated or stale report changes nothing).
     pub async fn record_reports(&self, reports: Vec<UpstreamReport>) -> Result<usize, StoreError> {
-        backend!(self, s => s.record_reports(reports).await)
+        backend!(self, s => s.writer().record_reports(reports).await)
     }
 
     /// Polls of these enroute rows are next due at `at`.
     pub async fn check_later(&self, outbox_ids: Vec<i64>, at: i64) -> Result<(), StoreError> {
-        backend!(self, s => s.check_later(outbox_ids, at).await)
+        backend!(self, s => s.writer().check_later(outbox_ids, at).await)
     }
 
     /// Enroute messages of `upstream` whose poll is due.
@@ -260,7 +261,7 @@ impl Store {
     /// Stores an incoming message for the account's receivers; false when it was
     /// stored before.
     pub async fn record_incoming(&self, incoming: Incoming) -> Result<bool, StoreError> {
-        backend!(self, s => s.record_incoming(incoming).await)
+        backend!(self, s => s.writer().record_incoming(incoming).await)
     }
 
     /// Stores messages read from `upstream`'s inbox and moves its cursor to
@@ -271,7 +272,7 @@ impl Store {
         messages: Vec<Incoming>,
         read_until: i64,
     ) -> Result<usize, StoreError> {
-        backend!(self, s => s.record_inbox(upstream, messages, read_until).await)
+        backend!(self, s => s.writer().record_inbox(upstream, messages, read_until).await)
     }
 
     /// When `upstream`'s inbox was first read and how far it has been read (Unix
@@ -287,12 +288,12 @@ impl Store {
 
     /// The ESME acknowledged these deliveries: they are done.
     pub async fn acknowledge_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        backend!(self, s => s.acknowledge_deliveries(ids).await)
+        backend!(self, s => s.writer().acknowledge_deliveries(ids).await)
     }
 
     /// These deliveries were not acknowledged; they wait for another attempt.
     pub async fn delivery_attempted(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        backend!(self, s => s.delivery_attempted(ids).await)
+        backend!(self, s => s.writer().delivery_attempted(ids).await)
     }
 
     /// Wakes the delivery hub when receipts or incoming messages were stored.

@@ -22,7 +22,6 @@ mod messages;
 mod outbox;
 mod reports;
 mod sql;
-mod states;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +36,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use std::sync::Mutex;
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -46,14 +45,14 @@ use crate::config::StoreSettings;
 
 pub use checkpoint::WAL_LIMIT;
 pub use lock::lock_path;
-pub use states::{FinalState, UpstreamStates};
 
+use super::commands::Writer;
 use super::health::WriteHealth;
 use super::model::*;
 use super::rules::DeliveryRow;
 use super::writer_time::WriterTime;
 use super::StoreError;
-use super::{DropReason, DroppedDeliveries, WriterLimits};
+use super::{DropReason, DroppedDeliveries, UpstreamStates, WriterLimits};
 
 /// Commands that wait for the writer at most; beyond it callers wait (backpressure).
 const WRITER_QUEUE: usize = 8192;
@@ -61,7 +60,7 @@ const WRITER_QUEUE: usize = 8192;
 /// An open SQLite database: the writer's channel and a read-only pool.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: mpsc::Sender<writer::Request>,
+    writer: Writer,
     reader: SqlitePool,
     path: Arc<PathBuf>,
     ready: Arc<Notify>,
@@ -70,7 +69,6 @@ pub struct SqliteStore {
     dropped: DroppedDeliveries,
     health: Arc<WriteHealth>,
     writer_time: Arc<WriterTime>,
-    busy_timeout: Duration,
     checkpoints: Arc<Checkpoints>,
 }
 
@@ -157,7 +155,10 @@ impl SqliteStore {
             tx.downgrade(),
             stop_checkpoints.clone(),
         ));
-        let upstream_states = Arc::new(UpstreamStates::load(&mut conn).await?);
+        let finals = sqlx::query_as(UpstreamStates::FINALS)
+            .fetch_all(&mut conn)
+            .await?;
+        let upstream_states = Arc::new(UpstreamStates::from_finals(finals));
         let ready = Arc::new(Notify::new());
         let deliveries = Arc::new(Notify::new());
         let dropped = DroppedDeliveries::default();
@@ -181,7 +182,7 @@ impl SqliteStore {
         .await?;
         tokio::spawn(writer::run(conn, rx, state));
         Ok(SqliteStore {
-            writer: tx,
+            writer: Writer::new(tx, settings.busy_timeout),
             reader,
             path: Arc::new(path.to_owned()),
             ready,
@@ -190,12 +191,16 @@ impl SqliteStore {
             dropped,
             health,
             writer_time,
-            busy_timeout: settings.busy_timeout,
             checkpoints: Arc::new(Checkpoints {
                 stop: stop_checkpoints,
                 task: Mutex::new(Some(checkpoints)),
             }),
         })
+    }
+
+    /// The writer task, which takes every write.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     /// Where the writer's time went so far, by step.
@@ -223,7 +228,7 @@ impl SqliteStore {
         if let Some(task) = task {
             let _ = task.await;
         }
-        self.call(|reply| writer::Command::Close { reply }).await?
+        self.writer.close().await
     }
 
     /// Receipts and incoming messages dropped unread since startup.
@@ -251,95 +256,6 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Sends a command to the writer and waits for its answer. The writer answers
-    /// within busy_timeout of the send, or refuses the command unapplied
-    /// (StoreError::Busy): a caller that gave up waiting is never told "no" for
-    /// something that was then written.
-    async fn call<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> writer::Command,
-    ) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = writer::Request {
-            command: make(reply),
-            deadline: std::time::Instant::now() + self.busy_timeout,
-        };
-        self.writer
-            .send(request)
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)
-    }
-
-    /// Stores messages atomically and returns their message_ids, in order, once
-    /// they are committed.
-    pub async fn submit(&self, messages: Vec<NewMessage>) -> Result<Vec<String>, SubmitError> {
-        self.call(|reply| writer::Command::Submit { messages, reply })
-            .await?
-    }
-
-    pub async fn cancel(
-        &self,
-        system_id: &str,
-        target: CancelTarget,
-    ) -> Result<CancelOutcome, StoreError> {
-        let system_id = system_id.to_owned();
-        self.call(|reply| writer::Command::Cancel {
-            system_id,
-            target,
-            reply,
-        })
-        .await?
-    }
-
-    pub async fn replace(
-        &self,
-        system_id: &str,
-        replacement: Replacement,
-    ) -> Result<ReplaceOutcome, StoreError> {
-        let system_id = system_id.to_owned();
-        self.call(|reply| writer::Command::Replace {
-            system_id,
-            replacement,
-            reply,
-        })
-        .await?
-    }
-
-    /// Promotes due scheduled messages and fails long messages whose parts did not
-    /// all arrive in time. Runs every second on its own; tests call it directly.
-    pub async fn maintain(&self) -> Result<(), StoreError> {
-        self.call(|reply| writer::Command::Maintain { reply })
-            .await?
-    }
-
-    pub async fn claim(
-        &self,
-        route: &str,
-        limit: usize,
-        lease_ms: i64,
-        reachable: &[String],
-        place: Placer,
-    ) -> Result<Vec<Dispatch>, StoreError> {
-        let route = route.to_owned();
-        let reachable = reachable.to_vec();
-        self.call(|reply| writer::Command::Claim {
-            route,
-            limit,
-            lease_ms,
-            reachable,
-            place,
-            reply,
-        })
-        .await?
-    }
-
-    pub async fn expire_waiting(&self, route: &str) -> Result<Vec<ExpiredWaiting>, StoreError> {
-        let route = route.to_owned();
-        self.call(|reply| writer::Command::ExpireWaiting { route, reply })
-            .await?
-    }
-
     pub async fn usage_parts(
         &self,
         upstream: &str,
@@ -356,32 +272,6 @@ impl SqliteStore {
         .fetch_one(&self.reader)
         .await?;
         Ok(parts.unwrap_or(0).max(0) as u64)
-    }
-
-    /// Stores what became of claimed messages (by outbox id).
-    pub async fn record_dispatch(
-        &self,
-        outcomes: Vec<(i64, DispatchOutcome)>,
-    ) -> Result<(), StoreError> {
-        self.call(|reply| writer::Command::RecordDispatch { outcomes, reply })
-            .await?
-    }
-
-    /// Stores states reported by an upstream; returns how many were news (a
-    /// repeated or stale report changes nothing).
-    pub async fn record_reports(&self, reports: Vec<UpstreamReport>) -> Result<usize, StoreError> {
-        self.call(|reply| writer::Command::RecordReports { reports, reply })
-            .await?
-    }
-
-    /// Polls of these enroute rows are next due at `at`.
-    pub async fn check_later(&self, outbox_ids: Vec<i64>, at: i64) -> Result<(), StoreError> {
-        self.call(|reply| writer::Command::CheckLater {
-            outbox_ids,
-            at,
-            reply,
-        })
-        .await?
     }
 
     /// Enroute messages of `upstream` whose poll is due.
@@ -438,31 +328,6 @@ impl SqliteStore {
             .collect())
     }
 
-    /// Stores an incoming message for the account's receivers; false when it was
-    /// stored before.
-    pub async fn record_incoming(&self, incoming: Incoming) -> Result<bool, StoreError> {
-        self.call(|reply| writer::Command::RecordIncoming { incoming, reply })
-            .await?
-    }
-
-    /// Stores messages read from `upstream`'s inbox and moves its cursor to
-    /// `read_until`, in one transaction; returns how many were new.
-    pub async fn record_inbox(
-        &self,
-        upstream: &str,
-        messages: Vec<Incoming>,
-        read_until: i64,
-    ) -> Result<usize, StoreError> {
-        let upstream = upstream.to_owned();
-        self.call(|reply| writer::Command::RecordInbox {
-            upstream,
-            messages,
-            read_until,
-            reply,
-        })
-        .await?
-    }
-
     /// When `upstream`'s inbox was first read and how far it has been read (Unix
     /// ms), if ever.
     pub async fn inbox_cursor(&self, upstream: &str) -> Result<Option<(i64, i64)>, StoreError> {
@@ -480,18 +345,6 @@ impl SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// The ESME acknowledged these deliveries: they are done.
-    pub async fn acknowledge_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        self.call(|reply| writer::Command::Acknowledge { ids, reply })
-            .await?
-    }
-
-    /// These deliveries were not acknowledged; they wait for another attempt.
-    pub async fn delivery_attempted(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        self.call(|reply| writer::Command::Attempted { ids, reply })
-            .await?
     }
 
     /// Wakes the delivery hub when receipts or incoming messages were stored.

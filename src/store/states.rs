@@ -4,9 +4,6 @@
 
 use std::collections::HashMap;
 
-use sqlx::sqlite::SqliteConnection;
-use sqlx::Row;
-
 use super::MessageState;
 
 /// A final state an upstream reported, and the err: code it is reported with.
@@ -22,24 +19,25 @@ pub struct UpstreamStates {
 }
 
 impl UpstreamStates {
-    pub(super) async fn load(conn: &mut SqliteConnection) -> Result<Self, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT u.upstream_state, u.state, u.error_code FROM upstream_states u \
-             JOIN message_states s ON s.state = u.state WHERE s.final = 1",
-        )
-        .fetch_all(conn)
-        .await?;
+    /// The query that reads the table's final states, the same on every backend:
+    /// (upstream_state, state, error_code).
+    pub(super) const FINALS: &'static str =
+        "SELECT u.upstream_state, u.state, u.error_code FROM upstream_states u \
+         JOIN message_states s ON s.state = u.state WHERE s.final = 1";
+
+    /// The table from the rows `FINALS` read.
+    pub(super) fn from_finals(rows: Vec<(String, String, i64)>) -> Self {
         let finals = rows
-            .iter()
-            .map(|row| {
+            .into_iter()
+            .map(|(upstream_state, state, error_code)| {
                 let final_state = FinalState {
-                    state: MessageState::parse(row.get::<&str, _>(1)),
-                    error_code: row.get::<i64, _>(2).clamp(0, 255) as u8,
+                    state: MessageState::parse(&state),
+                    error_code: error_code.clamp(0, 255) as u8,
                 };
-                (row.get::<String, _>(0), final_state)
+                (upstream_state, final_state)
             })
             .collect();
-        Ok(UpstreamStates { finals })
+        UpstreamStates { finals }
     }
 
     /// The final state `upstream_state` stands for; None while the message is
