@@ -10,6 +10,7 @@
 mod commands;
 mod dropped;
 mod health;
+mod intake;
 mod limits;
 pub mod message_ids;
 mod model;

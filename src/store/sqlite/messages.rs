@@ -1,87 +1,16 @@
 //! New messages: numbering, the multi-row INSERTs of a group commit, and joining
 //! the parts of a long message into one outbox row once the set is whole.
 
-use std::collections::BTreeMap;
-
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Sqlite};
 use tracing::warn;
 
 use super::writer::{finisher, AfterCommit, Command, Finisher, WriterState};
-use super::{ErrorCode, NewMessage, SubmitError};
-use crate::store::rules::{content_columns, covering_request, decode_content, schedule};
-use crate::text::{Charset, Content};
-
-/// Rows per multi-row INSERT, well inside SQLite's bound-parameter limit; a power
-/// of two (see `cacheable_chunks`).
-pub(super) const ROWS_PER_INSERT: usize = 256;
-
-/// A message the writer accepted, with its ids.
-pub(super) struct Accepted {
-    message: NewMessage,
-    message_id: i64,
-    /// The outbox row of a whole message; None for a part that waits for its set.
-    outbox_id: Option<i64>,
-}
-
-/// An outbox row to insert: one whole message, or the joined parts of a set.
-pub(super) struct OutboxRow<'a> {
-    id: i64,
-    system_id: &'a str,
-    route: &'a str,
-    state: &'static str,
-    priority: u8,
-    due_at: i64,
-    expires_at: i64,
-    dest_ton: u8,
-    dest_addr: &'a str,
-    source_addr: &'a str,
-    content: Content,
-    data_coding: u8,
-    registered_delivery: u8,
-}
-
-impl<'a> OutboxRow<'a> {
-    /// The row of a whole message, which takes the message's id.
-    fn of_message(id: i64, m: &'a NewMessage, content: Content, now: i64) -> OutboxRow<'a> {
-        let (state, due_at) = schedule(m.scheduled_at, now);
-        OutboxRow {
-            id,
-            system_id: &m.system_id,
-            route: &m.route,
-            state,
-            priority: m.priority,
-            due_at,
-            expires_at: m.expires_at,
-            dest_ton: m.dest.ton,
-            dest_addr: &m.dest.addr,
-            source_addr: &m.source.addr,
-            content,
-            data_coding: m.data_coding,
-            registered_delivery: m.registered_delivery,
-        }
-    }
-}
-
-/// A part of a long message that waits for the rest of its set.
-#[derive(sqlx::FromRow)]
-struct AssemblingPart {
-    message_id: i64,
-    concat_seq: i64,
-    concat_total: i64,
-    body: Vec<u8>,
-    charset: String,
-    data_coding: i64,
-    system_id: String,
-    route: String,
-    priority: i64,
-    scheduled_at: Option<i64>,
-    expires_at: i64,
-    dest_ton: i64,
-    dest_addr: String,
-    source_addr: String,
-    registered_delivery: i64,
-}
+use super::{ErrorCode, SubmitError};
+use crate::store::intake::{
+    cacheable_chunks, join_set, Accepted, AssemblingPart, OutboxRow, SetJoin,
+};
+use crate::store::rules::{content_columns, decode_content, schedule};
 
 pub(super) async fn submit_all(
     conn: &mut SqliteConnection,
@@ -177,25 +106,7 @@ pub(super) async fn submit_all(
     Ok(())
 }
 
-/// Splits rows into chunks of ROWS_PER_INSERT, 128, 64, … 1 rows: a multi-row
-/// INSERT's text depends on its row count, so a handful of sizes keeps every
-/// statement in the connection's prepared-statement cache instead of preparing a
-/// new one for each batch.
-pub(super) fn cacheable_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
-    let mut chunks = Vec::new();
-    let mut size = ROWS_PER_INSERT;
-    while !rows.is_empty() {
-        while size > rows.len() {
-            size /= 2;
-        }
-        let (chunk, rest) = rows.split_at(size);
-        chunks.push(chunk);
-        rows = rest;
-    }
-    chunks
-}
-
-pub(super) async fn insert_outbox(
+async fn insert_outbox(
     conn: &mut SqliteConnection,
     now: i64,
     rows: &[OutboxRow<'_>],
@@ -227,7 +138,7 @@ pub(super) async fn insert_outbox(
     Ok(())
 }
 
-pub(super) async fn insert_messages(
+async fn insert_messages(
     conn: &mut SqliteConnection,
     now: i64,
     rows: &[Accepted],
@@ -278,7 +189,7 @@ pub(super) async fn insert_messages(
 
 /// When every part of a long message is in, joins them (in part order, first copy of
 /// a duplicated part) into one outbox row and moves the parts on.
-pub(super) async fn complete_set_if_whole(
+async fn complete_set_if_whole(
     conn: &mut SqliteConnection,
     now: i64,
     key: &str,
@@ -293,80 +204,37 @@ pub(super) async fn complete_set_if_whole(
     .bind(key)
     .fetch_all(&mut *conn)
     .await?;
-    let Some(first) = parts.first() else {
-        return Ok(());
+    let row = match join_set(&parts, now) {
+        SetJoin::Incomplete => return Ok(()),
+        SetJoin::Undecodable { system_id } => {
+            let failed = sqlx::query(
+                "UPDATE messages SET state = 'rejected', final_at = ?1, error_code = ?2 \
+                 WHERE concat_key = ?3 AND state = 'assembling'",
+            )
+            .bind(now)
+            .bind(i64::from(ErrorCode::Undecodable))
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+            after.add(system_id, -(failed.rows_affected() as i64));
+            warn!(
+                concat_key = key,
+                "long message does not decode once joined; rejected"
+            );
+            return Ok(());
+        }
+        SetJoin::Whole(row) => row,
     };
-    let mut by_seq: BTreeMap<i64, &[u8]> = BTreeMap::new();
-    for part in &parts {
-        by_seq.entry(part.concat_seq).or_insert(&part.body);
-    }
-    if by_seq.len() < first.concat_total as usize {
-        return Ok(());
-    }
-    let joined: Vec<u8> = by_seq
-        .values()
-        .flat_map(|body| body.iter().copied())
-        .collect();
-    let charset = Charset::parse(&first.charset).unwrap_or(Charset::Binary);
-    let Some(content) = decode_content(charset, &joined) else {
-        let failed = sqlx::query(
-            "UPDATE messages SET state = 'rejected', final_at = ?1, error_code = ?2 \
-             WHERE concat_key = ?3 AND state = 'assembling'",
-        )
-        .bind(now)
-        .bind(i64::from(ErrorCode::Undecodable))
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
-        after.add(&first.system_id, -(failed.rows_affected() as i64));
-        warn!(
-            concat_key = key,
-            "long message does not decode once joined; rejected"
-        );
-        return Ok(());
-    };
-    let (state, due_at) = schedule(first.scheduled_at, now);
-    // The first part's message_id names the set's outbox row, and its route.
-    let row = OutboxRow {
-        id: first.message_id,
-        system_id: &first.system_id,
-        route: &first.route,
-        state,
-        priority: first.priority as u8,
-        due_at,
-        expires_at: parts.iter().map(|p| p.expires_at).min().unwrap_or(now),
-        dest_ton: first.dest_ton as u8,
-        dest_addr: &first.dest_addr,
-        source_addr: &first.source_addr,
-        content,
-        data_coding: first.data_coding as u8,
-        // Any part may be the one that asks for a report; each part's own receipts
-        // follow its own value (deliveries.rs).
-        registered_delivery: covering_request(parts.iter().map(|p| p.registered_delivery as u8)),
-    };
+    let (state, first_id) = (row.state, row.id);
     insert_outbox(conn, now, &[row]).await?;
     after.mark_ready();
     sqlx::query(
         "UPDATE messages SET state = ?1, outbox_id = ?2 WHERE concat_key = ?3 AND state = 'assembling'",
     )
     .bind(state)
-    .bind(first.message_id)
+    .bind(first_id)
     .bind(key)
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cacheable_chunks;
-
-    #[test]
-    fn chunks_use_few_distinct_sizes() {
-        let rows: Vec<u32> = (0..700).collect();
-        let sizes: Vec<usize> = cacheable_chunks(&rows).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, [256, 256, 128, 32, 16, 8, 4]);
-        assert_eq!(sizes.iter().sum::<usize>(), 700);
-        assert!(cacheable_chunks::<u32>(&[]).is_empty());
-    }
 }
