@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::model::NewMessage;
+use super::commands::{finisher, Command, Finisher};
+use super::model::{NewMessage, SubmitError};
 use super::rules::{covering_request, decode_content, schedule};
 use crate::text::{Charset, Content};
 
@@ -81,6 +82,78 @@ pub(crate) struct AssemblingPart {
     pub(crate) dest_addr: String,
     pub(crate) source_addr: String,
     pub(crate) registered_delivery: i64,
+}
+
+/// The submits of a batch, each accepted whole or refused: `room` says whether
+/// an account may have `count` more messages waiting (and counts them if so),
+/// `next_id` numbers them. The callers' answers go to `finishers`, sent once
+/// the batch commits.
+pub(crate) fn accept_all(
+    submits: Vec<Command>,
+    mut room: impl FnMut(&str, usize) -> Result<(), SubmitError>,
+    mut next_id: impl FnMut() -> i64,
+    finishers: &mut Vec<Finisher>,
+) -> Vec<Accepted> {
+    let mut accepted = Vec::new();
+    for command in submits {
+        let Command::Submit { messages, reply } = command else {
+            continue;
+        };
+        let Some(first) = messages.first() else {
+            finishers.push(finisher(reply, Ok(Vec::new())));
+            continue;
+        };
+        if let Err(refused) = room(&first.system_id, messages.len()) {
+            finishers.push(finisher(reply, Err(refused)));
+            continue;
+        }
+        let ids: Vec<i64> = messages.iter().map(|_| next_id()).collect();
+        finishers.push(finisher(
+            reply,
+            Ok(ids.iter().map(i64::to_string).collect()),
+        ));
+        for (message, message_id) in messages.into_iter().zip(ids) {
+            let outbox_id = message.concat.is_none().then_some(message_id);
+            accepted.push(Accepted {
+                message,
+                message_id,
+                outbox_id,
+            });
+        }
+    }
+    accepted
+}
+
+/// The outbox rows of the whole messages among `accepted` (parts wait for
+/// their set), and the message_ids of those that do not decode.
+pub(crate) fn outbox_rows(accepted: &[Accepted], now: i64) -> (Vec<OutboxRow<'_>>, Vec<i64>) {
+    let mut rows = Vec::new();
+    let mut undecodable = Vec::new();
+    for a in accepted {
+        let Some(id) = a.outbox_id else { continue };
+        let message = &a.message;
+        let content = message
+            .content
+            .clone()
+            .or_else(|| decode_content(message.charset, &message.body));
+        match content {
+            Some(content) => rows.push(OutboxRow::of_message(id, message, content, now)),
+            // Validated before it reached the store, so this is a bug if it happens.
+            None => undecodable.push(a.message_id),
+        }
+    }
+    (rows, undecodable)
+}
+
+/// The keys of the sets `accepted` added parts to, each once.
+pub(crate) fn touched_sets(accepted: &[Accepted]) -> Vec<&str> {
+    let mut sets: Vec<&str> = accepted
+        .iter()
+        .filter_map(|a| a.message.concat.as_ref().map(|c| c.key.as_str()))
+        .collect();
+    sets.sort_unstable();
+    sets.dedup();
+    sets
 }
 
 /// What a long message's parts, read in part order, make.

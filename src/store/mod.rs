@@ -20,7 +20,7 @@ pub mod sqlite;
 mod states;
 mod writer_time;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -33,6 +33,7 @@ pub use dropped::{DropReason, DroppedDeliveries};
 pub use health::WriteHealth;
 pub use limits::WriterLimits;
 pub use model::*;
+pub use postgres::{PostgresSettings, PostgresStore};
 pub use sqlite::{lock_path, ReadOnlyStore, RouteDepth, SqliteStore, UpstreamUsage};
 pub use states::{FinalState, UpstreamStates};
 pub use writer_time::{WriterStep, WriterTime};
@@ -71,6 +72,11 @@ pub enum StoreError {
          to on and fsync to on"
     )]
     NotDurablePostgres(String),
+    #[error(
+        "node_id {0:?} is in use by another running smpp-broker on this database: \
+         give each node its own cluster.node_id"
+    )]
+    NodeInUse(String),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("the database writer has stopped")]
@@ -94,6 +100,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 /// Runs `$body` with `$s` bound to the backend, whichever it is.
@@ -101,6 +108,7 @@ macro_rules! backend {
     ($self:ident, $s:ident => $body:expr) => {
         match $self {
             Store::Sqlite($s) => $body,
+            Store::Postgres($s) => $body,
         }
     };
 }
@@ -141,14 +149,13 @@ impl Store {
         backend!(self, s => s.upstream_states())
     }
 
-    pub fn path(&self) -> &Path {
-        backend!(self, s => s.path())
-    }
-
     /// The size of the write-ahead log not yet checkpointed into the database
     /// file, in bytes (0 when the backend keeps none).
     pub fn wal_bytes(&self) -> u64 {
-        backend!(self, s => s.wal_bytes())
+        match self {
+            Store::Sqlite(s) => s.wal_bytes(),
+            Store::Postgres(_) => 0,
+        }
     }
 
     /// Where the writer's time went so far, by step.

@@ -119,6 +119,68 @@ impl TestPostgres {
         .map(|_| ())
     }
 
+    /// One cluster for the whole test process, started on first use: tests
+    /// that each need only a database of their own (`new_database`) share it
+    /// instead of paying an `initdb` each. A watchdog process stops the server
+    /// and removes its folder once the test process is gone, however it ends
+    /// (a static is never dropped).
+    pub fn shared() -> Result<&'static TestPostgres, PostgresError> {
+        static SHARED: std::sync::OnceLock<Result<TestPostgres, String>> =
+            std::sync::OnceLock::new();
+        let cluster = SHARED.get_or_init(|| {
+            let cluster = TestPostgres::start().map_err(|err| err.to_string())?;
+            cluster.watch_owner().map_err(|err| err.to_string())?;
+            Ok(cluster)
+        });
+        cluster.as_ref().map_err(|err| PostgresError::Failed {
+            command: "starting the shared cluster".into(),
+            status: std::process::ExitStatus::default(),
+            output: err.clone(),
+        })
+    }
+
+    /// Starts the watchdog that stops this cluster when this process exits.
+    fn watch_owner(&self) -> Result<(), PostgresError> {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = format!(
+            "{}{} -D '{}' -m immediate -w stop",
+            if self.as_postgres {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            },
+            pg_ctl.display(),
+            self.data.display()
+        );
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; \
+             rm -rf '{dir}'",
+            pid = std::process::id(),
+            dir = self._dir.path().display()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(self._dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|source| PostgresError::Io {
+                action: "start the shared cluster's watchdog",
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Creates a database no other caller in this process gets; returns its URL.
+    pub fn new_database(&self) -> Result<String, PostgresError> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("db{n}");
+        self.create_database(&name)?;
+        Ok(self.url(&name))
+    }
+
     /// The server's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

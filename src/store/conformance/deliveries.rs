@@ -50,11 +50,10 @@ async fn receipts(store: &Store) -> Vec<(String, MessageState)> {
         .collect()
 }
 
-#[tokio::test]
-async fn receipts_follow_registered_delivery_and_are_stored_once() {
-    let dir = tempfile::tempdir().unwrap();
+async fn receipts_follow_registered_delivery_and_are_stored_once(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let with = |rd: u8, text: &str| NewMessage {
         registered_delivery: rd,
         user_message_reference: Some(77),
@@ -127,15 +126,14 @@ async fn receipts_follow_registered_delivery_and_are_stored_once() {
     let first_two: Vec<i64> = pending.iter().take(2).map(|d| d.id).collect();
     store.acknowledge_deliveries(first_two).await.unwrap();
     store.close().await.unwrap();
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     assert_eq!(receipts(&store).await.len(), 2);
 }
 
-#[tokio::test]
-async fn query_sm_and_receipts_report_states_as_the_tables_say() {
-    let dir = tempfile::tempdir().unwrap();
+async fn query_sm_and_receipts_report_states_as_the_tables_say(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let states = store.upstream_states();
     let final_state = |state, error_code| Some(FinalState { state, error_code });
     assert_eq!(
@@ -206,11 +204,10 @@ async fn query_sm_and_receipts_report_states_as_the_tables_say() {
     );
 }
 
-#[tokio::test]
-async fn every_part_of_a_long_message_gets_its_receipt() {
-    let dir = tempfile::tempdir().unwrap();
+async fn every_part_of_a_long_message_gets_its_receipt(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let ids = taken(
         &store,
         vec![part("k", 2, 1, "hello "), part("k", 2, 2, "world")],
@@ -259,11 +256,12 @@ async fn long_message_asking(store: &Store, key: &str, asked: &[u8]) -> (Vec<Str
     (ids, claimed.remove(0))
 }
 
-#[tokio::test]
-async fn a_long_message_asks_for_a_report_when_any_part_does_and_each_part_gets_its_own() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_long_message_asks_for_a_report_when_any_part_does_and_each_part_gets_its_own(
+    backend: Backend,
+) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     // Jasmin asks on the last part only; other clients on the first only.
     let (last_asks, set) = long_message_asking(&store, "jasmin", &[0, 0, 1]).await;
     assert_eq!(set.registered_delivery, 1, "the set asks the upstream");
@@ -312,11 +310,10 @@ async fn a_long_message_asks_for_a_report_when_any_part_does_and_each_part_gets_
     );
 }
 
-#[tokio::test]
-async fn the_oldest_deliveries_go_beyond_the_cap_and_all_after_the_retention() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_oldest_deliveries_go_beyond_the_cap_and_all_after_the_retention(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open_with(dir.path(), &clock, None, Some(3)).await;
+    let store = open_with(&dir, &clock, None, Some(3)).await;
     let ids = taken(&store, (0..5).map(|n| message(&format!("m{n}"))).collect()).await;
     for id in &ids {
         store
@@ -350,11 +347,10 @@ async fn the_oldest_deliveries_go_beyond_the_cap_and_all_after_the_retention() {
     );
 }
 
-#[tokio::test]
-async fn an_incoming_message_is_stored_once_even_after_it_was_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_incoming_message_is_stored_once_even_after_it_was_acknowledged(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let hello = || Incoming {
         system_id: "acme".into(),
         source_addr: "+4917611111111".into(),
@@ -388,11 +384,10 @@ async fn an_incoming_message_is_stored_once_even_after_it_was_acknowledged() {
     assert!(store.record_incoming(hello()).await.unwrap());
 }
 
-#[tokio::test]
-async fn the_inbox_cursor_starts_once_and_only_moves_on() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_inbox_cursor_starts_once_and_only_moves_on(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     assert_eq!(store.inbox_cursor("phone").await.unwrap(), None);
     store.record_inbox("phone", Vec::new(), T0).await.unwrap();
     store
@@ -409,11 +404,10 @@ async fn the_inbox_cursor_starts_once_and_only_moves_on() {
     );
 }
 
-#[tokio::test]
-async fn final_messages_and_their_outbox_rows_go_after_the_retention() {
-    let dir = tempfile::tempdir().unwrap();
+async fn final_messages_and_their_outbox_rows_go_after_the_retention(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let single = taken(&store, vec![message("done soon"), message("still out")]).await;
     let parts = taken(
         &store,
@@ -446,11 +440,10 @@ async fn final_messages_and_their_outbox_rows_go_after_the_retention() {
 /// The delivery hub reads waiting deliveries after the last id it handed out
 /// (src/smpp/delivery.rs): a delivery stored after the newest one was
 /// acknowledged must not take that one's id again.
-#[tokio::test]
-async fn delivery_ids_only_grow_even_after_the_newest_was_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
+async fn delivery_ids_only_grow_even_after_the_newest_was_acknowledged(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let incoming = |n: u32| Incoming {
         system_id: "acme".into(),
         source_addr: "+4917611111111".into(),
@@ -479,3 +472,15 @@ async fn delivery_ids_only_grow_even_after_the_newest_was_acknowledged() {
     );
     assert!(after[0].id > newest);
 }
+
+on_both_backends!(
+    receipts_follow_registered_delivery_and_are_stored_once,
+    query_sm_and_receipts_report_states_as_the_tables_say,
+    every_part_of_a_long_message_gets_its_receipt,
+    a_long_message_asks_for_a_report_when_any_part_does_and_each_part_gets_its_own,
+    the_oldest_deliveries_go_beyond_the_cap_and_all_after_the_retention,
+    an_incoming_message_is_stored_once_even_after_it_was_acknowledged,
+    the_inbox_cursor_starts_once_and_only_moves_on,
+    final_messages_and_their_outbox_rows_go_after_the_retention,
+    delivery_ids_only_grow_even_after_the_newest_was_acknowledged,
+);

@@ -2,11 +2,10 @@
 
 use super::*;
 
-#[tokio::test]
-async fn claims_go_by_priority_then_age_and_are_leased() {
-    let dir = tempfile::tempdir().unwrap();
+async fn claims_go_by_priority_then_age_and_are_leased(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let low = store.submit(vec![message("low")]).await.unwrap();
     let high = store
         .submit(vec![NewMessage {
@@ -55,11 +54,10 @@ async fn claims_go_by_priority_then_age_and_are_leased() {
     assert_eq!(claim_all(&store).await.len(), 3);
 }
 
-#[tokio::test]
-async fn accepted_messages_are_enroute_and_leave_the_queue_limit() {
-    let dir = tempfile::tempdir().unwrap();
+async fn accepted_messages_are_enroute_and_leave_the_queue_limit(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, Some(1)).await;
+    let store = open(&dir, &clock, Some(1)).await;
     let id = store.submit(vec![message("one")]).await.unwrap().remove(0);
     assert!(matches!(
         store.submit(vec![message("two")]).await,
@@ -117,11 +115,10 @@ async fn accepted_messages_are_enroute_and_leave_the_queue_limit() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn a_claimed_message_cannot_be_cancelled_or_replaced() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_claimed_message_cannot_be_cancelled_or_replaced(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let id = store.submit(vec![message("one")]).await.unwrap().remove(0);
     claim_all(&store).await;
     let target = CancelTarget::MessageId {
@@ -139,11 +136,10 @@ async fn a_claimed_message_cannot_be_cancelled_or_replaced() {
     );
 }
 
-#[tokio::test]
-async fn retries_wait_until_due_and_count_attempts_when_charged() {
-    let dir = tempfile::tempdir().unwrap();
+async fn retries_wait_until_due_and_count_attempts_when_charged(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     store.submit(vec![message("one")]).await.unwrap();
     let first = claim_all(&store).await.remove(0);
     let retry = DispatchOutcome::Retry {
@@ -179,11 +175,10 @@ async fn retries_wait_until_due_and_count_attempts_when_charged() {
     assert_eq!(claim_all(&store).await.remove(0).attempts, 1);
 }
 
-#[tokio::test]
-async fn failures_and_reports_are_final_once() {
-    let dir = tempfile::tempdir().unwrap();
+async fn failures_and_reports_are_final_once(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let ids = store
         .submit(vec![message("expired"), message("delivered")])
         .await
@@ -255,11 +250,10 @@ async fn failures_and_reports_are_final_once() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn a_report_on_a_long_message_reaches_every_part() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_report_on_a_long_message_reaches_every_part(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let ids = store
         .submit(vec![
             part("set", 2, 2, "world"),
@@ -291,23 +285,21 @@ async fn a_report_on_a_long_message_reaches_every_part() {
     }
 }
 
-#[tokio::test]
-async fn claims_of_a_previous_run_are_queued_again_at_startup() {
-    let dir = tempfile::tempdir().unwrap();
+async fn claims_of_a_previous_run_are_queued_again_at_startup(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     store.submit(vec![message("one")]).await.unwrap();
     assert_eq!(claim_all(&store).await.len(), 1);
     store.close().await.unwrap();
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     assert_eq!(claim_all(&store).await.len(), 1, "no lease to wait for");
 }
 
-#[tokio::test]
-async fn reports_from_many_callers_at_once_apply_as_if_one_after_another() {
-    let dir = tempfile::tempdir().unwrap();
+async fn reports_from_many_callers_at_once_apply_as_if_one_after_another(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     // Every final receipt, and the intermediate one (0x10).
     let asks = |text: &str| NewMessage {
         registered_delivery: 0x11,
@@ -396,3 +388,14 @@ async fn reports_from_many_callers_at_once_apply_as_if_one_after_another() {
         .await;
     assert_eq!(again.unwrap(), 0);
 }
+
+on_both_backends!(
+    claims_go_by_priority_then_age_and_are_leased,
+    accepted_messages_are_enroute_and_leave_the_queue_limit,
+    a_claimed_message_cannot_be_cancelled_or_replaced,
+    retries_wait_until_due_and_count_attempts_when_charged,
+    failures_and_reports_are_final_once,
+    a_report_on_a_long_message_reaches_every_part,
+    claims_of_a_previous_run_are_queued_again_at_startup,
+    reports_from_many_callers_at_once_apply_as_if_one_after_another,
+);

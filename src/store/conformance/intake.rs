@@ -3,11 +3,10 @@
 
 use super::*;
 
-#[tokio::test]
-async fn submit_returns_unique_increasing_ids_and_query_finds_them() {
-    let dir = tempfile::tempdir().unwrap();
+async fn submit_returns_unique_increasing_ids_and_query_finds_them(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let ids = store
         .submit(vec![message("one"), message("two")])
         .await
@@ -46,15 +45,14 @@ async fn submit_returns_unique_increasing_ids_and_query_finds_them() {
     // Ids stay unique after a restart even if the clock went back.
     store.close().await.unwrap();
     clock.advance_ms(-60_000);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let later = store.submit(vec![message("three")]).await.unwrap();
     assert!(later[0].parse::<u64>().unwrap() > ids[1].parse::<u64>().unwrap());
 }
 
-#[tokio::test]
-async fn queue_limit_refuses_beyond_the_waiting_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &ManualClock::new(T0), Some(3)).await;
+async fn queue_limit_refuses_beyond_the_waiting_count(backend: Backend) {
+    let dir = Place::new(backend);
+    let store = open(&dir, &ManualClock::new(T0), Some(3)).await;
     store
         .submit(vec![message("a"), message("b")])
         .await
@@ -79,7 +77,7 @@ async fn queue_limit_refuses_beyond_the_waiting_count() {
         CancelOutcome::Cancelled(1)
     );
     store.close().await.unwrap();
-    let store = open(dir.path(), &ManualClock::new(T0), Some(3)).await;
+    let store = open(&dir, &ManualClock::new(T0), Some(3)).await;
     store.submit(vec![message("e")]).await.unwrap();
     assert!(matches!(
         store.submit(vec![message("f")]).await,
@@ -87,11 +85,10 @@ async fn queue_limit_refuses_beyond_the_waiting_count() {
     ));
 }
 
-#[tokio::test]
-async fn scheduled_messages_wait_until_due() {
-    let dir = tempfile::tempdir().unwrap();
+async fn scheduled_messages_wait_until_due(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let later = NewMessage {
         scheduled_at: Some(T0 + 60_000),
         ..message("later")
@@ -110,10 +107,9 @@ async fn scheduled_messages_wait_until_due() {
     );
 }
 
-#[tokio::test]
-async fn cancel_by_id_and_by_addresses() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &ManualClock::new(T0), None).await;
+async fn cancel_by_id_and_by_addresses(backend: Backend) {
+    let dir = Place::new(backend);
+    let store = open(&dir, &ManualClock::new(T0), None).await;
     let ids = store
         .submit(vec![message("a"), message("b"), message("c")])
         .await
@@ -163,10 +159,9 @@ async fn cancel_by_id_and_by_addresses() {
     assert_eq!(states, vec!["done"; 3]);
 }
 
-#[tokio::test]
-async fn replace_changes_a_waiting_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &ManualClock::new(T0), None).await;
+async fn replace_changes_a_waiting_message(backend: Backend) {
+    let dir = Place::new(backend);
+    let store = open(&dir, &ManualClock::new(T0), None).await;
     let id = store
         .submit(vec![message("old text")])
         .await
@@ -205,10 +200,9 @@ async fn replace_changes_a_waiting_message() {
     );
 }
 
-#[tokio::test]
-async fn long_message_parts_out_of_order_with_a_duplicate() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &ManualClock::new(T0), None).await;
+async fn long_message_parts_out_of_order_with_a_duplicate(backend: Backend) {
+    let dir = Place::new(backend);
+    let store = open(&dir, &ManualClock::new(T0), None).await;
     let third = store
         .submit(vec![part("k1", 3, 3, " world")])
         .await
@@ -244,11 +238,10 @@ async fn long_message_parts_out_of_order_with_a_duplicate() {
     );
 }
 
-#[tokio::test]
-async fn a_set_survives_a_restart_and_a_missing_part_times_out() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_set_survives_a_restart_and_a_missing_part_times_out(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let a1 = store
         .submit(vec![part("set-a", 2, 1, "first ")])
         .await
@@ -260,7 +253,7 @@ async fn a_set_survives_a_restart_and_a_missing_part_times_out() {
         .unwrap()
         .remove(0);
     store.close().await.unwrap();
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     store
         .submit(vec![part("set-a", 2, 2, "half")])
         .await
@@ -281,10 +274,9 @@ async fn a_set_survives_a_restart_and_a_missing_part_times_out() {
     assert_eq!(status.error_code, ErrorCode::AssemblyTimeout.code());
 }
 
-#[tokio::test]
-async fn ucs2_parts_split_inside_a_surrogate_pair_join_correctly() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &ManualClock::new(T0), None).await;
+async fn ucs2_parts_split_inside_a_surrogate_pair_join_correctly(backend: Backend) {
+    let dir = Place::new(backend);
+    let store = open(&dir, &ManualClock::new(T0), None).await;
     // "a😀" in UTF-16BE: 0061 D83D DE00, cut between the two surrogates.
     let ucs2 = |body: &[u8], seq| NewMessage {
         body: body.to_vec(),
@@ -303,10 +295,9 @@ async fn ucs2_parts_split_inside_a_surrogate_pair_join_correctly() {
     );
 }
 
-#[tokio::test]
-async fn queue_depth_view_counts_by_account_and_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &ManualClock::new(T0), None).await;
+async fn queue_depth_view_counts_by_account_and_state(backend: Backend) {
+    let dir = Place::new(backend);
+    let store = open(&dir, &ManualClock::new(T0), None).await;
     store
         .submit(vec![message("a"), message("b"), part("x", 2, 1, "c")])
         .await
@@ -328,3 +319,15 @@ fn only_the_exact_decimal_form_names_a_message() {
         assert_eq!(parse_message_id(other), None, "{other:?}");
     }
 }
+
+on_both_backends!(
+    submit_returns_unique_increasing_ids_and_query_finds_them,
+    queue_limit_refuses_beyond_the_waiting_count,
+    scheduled_messages_wait_until_due,
+    cancel_by_id_and_by_addresses,
+    replace_changes_a_waiting_message,
+    long_message_parts_out_of_order_with_a_duplicate,
+    a_set_survives_a_restart_and_a_missing_part_times_out,
+    ucs2_parts_split_inside_a_surrogate_pair_join_correctly,
+    queue_depth_view_counts_by_account_and_state,
+);

@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::path::Path;
-
 use super::*;
 use crate::clock::ManualClock;
 use crate::text::{Charset, Content};
@@ -18,12 +16,63 @@ mod routes;
 
 pub(crate) const T0: i64 = 1_790_000_000_000;
 
-async fn open(dir: &Path, clock: &ManualClock, max_waiting: Option<usize>) -> Store {
-    open_with(dir, clock, max_waiting, None).await
+/// The backends every case runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a case's database lives: a temporary folder, or a database of its
+/// own on the process's PostgreSQL cluster. Opening it again is a restart.
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Place {
+    fn new(backend: Backend) -> Place {
+        match backend {
+            Backend::Sqlite => Place::Sqlite(tempfile::tempdir().unwrap()),
+            Backend::Postgres => {
+                let cluster =
+                    testkit::postgres::TestPostgres::shared().unwrap_or_else(|err| panic!("{err}"));
+                Place::Postgres(cluster.new_database().unwrap())
+            }
+        }
+    }
+}
+
+/// Each case named, as a test on each backend: `sqlite::case` and
+/// `postgres::case`.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+use on_both_backends;
+
+async fn open(place: &Place, clock: &ManualClock, max_waiting: Option<usize>) -> Store {
+    open_with(place, clock, max_waiting, None).await
 }
 
 async fn open_with(
-    dir: &Path,
+    place: &Place,
     clock: &ManualClock,
     max_waiting: Option<usize>,
     max_undelivered: Option<usize>,
@@ -38,13 +87,25 @@ async fn open_with(
     if let Some(max) = max_undelivered {
         limits.max_undelivered.insert("acme".into(), max);
     }
-    let settings = StoreSettings {
-        path: dir.join("test.db"),
-        busy_timeout: Duration::from_secs(5),
-    };
-    Store::open(&settings, limits, Arc::new(clock.clone()))
-        .await
-        .unwrap()
+    let clock = Arc::new(clock.clone());
+    match place {
+        Place::Sqlite(dir) => {
+            let settings = StoreSettings {
+                path: dir.path().join("test.db"),
+                busy_timeout: Duration::from_secs(5),
+            };
+            Store::open(&settings, limits, clock).await.unwrap()
+        }
+        Place::Postgres(url) => {
+            let settings = PostgresSettings {
+                url: url.clone(),
+                max_connections: 4,
+                connect_timeout: Duration::from_secs(5),
+                node_id: "node-a".into(),
+            };
+            Store::Postgres(PostgresStore::open(&settings, limits, clock).await.unwrap())
+        }
+    }
 }
 
 /// Claims every waiting message of the route "sandbox" and binds each to the
@@ -151,20 +212,31 @@ mod peek {
                 .iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect(),
+            Store::Postgres(s) => sqlx::query("SELECT state, text FROM outbox ORDER BY id")
+                .fetch_all(s.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
         }
     }
 
     /// The outbox rows' ids.
     pub async fn outbox_ids(store: &Store) -> Vec<String> {
         match store {
-            Store::Sqlite(s) => sqlx::query("SELECT id FROM outbox ORDER BY id")
+            Store::Sqlite(s) => sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
                 .fetch_all(s.reader())
                 .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<i64, _>(0).to_string())
-                .collect(),
+                .unwrap(),
+            Store::Postgres(s) => sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+                .fetch_all(s.pool())
+                .await
+                .unwrap(),
         }
+        .into_iter()
+        .map(|id: i64| id.to_string())
+        .collect()
     }
 
     /// Rows of the `message_states` table for `state`.
@@ -176,23 +248,30 @@ mod peek {
                 .await
                 .unwrap()
                 .get(0),
+            Store::Postgres(s) => {
+                sqlx::query("SELECT count(*) FROM message_states WHERE state = $1")
+                    .bind(state)
+                    .fetch_one(s.pool())
+                    .await
+                    .unwrap()
+                    .get(0)
+            }
         }
     }
 
     /// An operator's change to the table: delivered reported as ACCEPTD (6).
     pub async fn report_delivered_as_accepted(store: &Store) {
         use sqlx::Connection;
+        const CHANGE: &str = "UPDATE message_states SET smpp_state = 6, stat = 'ACCEPTD' \
+                              WHERE state = 'delivered'";
         match store {
             Store::Sqlite(s) => {
                 let url = format!("sqlite://{}", s.path().display());
                 let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::query(
-                    "UPDATE message_states SET smpp_state = 6, stat = 'ACCEPTD' \
-                     WHERE state = 'delivered'",
-                )
-                .execute(&mut conn)
-                .await
-                .unwrap();
+                sqlx::query(CHANGE).execute(&mut conn).await.unwrap();
+            }
+            Store::Postgres(s) => {
+                sqlx::query(CHANGE).execute(s.pool()).await.unwrap();
             }
         }
     }

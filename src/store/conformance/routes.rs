@@ -24,11 +24,10 @@ fn retry(stay: bool) -> DispatchOutcome {
     }
 }
 
-#[tokio::test]
-async fn claims_go_by_route_and_a_bound_message_waits_for_its_member() {
-    let dir = tempfile::tempdir().unwrap();
+async fn claims_go_by_route_and_a_bound_message_waits_for_its_member(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     store.submit(vec![routed("de", "germany")]).await.unwrap();
     store.submit(vec![routed("fr", "france")]).await.unwrap();
     let all = members(&["a", "b"]);
@@ -91,11 +90,10 @@ async fn claims_go_by_route_and_a_bound_message_waits_for_its_member() {
     assert_eq!((france.len(), &france[0].upstream), (1, &None));
 }
 
-#[tokio::test]
-async fn a_message_no_member_can_take_waits_unclaimed_and_keeps_its_member() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_message_no_member_can_take_waits_unclaimed_and_keeps_its_member(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let ids = store.submit(vec![message("one")]).await.unwrap();
     let wait = || -> Placer {
         Box::new(|_| Placement::Wait {
@@ -144,11 +142,12 @@ async fn a_message_no_member_can_take_waits_unclaimed_and_keeps_its_member() {
     assert_eq!(again[0].upstream.as_deref(), Some("a"));
 }
 
-#[tokio::test]
-async fn a_claim_cut_off_by_a_crash_goes_back_to_its_member_and_cannot_be_cancelled() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_claim_cut_off_by_a_crash_goes_back_to_its_member_and_cannot_be_cancelled(
+    backend: Backend,
+) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let ids = store
         .submit(vec![message("sent"), message("free")])
         .await
@@ -168,7 +167,7 @@ async fn a_claim_cut_off_by_a_crash_goes_back_to_its_member_and_cannot_be_cancel
     assert_eq!(claimed.len(), 2);
     store.close().await.unwrap();
 
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let back = store
         .claim("sandbox", 10, 60_000, &[], as_is())
         .await
@@ -214,11 +213,10 @@ fn charge(parts: u32, day: i64, month: i64) -> UsageCharge {
     }
 }
 
-#[tokio::test]
-async fn parts_count_once_per_message_against_the_member_that_took_it() {
-    let dir = tempfile::tempdir().unwrap();
+async fn parts_count_once_per_message_against_the_member_that_took_it(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     store
         .submit(vec![message("one"), message("two")])
         .await
@@ -250,11 +248,10 @@ async fn parts_count_once_per_message_against_the_member_that_took_it() {
     assert_eq!(store.usage_parts("other", "day", day).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn waiting_messages_expire_with_their_receipt_free_or_bound() {
-    let dir = tempfile::tempdir().unwrap();
+async fn waiting_messages_expire_with_their_receipt_free_or_bound(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     let short = |text: &str| NewMessage {
         expires_at: T0 + 1_000,
         ..message(text)
@@ -287,11 +284,10 @@ async fn waiting_messages_expire_with_their_receipt_free_or_bound() {
     assert_eq!(receipts.len(), 2, "the expired ones' receipts");
 }
 
-#[tokio::test]
-async fn a_late_answer_to_an_expired_claim_leaves_the_new_claim_alone() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_late_answer_to_an_expired_claim_leaves_the_new_claim_alone(backend: Backend) {
+    let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
-    let store = open(dir.path(), &clock, None).await;
+    let store = open(&dir, &clock, None).await;
     store.submit(vec![message("one")]).await.unwrap();
     let first = store
         .claim("sandbox", 10, 60_000, &[], to("a"))
@@ -343,3 +339,12 @@ async fn a_late_answer_to_an_expired_claim_leaves_the_new_claim_alone() {
         .unwrap();
     assert_eq!(freed[0].upstream.as_deref(), Some("b"));
 }
+
+on_both_backends!(
+    claims_go_by_route_and_a_bound_message_waits_for_its_member,
+    a_message_no_member_can_take_waits_unclaimed_and_keeps_its_member,
+    a_claim_cut_off_by_a_crash_goes_back_to_its_member_and_cannot_be_cancelled,
+    parts_count_once_per_message_against_the_member_that_took_it,
+    waiting_messages_expire_with_their_receipt_free_or_bound,
+    a_late_answer_to_an_expired_claim_leaves_the_new_claim_alone,
+);

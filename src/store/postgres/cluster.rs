@@ -71,6 +71,52 @@ pub async fn release(pool: &PgPool, name: &str, node: &str) -> Result<(), StoreE
     Ok(())
 }
 
+/// This node's hold on its name: a session-level advisory lock on a connection
+/// of its own, which PostgreSQL lets go the moment that connection ends (the
+/// process stopped or died). Two processes given the same `node_id` would take
+/// over each other's claims; the second is refused instead.
+pub struct NodeLock {
+    conn: sqlx::PgConnection,
+}
+
+impl NodeLock {
+    pub async fn acquire(url: &str, node: &str) -> Result<NodeLock, StoreError> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .map_err(|source| StoreError::Connect(super::masked(url), source))?;
+        let held: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('smpp-broker node ' || $1))")
+                .bind(node)
+                .fetch_one(&mut conn)
+                .await?;
+        if !held {
+            return Err(StoreError::NodeInUse(node.to_owned()));
+        }
+        Ok(NodeLock { conn })
+    }
+
+    /// Lets go of the name (a graceful stop), so a restart may take it at once.
+    pub async fn release(self) {
+        use sqlx::Connection;
+        let _ = self.conn.close().await;
+    }
+}
+
+/// Queues again the claims `node` held in its previous run: it holds its
+/// name's lock (NodeLock), so no dispatcher of that run is alive to send them.
+/// The upstream recognises a message that had arrived (its id).
+pub async fn requeue_own_claims(pool: &PgPool, node: &str) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE outbox SET state = 'queued', lease_until = NULL, claimed_by = NULL \
+         WHERE state = 'sending' AND claimed_by = $1",
+    )
+    .bind(node)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

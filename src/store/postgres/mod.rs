@@ -1,16 +1,41 @@
 //! The PostgreSQL backend (issue 15), for several broker nodes on one
 //! database: its own SQL and its own migrations (migrations/postgres/).
 //!
-//! So far: connecting, the durability check, the schema, message_ids across
-//! nodes (ids.rs), and heartbeats and leases (cluster.rs). The store's commands follow, each held to the
-//! SQLite backend's behaviour by the conformance suite.
+//! Writes go through the node's writer task (`writer`), which commits in groups
+//! as the SQLite writer does; what each command changes lives in `messages`,
+//! `amend`, `outbox`, `reports`, `deliveries` and `maintenance`, in
+//! PostgreSQL's SQL. Reads use the pool. message_ids come from one row every
+//! node reserves blocks from (`ids`); heartbeats and leases let several nodes
+//! share the work (`cluster`). The conformance suite holds this backend to the
+//! SQLite backend's behaviour.
 
+mod amend;
+pub mod cluster;
+mod deliveries;
+pub mod ids;
+mod maintenance;
+mod messages;
+mod outbox;
+mod reports;
+mod writer;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
+use tokio::sync::{mpsc, Notify};
 
-use super::StoreError;
+use super::commands::Writer;
+use super::health::WriteHealth;
+use super::model::*;
+use super::rules::DeliveryRow;
+use super::writer_time::WriterTime;
+use super::{DropReason, DroppedDeliveries, StoreError, UpstreamStates, WriterLimits};
+use crate::clock::Clock;
+
+/// Commands that wait for the writer at most; beyond it callers wait (backpressure).
+const WRITER_QUEUE: usize = 8192;
 
 /// How the PostgreSQL store connects.
 #[derive(Debug, Clone)]
@@ -21,6 +46,8 @@ pub struct PostgresSettings {
     pub max_connections: u32,
     /// How long connecting (and later, waiting for a pooled connection) may take.
     pub connect_timeout: Duration,
+    /// This node's name among the nodes on the database (`cluster.node_id`).
+    pub node_id: String,
 }
 
 /// Connects, checks that a COMMIT is durable, and brings the schema up to date.
@@ -69,8 +96,261 @@ pub fn masked(url: &str) -> String {
     }
 }
 
-pub mod cluster;
-pub mod ids;
+/// A PostgreSQL database shared by the broker's nodes: this node's writer and
+/// a pool for reads.
+#[derive(Clone)]
+pub struct PostgresStore {
+    writer: Writer,
+    pool: PgPool,
+    ready: Arc<Notify>,
+    deliveries: Arc<Notify>,
+    upstream_states: Arc<UpstreamStates>,
+    dropped: DroppedDeliveries,
+    health: Arc<WriteHealth>,
+    writer_time: Arc<WriterTime>,
+}
+
+impl PostgresStore {
+    /// Connects (migrating the schema if needed), writes this node's view of
+    /// the upstreams' limits, and starts the writer task.
+    pub async fn open(
+        settings: &PostgresSettings,
+        limits: WriterLimits,
+        clock: Arc<dyn Clock>,
+    ) -> Result<PostgresStore, StoreError> {
+        let pool = connect(settings).await?;
+        let node_lock = cluster::NodeLock::acquire(&settings.url, &settings.node_id).await?;
+        let requeued = cluster::requeue_own_claims(&pool, &settings.node_id).await?;
+        if requeued > 0 {
+            tracing::info!(
+                messages = requeued,
+                node_id = %settings.node_id,
+                "this node's claims of its previous run returned to the queue"
+            );
+        }
+        let finals = sqlx::query_as(UpstreamStates::FINALS)
+            .fetch_all(&pool)
+            .await?;
+        let upstream_states = Arc::new(UpstreamStates::from_finals(finals));
+        {
+            let mut tx = pool.begin().await?;
+            outbox::write_upstream_limits(&mut tx, &limits.upstream_limits).await?;
+            tx.commit().await?;
+        }
+        let ready = Arc::new(Notify::new());
+        let deliveries = Arc::new(Notify::new());
+        let dropped = DroppedDeliveries::default();
+        let health = Arc::new(WriteHealth::default());
+        let writer_time = Arc::new(WriterTime::default());
+        let state = writer::WriterState::new(
+            pool.clone(),
+            writer::Surroundings {
+                limits,
+                clock,
+                ready: ready.clone(),
+                deliveries: deliveries.clone(),
+                dropped: dropped.clone(),
+                health: health.clone(),
+                time: writer_time.clone(),
+                patience: settings.connect_timeout,
+                node_id: settings.node_id.clone(),
+                node_lock,
+            },
+        );
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(writer::run(rx, state));
+        Ok(PostgresStore {
+            writer: Writer::new(tx, settings.connect_timeout),
+            pool,
+            ready,
+            deliveries,
+            upstream_states,
+            dropped,
+            health,
+            writer_time,
+        })
+    }
+
+    /// The writer task, which takes every write.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// The pool, for tests that look at rows directly.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn writer_time(&self) -> Arc<WriterTime> {
+        Arc::clone(&self.writer_time)
+    }
+
+    pub fn write_failure(&self) -> Option<String> {
+        self.health.failure()
+    }
+
+    /// Stops the writer; everything it answered is committed already.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.writer.close().await
+    }
+
+    pub fn dropped_deliveries(&self) -> Vec<(String, DropReason, u64)> {
+        self.dropped.snapshot()
+    }
+
+    pub fn upstream_states(&self) -> Arc<UpstreamStates> {
+        self.upstream_states.clone()
+    }
+
+    pub fn deliveries_signal(&self) -> Arc<Notify> {
+        self.deliveries.clone()
+    }
+
+    pub fn ready_signal(&self) -> Arc<Notify> {
+        self.ready.clone()
+    }
+
+    pub async fn usage_parts(
+        &self,
+        upstream: &str,
+        period: &str,
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        let parts: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(parts), 0)::bigint FROM upstream_usage_counts \
+             WHERE upstream = $1 AND period = $2 AND starts_at <= $3 AND $3 < ends_at",
+        )
+        .bind(upstream)
+        .bind(period)
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(parts.max(0) as u64)
+    }
+
+    pub async fn due_checks(
+        &self,
+        upstream: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingCheck>, StoreError> {
+        let rows: Vec<(i64, Option<String>, i64)> = sqlx::query_as(
+            "SELECT id, upstream_id, expires_at FROM outbox \
+             WHERE state = 'enroute' AND upstream = $1 AND due_at <= $2 ORDER BY due_at LIMIT $3",
+        )
+        .bind(upstream)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(outbox_id, upstream_id, expires_at)| PendingCheck {
+                outbox_id,
+                upstream_id: upstream_id.unwrap_or_default(),
+                expires_at,
+            })
+            .collect())
+    }
+
+    pub async fn pending_deliveries(
+        &self,
+        system_id: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, StoreError> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
+            "SELECT d.id, d.kind, d.attempts, d.message_id, d.state, d.error_code, d.done_at, \
+             d.source_addr AS mo_source, d.dest_addr AS mo_dest, d.text, d.data, \
+             m.submitted_at, m.source_ton, m.source_npi, m.source_addr, m.dest_ton, \
+             m.dest_npi, m.dest_addr, m.charset, m.body, m.user_message_reference, \
+             coalesce(s.smpp_state, 7) AS smpp_state, coalesce(s.stat, 'UNKNOWN') AS stat \
+             FROM deliveries d LEFT JOIN messages m ON m.message_id = d.message_id \
+             LEFT JOIN message_states s ON s.state = d.state \
+             WHERE d.system_id = $1 AND d.id > $2 ORDER BY d.id LIMIT $3",
+        )
+        .bind(system_id)
+        .bind(after_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(DeliveryRow::into_pending)
+            .collect())
+    }
+
+    pub async fn inbox_cursor(&self, upstream: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT started_at, read_until FROM inbox_cursors WHERE upstream = $1")
+                .bind(upstream)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn waiting_deliveries(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT system_id, count(*) FROM deliveries GROUP BY system_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn query(
+        &self,
+        system_id: &str,
+        message_id: &str,
+        source_addr: &str,
+    ) -> Result<Option<MessageStatus>, StoreError> {
+        let Some(message_id) = parse_message_id(message_id) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT m.message_id, m.state, m.final_at, m.error_code, coalesce(s.smpp_state, 7) \
+             FROM messages m LEFT JOIN message_states s ON s.state = m.state \
+             WHERE m.message_id = $1 AND m.system_id = $2 AND ($3 = '' OR m.source_addr = $3)",
+        )
+        .bind(message_id)
+        .bind(system_id)
+        .bind(source_addr)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| MessageStatus {
+            message_id: row.get::<i64, _>(0).to_string(),
+            state: MessageState::parse(row.get::<&str, _>(1)),
+            final_at: row.get(2),
+            error_code: row.get::<i64, _>(3).clamp(0, 255) as u8,
+            smpp_state: row.get::<i64, _>(4).clamp(1, 8) as u8,
+        }))
+    }
+
+    /// Outbox rows not yet done: (route, state, count), each state through its
+    /// own partial index.
+    pub async fn open_outbox(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT route, 'queued', count(*) FROM outbox WHERE state = 'queued' GROUP BY route \
+             UNION ALL SELECT route, state, count(*) FROM outbox \
+             WHERE state IN ('scheduled', 'retry') GROUP BY route, state \
+             UNION ALL SELECT route, 'sending', count(*) FROM outbox WHERE state = 'sending' \
+             GROUP BY route \
+             UNION ALL SELECT route, 'enroute', count(*) FROM outbox WHERE state = 'enroute' \
+             GROUP BY route",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Rows of the `queue_depth` view: (system_id, state, messages).
+    pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT system_id, state, messages FROM queue_depth")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
 
 /// A pool on a new database `database` of a throwaway cluster, migrated.
 #[cfg(test)]
@@ -80,6 +360,7 @@ async fn test_pool(cluster: &testkit::postgres::TestPostgres, database: &str) ->
         url: cluster.url(database),
         max_connections: 10,
         connect_timeout: Duration::from_secs(10),
+        node_id: "test".into(),
     })
     .await
     .unwrap()

@@ -23,6 +23,7 @@ fn settings(cluster: &TestPostgres, database: &str) -> PostgresSettings {
         url: cluster.url(database),
         max_connections: 4,
         connect_timeout: Duration::from_secs(10),
+        node_id: "test".into(),
     }
 }
 
@@ -35,7 +36,7 @@ async fn connecting_migrates_once_and_again_changes_nothing() {
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     pool.close().await;
     // A second node, or a restart: the schema is there already.
     let again = connect(&settings).await.unwrap();
@@ -65,6 +66,7 @@ async fn an_unreachable_server_is_named_without_its_password() {
         url: "postgres://broker:s3cret@127.0.0.1:1/smpp".into(),
         max_connections: 1,
         connect_timeout: Duration::from_millis(300),
+        node_id: "test".into(),
     };
     let err = connect(&settings).await.unwrap_err().to_string();
     assert!(err.contains("127.0.0.1:1"), "{err}");
@@ -78,6 +80,8 @@ async fn an_unreachable_server_is_named_without_its_password() {
 
 /// Tables only a cluster of nodes needs (migrations/postgres/).
 const CLUSTER_ONLY: [&str; 3] = ["message_ids", "nodes", "leases"];
+/// Columns only a cluster of nodes needs: (table, column).
+const CLUSTER_COLUMNS: [(&str, &str); 1] = [("outbox", "claimed_by")];
 
 /// Operators read the queues with SQL on either backend: the same tables and
 /// views, with the same columns.
@@ -134,7 +138,10 @@ async fn both_backends_have_the_same_tables_views_and_columns() {
     // What only several nodes need exists only on PostgreSQL.
     let postgres: BTreeSet<(String, String)> = postgres
         .into_iter()
-        .filter(|(table, _)| !CLUSTER_ONLY.contains(&table.as_str()))
+        .filter(|(table, column)| {
+            !CLUSTER_ONLY.contains(&table.as_str())
+                && !CLUSTER_COLUMNS.contains(&(table.as_str(), column.as_str()))
+        })
         .collect();
     let only_sqlite: Vec<_> = sqlite.difference(&postgres).collect();
     let only_postgres: Vec<_> = postgres.difference(&sqlite).collect();
@@ -142,4 +149,40 @@ async fn both_backends_have_the_same_tables_views_and_columns() {
         only_sqlite.is_empty() && only_postgres.is_empty(),
         "only in SQLite: {only_sqlite:?}\nonly in PostgreSQL: {only_postgres:?}"
     );
+}
+
+/// Two processes given one node_id would take over each other's claims: the
+/// second is refused while the first runs, and gets the name once it stopped.
+#[tokio::test]
+async fn a_node_id_is_held_by_one_running_node() {
+    let cluster = TestPostgres::shared().unwrap_or_else(|err| panic!("{err}"));
+    let settings = PostgresSettings {
+        url: cluster.new_database().unwrap(),
+        max_connections: 4,
+        connect_timeout: Duration::from_secs(10),
+        node_id: "node-a".into(),
+    };
+    let clock = || Arc::new(ManualClock::new(0));
+    let first = PostgresStore::open(&settings, WriterLimits::for_tests(), clock())
+        .await
+        .unwrap();
+    let refused = PostgresStore::open(&settings, WriterLimits::for_tests(), clock())
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(refused, StoreError::NodeInUse(_)), "{refused}");
+    assert!(refused.to_string().contains("node-a"), "{refused}");
+    let other = PostgresSettings {
+        node_id: "node-b".into(),
+        ..settings.clone()
+    };
+    let second = PostgresStore::open(&other, WriterLimits::for_tests(), clock())
+        .await
+        .unwrap();
+    first.close().await.unwrap();
+    let again = PostgresStore::open(&settings, WriterLimits::for_tests(), clock())
+        .await
+        .unwrap();
+    again.close().await.unwrap();
+    second.close().await.unwrap();
 }

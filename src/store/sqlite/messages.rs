@@ -5,12 +5,14 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Sqlite};
 use tracing::warn;
 
-use super::writer::{finisher, AfterCommit, Command, Finisher, WriterState};
+use super::writer::{AfterCommit, Command, Finisher, WriterState};
 use super::{ErrorCode, SubmitError};
 use crate::store::intake::{
-    cacheable_chunks, join_set, Accepted, AssemblingPart, OutboxRow, SetJoin,
+    accept_all, cacheable_chunks, join_set, outbox_rows, touched_sets, Accepted, AssemblingPart,
+    OutboxRow, SetJoin,
 };
-use crate::store::rules::{content_columns, decode_content, schedule};
+use crate::store::message_ids::first_id_at;
+use crate::store::rules::{content_columns, schedule};
 
 pub(super) async fn submit_all(
     conn: &mut SqliteConnection,
@@ -20,62 +22,29 @@ pub(super) async fn submit_all(
     after: &mut AfterCommit,
     finishers: &mut Vec<Finisher>,
 ) -> Result<(), sqlx::Error> {
-    let mut accepted: Vec<Accepted> = Vec::new();
-    for command in submits {
-        let Command::Submit { messages, reply } = command else {
-            continue;
-        };
-        let Some(first) = messages.first() else {
-            finishers.push(finisher(reply, Ok(Vec::new())));
-            continue;
-        };
-        let system_id = first.system_id.clone();
-        if let Some(&max) = state.limits.max_waiting.get(&system_id) {
-            let waiting = state.waiting.get(&system_id).copied().unwrap_or(0) as i64
-                + after.pending(&system_id);
-            if waiting + messages.len() as i64 > max as i64 {
-                finishers.push(finisher(reply, Err(SubmitError::QueueFull(max))));
-                continue;
+    let accepted = accept_all(
+        submits,
+        |system_id, count| {
+            if let Some(&max) = state.limits.max_waiting.get(system_id) {
+                let waiting = state.waiting.get(system_id).copied().unwrap_or(0) as i64
+                    + after.pending(system_id);
+                if waiting + count as i64 > max as i64 {
+                    return Err(SubmitError::QueueFull(max));
+                }
             }
-        }
-        after.add(&system_id, messages.len() as i64);
-        let ids: Vec<i64> = messages
-            .iter()
-            .map(|_| state.next_message_id(now))
-            .collect();
-        finishers.push(finisher(
-            reply,
-            Ok(ids.iter().map(i64::to_string).collect()),
-        ));
-        for (message, message_id) in messages.into_iter().zip(ids) {
-            let outbox_id = message.concat.is_none().then_some(message_id);
-            accepted.push(Accepted {
-                message,
-                message_id,
-                outbox_id,
-            });
-        }
-    }
+            after.add(system_id, count as i64);
+            Ok(())
+        },
+        || {
+            state.last_id = first_id_at(now).max(state.last_id + 1);
+            state.last_id
+        },
+        finishers,
+    );
     if accepted.is_empty() {
         return Ok(());
     }
-
-    // Whole messages get their outbox row straight away; parts wait for their set.
-    let mut outbox_rows = Vec::new();
-    let mut undecodable = Vec::new();
-    for a in &accepted {
-        let Some(id) = a.outbox_id else { continue };
-        let message = &a.message;
-        let content = message
-            .content
-            .clone()
-            .or_else(|| decode_content(message.charset, &message.body));
-        match content {
-            Some(content) => outbox_rows.push(OutboxRow::of_message(id, message, content, now)),
-            // Validated before it reached the store, so this is a bug if it happens.
-            None => undecodable.push(a.message_id),
-        }
-    }
+    let (outbox_rows, undecodable) = outbox_rows(&accepted, now);
     if !outbox_rows.is_empty() {
         after.mark_ready();
     }
@@ -94,13 +63,7 @@ pub(super) async fn submit_all(
             .execute(&mut *conn)
             .await?;
     }
-    let mut sets: Vec<&str> = accepted
-        .iter()
-        .filter_map(|a| a.message.concat.as_ref().map(|c| c.key.as_str()))
-        .collect();
-    sets.sort_unstable();
-    sets.dedup();
-    for key in sets {
+    for key in touched_sets(&accepted) {
         complete_set_if_whole(conn, now, key, after).await?;
     }
     Ok(())

@@ -274,7 +274,9 @@ async fn two_first_starts_at_once_give_one_owner_and_one_clear_refusal() {
 #[tokio::test]
 async fn the_writer_connection_is_durable_wal() {
     let dir = tempfile::tempdir().unwrap();
-    let Store::Sqlite(s) = open(dir.path(), Duration::from_secs(5)).await.unwrap();
+    let Store::Sqlite(s) = open(dir.path(), Duration::from_secs(5)).await.unwrap() else {
+        unreachable!("a path opens SQLite")
+    };
     let mode: String = sqlx::query("PRAGMA journal_mode")
         .fetch_one(s.reader())
         .await

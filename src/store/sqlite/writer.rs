@@ -16,7 +16,6 @@ use crate::clock::Clock;
 use crate::log_throttle::LogThrottle;
 pub(super) use crate::store::commands::{finisher, Command, Finisher, Request};
 use crate::store::commands::{Groups, Refusal};
-use crate::store::message_ids::first_id_at;
 use crate::store::{DropReason, DroppedDeliveries, WriterLimits};
 use crate::store::{WriteHealth, WriterStep, WriterTime};
 
@@ -37,7 +36,7 @@ pub struct WriterState {
     drop_logs: HashMap<(String, DropReason), LogThrottle>,
     /// The last message_id handed out. The writer is the only writer, so it numbers
     /// messages itself and an outbox row takes its message's id without a lookup.
-    last_id: i64,
+    pub(super) last_id: i64,
     health: Arc<WriteHealth>,
     time: Arc<WriterTime>,
     file: DatabaseFile,
@@ -112,12 +111,6 @@ impl WriterState {
     /// When a receipt or incoming message stored at `now` is dropped unread.
     fn receipt_expiry(&self, now: i64) -> i64 {
         now + self.limits.undelivered_retention.as_millis() as i64
-    }
-
-    pub(super) fn next_message_id(&mut self, now: i64) -> i64 {
-        let candidate = first_id_at(now);
-        self.last_id = candidate.max(self.last_id + 1);
-        self.last_id
     }
 }
 
