@@ -44,7 +44,7 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("store.path: {0}")]
+    #[error("store: {0}")]
     Store(#[from] StoreError),
 }
 
@@ -214,7 +214,7 @@ fn warn_about_plain_passwords(accounts: &Accounts) {
 
 async fn open_store(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<Store, StartError> {
     let store = Store::open(&settings.store, writer_limits(settings), Arc::clone(clock)).await?;
-    info!(path = %settings.store.path.display(), "outbox open (SQLite, WAL, synchronous=FULL)");
+    info!(database = %Store::describe(&settings.store), "store open");
     Ok(store)
 }
 

@@ -95,7 +95,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn database_command(settings: Settings, print_queues: bool) -> anyhow::Result<()> {
-    let path = settings.store.path.display().to_string();
+    let path = Store::describe(&settings.store);
     if !print_queues {
         // Store::open takes the database's lock: a running broker keeps it.
         let limits = smpp_broker::app::writer_limits(&settings);

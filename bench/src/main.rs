@@ -395,10 +395,7 @@ async fn storage_ceiling(tasks: usize, per_call: usize, messages: usize) -> anyh
     use smpp_broker::smpp::submit::{from_submit_sm, AccountPolicy, SubmitTime};
     use smpp_broker::store::Store;
     let dir = tempfile::tempdir()?;
-    let settings = smpp_broker::config::StoreSettings {
-        path: dir.path().join("ceiling.db"),
-        busy_timeout: Duration::from_secs(5),
-    };
+    let settings = smpp_broker::config::StoreSettings::sqlite(dir.path().join("ceiling.db"));
     let limits = smpp_broker::app::writer_limits(&smpp_broker::Settings::default());
     let store = Store::open(
         &settings,

@@ -217,9 +217,31 @@ mod tests {
         )
         .expect("overrides");
         assert_eq!(s.smpp.bind, "127.0.0.1:0".parse().expect("addr"));
-        assert_eq!(s.store.path, PathBuf::from("/tmp/x.db"));
+        assert_eq!(s.store.path, Some(PathBuf::from("/tmp/x.db")));
         assert_eq!(s.log.level, "debug");
         assert_eq!(s.smpp.response_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_store_url_comes_from_the_environment_and_stays_masked() {
+        let s = parse_env(
+            BASE,
+            &[(
+                "SMPP_BROKER__STORE__URL",
+                "postgres://broker:s3cret@db:5432/smpp",
+            )],
+        )
+        .expect("override");
+        let url = s.store.url.as_ref().expect("url");
+        assert_eq!(url.expose(), "postgres://broker:s3cret@db:5432/smpp");
+        assert!(!format!("{:?}", s.store).contains("s3cret"));
+        assert_eq!(
+            crate::store::Store::describe(&s.store),
+            format!(
+                "PostgreSQL postgres://broker:****@db:5432/smpp as node {}",
+                s.store.node_id()
+            )
+        );
     }
 
     #[test]

@@ -269,7 +269,7 @@ mod tests {
         assert_eq!(s.http.body_read_timeout, Duration::from_secs(10));
         assert_eq!(s.http.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.http.max_body_size, 65536);
-        assert_eq!(s.store.path, PathBuf::from("data/broker.db"));
+        assert_eq!(s.store.sqlite_path(), PathBuf::from("data/broker.db"));
         assert_eq!(s.log.format, LogFormat::Text);
         assert_eq!(s.log.level, "info");
         assert!(s.accounts.is_empty());

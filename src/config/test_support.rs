@@ -121,8 +121,9 @@ pub(super) fn every_key_set() -> Settings {
             max_body_size: 1024,
         },
         store: StoreSettings {
-            path: PathBuf::from("broker.db"),
+            path: Some(PathBuf::from("broker.db")),
             busy_timeout: secs(1),
+            ..StoreSettings::default()
         },
         messages: MessageSettings {
             default_validity: secs(1),

@@ -433,10 +433,7 @@ mod tests {
     const PATIENCE: Duration = Duration::from_secs(5);
 
     async fn store(dir: &std::path::Path) -> Store {
-        let settings = StoreSettings {
-            path: dir.join("hub.db"),
-            busy_timeout: Duration::from_secs(5),
-        };
+        let settings = StoreSettings::sqlite(dir.join("hub.db"));
         let clock = Arc::new(ManualClock::new(1_790_000_000_000));
         Store::open(&settings, WriterLimits::for_tests(), clock)
             .await

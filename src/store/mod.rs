@@ -18,6 +18,7 @@ pub mod postgres;
 mod rules;
 pub mod sqlite;
 mod states;
+mod views;
 mod writer_time;
 
 use std::path::PathBuf;
@@ -34,8 +35,9 @@ pub use health::WriteHealth;
 pub use limits::WriterLimits;
 pub use model::*;
 pub use postgres::{PostgresSettings, PostgresStore};
-pub use sqlite::{lock_path, ReadOnlyStore, RouteDepth, SqliteStore, UpstreamUsage};
+pub use sqlite::{lock_path, SqliteStore};
 pub use states::{FinalState, UpstreamStates};
+pub use views::{ReadOnlyStore, RouteDepth, UpstreamUsage};
 pub use writer_time::{WriterStep, WriterTime};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,8 @@ pub enum StoreError {
     },
     #[error("no database at {0}: `smpp-broker migrate` or `serve` creates it")]
     Missing(PathBuf),
+    #[error("no broker schema in {0}: `smpp-broker migrate` or `serve` creates it")]
+    NoSchema(String),
     #[error("database migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(
@@ -114,16 +118,35 @@ macro_rules! backend {
 }
 
 impl Store {
-    /// Opens the database `settings` name (creating and migrating it if needed) as
-    /// its only owner.
+    /// Opens the database `settings` name (creating and migrating it if needed):
+    /// an SQLite file as its only owner, or a PostgreSQL database as one node
+    /// among others.
     pub async fn open(
         settings: &StoreSettings,
         limits: WriterLimits,
         clock: Arc<dyn Clock>,
     ) -> Result<Store, StoreError> {
-        SqliteStore::open(settings, limits, clock)
-            .await
-            .map(Store::Sqlite)
+        match &settings.url {
+            None => SqliteStore::open(settings, limits, clock)
+                .await
+                .map(Store::Sqlite),
+            Some(_) => PostgresStore::open(&PostgresSettings::of(settings), limits, clock)
+                .await
+                .map(Store::Postgres),
+        }
+    }
+
+    /// The database, for logs and messages: SQLite's file, or PostgreSQL's URL
+    /// (its password masked) and this node's name.
+    pub fn describe(settings: &StoreSettings) -> String {
+        match &settings.url {
+            None => format!("SQLite {}", settings.sqlite_path().display()),
+            Some(url) => format!(
+                "PostgreSQL {} as node {}",
+                postgres::masked(url.expose()),
+                settings.node_id()
+            ),
+        }
     }
 
     /// Whether writes fail now (disk full, a lock held past busy_timeout, the file

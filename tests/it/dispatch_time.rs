@@ -98,10 +98,7 @@ pause_cooldown = "60s"
     )
     .unwrap();
     let store = Store::open(
-        &StoreSettings {
-            path: dir.path().join("broker.db"),
-            busy_timeout: Duration::from_secs(5),
-        },
+        &StoreSettings::sqlite(dir.path().join("broker.db")),
         smpp_broker::app::writer_limits(&Settings::default()),
         Arc::new(clock.clone()),
     )

@@ -109,7 +109,7 @@ fn compose_dockerfile_and_config_agree() {
         !compose["volumes"][data].is_badvalue(),
         "volume {data} is declared at the top level"
     );
-    assert!(settings.store.path.starts_with("/data"));
+    assert!(settings.store.sqlite_path().starts_with("/data"));
     assert!(tls.generate && tls.cert.starts_with("/data") && tls.key.starts_with("/data"));
     assert!(volumes.iter().any(|v| v == "./config:/etc/smpp-broker:ro"));
 

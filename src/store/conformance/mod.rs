@@ -90,10 +90,7 @@ async fn open_with(
     let clock = Arc::new(clock.clone());
     match place {
         Place::Sqlite(dir) => {
-            let settings = StoreSettings {
-                path: dir.path().join("test.db"),
-                busy_timeout: Duration::from_secs(5),
-            };
+            let settings = StoreSettings::sqlite(dir.path().join("test.db"));
             Store::open(&settings, limits, clock).await.unwrap()
         }
         Place::Postgres(url) => {

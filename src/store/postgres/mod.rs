@@ -50,6 +50,22 @@ pub struct PostgresSettings {
     pub node_id: String,
 }
 
+impl PostgresSettings {
+    /// The `[store]` section's PostgreSQL keys (`url` given).
+    pub fn of(store: &crate::config::StoreSettings) -> PostgresSettings {
+        PostgresSettings {
+            url: store
+                .url
+                .as_ref()
+                .map(|url| url.expose().to_owned())
+                .unwrap_or_default(),
+            max_connections: store.max_connections,
+            connect_timeout: store.busy_timeout,
+            node_id: store.node_id(),
+        }
+    }
+}
+
 /// Connects, checks that a COMMIT is durable, and brings the schema up to date.
 pub async fn connect(settings: &PostgresSettings) -> Result<PgPool, StoreError> {
     let options: PgConnectOptions = settings
@@ -64,6 +80,28 @@ pub async fn connect(settings: &PostgresSettings) -> Result<PgPool, StoreError> 
         .map_err(|source| StoreError::Connect(masked(&settings.url), source))?;
     check_durable(&pool).await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+    Ok(pool)
+}
+
+/// A pool for reading the views beside the live nodes (`smpp-broker queues`):
+/// it migrates nothing, and says so when the schema is not there yet.
+pub async fn open_read_only(settings: &PostgresSettings) -> Result<PgPool, StoreError> {
+    let options: PgConnectOptions = settings
+        .url
+        .parse()
+        .map_err(|source| StoreError::Connect(masked(&settings.url), source))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(settings.connect_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Connect(masked(&settings.url), source))?;
+    let schema: Option<String> = sqlx::query_scalar("SELECT to_regclass('queue_depth')::text")
+        .fetch_one(&pool)
+        .await?;
+    if schema.is_none() {
+        return Err(StoreError::NoSchema(masked(&settings.url)));
+    }
     Ok(pool)
 }
 

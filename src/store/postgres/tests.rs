@@ -102,10 +102,7 @@ async fn both_backends_have_the_same_tables_views_and_columns() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(
-        &StoreSettings {
-            path: dir.path().join("parity.db"),
-            busy_timeout: Duration::from_secs(5),
-        },
+        &StoreSettings::sqlite(dir.path().join("parity.db")),
         WriterLimits::for_tests(),
         Arc::new(ManualClock::new(0)),
     )

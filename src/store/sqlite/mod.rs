@@ -88,7 +88,7 @@ impl SqliteStore {
         limits: WriterLimits,
         clock: Arc<dyn Clock>,
     ) -> Result<SqliteStore, StoreError> {
-        let path = settings.path.as_path();
+        let path = settings.sqlite_path();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
                 action: "create the directory of",
@@ -406,7 +406,7 @@ impl SqliteStore {
 
     /// Rows of the `queue_depth` view: (system_id, state, messages).
     pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        queue_depth(&self.reader).await
+        self.counts_by_two(super::views::QUEUE_DEPTH).await
     }
 
     async fn counts_by_two(&self, sql: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
@@ -414,73 +414,22 @@ impl SqliteStore {
     }
 }
 
-/// A database opened read-only, for commands an operator runs beside a live
+/// The database opened read-only, for commands an operator runs beside a live
 /// broker (`smpp-broker queues`): it takes no lock, migrates nothing, recovers
 /// nothing and writes nothing.
-pub struct ReadOnlyStore {
-    reader: SqlitePool,
-}
-
-impl ReadOnlyStore {
-    pub async fn open(settings: &StoreSettings) -> Result<ReadOnlyStore, StoreError> {
-        let path = settings.path.as_path();
-        if !path.exists() {
-            return Err(StoreError::Missing(path.to_owned()));
-        }
-        let reader = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(connect_options(path, settings.busy_timeout)?.read_only(true))
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(ReadOnlyStore { reader })
+pub async fn open_read_only(settings: &StoreSettings) -> Result<SqlitePool, StoreError> {
+    let path = settings.sqlite_path();
+    if !path.exists() {
+        return Err(StoreError::Missing(path.to_owned()));
     }
-
-    /// Rows of the `queue_depth` view: (system_id, state, messages).
-    pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        queue_depth(&self.reader).await
-    }
-
-    /// Rows of the `route_depth` view.
-    pub async fn route_depth(&self) -> Result<Vec<RouteDepth>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT route, upstream, state, messages FROM route_depth")
-                .fetch_all(&self.reader)
-                .await?,
-        )
-    }
-
-    /// Rows of the `upstream_usage` view.
-    pub async fn upstream_usage(&self) -> Result<Vec<UpstreamUsage>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT upstream, parts_today, daily_limit, parts_this_month, monthly_limit, \
-             timezone FROM upstream_usage",
-        )
-        .fetch_all(&self.reader)
-        .await?)
-    }
-}
-
-/// Messages not yet final of one route, member ("" while free) and state.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct RouteDepth {
-    pub route: String,
-    pub upstream: String,
-    pub state: String,
-    pub messages: i64,
-}
-
-/// An upstream's parts today and this month, and its limits.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct UpstreamUsage {
-    pub upstream: String,
-    pub parts_today: i64,
-    pub daily_limit: Option<i64>,
-    pub parts_this_month: i64,
-    pub monthly_limit: Option<i64>,
-    pub timezone: String,
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(connect_options(path, settings.busy_timeout)?.read_only(true))
+        .await
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 fn connect_options(
@@ -495,10 +444,6 @@ fn connect_options(
         .filename(path)
         .busy_timeout(busy_timeout)
         .foreign_keys(true))
-}
-
-async fn queue_depth(reader: &SqlitePool) -> Result<Vec<(String, String, i64)>, StoreError> {
-    counts_by_two(reader, "SELECT system_id, state, messages FROM queue_depth").await
 }
 
 /// Rows of two text columns and a count.

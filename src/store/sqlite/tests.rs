@@ -12,12 +12,13 @@ use sqlx::{Connection, Row, SqliteConnection};
 use super::*;
 use crate::clock::{Clock, ManualClock};
 use crate::store::conformance::{as_is, message, T0};
+use crate::store::ReadOnlyStore;
 use crate::store::{Store, SubmitError};
 
 fn settings(dir: &Path, busy_timeout: Duration) -> StoreSettings {
     StoreSettings {
-        path: dir.join("test.db"),
         busy_timeout,
+        ..StoreSettings::sqlite(dir.join("test.db"))
     }
 }
 
