@@ -26,7 +26,7 @@ use crate::smpp::auth::Accounts;
 use crate::smpp::delivery::DeliveryHub;
 use crate::smpp::handler::OutboxService;
 use crate::smpp::listener::{accept_loop, Transport};
-use crate::smpp::registry::Registry;
+use crate::smpp::registry::{Registry, SharedSessions};
 use crate::smpp::service::MessageService;
 use crate::smpp::session::SessionContext;
 use crate::smpp::submit::AccountPolicy;
@@ -82,6 +82,7 @@ impl Broker {
             metrics: Arc::new(Metrics::default()),
             tasks: Tasks::default(),
         };
+        crate::cluster::join(&running.store, &settings, &running.tasks).await;
         let routes = RouteTable::new(&settings.accounts, &settings.routes);
         let ctx = running.start_sessions(&settings, &routes, accounts);
         let addrs = listeners.addrs();
@@ -325,6 +326,9 @@ impl Running {
             self.tasks.stop_token(),
             Some(deliveries),
             Arc::clone(&self.metrics),
+            self.store
+                .cluster()
+                .map(|cluster| SharedSessions::start(cluster, &self.tasks)),
         )
     }
 

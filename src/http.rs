@@ -94,7 +94,19 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         (None, Err(err)) => (StatusCode::SERVICE_UNAVAILABLE, json!(err.to_string())),
         (None, Ok(_)) => (StatusCode::OK, json!("ok")),
     };
-    (code, Json(json!({"store": store, "upstreams": upstreams}))).into_response()
+    let node = match state.store.cluster() {
+        None => json!({"store": "sqlite"}),
+        Some(cluster) => json!({
+            "store": "postgresql",
+            "node_id": cluster.node_id(),
+            "leases": cluster.held(),
+        }),
+    };
+    (
+        code,
+        Json(json!({"store": store, "node": node, "upstreams": upstreams})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

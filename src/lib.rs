@@ -25,6 +25,7 @@
 pub mod accept;
 pub mod app;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod fd_limit;

@@ -62,7 +62,23 @@ pub struct Metrics {
     pub store_wal_bytes: Gauge,
     pub store_writer_seconds: Family<StepLabels, Counter<f64, AtomicU64>>,
     pub store_transactions: Counter,
+    pub node_info: Family<NodeLabels, Gauge>,
+    pub node_leases: Family<LeaseLabels, Gauge>,
     pub upstream_limit_remaining: Family<LimitLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    /// This node's name on a shared PostgreSQL store; empty on SQLite.
+    pub node_id: String,
+    /// sqlite | postgresql
+    pub store: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabels {
+    /// maintenance, or upstream:<name>
+    pub lease: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -236,7 +252,21 @@ impl Default for Metrics {
             "Transactions the store's writer committed",
             store_transactions.clone(),
         );
+        let node_info = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "node_info",
+            "1, labelled with this node's name on a shared store and the store's kind",
+            node_info.clone(),
+        );
+        let node_leases = Family::<LeaseLabels, Gauge>::default();
+        registry.register(
+            "node_leases",
+            "1 for each lease this node holds (on a shared store): it does that work",
+            node_leases.clone(),
+        );
         Metrics {
+            node_info,
+            node_leases,
             registry,
             routed,
             store_wal_bytes,
@@ -320,6 +350,30 @@ impl Metrics {
             .inc();
     }
 
+    /// Which node this is, on which store, and the leases it holds.
+    fn node(&self, store: &Store) {
+        self.node_info.clear();
+        self.node_leases.clear();
+        let labels = match store.cluster() {
+            None => NodeLabels {
+                node_id: String::new(),
+                store: "sqlite".to_owned(),
+            },
+            Some(cluster) => {
+                for lease in cluster.held() {
+                    self.node_leases
+                        .get_or_create(&LeaseLabels { lease })
+                        .set(1);
+                }
+                NodeLabels {
+                    node_id: cluster.node_id().to_owned(),
+                    store: "postgresql".to_owned(),
+                }
+            }
+        };
+        self.node_info.get_or_create(&labels).set(1);
+    }
+
     /// Brings the writer's counters up to the store's running totals.
     fn writer_time(&self, time: &WriterTime) {
         for step in WriterStep::ALL {
@@ -352,6 +406,7 @@ impl Metrics {
         accounts: &[String],
         routes: &[String],
     ) {
+        self.node(store);
         if let Ok(waiting) = store.waiting_deliveries().await {
             self.deliveries_waiting.clear();
             for system_id in accounts {

@@ -57,6 +57,9 @@ const STRING_KEYS: &[&str] = &[
     "delivered_after",
     "limits_timezone",
     "prefix",
+    "url",
+    "node_id",
+    "heartbeat",
 ];
 
 /// Apply the overrides among `env` (name, value pairs; names without the

@@ -26,6 +26,11 @@ pub struct StoreSettings {
     /// This node's name among the nodes on one PostgreSQL database; absent:
     /// the host's name. Each node needs its own.
     pub node_id: Option<String>,
+    /// PostgreSQL: how often this node writes its heartbeat and renews its
+    /// leases. A node not seen for three times this long is dead: another
+    /// node takes its claims, deliveries and leases over.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
     /// How long a write waits: for a lock someone else holds (SQLite: an
     /// operator's sqlite3, a backup), or for a connection and its transaction
     /// (PostgreSQL), before the request is answered ESME_RSYSERR.
@@ -40,6 +45,7 @@ impl Default for StoreSettings {
             url: None,
             max_connections: 16,
             node_id: None,
+            heartbeat: Duration::from_secs(10),
             busy_timeout: Duration::from_secs(5),
         }
     }
@@ -86,6 +92,10 @@ impl StoreSettings {
         if self.max_connections < 2 {
             // The writer holds one while it commits; reads need another.
             return Err(invalid("store.max_connections", "must be at least 2"));
+        }
+        if self.heartbeat < Duration::from_millis(100) || self.heartbeat > Duration::from_secs(600)
+        {
+            return Err(invalid("store.heartbeat", "must be between 100ms and 10m"));
         }
         if self.node_id.as_ref().is_some_and(|n| n.trim().is_empty()) {
             return Err(invalid("store.node_id", "must not be empty"));

@@ -122,8 +122,11 @@ pub(super) fn every_key_set() -> Settings {
         },
         store: StoreSettings {
             path: Some(PathBuf::from("broker.db")),
+            url: Some(Secret::new("postgres://broker:pw@db/smpp")),
+            max_connections: 4,
+            node_id: Some("node-a".to_owned()),
+            heartbeat: secs(1),
             busy_timeout: secs(1),
-            ..StoreSettings::default()
         },
         messages: MessageSettings {
             default_validity: secs(1),

@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::config::{UpstreamKind, UpstreamSettings};
 use crate::metrics::Metrics;
 use crate::routing::limits::{Limits, PeriodKind, Usage};
-use crate::store::{Store, StoreError, UsageCharge, UsagePeriod};
+use crate::store::{upstream_lease, Store, StoreError, UsageCharge, UsagePeriod};
 use crate::tasks::Tasks;
 
 /// Why a member takes nothing now.
@@ -34,6 +34,8 @@ pub enum Unavailable {
     },
     /// A daily or monthly limit is reached.
     OverLimit(String),
+    /// Another node of the cluster dispatches for it (it holds the lease).
+    Elsewhere,
 }
 
 impl Unavailable {
@@ -44,6 +46,7 @@ impl Unavailable {
             Unavailable::Paused { .. } => "paused",
             Unavailable::CoolingDown { .. } => "cooling_down",
             Unavailable::OverLimit(_) => "over_limit",
+            Unavailable::Elsewhere => "elsewhere",
         }
     }
 }
@@ -53,6 +56,10 @@ impl Unavailable {
     pub fn reason(&self) -> String {
         match self {
             Unavailable::Hold => "hold = true in the configuration".to_owned(),
+            Unavailable::Elsewhere => {
+                "another node of the cluster dispatches for it (it holds the upstream's lease)"
+                    .to_owned()
+            }
             Unavailable::Paused { reason, .. }
             | Unavailable::CoolingDown { reason, .. }
             | Unavailable::OverLimit(reason) => reason.clone(),
@@ -67,6 +74,7 @@ impl fmt::Display for Unavailable {
             Unavailable::Paused { reason, .. } => write!(f, "paused: {reason}"),
             Unavailable::CoolingDown { reason, .. } => write!(f, "cooling down: {reason}"),
             Unavailable::OverLimit(reason) => write!(f, "{reason}"),
+            Unavailable::Elsewhere => write!(f, "dispatched by another node"),
         }
     }
 }
@@ -99,6 +107,9 @@ pub struct Member {
     pub max_in_flight: usize,
     pub request_timeout: Duration,
     pub check_interval: Duration,
+    /// On a shared store, the lease this node needs to dispatch for the member:
+    /// one node at a time does, so that its rate holds for the cluster.
+    lease: Option<(Store, String)>,
     condition: Mutex<Condition>,
 }
 
@@ -132,6 +143,7 @@ impl Member {
             max_in_flight: settings.max_in_flight(),
             request_timeout: settings.request_timeout,
             check_interval: settings.check_interval,
+            lease: None,
             condition: Mutex::new(Condition {
                 paused: None,
                 cooling: None,
@@ -168,7 +180,19 @@ impl Member {
                 timeout,
             ),
         };
-        Member::new(settings, service)
+        let mut member = Member::new(settings, service);
+        if store.cluster().is_some() {
+            member.lease = Some((store.clone(), upstream_lease(&settings.name)));
+        }
+        member
+    }
+
+    /// Whether this node may dispatch for the member now: always, unless
+    /// another node of the cluster holds its lease.
+    pub fn is_ours(&self) -> bool {
+        self.lease
+            .as_ref()
+            .is_none_or(|(store, lease)| store.holds(lease))
     }
 
     fn condition(&self) -> MutexGuard<'_, Condition> {
@@ -192,6 +216,9 @@ impl Member {
     pub fn unavailable(&self, now: i64) -> Option<Unavailable> {
         if self.hold {
             return Some(Unavailable::Hold);
+        }
+        if !self.is_ours() {
+            return Some(Unavailable::Elsewhere);
         }
         let mut condition = self.condition();
         if let Some((until, reason)) = condition.paused.clone().filter(|(u, _)| *u > now) {

@@ -30,12 +30,13 @@ impl StatePoller {
     }
 
     /// Polls every `check_interval` (at least once a minute) until `shutdown`,
-    /// except while the upstream refuses the broker.
+    /// except while the upstream refuses the broker, or while another node of
+    /// the cluster dispatches for it (and polls it).
     pub async fn run(self, shutdown: CancellationToken) {
         let mut next_check = self.clock.now_ms();
         loop {
             let now = self.clock.now_ms();
-            if now >= next_check && !self.member.is_paused(now) {
+            if now >= next_check && !self.member.is_paused(now) && self.member.is_ours() {
                 next_check = now + self.member.check_interval.as_millis().min(60_000) as i64;
                 self.check_pending(now).await;
             }

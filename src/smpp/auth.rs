@@ -63,6 +63,8 @@ pub enum BindRefusal {
     WrongPassword,
     BindTypeNotAllowed,
     TooManySessions,
+    /// The shared database could not count the account's sessions.
+    SessionsUncounted,
 }
 
 impl BindRefusal {
@@ -83,6 +85,9 @@ impl BindRefusal {
             BindRefusal::WrongPassword => "wrong password",
             BindRefusal::BindTypeNotAllowed => "bind type not allowed for this account",
             BindRefusal::TooManySessions => "account already has max_sessions bound",
+            BindRefusal::SessionsUncounted => {
+                "the account's sessions on the other nodes could not be counted"
+            }
         }
     }
 }

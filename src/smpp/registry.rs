@@ -5,7 +5,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::mpsc;
+use tracing::warn;
+
 use super::pdu::BindKind;
+use crate::store::{ClusterHandle, StoreError};
+use crate::tasks::Tasks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BoundSession {
@@ -47,6 +52,7 @@ impl Registry {
             registry: Arc::clone(self),
             system_id: system_id.to_owned(),
             session_id: session.session_id,
+            shared: None,
         })
     }
 
@@ -71,15 +77,38 @@ impl Registry {
 }
 
 /// A bound session's place in the registry; dropping it unregisters the session.
-#[derive(Debug)]
 pub struct Registration {
     registry: Arc<Registry>,
     system_id: String,
     session_id: u64,
+    /// Where the session is counted for the whole cluster too, if it is.
+    shared: Option<SharedSessions>,
+}
+
+impl Registration {
+    /// Counts the session on the cluster's shared store as well: Ok(false)
+    /// when the account has its `max_sessions` on the nodes together.
+    pub async fn share(
+        &mut self,
+        shared: &SharedSessions,
+        max_sessions: usize,
+    ) -> Result<bool, StoreError> {
+        let admitted = shared
+            .cluster
+            .admit_session(&self.system_id, self.session_id, max_sessions)
+            .await?;
+        if admitted {
+            self.shared = Some(shared.clone());
+        }
+        Ok(admitted)
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            let _ = shared.ended.send(self.session_id);
+        }
         let mut map = self.registry.lock();
         if let Some(sessions) = map.get_mut(&self.system_id) {
             sessions.retain(|s| s.session_id != self.session_id);
@@ -87,6 +116,43 @@ impl Drop for Registration {
                 map.remove(&self.system_id);
             }
         }
+    }
+}
+
+/// The sessions of this node as the cluster counts them (a shared PostgreSQL
+/// store): bound ones are added at bind, and a background task removes ended
+/// ones, since a session ends in a destructor, which cannot wait.
+#[derive(Clone)]
+pub struct SharedSessions {
+    cluster: ClusterHandle,
+    ended: mpsc::UnboundedSender<u64>,
+}
+
+impl SharedSessions {
+    pub fn start(cluster: ClusterHandle, tasks: &Tasks) -> SharedSessions {
+        let (ended, mut ids) = mpsc::unbounded_channel::<u64>();
+        let (remover, stop) = (cluster.clone(), tasks.stop_token());
+        tasks.spawn(async move {
+            loop {
+                let first = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    id = ids.recv() => match id {
+                        Some(id) => id,
+                        None => break,
+                    },
+                };
+                let mut batch = vec![first as i64];
+                while let Ok(id) = ids.try_recv() {
+                    batch.push(id as i64);
+                }
+                // Not removed: the account may be refused a session until this
+                // node restarts or is found dead, which clears its rows.
+                if let Err(err) = remover.sessions_ended(&batch).await {
+                    warn!(error = %err, sessions = batch.len(), "ended sessions not uncounted");
+                }
+            }
+        });
+        SharedSessions { cluster, ended }
     }
 }
 

@@ -34,7 +34,14 @@ pub use dropped::{DropReason, DroppedDeliveries};
 pub use health::WriteHealth;
 pub use limits::WriterLimits;
 pub use model::*;
-pub use postgres::{PostgresSettings, PostgresStore};
+pub use postgres::cluster::{ClusterHandle, Timing as ClusterTiming};
+pub use postgres::{PostgresSettings, PostgresStore, MAINTENANCE_LEASE};
+
+/// The lease under which one node at a time dispatches for an upstream, so
+/// that its rate and max_in_flight hold for the whole cluster.
+pub fn upstream_lease(upstream: &str) -> String {
+    format!("upstream:{upstream}")
+}
 pub use sqlite::{lock_path, SqliteStore};
 pub use states::{FinalState, UpstreamStates};
 pub use views::{ReadOnlyStore, RouteDepth, UpstreamUsage};
@@ -146,6 +153,25 @@ impl Store {
                 postgres::masked(url.expose()),
                 settings.node_id()
             ),
+        }
+    }
+
+    /// This node's part in a cluster of nodes on one database: None on SQLite,
+    /// where one process owns the database.
+    pub fn cluster(&self) -> Option<ClusterHandle> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(s) => Some(s.cluster()),
+        }
+    }
+
+    /// Whether this node may do the work the lease `name` guards now (an
+    /// upstream's dispatch, maintenance): always on SQLite; on PostgreSQL
+    /// while its last heartbeat holds the lease.
+    pub fn holds(&self, name: &str) -> bool {
+        match self {
+            Store::Sqlite(_) => true,
+            Store::Postgres(s) => s.holds(name),
         }
     }
 

@@ -29,5 +29,6 @@ pub fn context(settings: &Settings, shutdown: CancellationToken) -> Arc<SessionC
         shutdown,
         None,
         Arc::new(smpp_broker::metrics::Metrics::default()),
+        None,
     )
 }

@@ -15,7 +15,7 @@ use super::client::{ApiError, InboxItem, SmsGateClient, INBOX_PAGE};
 use crate::clock::Clock;
 use crate::config::UpstreamSettings;
 use crate::routing::IncomingRoutes;
-use crate::store::{Incoming, Store, StoreError};
+use crate::store::{upstream_lease, Incoming, Store, StoreError};
 use crate::text::Content;
 
 /// Each read starts this much before the previous one ended.
@@ -67,6 +67,10 @@ impl InboxPoller {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            // One node of a cluster reads the inbox: the upstream's lease holder.
+            if !self.store.holds(&upstream_lease(&self.upstream)) {
+                continue;
             }
             match self.poll_once().await {
                 Ok(news) => debug!(upstream = %self.upstream, news, "inbox read"),

@@ -32,6 +32,19 @@ where
                 .map(|registration| (account, registration))
                 .ok_or(BindRefusal::TooManySessions)
         });
+        let registered = match (registered, &self.ctx.shared_sessions) {
+            (Ok((account, mut registration)), Some(shared)) => {
+                match registration.share(shared, account.max_sessions).await {
+                    Ok(true) => Ok((account, registration)),
+                    Ok(false) => Err(BindRefusal::TooManySessions),
+                    Err(err) => {
+                        warn!(error = %err, "counting the account's sessions failed");
+                        Err(BindRefusal::SessionsUncounted)
+                    }
+                }
+            }
+            (registered, _) => registered,
+        };
         let (account, registration) = match registered {
             Ok(ok) => ok,
             Err(refusal) => {

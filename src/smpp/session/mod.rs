@@ -33,7 +33,7 @@ use super::codec::{Frame, SmppCodec};
 use super::pdu::{
     tlv, Bind, BindKind, BindResp, Body, CommandId, CommandStatus, Header, Pdu, Tlvs,
 };
-use super::registry::{BoundSession, Registration, Registry};
+use super::registry::{BoundSession, Registration, Registry, SharedSessions};
 use super::service::{MessageService, Requester};
 use super::state::{Admission, SessionState};
 use super::throttle::{BindOutcome, BindThrottle};
@@ -56,6 +56,9 @@ pub struct SessionContext {
     /// Where receiving sessions get their receipts and incoming messages.
     pub deliveries: Option<DeliveryHub>,
     pub metrics: Arc<Metrics>,
+    /// Where sessions are counted for every node of a cluster (a shared
+    /// store); None with one process.
+    pub shared_sessions: Option<SharedSessions>,
     bind_throttle: BindThrottle,
     next_session_id: AtomicU64,
 }
@@ -68,6 +71,7 @@ impl SessionContext {
         shutdown: CancellationToken,
         deliveries: Option<DeliveryHub>,
         metrics: Arc<Metrics>,
+        shared_sessions: Option<SharedSessions>,
     ) -> Arc<SessionContext> {
         let bind_throttle =
             BindThrottle::new(settings.failed_bind_delay, settings.failed_bind_delay_max);
@@ -79,6 +83,7 @@ impl SessionContext {
             shutdown,
             deliveries,
             metrics,
+            shared_sessions,
             bind_throttle,
             next_session_id: AtomicU64::new(1),
         })

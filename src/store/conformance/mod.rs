@@ -94,12 +94,7 @@ async fn open_with(
             Store::open(&settings, limits, clock).await.unwrap()
         }
         Place::Postgres(url) => {
-            let settings = PostgresSettings {
-                url: url.clone(),
-                max_connections: 4,
-                connect_timeout: Duration::from_secs(5),
-                node_id: "node-a".into(),
-            };
+            let settings = PostgresSettings::new(url.clone(), "node-a");
             Store::Postgres(PostgresStore::open(&settings, limits, clock).await.unwrap())
         }
     }

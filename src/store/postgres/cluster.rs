@@ -103,18 +103,191 @@ impl NodeLock {
     }
 }
 
-/// Queues again the claims `node` held in its previous run: it holds its
-/// name's lock (NodeLock), so no dispatcher of that run is alive to send them.
-/// The upstream recognises a message that had arrived (its id).
-pub async fn requeue_own_claims(pool: &PgPool, node: &str) -> Result<u64, StoreError> {
-    Ok(sqlx::query(
+/// Clears what `node` held in its previous run: its outbox claims go back to
+/// the queue (no dispatcher of that run is alive to send them, since this run
+/// holds the name's lock, NodeLock; the upstream recognises a message that had
+/// arrived by its id), its delivery claims are free again, and its sessions
+/// count no more. Returns the outbox claims queued again.
+pub async fn forget_previous_run(pool: &PgPool, node: &str) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await?;
+    let requeued = sqlx::query(
         "UPDATE outbox SET state = 'queued', lease_until = NULL, claimed_by = NULL \
          WHERE state = 'sending' AND claimed_by = $1",
     )
     .bind(node)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
-    .rows_affected())
+    .rows_affected();
+    sqlx::query(
+        "UPDATE deliveries SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = $1",
+    )
+    .bind(node)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM sessions WHERE node_id = $1")
+        .bind(node)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(requeued)
+}
+
+/// How often a node shows it is alive, and when it counts as dead.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// A node writes its heartbeat and renews its leases this often.
+    pub heartbeat_ms: i64,
+}
+
+impl Timing {
+    /// A node not seen for this long is dead: its claims, deliveries and
+    /// sessions are taken over or forgotten. A lease lasts as long, so that a
+    /// live holder renews it twice before it ends.
+    pub fn dead_after_ms(&self) -> i64 {
+        self.heartbeat_ms * 3
+    }
+}
+
+/// The leases this node holds now, as its last heartbeat found them.
+#[derive(Debug, Default)]
+pub struct HeldLeases(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl HeldLeases {
+    pub fn holds(&self, name: &str) -> bool {
+        self.lock().contains(name)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, name: &str, held: bool) {
+        let mut names = self.lock();
+        if held {
+            names.insert(name.to_owned());
+        } else {
+            names.remove(name);
+        }
+    }
+}
+
+/// What a node does as one of several on the database: its heartbeat and
+/// leases, and its sessions counted for the whole cluster.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    pub(super) pool: PgPool,
+    pub(super) node_id: String,
+    pub(super) clock: std::sync::Arc<dyn crate::clock::Clock>,
+    pub(super) held: std::sync::Arc<HeldLeases>,
+    pub(super) timing: Timing,
+}
+
+impl ClusterHandle {
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// The leases this node holds now, by name.
+    pub fn held(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.held.lock().iter().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Writes the heartbeat and takes or renews each of `wanted`. A lease
+    /// whose renewal failed counts as lost: another node may take it once it
+    /// runs out.
+    pub async fn beat(&self, wanted: &[String]) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let beat = heartbeat(&self.pool, &self.node_id, now).await;
+        for name in wanted {
+            let span = self.timing.dead_after_ms();
+            match try_lease(&self.pool, name, &self.node_id, now, span).await {
+                Ok(held) => self.held.set(name, held),
+                Err(err) => {
+                    self.held.set(name, false);
+                    return Err(err);
+                }
+            }
+        }
+        beat
+    }
+
+    /// Gives every lease and delivery claim up (a graceful stop): the other
+    /// nodes take them at their next heartbeat or read, instead of when they
+    /// run out.
+    pub async fn leave(&self, names: &[String]) -> Result<(), StoreError> {
+        for name in names {
+            self.held.set(name, false);
+            release(&self.pool, name, &self.node_id).await?;
+        }
+        sqlx::query(
+            "UPDATE deliveries SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = $1",
+        )
+        .bind(&self.node_id)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM sessions WHERE node_id = $1")
+            .bind(&self.node_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Counts a new session of `system_id` unless the account has `max`
+    /// sessions on the live nodes already; false then. Concurrent binds of one
+    /// account, on any node, are counted one after the other.
+    pub async fn admit_session(
+        &self,
+        system_id: &str,
+        session_id: u64,
+        max: usize,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('smpp-broker sessions ' || $1))")
+            .bind(system_id)
+            .execute(&mut *tx)
+            .await?;
+        let bound: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sessions s LEFT JOIN nodes n ON n.node_id = s.node_id \
+             WHERE s.system_id = $1 AND (s.node_id = $3 OR n.last_seen >= $2)",
+        )
+        .bind(system_id)
+        .bind(now - self.timing.dead_after_ms())
+        .bind(&self.node_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if bound >= max as i64 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO sessions (node_id, session_id, system_id, bound_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.node_id)
+        .bind(session_id as i64)
+        .bind(system_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// These sessions of this node ended.
+    pub async fn sessions_ended(&self, session_ids: &[i64]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE node_id = $1 AND session_id = ANY($2)")
+            .bind(&self.node_id)
+            .bind(session_ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

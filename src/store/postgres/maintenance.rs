@@ -6,19 +6,21 @@ use sqlx::postgres::PgConnection;
 use tracing::{debug, warn};
 
 use super::deliveries;
-use super::writer::AfterCommit;
+use super::writer::{AfterCommit, WriterState};
 use crate::store::message_ids::first_id_at;
-use crate::store::{DropReason, ErrorCode, WriterLimits};
+use crate::store::{DropReason, ErrorCode};
 
 /// Final messages deleted per run at most: a large backlog goes over many runs.
 const PURGE_BATCH: i64 = 2_000;
 
 pub(super) async fn maintain(
     conn: &mut PgConnection,
-    limits: &WriterLimits,
+    state: &WriterState,
     now: i64,
     after: &mut AfterCommit,
 ) -> Result<(), sqlx::Error> {
+    let limits = &state.limits;
+    take_over_dead_nodes(conn, now - state.dead_after_ms, after).await?;
     // Scheduled messages and retries that are due, and claims whose lease ran
     // out (a crashed or hung dispatch, on any node), go back to the queue.
     let due: Vec<i64> = sqlx::query_scalar(
@@ -72,6 +74,59 @@ pub(super) async fn maintain(
         after
             .dropped
             .push((system_id, DropReason::Expired, dropped as u64));
+    }
+    Ok(())
+}
+
+/// What nodes not seen since `seen_before` held: their claims go back to the
+/// queue (SMSGate answers a repeated id with 409, so a message that had left
+/// is not sent twice), their deliveries to whichever node reads them next,
+/// and their sessions count no more.
+async fn take_over_dead_nodes(
+    conn: &mut PgConnection,
+    seen_before: i64,
+    after: &mut AfterCommit,
+) -> Result<(), sqlx::Error> {
+    let dead: Vec<String> = sqlx::query_scalar("SELECT node_id FROM nodes WHERE last_seen < $1")
+        .bind(seen_before)
+        .fetch_all(&mut *conn)
+        .await?;
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let requeued = sqlx::query(
+        "UPDATE outbox SET state = 'queued', lease_until = NULL, claimed_by = NULL \
+         WHERE state = 'sending' AND claimed_by = ANY($1)",
+    )
+    .bind(&dead)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let freed = sqlx::query(
+        "UPDATE deliveries SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = ANY($1)",
+    )
+    .bind(&dead)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    // Their rows go too: a node that comes back writes its heartbeat again.
+    sqlx::query("DELETE FROM sessions WHERE node_id = ANY($1)")
+        .bind(&dead)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM nodes WHERE node_id = ANY($1)")
+        .bind(&dead)
+        .execute(&mut *conn)
+        .await?;
+    if requeued > 0 {
+        after.mark_ready();
+    }
+    if freed > 0 {
+        after.wake_deliveries();
+    }
+    if requeued > 0 || freed > 0 {
+        warn!(nodes = ?dead, messages = requeued, deliveries = freed,
+            "nodes not seen for a while: their claims were taken over");
     }
     Ok(())
 }

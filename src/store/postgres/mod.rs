@@ -17,7 +17,10 @@ mod maintenance;
 mod messages;
 mod outbox;
 mod reports;
+mod wake;
 mod writer;
+
+pub use writer::MAINTENANCE_LEASE;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
 
 use super::commands::Writer;
 use super::health::WriteHealth;
@@ -46,11 +50,25 @@ pub struct PostgresSettings {
     pub max_connections: u32,
     /// How long connecting (and later, waiting for a pooled connection) may take.
     pub connect_timeout: Duration,
-    /// This node's name among the nodes on the database (`cluster.node_id`).
+    /// This node's name among the nodes on the database (`store.node_id`).
     pub node_id: String,
+    /// How often the node writes its heartbeat (`store.heartbeat`).
+    pub heartbeat: Duration,
 }
 
 impl PostgresSettings {
+    /// `url` as node `node_id`, the other keys at the configuration's defaults.
+    pub fn new(url: impl Into<String>, node_id: impl Into<String>) -> PostgresSettings {
+        let defaults = crate::config::StoreSettings::default();
+        PostgresSettings {
+            url: url.into(),
+            max_connections: defaults.max_connections,
+            connect_timeout: defaults.busy_timeout,
+            node_id: node_id.into(),
+            heartbeat: defaults.heartbeat,
+        }
+    }
+
     /// The `[store]` section's PostgreSQL keys (`url` given).
     pub fn of(store: &crate::config::StoreSettings) -> PostgresSettings {
         PostgresSettings {
@@ -62,6 +80,7 @@ impl PostgresSettings {
             max_connections: store.max_connections,
             connect_timeout: store.busy_timeout,
             node_id: store.node_id(),
+            heartbeat: store.heartbeat,
         }
     }
 }
@@ -146,7 +165,18 @@ pub struct PostgresStore {
     dropped: DroppedDeliveries,
     health: Arc<WriteHealth>,
     writer_time: Arc<WriterTime>,
+    clock: Arc<dyn Clock>,
+    node_id: String,
+    held: Arc<cluster::HeldLeases>,
+    timing: cluster::Timing,
+    /// Stops the wake-up listener (wake.rs) when the store closes.
+    listening: CancellationToken,
 }
+
+/// How long a node keeps the deliveries it read for its sessions before
+/// another node with a session of the account may take them: renewed at each
+/// read, so only a node that died or lost its sessions lets them go.
+const DELIVERY_CLAIM_MS: i64 = 30_000;
 
 impl PostgresStore {
     /// Connects (migrating the schema if needed), writes this node's view of
@@ -158,7 +188,7 @@ impl PostgresStore {
     ) -> Result<PostgresStore, StoreError> {
         let pool = connect(settings).await?;
         let node_lock = cluster::NodeLock::acquire(&settings.url, &settings.node_id).await?;
-        let requeued = cluster::requeue_own_claims(&pool, &settings.node_id).await?;
+        let requeued = cluster::forget_previous_run(&pool, &settings.node_id).await?;
         if requeued > 0 {
             tracing::info!(
                 messages = requeued,
@@ -180,11 +210,15 @@ impl PostgresStore {
         let dropped = DroppedDeliveries::default();
         let health = Arc::new(WriteHealth::default());
         let writer_time = Arc::new(WriterTime::default());
+        let held = Arc::new(cluster::HeldLeases::default());
+        let timing = cluster::Timing {
+            heartbeat_ms: settings.heartbeat.as_millis().min(i64::MAX as u128) as i64,
+        };
         let state = writer::WriterState::new(
             pool.clone(),
             writer::Surroundings {
                 limits,
-                clock,
+                clock: clock.clone(),
                 ready: ready.clone(),
                 deliveries: deliveries.clone(),
                 dropped: dropped.clone(),
@@ -193,10 +227,20 @@ impl PostgresStore {
                 patience: settings.connect_timeout,
                 node_id: settings.node_id.clone(),
                 node_lock,
+                held: held.clone(),
+                dead_after_ms: timing.dead_after_ms(),
             },
         );
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(writer::run(rx, state));
+        let listening = CancellationToken::new();
+        tokio::spawn(wake::listen(
+            pool.clone(),
+            settings.node_id.clone(),
+            ready.clone(),
+            deliveries.clone(),
+            listening.clone(),
+        ));
         Ok(PostgresStore {
             writer: Writer::new(tx, settings.connect_timeout),
             pool,
@@ -206,7 +250,28 @@ impl PostgresStore {
             dropped,
             health,
             writer_time,
+            clock,
+            node_id: settings.node_id.clone(),
+            held,
+            timing,
+            listening,
         })
+    }
+
+    /// This node's part in the cluster: heartbeat, leases, sessions.
+    pub fn cluster(&self) -> cluster::ClusterHandle {
+        cluster::ClusterHandle {
+            pool: self.pool.clone(),
+            node_id: self.node_id.clone(),
+            clock: self.clock.clone(),
+            held: self.held.clone(),
+            timing: self.timing,
+        }
+    }
+
+    /// Whether this node holds the lease `name` now.
+    pub fn holds(&self, name: &str) -> bool {
+        self.held.holds(name)
     }
 
     /// The writer task, which takes every write.
@@ -230,6 +295,7 @@ impl PostgresStore {
 
     /// Stops the writer; everything it answered is committed already.
     pub async fn close(&self) -> Result<(), StoreError> {
+        self.listening.cancel();
         self.writer.close().await
     }
 
@@ -298,19 +364,30 @@ impl PostgresStore {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<PendingDelivery>, StoreError> {
+        // Read is claim: the deliveries go to this node's sessions, and no
+        // other node's, until the claim runs out (DELIVERY_CLAIM_MS).
+        let now = self.clock.now_ms();
         let rows: Vec<DeliveryRow> = sqlx::query_as(
-            "SELECT d.id, d.kind, d.attempts, d.message_id, d.state, d.error_code, d.done_at, \
+            "WITH next AS (SELECT id FROM deliveries \
+               WHERE system_id = $1 AND id > $2 \
+               AND (claimed_by IS NULL OR claimed_by = $4 OR claim_until <= $5) \
+               ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             claimed AS (UPDATE deliveries d SET claimed_by = $4, claim_until = $5 + $6 \
+               FROM next WHERE d.id = next.id RETURNING d.*) \
+             SELECT d.id, d.kind, d.attempts, d.message_id, d.state, d.error_code, d.done_at, \
              d.source_addr AS mo_source, d.dest_addr AS mo_dest, d.text, d.data, \
              m.submitted_at, m.source_ton, m.source_npi, m.source_addr, m.dest_ton, \
              m.dest_npi, m.dest_addr, m.charset, m.body, m.user_message_reference, \
              coalesce(s.smpp_state, 7) AS smpp_state, coalesce(s.stat, 'UNKNOWN') AS stat \
-             FROM deliveries d LEFT JOIN messages m ON m.message_id = d.message_id \
-             LEFT JOIN message_states s ON s.state = d.state \
-             WHERE d.system_id = $1 AND d.id > $2 ORDER BY d.id LIMIT $3",
+             FROM claimed d LEFT JOIN messages m ON m.message_id = d.message_id \
+             LEFT JOIN message_states s ON s.state = d.state ORDER BY d.id",
         )
         .bind(system_id)
         .bind(after_id)
         .bind(limit as i64)
+        .bind(&self.node_id)
+        .bind(now)
+        .bind(DELIVERY_CLAIM_MS)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -394,14 +471,9 @@ impl PostgresStore {
 #[cfg(test)]
 async fn test_pool(cluster: &testkit::postgres::TestPostgres, database: &str) -> PgPool {
     cluster.create_database(database).unwrap();
-    connect(&PostgresSettings {
-        url: cluster.url(database),
-        max_connections: 10,
-        connect_timeout: Duration::from_secs(10),
-        node_id: "test".into(),
-    })
-    .await
-    .unwrap()
+    connect(&PostgresSettings::new(cluster.url(database), "test"))
+        .await
+        .unwrap()
 }
 
 #[cfg(test)]

@@ -19,12 +19,7 @@ fn cluster() -> TestPostgres {
 
 fn settings(cluster: &TestPostgres, database: &str) -> PostgresSettings {
     cluster.create_database(database).unwrap();
-    PostgresSettings {
-        url: cluster.url(database),
-        max_connections: 4,
-        connect_timeout: Duration::from_secs(10),
-        node_id: "test".into(),
-    }
+    PostgresSettings::new(cluster.url(database), "test")
 }
 
 #[tokio::test]
@@ -36,7 +31,7 @@ async fn connecting_migrates_once_and_again_changes_nothing() {
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
     pool.close().await;
     // A second node, or a restart: the schema is there already.
     let again = connect(&settings).await.unwrap();
@@ -63,10 +58,8 @@ async fn a_server_that_does_not_flush_commits_is_refused() {
 #[tokio::test]
 async fn an_unreachable_server_is_named_without_its_password() {
     let settings = PostgresSettings {
-        url: "postgres://broker:s3cret@127.0.0.1:1/smpp".into(),
-        max_connections: 1,
         connect_timeout: Duration::from_millis(300),
-        node_id: "test".into(),
+        ..PostgresSettings::new("postgres://broker:s3cret@127.0.0.1:1/smpp", "test")
     };
     let err = connect(&settings).await.unwrap_err().to_string();
     assert!(err.contains("127.0.0.1:1"), "{err}");
@@ -79,9 +72,13 @@ async fn an_unreachable_server_is_named_without_its_password() {
 }
 
 /// Tables only a cluster of nodes needs (migrations/postgres/).
-const CLUSTER_ONLY: [&str; 3] = ["message_ids", "nodes", "leases"];
+const CLUSTER_ONLY: [&str; 4] = ["message_ids", "nodes", "leases", "sessions"];
 /// Columns only a cluster of nodes needs: (table, column).
-const CLUSTER_COLUMNS: [(&str, &str); 1] = [("outbox", "claimed_by")];
+const CLUSTER_COLUMNS: [(&str, &str); 3] = [
+    ("outbox", "claimed_by"),
+    ("deliveries", "claimed_by"),
+    ("deliveries", "claim_until"),
+];
 
 /// Operators read the queues with SQL on either backend: the same tables and
 /// views, with the same columns.
@@ -153,12 +150,7 @@ async fn both_backends_have_the_same_tables_views_and_columns() {
 #[tokio::test]
 async fn a_node_id_is_held_by_one_running_node() {
     let cluster = TestPostgres::shared().unwrap_or_else(|err| panic!("{err}"));
-    let settings = PostgresSettings {
-        url: cluster.new_database().unwrap(),
-        max_connections: 4,
-        connect_timeout: Duration::from_secs(10),
-        node_id: "node-a".into(),
-    };
+    let settings = PostgresSettings::new(cluster.new_database().unwrap(), "node-a");
     let clock = || Arc::new(ManualClock::new(0));
     let first = PostgresStore::open(&settings, WriterLimits::for_tests(), clock())
         .await

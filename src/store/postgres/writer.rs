@@ -13,7 +13,8 @@ use sqlx::postgres::{PgConnection, PgPool};
 use tokio::sync::{mpsc, Notify};
 use tracing::warn;
 
-use super::cluster::NodeLock;
+use super::cluster::{HeldLeases, NodeLock};
+use super::wake::Wake;
 use super::{amend, deliveries, ids, maintenance, messages, outbox, reports};
 use crate::clock::Clock;
 use crate::log_throttle::LogThrottle;
@@ -21,6 +22,9 @@ use crate::store::commands::{finisher, Command, Finisher, Groups, Refusal, Reque
 use crate::store::{
     DropReason, DroppedDeliveries, WriteHealth, WriterLimits, WriterStep, WriterTime,
 };
+
+/// The lease under which a node runs the periodic maintenance.
+pub const MAINTENANCE_LEASE: &str = "maintenance";
 
 /// At most this many commands share one transaction: bounds latency.
 const MAX_BATCH: usize = 1024;
@@ -41,6 +45,9 @@ pub struct WriterState {
     node_id: String,
     /// Held while the writer runs (cluster::NodeLock).
     node_lock: Option<NodeLock>,
+    /// The leases this node holds: its ticks maintain only under "maintenance".
+    held: Arc<HeldLeases>,
+    pub(super) dead_after_ms: i64,
 }
 
 /// What the writer works with besides its pool.
@@ -55,6 +62,8 @@ pub struct Surroundings {
     pub patience: Duration,
     pub node_id: String,
     pub node_lock: NodeLock,
+    pub held: Arc<HeldLeases>,
+    pub dead_after_ms: i64,
 }
 
 impl WriterState {
@@ -72,6 +81,8 @@ impl WriterState {
             patience: around.patience,
             node_id: around.node_id,
             node_lock: Some(around.node_lock),
+            held: around.held,
+            dead_after_ms: around.dead_after_ms,
         }
     }
 
@@ -146,6 +157,8 @@ pub(super) struct AfterCommit {
     ready: bool,
     /// Accounts that got new deliveries, whose limit is checked before COMMIT.
     deliveries: HashMap<String, usize>,
+    /// Deliveries became free to read (another node's claims taken over).
+    deliveries_freed: bool,
     /// Deliveries dropped unread: (account, why, how many).
     pub(super) dropped: Vec<(String, DropReason, u64)>,
 }
@@ -157,7 +170,7 @@ impl AfterCommit {
         if self.ready {
             state.ready.notify_waiters();
         }
-        if !self.deliveries.is_empty() {
+        if !self.deliveries.is_empty() || self.deliveries_freed {
             state.deliveries.notify_waiters();
         }
         let now = tokio::time::Instant::now();
@@ -184,6 +197,10 @@ impl AfterCommit {
 
     pub(super) fn mark_ready(&mut self) {
         self.ready = true;
+    }
+
+    pub(super) fn wake_deliveries(&mut self) {
+        self.deliveries_freed = true;
     }
 
     pub(super) fn delivery_added(&mut self, system_id: &str) {
@@ -367,6 +384,12 @@ async fn apply_commands(
     let dropped = deliveries::enforce_caps(conn, &state.limits, &after.deliveries).await?;
     timed(WriterStep::Deliveries, since);
     after.dropped.extend(dropped);
+    // The other nodes hear of their work at COMMIT.
+    let wake = Wake {
+        ready: after.ready,
+        deliveries: !after.deliveries.is_empty() || after.deliveries_freed,
+    };
+    super::wake::notify(conn, wake, &state.node_id).await?;
     Ok(())
 }
 
@@ -424,13 +447,15 @@ async fn apply_command(
             finisher(reply, Ok(outcome))
         }
         Command::Maintain { reply } => {
-            maintenance::maintain(conn, &state.limits, now, after).await?;
+            maintenance::maintain(conn, state, now, after).await?;
             finisher(reply, Ok(()))
         }
-        Command::Tick => {
-            maintenance::maintain(conn, &state.limits, now, after).await?;
+        // One node at a time maintains: the holder of the lease.
+        Command::Tick if state.held.holds(MAINTENANCE_LEASE) => {
+            maintenance::maintain(conn, state, now, after).await?;
             return Ok(None);
         }
+        Command::Tick => return Ok(None),
         Command::Claim {
             route,
             limit,
