@@ -3,6 +3,7 @@
 //! process per database, and a low open-file limit. `cargo test --test process`.
 
 mod cli;
+mod cluster;
 mod container;
 mod durability;
 mod open_files;
