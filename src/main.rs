@@ -97,12 +97,11 @@ fn main() -> anyhow::Result<()> {
 async fn database_command(settings: Settings, print_queues: bool) -> anyhow::Result<()> {
     let path = Store::describe(&settings.store);
     if !print_queues {
-        // Store::open takes the database's lock: a running broker keeps it.
+        // On SQLite this takes the database's lock: a running broker keeps it.
         let limits = smpp_broker::app::writer_limits(&settings);
-        let store = Store::open(&settings.store, limits, Arc::new(SystemClock))
+        Store::migrate(&settings.store, limits, Arc::new(SystemClock))
             .await
             .with_context(|| format!("migrate {path}"))?;
-        store.close().await?;
         println!("{path}: schema is up to date");
         return Ok(());
     }

@@ -143,6 +143,27 @@ impl Store {
         }
     }
 
+    /// Creates the database or brings its schema up to date (`smpp-broker
+    /// migrate`). SQLite: as its owner, refused while a broker runs on it.
+    /// PostgreSQL: beside running nodes, which apply the same migrations at
+    /// their start (sqlx takes a lock while it migrates).
+    pub async fn migrate(
+        settings: &StoreSettings,
+        limits: WriterLimits,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(), StoreError> {
+        match &settings.url {
+            None => Store::open(settings, limits, clock).await?.close().await,
+            Some(_) => {
+                postgres::connect(&PostgresSettings::of(settings))
+                    .await?
+                    .close()
+                    .await;
+                Ok(())
+            }
+        }
+    }
+
     /// The database, for logs and messages: SQLite's file, or PostgreSQL's URL
     /// (its password masked) and this node's name.
     pub fn describe(settings: &StoreSettings) -> String {

@@ -24,7 +24,11 @@ fn read(path: &str) -> String {
 }
 
 fn compose() -> Yaml {
-    let docs = YamlLoader::load_from_str(&read("docker-compose.yml")).expect("valid YAML");
+    compose_file("docker-compose.yml")
+}
+
+fn compose_file(path: &str) -> Yaml {
+    let docs = YamlLoader::load_from_str(&read(path)).expect("valid YAML");
     docs.into_iter().next().expect("one YAML document")
 }
 
@@ -222,4 +226,191 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `${NAME:-default}` as compose fills it when NAME is not set.
+fn with_defaults(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closing brace") + start;
+        let inner = &rest[start + 2..end];
+        out.push_str(inner.split_once(":-").map_or("", |(_, default)| default));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A service's `SMPP_BROKER__` overrides, as the container's environment has them.
+fn overrides(service: &Yaml) -> Vec<(String, String)> {
+    service["environment"]
+        .as_hash()
+        .expect("an environment map")
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                with_defaults(v.as_str().unwrap()),
+            )
+        })
+        .filter(|(k, _)| k.starts_with("SMPP_BROKER__"))
+        .collect()
+}
+
+#[test]
+fn the_cluster_compose_file_runs_two_nodes_on_one_postgres() {
+    let compose = compose_file("docker-compose.cluster.yml");
+    let postgres = &compose["services"]["postgres"];
+    let env = &postgres["environment"];
+    let (user, database) = (
+        env["POSTGRES_USER"].as_str().unwrap(),
+        env["POSTGRES_DB"].as_str().unwrap(),
+    );
+    let password = with_defaults(env["POSTGRES_PASSWORD"].as_str().unwrap());
+    assert!(postgres["healthcheck"]["test"][1]
+        .as_str()
+        .is_some_and(|t| t.contains("pg_isready")));
+
+    let mut host_ports = Vec::new();
+    let mut node_ids = Vec::new();
+    let mut data_volumes = Vec::new();
+    for name in ["broker-a", "broker-b"] {
+        let service = &compose["services"][name];
+        assert_eq!(service["build"].as_str(), Some("."), "{name} is built here");
+        assert_eq!(
+            service["depends_on"]["postgres"]["condition"].as_str(),
+            Some("service_healthy"),
+            "{name} starts once PostgreSQL answers"
+        );
+        let (_, on_host) = container_config(service);
+        let text = std::fs::read_to_string(&on_host).unwrap();
+        let settings = Settings::from_toml(&text, "config/cluster.toml", overrides(service))
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        let url = settings
+            .store
+            .url
+            .as_ref()
+            .expect("a PostgreSQL url")
+            .expose();
+        assert_eq!(
+            url,
+            format!("postgres://{user}:{password}@postgres:5432/{database}"),
+            "{name} reaches the postgres service as its user and database"
+        );
+        assert!(
+            settings.store.path.is_none(),
+            "{name}: no SQLite path beside the url"
+        );
+        node_ids.push(settings.store.node_id());
+
+        let tls = settings.smpp.tls.as_ref().expect("[smpp.tls]");
+        let listening = [
+            settings.smpp.bind.port(),
+            tls.bind.port(),
+            settings.http.bind.port(),
+        ];
+        let published: Vec<(u16, u16)> = strings(&service["ports"])
+            .iter()
+            .map(|p| {
+                let (host, container) = p.split_once(':').expect("HOST:CONTAINER");
+                (host.parse().unwrap(), container.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            published.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
+            listening,
+            "{name} publishes the ports its config listens on"
+        );
+        host_ports.extend(published.iter().map(|(h, _)| *h));
+        let volumes = strings(&service["volumes"]);
+        let data = volumes
+            .iter()
+            .find_map(|v| v.strip_suffix(":/data"))
+            .expect("a volume at /data")
+            .to_owned();
+        assert!(
+            !compose["volumes"][data.as_str()].is_badvalue(),
+            "{data} declared"
+        );
+        data_volumes.push(data);
+        assert_eq!(
+            strings(&service["healthcheck"]["test"]),
+            ["CMD", "smpp-broker", "healthcheck"]
+        );
+    }
+    let distinct = |items: &[String]| items.iter().collect::<std::collections::HashSet<_>>().len();
+    assert_eq!(
+        distinct(&node_ids),
+        2,
+        "each node its own name: {node_ids:?}"
+    );
+    assert_eq!(distinct(&data_volumes), 2, "each node its own volume");
+    let ports: std::collections::HashSet<_> = host_ports.iter().collect();
+    assert_eq!(
+        ports.len(),
+        host_ports.len(),
+        "distinct host ports: {host_ports:?}"
+    );
+}
+
+/// A node of the cluster compose file, run on a real PostgreSQL with its
+/// config as it stands (addresses and paths moved by `SMPP_BROKER__`
+/// variables); `smpp-broker queues` reads the same database beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_with_the_cluster_config_and_queues_reads_postgres() {
+    let compose = compose_file("docker-compose.cluster.yml");
+    let (_, config) = container_config(&compose["services"]["broker-a"]);
+    let cluster = testkit::postgres::TestPostgres::shared().unwrap_or_else(|err| panic!("{err}"));
+    let url = cluster.new_database().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let in_data = |name: &str| data.path().join(name).display().to_string();
+    let (cert, key) = (in_data("tls/cert.pem"), in_data("tls/key.pem"));
+    let env = [
+        ("SMPP_BROKER__SMPP__BIND", "127.0.0.1:0"),
+        ("SMPP_BROKER__SMPP__TLS__BIND", "127.0.0.1:0"),
+        ("SMPP_BROKER__HTTP__BIND", "127.0.0.1:0"),
+        ("SMPP_BROKER__SMPP__TLS__CERT", cert.as_str()),
+        ("SMPP_BROKER__SMPP__TLS__KEY", key.as_str()),
+        ("SMPP_BROKER__STORE__URL", url.as_str()),
+        ("SMPP_BROKER__STORE__NODE_ID", "broker-a"),
+    ];
+    // `migrate` first, as an operator may before starting the nodes.
+    let migrated = tokio::process::Command::new(BIN)
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .envs(env)
+        .output()
+        .await
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    let said = String::from_utf8_lossy(&migrated.stdout);
+    assert!(said.contains("schema is up to date"), "{said}");
+    assert!(said.contains("PostgreSQL postgres://postgres@127.0.0.1"), "{said}");
+
+    let broker = launch(&config).envs(env).spawn();
+    let mut esme = Esme::connect(broker.addr).await;
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    testkit::sms::submit_ok(&mut esme, testkit::sms::sm(0, 0, b"queued on postgres")).await;
+
+    let queues = tokio::process::Command::new(BIN)
+        .args(["queues", "--config"])
+        .arg(&config)
+        .envs(env)
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&queues.stdout);
+    assert!(queues.status.success(), "{queues:?}");
+    assert!(
+        printed.lines().any(|l| l.starts_with("demo ")),
+        "the demo account's messages: {printed}"
+    );
+    let stderr = String::from_utf8_lossy(&queues.stderr);
+    assert!(
+        !stderr.contains("postgres@"),
+        "no URL with credentials: {stderr}"
+    );
 }
