@@ -387,7 +387,10 @@ async fn the_binary_serves_with_the_cluster_config_and_queues_reads_postgres() {
     assert!(migrated.status.success(), "{migrated:?}");
     let said = String::from_utf8_lossy(&migrated.stdout);
     assert!(said.contains("schema is up to date"), "{said}");
-    assert!(said.contains("PostgreSQL postgres://postgres@127.0.0.1"), "{said}");
+    assert!(
+        said.contains("PostgreSQL postgres://postgres@127.0.0.1"),
+        "{said}"
+    );
 
     let broker = launch(&config).envs(env).spawn();
     let mut esme = Esme::connect(broker.addr).await;

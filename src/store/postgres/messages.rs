@@ -27,7 +27,13 @@ pub(super) async fn submit_all(
     finishers: &mut Vec<Finisher>,
 ) -> Result<(), sqlx::Error> {
     let accounts = limited_accounts(state, &submits);
-    let waiting = waiting_now(conn, &accounts).await?;
+    let stale = state
+        .waiting_counts()
+        .stale(&accounts, std::time::Instant::now());
+    let counted = count_waiting(conn, &stale).await?;
+    let waiting = state
+        .waiting_counts()
+        .refreshed(counted, &accounts, std::time::Instant::now());
     let mut next_id = first_id;
     let accepted = accept_all(
         submits,
@@ -90,9 +96,9 @@ fn limited_accounts(state: &WriterState, submits: &[Command]) -> Vec<String> {
     accounts
 }
 
-/// Messages waiting now, per account of `accounts`: counted in the database,
+/// Messages waiting now, per account of `accounts`, counted in the database,
 /// which every node writes.
-async fn waiting_now(
+async fn count_waiting(
     conn: &mut PgConnection,
     accounts: &[String],
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
@@ -352,4 +358,87 @@ async fn complete_set_if_whole(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// How long an account's waiting count, read from the database, stands in
+/// for it: counting a large backlog on every batch would cost more than the
+/// batch. Meanwhile this node adds its own committed changes; the other
+/// nodes' show at the next count.
+const WAITING_COUNT_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waiting messages per account as this node last counted them, plus its own
+/// changes committed since.
+#[derive(Debug, Default)]
+pub(super) struct WaitingCounts {
+    counted: HashMap<String, (i64, std::time::Instant)>,
+}
+
+impl WaitingCounts {
+    /// The accounts among `accounts` whose count is too old to stand in.
+    fn stale(&self, accounts: &[String], now: std::time::Instant) -> Vec<String> {
+        accounts
+            .iter()
+            .filter(|a| {
+                self.counted
+                    .get(*a)
+                    .is_none_or(|(_, at)| now.duration_since(*at) >= WAITING_COUNT_FOR)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Takes the fresh counts (an account absent from `counted` has none
+    /// waiting); returns the counts of `accounts`.
+    fn refreshed(
+        &mut self,
+        counted: HashMap<String, i64>,
+        accounts: &[String],
+        now: std::time::Instant,
+    ) -> HashMap<String, i64> {
+        for account in accounts {
+            if !self.counted.contains_key(account)
+                || now.duration_since(self.counted[account].1) >= WAITING_COUNT_FOR
+            {
+                let fresh = counted.get(account).copied().unwrap_or(0);
+                self.counted.insert(account.clone(), (fresh, now));
+            }
+        }
+        accounts
+            .iter()
+            .map(|a| (a.clone(), self.counted.get(a).map_or(0, |(n, _)| *n)))
+            .collect()
+    }
+
+    /// A transaction of this node committed these changes.
+    pub(super) fn committed(&mut self, changes: &HashMap<String, i64>) {
+        for (account, delta) in changes {
+            if let Some((count, _)) = self.counted.get_mut(account) {
+                *count = (*count + delta).max(0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_count_stands_for_a_second_with_this_nodes_changes_added() {
+        let t0 = Instant::now();
+        let mut counts = WaitingCounts::default();
+        let acme = vec!["acme".to_owned()];
+        assert_eq!(counts.stale(&acme, t0), acme);
+        let fresh = HashMap::from([("acme".to_owned(), 10)]);
+        assert_eq!(counts.refreshed(fresh, &acme, t0)["acme"], 10);
+        counts.committed(&HashMap::from([("acme".to_owned(), 5)]));
+        let later = t0 + Duration::from_millis(500);
+        assert!(counts.stale(&acme, later).is_empty());
+        assert_eq!(counts.refreshed(HashMap::new(), &acme, later)["acme"], 15);
+        let stale_at = t0 + WAITING_COUNT_FOR;
+        assert_eq!(counts.stale(&acme, stale_at), acme);
+        // Counted again: none waiting any more.
+        assert_eq!(counts.refreshed(HashMap::new(), &acme, stale_at)["acme"], 0);
+    }
 }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::warn;
 
 use super::cluster::{HeldLeases, NodeLock};
+use super::messages::WaitingCounts;
 use super::wake::Wake;
 use super::{amend, deliveries, ids, maintenance, messages, outbox, reports};
 use crate::clock::Clock;
@@ -48,6 +49,8 @@ pub struct WriterState {
     /// The leases this node holds: its ticks maintain only under "maintenance".
     held: Arc<HeldLeases>,
     pub(super) dead_after_ms: i64,
+    /// Waiting messages per account, for `max_queued` (messages.rs).
+    waiting: std::sync::Mutex<WaitingCounts>,
 }
 
 /// What the writer works with besides its pool.
@@ -83,7 +86,14 @@ impl WriterState {
             node_lock: Some(around.node_lock),
             held: around.held,
             dead_after_ms: around.dead_after_ms,
+            waiting: std::sync::Mutex::default(),
         }
+    }
+
+    /// Waiting messages per account, for `max_queued` (messages.rs).
+    pub(super) fn waiting_counts(&self) -> std::sync::MutexGuard<'_, WaitingCounts> {
+        // Each update is a whole insert or addition: consistent after a panic.
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// When a receipt or incoming message stored at `now` is dropped unread.
@@ -167,6 +177,7 @@ impl AfterCommit {
     /// The transaction committed: the dispatchers and the delivery hub are
     /// woken if it gave them work, and drops are counted.
     fn publish(self, state: &mut WriterState) {
+        state.waiting_counts().committed(&self.waiting);
         if self.ready {
             state.ready.notify_waiters();
         }
