@@ -70,6 +70,8 @@ enum BenchCommand {
         messages: usize,
         #[arg(long)]
         broker: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Receipt fan-out: stores a receipt for each of MESSAGES (through the
     /// sandbox), then measures deliver_sm/s to RECEIVERS receiver sessions, each
@@ -104,6 +106,8 @@ enum BenchCommand {
         messages: usize,
         #[arg(long)]
         broker: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// How fast the outbox drains: MESSAGES taken with the upstreams on hold,
     /// then the broker started again with them sending, timed until none waits.
@@ -139,7 +143,8 @@ fn main() -> anyhow::Result<()> {
             window,
             messages,
             broker,
-        } => runtime.block_on(submit(sessions, window, messages, broker)),
+            store,
+        } => runtime.block_on(submit(sessions, window, messages, broker, store)),
         BenchCommand::Receipts {
             receivers,
             messages,
@@ -155,7 +160,10 @@ fn main() -> anyhow::Result<()> {
             window,
             messages,
             broker,
-        } => runtime.block_on(pipeline::pipeline(sessions, window, messages, broker)),
+            store,
+        } => runtime.block_on(pipeline::pipeline(
+            sessions, window, messages, broker, store,
+        )),
         BenchCommand::Dispatch {
             messages,
             upstreams,
@@ -166,6 +174,66 @@ fn main() -> anyhow::Result<()> {
             from_one_ip,
             broker,
         } => runtime.block_on(binds::binds(count, from_one_ip, broker)),
+    }
+}
+
+/// Where the benched brokers keep their state: SQLite (the default), or a
+/// PostgreSQL database that one or more broker nodes share.
+#[derive(clap::Args, Clone, Default)]
+struct StoreArgs {
+    /// A PostgreSQL database for the brokers (postgres://…; the bench adds to it).
+    #[arg(long, conflicts_with = "postgres")]
+    store_url: Option<String>,
+    /// A throwaway PostgreSQL cluster from Debian's postgresql binaries, for
+    /// this run only (fsync and synchronous_commit on, as the broker requires).
+    #[arg(long)]
+    postgres: bool,
+    /// Broker nodes on the PostgreSQL database; sessions are spread over them.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+}
+
+/// The store the benched brokers use.
+#[derive(Clone)]
+enum Target {
+    Sqlite,
+    Postgres(String),
+}
+
+impl StoreArgs {
+    fn target(&self) -> anyhow::Result<Target> {
+        if self.nodes == 0 || (self.nodes > 1 && self.store_url.is_none() && !self.postgres) {
+            bail!("--nodes above 1 needs PostgreSQL (--postgres or --store-url)");
+        }
+        if let Some(url) = &self.store_url {
+            return Ok(Target::Postgres(url.clone()));
+        }
+        if self.postgres {
+            let cluster = testkit::postgres::TestPostgres::shared()?;
+            return Ok(Target::Postgres(cluster.new_database()?));
+        }
+        Ok(Target::Sqlite)
+    }
+}
+
+impl Target {
+    /// A config's [store] section for node `node` with its files in `dir`.
+    fn section(&self, dir: &std::path::Path, node: usize) -> String {
+        match self {
+            Target::Sqlite => format!("[store]\npath = \"{}\"\n", dir.join("bench.db").display()),
+            Target::Postgres(url) => {
+                format!(
+                    "[store]\nurl = \"{url}\"\nnode_id = \"bench-{node}\"\nmax_connections = 16\n"
+                )
+            }
+        }
+    }
+
+    fn describe(&self, nodes: usize) -> String {
+        match self {
+            Target::Sqlite => "SQLite".to_owned(),
+            Target::Postgres(_) => format!("PostgreSQL, {nodes} node(s)"),
+        }
     }
 }
 
@@ -204,7 +272,42 @@ async fn start_broker(
     sandbox: &str,
     more_config: &str,
 ) -> anyhow::Result<Bench> {
+    start_node(
+        binary,
+        max_sessions,
+        sandbox,
+        more_config,
+        &Target::Sqlite,
+        0,
+    )
+    .await
+}
+
+/// `nodes` brokers on `target` (one unless it is PostgreSQL).
+async fn start_nodes(
+    binary: PathBuf,
+    max_sessions: usize,
+    sandbox: &str,
+    target: &Target,
+    nodes: usize,
+) -> anyhow::Result<Vec<Bench>> {
+    let mut started = Vec::with_capacity(nodes);
+    for node in 0..nodes {
+        started.push(start_node(binary.clone(), max_sessions, sandbox, "", target, node).await?);
+    }
+    Ok(started)
+}
+
+async fn start_node(
+    binary: PathBuf,
+    max_sessions: usize,
+    sandbox: &str,
+    more_config: &str,
+    target: &Target,
+    node: usize,
+) -> anyhow::Result<Bench> {
     let dir = tempfile::tempdir()?;
+    let store = target.section(dir.path(), node);
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,
@@ -215,8 +318,7 @@ bind = "127.0.0.1:0"
 max_connections = {max_sessions}
 [http]
 bind = "127.0.0.1:0"
-[store]
-path = "{db}"
+{store}
 [log]
 level = "warn,smpp_broker::app=info"
 [[upstreams]]
@@ -231,8 +333,7 @@ max_sessions = {max_sessions}
 throughput = 10000000
 max_queued = 100000000
 {more_config}
-"#,
-            db = dir.path().join("bench.db").display()
+"#
         ),
     )?;
     let process = Launch::new(&binary, &config)
@@ -391,11 +492,23 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// The storage-only ceiling: the same validation and group-commit writer with the
 /// same number of messages in flight (`tasks` × `per_call`), but no SMPP: each task
 /// hands the store `per_call` messages at a time, so nothing but storage limits it.
-async fn storage_ceiling(tasks: usize, per_call: usize, messages: usize) -> anyhow::Result<f64> {
+async fn storage_ceiling(
+    tasks: usize,
+    per_call: usize,
+    messages: usize,
+    target: &Target,
+) -> anyhow::Result<f64> {
     use smpp_broker::smpp::submit::{from_submit_sm, AccountPolicy, SubmitTime};
     use smpp_broker::store::Store;
     let dir = tempfile::tempdir()?;
-    let settings = smpp_broker::config::StoreSettings::sqlite(dir.path().join("ceiling.db"));
+    let settings = match target {
+        Target::Sqlite => smpp_broker::config::StoreSettings::sqlite(dir.path().join("ceiling.db")),
+        Target::Postgres(url) => smpp_broker::config::StoreSettings {
+            url: Some(smpp_broker::config::Secret::new(url.clone())),
+            node_id: Some("bench-ceiling".to_owned()),
+            ..Default::default()
+        },
+    };
     let limits = smpp_broker::app::writer_limits(&smpp_broker::Settings::default());
     let store = Store::open(
         &settings,
@@ -435,7 +548,9 @@ async fn storage_ceiling(tasks: usize, per_call: usize, messages: usize) -> anyh
     while let Some(done) = running.join_next().await {
         done??;
     }
-    Ok((calls_per_task * tasks * per_call) as f64 / started.elapsed().as_secs_f64())
+    let rate = (calls_per_task * tasks * per_call) as f64 / started.elapsed().as_secs_f64();
+    store.close().await?;
+    Ok(rate)
 }
 
 async fn submit(
@@ -443,28 +558,42 @@ async fn submit(
     window: usize,
     messages: usize,
     broker: Option<PathBuf>,
+    store: StoreArgs,
 ) -> anyhow::Result<()> {
-    let broker = start_broker(broker_binary(broker)?, sessions, HELD_SANDBOX, "").await?;
-    let wal = writer_time::WalWatch::start(broker.dir.path().join("bench.db-wal"));
+    let target = store.target()?;
+    let nodes = start_nodes(
+        broker_binary(broker)?,
+        sessions,
+        HELD_SANDBOX,
+        &target,
+        store.nodes,
+    )
+    .await?;
+    let wal = writer_time::WalWatch::start(nodes[0].dir.path().join("bench.db-wal"));
     let per_session = messages / sessions;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..sessions {
-        tasks.spawn(submit_session(broker.process.addr, window, per_session));
+    for s in 0..sessions {
+        let addr = nodes[s % nodes.len()].process.addr;
+        tasks.spawn(submit_session(addr, window, per_session));
     }
     let mut latencies = Vec::with_capacity(messages);
     while let Some(done) = tasks.join_next().await {
         latencies.extend(done??);
     }
     let elapsed = started.elapsed();
-    let writer = writer_time::line(broker.process.http_addr, elapsed).await?;
+    let mut writers = Vec::new();
+    for node in &nodes {
+        writers.push(writer_time::line(node.process.http_addr, elapsed).await?);
+    }
     let wal_peak = wal.peak().await?;
-    drop(broker);
+    drop(nodes);
     latencies.sort_unstable();
     let smpp_rate = latencies.len() as f64 / elapsed.as_secs_f64();
-    let ceiling = storage_ceiling(sessions, window, messages).await?;
+    let ceiling = storage_ceiling(sessions, window, messages, &target).await?;
     println!(
-        "durable submit_sm through SMPP: {} sessions x window {window}, {} messages",
+        "durable submit_sm through SMPP ({}): {} sessions x window {window}, {} messages",
+        target.describe(store.nodes),
         sessions,
         latencies.len()
     );
@@ -481,7 +610,9 @@ async fn submit(
         percentile(&latencies, 0.999),
         percentile(&latencies, 1.0)
     );
-    println!("{writer}");
+    for writer in writers {
+        println!("{writer}");
+    }
     println!(
         "storage-only ceiling ({sessions} submitters x {window} messages per call, same writer): {ceiling:.0} messages/s"
     );

@@ -18,7 +18,7 @@ use smpp_broker::smpp::pdu::{BindKind, Body, Pdu};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::{bench_message, bind_session, broker_binary, percentile, start_broker};
+use crate::{bench_message, bind_session, broker_binary, percentile, start_nodes, StoreArgs};
 
 /// The sandbox of the pipeline benchmark: takes and delivers at once, unthrottled.
 const INSTANT_SANDBOX: &str = "sent_after = \"0s\"\ndelivered_after = \"0s\"\n\
@@ -157,12 +157,21 @@ pub async fn pipeline(
     window: usize,
     messages: usize,
     broker: Option<PathBuf>,
+    store: StoreArgs,
 ) -> anyhow::Result<()> {
     if sessions == 0 || messages < sessions {
         bail!("--sessions must be at least 1 and at most --messages");
     }
-    let broker = start_broker(broker_binary(broker)?, sessions, INSTANT_SANDBOX, "").await?;
-    let wal = crate::writer_time::WalWatch::start(broker.dir.path().join("bench.db-wal"));
+    let target = store.target()?;
+    let nodes = start_nodes(
+        broker_binary(broker)?,
+        sessions,
+        INSTANT_SANDBOX,
+        &target,
+        store.nodes,
+    )
+    .await?;
+    let wal = crate::writer_time::WalWatch::start(nodes[0].dir.path().join("bench.db-wal"));
     let per_session = messages / sessions;
     let expected = per_session * sessions;
     let timeline: Shared = Arc::default();
@@ -170,7 +179,7 @@ pub async fn pipeline(
     let mut tasks = tokio::task::JoinSet::new();
     for s in 0..sessions {
         tasks.spawn(session(
-            broker.process.addr,
+            nodes[s % nodes.len()].process.addr,
             window,
             per_session,
             s * per_session,
@@ -181,9 +190,12 @@ pub async fn pipeline(
     while let Some(done) = tasks.join_next().await {
         done??;
     }
-    let writer = crate::writer_time::line(broker.process.http_addr, started.elapsed()).await?;
+    let mut writers = Vec::new();
+    for node in &nodes {
+        writers.push(crate::writer_time::line(node.process.http_addr, started.elapsed()).await?);
+    }
     let wal_peak = wal.peak().await?;
-    drop(broker);
+    drop(nodes);
     let t = lock(&timeline)?;
     let last_receipt = t.receipted.values().max().copied().context("no receipt")?;
     let last_response = t.last_response.context("no submit_sm_resp")?;
@@ -196,8 +208,9 @@ pub async fn pipeline(
     latencies.sort_unstable();
     let unmatched = t.submitted.len() - latencies.len();
     println!(
-        "pipeline: {sessions} transceivers x window {window}, {expected} messages with \
-         registered_delivery=1, instant sandbox"
+        "pipeline ({}): {sessions} transceivers x window {window}, {expected} messages with \
+         registered_delivery=1, instant sandbox",
+        target.describe(store.nodes)
     );
     println!(
         "  receipts:  {:.0}/s ({expected} in {:.2} s); {} repeated, {unmatched} missing",
@@ -215,7 +228,9 @@ pub async fn pipeline(
         "  intake in the same run: {:.0} submit_sm/s",
         expected as f64 / last_response.duration_since(started).as_secs_f64()
     );
-    println!("{writer}");
+    for writer in writers {
+        println!("{writer}");
+    }
     println!(
         "  write-ahead log: at most {:.0} MiB during the run",
         wal_peak as f64 / (1024.0 * 1024.0)

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use sqlx::postgres::PgConnection;
 
 use super::writer::AfterCommit;
+use super::CARRIED;
 use crate::store::rules::content_columns;
 use crate::store::{DropReason, Incoming, WriterLimits};
 
@@ -38,27 +39,27 @@ pub(super) async fn add_receipts(
     if ids.is_empty() {
         return Ok(());
     }
-    let added: Vec<String> = sqlx::query_scalar(&format!(
-        "INSERT INTO deliveries (system_id, kind, message_id, state, error_code, done_at, \
-         created_at, expires_at, dedupe_key) \
-         SELECT m.system_id, 'receipt', m.message_id, m.state, m.error_code, m.final_at, $3, $4, \
-         'receipt:' || m.message_id || ':' || m.state \
-         FROM unnest($1::bigint[], $2::text[]) AS j(id, state) \
-         JOIN messages m ON (m.message_id = j.id AND m.concat_key IS NULL) \
-           OR (m.outbox_id = j.id AND m.concat_key IS NOT NULL) \
-         WHERE m.state = j.state AND {} \
-         ORDER BY m.message_id \
-         ON CONFLICT (dedupe_key) DO NOTHING RETURNING system_id",
-        wanted(enroute)
-    ))
-    .bind(ids)
-    .bind(states)
-    .bind(now)
-    .bind(keep)
-    .fetch_all(&mut *conn)
-    .await?;
-    for system_id in &added {
-        after.delivery_added(system_id);
+    for carried in CARRIED {
+        let added: Vec<String> = sqlx::query_scalar(&format!(
+            "INSERT INTO deliveries (system_id, kind, message_id, state, error_code, done_at, \
+             created_at, expires_at, dedupe_key) \
+             SELECT m.system_id, 'receipt', m.message_id, m.state, m.error_code, m.final_at, \
+             $3, $4, 'receipt:' || m.message_id || ':' || m.state \
+             FROM unnest($1::bigint[], $2::text[]) AS j(id, state) JOIN messages m ON {carried} \
+             WHERE m.state = j.state AND {} \
+             ORDER BY m.message_id \
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING system_id",
+            wanted(enroute)
+        ))
+        .bind(ids)
+        .bind(states)
+        .bind(now)
+        .bind(keep)
+        .fetch_all(&mut *conn)
+        .await?;
+        for system_id in &added {
+            after.delivery_added(system_id);
+        }
     }
     Ok(())
 }

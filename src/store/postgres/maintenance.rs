@@ -7,6 +7,7 @@ use tracing::{debug, warn};
 
 use super::deliveries;
 use super::writer::{AfterCommit, WriterState};
+use super::CARRIED;
 use crate::store::message_ids::first_id_at;
 use crate::store::{DropReason, ErrorCode};
 
@@ -33,14 +34,15 @@ pub(super) async fn maintain(
     .await?;
     if !due.is_empty() {
         after.mark_ready();
-        sqlx::query(
-            "UPDATE messages m SET state = 'queued' \
-             WHERE ((m.message_id = ANY($1) AND m.concat_key IS NULL) \
-             OR (m.outbox_id = ANY($1) AND m.concat_key IS NOT NULL)) AND m.state = 'scheduled'",
-        )
-        .bind(&due)
-        .execute(&mut *conn)
-        .await?;
+        for carried in CARRIED {
+            sqlx::query(&format!(
+                "UPDATE messages m SET state = 'queued' FROM unnest($1::bigint[]) AS j(id) \
+                 WHERE {carried} AND m.state = 'scheduled'"
+            ))
+            .bind(&due)
+            .execute(&mut *conn)
+            .await?;
+        }
     }
     let cutoff = now - limits.assembly_timeout.as_millis() as i64;
     let timed_out: Vec<String> = sqlx::query_scalar(

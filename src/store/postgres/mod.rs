@@ -38,6 +38,18 @@ use super::writer_time::WriterTime;
 use super::{DropReason, DroppedDeliveries, StoreError, UpstreamStates, WriterLimits};
 use crate::clock::Clock;
 
+/// The messages that outbox row `j.id` carries, as two join conditions on
+/// `m`, one statement each: the whole message of that id, and the parts of a
+/// set (the first part's id names the row); `$1` holds every `j.id`. Each
+/// finds its rows through its own index: one OR of the two made PostgreSQL
+/// scan `messages`. The `= ANY($1)` keeps it on the index when the table's
+/// statistics lag behind its growth: estimating a state rare that had become
+/// common, the planner scanned the table once per row of `j`.
+const CARRIED: [&str; 2] = [
+    "m.message_id = j.id AND m.message_id = ANY($1) AND m.concat_key IS NULL",
+    "m.outbox_id = j.id AND m.outbox_id = ANY($1) AND m.concat_key IS NOT NULL",
+];
+
 /// Commands that wait for the writer at most; beyond it callers wait (backpressure).
 const WRITER_QUEUE: usize = 8192;
 

@@ -8,16 +8,12 @@ use sqlx::postgres::PgConnection;
 
 use super::deliveries::add_receipts;
 use super::writer::AfterCommit;
+use super::CARRIED;
 use crate::store::rules::{ClaimedRow, UsageTally};
 use crate::store::{
     Dispatch, DispatchOutcome, ErrorCode, ExpiredWaiting, MessageState, Placement, Placer,
     UpstreamLimits,
 };
-
-/// The messages the outbox rows `$1` (an array) carry: a whole message, or
-/// the parts of a set (which alone have the parts index).
-const CARRIED_BY_ANY_1: &str = "((m.message_id = ANY($1) AND m.concat_key IS NULL) \
-     OR (m.outbox_id = ANY($1) AND m.concat_key IS NOT NULL))";
 
 /// What a route's dispatcher asks for.
 pub(super) struct Claim<'a> {
@@ -91,7 +87,7 @@ pub(super) async fn claim(
     if !bound.is_empty() {
         sqlx::query(
             "UPDATE outbox o SET upstream = j.member \
-             FROM unnest($1::bigint[], $2::text[]) AS j(id, member) WHERE o.id = j.id",
+             FROM unnest($1::bigint[], $2::text[]) AS j(id, member) WHERE o.id = j.id AND o.id = ANY($1)",
         )
         .bind(&bound)
         .bind(&members)
@@ -103,7 +99,7 @@ pub(super) async fn claim(
             "UPDATE outbox o SET state = 'retry', due_at = j.until, lease_until = NULL, \
              last_error = j.reason \
              FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS j(id, until, reason) \
-             WHERE o.id = j.id",
+             WHERE o.id = j.id AND o.id = ANY($1)",
         )
         .bind(&waiting)
         .bind(&untils)
@@ -297,7 +293,7 @@ async fn record_accepted(
         "UPDATE outbox o SET state = 'enroute', lease_until = NULL, attempts = o.attempts + 1, \
          upstream_id = j.uid, upstream_state = j.us, due_at = j.due, last_error = NULL \
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS j(id, uid, us, due) \
-         WHERE o.id = j.id AND o.state NOT IN ('enroute', 'done') \
+         WHERE o.id = j.id AND o.id = ANY($1) AND o.state NOT IN ('enroute', 'done') \
          RETURNING o.id, o.upstream",
     )
     .bind(&ids)
@@ -313,15 +309,18 @@ async fn record_accepted(
         }
     }
     let taken: Vec<i64> = taken.into_iter().map(|(id, _)| id).collect();
-    let stopped: Vec<String> = sqlx::query_scalar(&format!(
-        "UPDATE messages m SET state = 'enroute', final_at = NULL, error_code = 0 \
-         WHERE {CARRIED_BY_ANY_1} AND m.state IN ('scheduled', 'queued') RETURNING m.system_id"
-    ))
-    .bind(&taken)
-    .fetch_all(&mut *conn)
-    .await?;
-    for system_id in &stopped {
-        after.add(system_id, -1);
+    for carried in CARRIED {
+        let stopped: Vec<String> = sqlx::query_scalar(&format!(
+            "UPDATE messages m SET state = 'enroute', final_at = NULL, error_code = 0 \
+             FROM unnest($1::bigint[]) AS j(id) \
+             WHERE {carried} AND m.state IN ('scheduled', 'queued') RETURNING m.system_id"
+        ))
+        .bind(&taken)
+        .fetch_all(&mut *conn)
+        .await?;
+        for system_id in &stopped {
+            after.add(system_id, -1);
+        }
     }
     store_usage(conn, usage).await
 }

@@ -8,6 +8,7 @@ use sqlx::postgres::PgConnection;
 
 use super::deliveries::add_receipts;
 use super::writer::AfterCommit;
+use super::CARRIED;
 use crate::store::rules::effective;
 use crate::store::{MessageState, UpstreamReport};
 
@@ -35,7 +36,7 @@ pub(super) async fn record_reports(
         sqlx::query_scalar(
             "UPDATE outbox o SET upstream_state = j.us \
              FROM unnest($1::bigint[], $2::text[]) AS j(id, us) \
-             WHERE o.id = j.id AND o.state <> 'done' AND o.upstream_state IS DISTINCT FROM j.us \
+             WHERE o.id = j.id AND o.id = ANY($1) AND o.state <> 'done' AND o.upstream_state IS DISTINCT FROM j.us \
              RETURNING o.id",
         )
         .bind(&ids)
@@ -73,7 +74,7 @@ pub(super) async fn record_reports(
         "UPDATE outbox o SET state = 'done', lease_until = NULL, upstream_state = j.us, \
          last_error = coalesce(j.err, o.last_error) \
          FROM unnest($1::bigint[], $2::text[], $3::text[]) AS j(id, us, err) \
-         WHERE o.id = j.id AND o.state <> 'done' RETURNING o.id",
+         WHERE o.id = j.id AND o.id = ANY($1) AND o.state <> 'done' RETURNING o.id",
     )
     .bind(&ids)
     .bind(&states)
@@ -122,14 +123,16 @@ pub(super) async fn finish_messages(
     if ids.is_empty() {
         return Ok(());
     }
-    for (from, counted) in [("'scheduled', 'queued'", true), ("'enroute'", false)] {
+    let steps = CARRIED.into_iter().flat_map(|carried| {
+        [("'scheduled', 'queued'", true), ("'enroute'", false)]
+            .map(|(from, counted)| (carried, from, counted))
+    });
+    for (carried, from, counted) in steps {
         let moved: Vec<String> = sqlx::query_scalar(&format!(
             "UPDATE messages m SET state = j.state, final_at = j.at, error_code = j.code \
              FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[]) \
                AS j(id, state, at, code) \
-             WHERE ((m.message_id = j.id AND m.concat_key IS NULL) \
-               OR (m.outbox_id = j.id AND m.concat_key IS NOT NULL)) \
-             AND m.state IN ({from}) RETURNING m.system_id"
+             WHERE {carried} AND m.state IN ({from}) RETURNING m.system_id"
         ))
         .bind(ids)
         .bind(states)
