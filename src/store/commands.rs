@@ -354,3 +354,41 @@ impl Groups {
         None
     }
 }
+
+/// Every RecordReports of a batch as one list, applied as one set, and who
+/// sent which.
+pub(super) struct ReportBatch {
+    pub(super) reports: Vec<UpstreamReport>,
+    /// Each caller's reply, and where its reports are in the list.
+    callers: Vec<(ReportsReply, usize, usize)>,
+}
+
+/// How a RecordReports caller hears how many of its reports were news.
+type ReportsReply = oneshot::Sender<Result<usize, StoreError>>;
+
+impl ReportBatch {
+    pub(super) fn gather(commands: Vec<Command>) -> ReportBatch {
+        let mut batch = ReportBatch {
+            reports: Vec::new(),
+            callers: Vec::with_capacity(commands.len()),
+        };
+        for command in commands {
+            if let Command::RecordReports { reports, reply } = command {
+                batch
+                    .callers
+                    .push((reply, batch.reports.len(), reports.len()));
+                batch.reports.extend(reports);
+            }
+        }
+        batch
+    }
+
+    /// Each caller hears how many of its own reports changed something;
+    /// `changed` has one entry per report.
+    pub(super) fn answer(self, changed: &[bool], finishers: &mut Vec<Finisher>) {
+        for (reply, start, count) in self.callers {
+            let news = changed[start..start + count].iter().filter(|c| **c).count();
+            finishers.push(finisher(reply, Ok(news)));
+        }
+    }
+}

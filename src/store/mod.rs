@@ -7,6 +7,7 @@
 //! Every write is committed before its call returns Ok: nothing is acknowledged
 //! before it is durable.
 
+mod after_commit;
 mod commands;
 mod dropped;
 mod health;
@@ -29,6 +30,7 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::config::StoreSettings;
 
+pub use after_commit::Signals;
 pub use commands::Writer;
 pub use dropped::{DropReason, DroppedDeliveries};
 pub use health::WriteHealth;
@@ -211,7 +213,7 @@ impl Store {
 
     /// Receipts and incoming messages dropped unread since startup.
     pub fn dropped_deliveries(&self) -> Vec<(String, DropReason, u64)> {
-        backend!(self, s => s.dropped_deliveries())
+        backend!(self, s => s.signals().dropped.snapshot())
     }
 
     /// What the upstreams' own states stand for (the `upstream_states` table).
@@ -376,12 +378,12 @@ impl Store {
 
     /// Wakes the delivery hub when receipts or incoming messages were stored.
     pub fn deliveries_signal(&self) -> Arc<Notify> {
-        backend!(self, s => s.deliveries_signal())
+        backend!(self, s => s.signals().deliveries.clone())
     }
 
     /// Wakes dispatchers when messages may have become ready to send.
     pub fn ready_signal(&self) -> Arc<Notify> {
-        backend!(self, s => s.ready_signal())
+        backend!(self, s => s.signals().ready.clone())
     }
 
     /// The status of one of the account's messages, for query_sm. The source

@@ -113,3 +113,38 @@ pub fn udh16(reference: u16, total: u8, seq: u8, text: &[u8]) -> Vec<u8> {
     out.extend_from_slice(text);
     out
 }
+
+/// A receiver of `system_id` bound to `addr` that acknowledges every
+/// deliver_sm and notes the receipted message_ids in `heard` (repeats too),
+/// until the connection ends.
+pub fn receive_receipts(
+    addr: std::net::SocketAddr,
+    system_id: &'static str,
+    password: &'static str,
+    heard: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    use smpp_broker::smpp::pdu::MessageIdResp;
+    tokio::spawn(async move {
+        let mut receiver = Esme::connect(addr).await;
+        receiver
+            .bind_ok(BindKind::Receiver, system_id, password)
+            .await;
+        while let Ok(Some(pdu)) = receiver.try_recv().await {
+            if let Body::DeliverSm(receipt) = &pdu.body {
+                let id = receipt.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID);
+                heard
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(id.unwrap_or_default());
+                let ack = Body::DeliverSmResp(MessageIdResp::default());
+                if receiver
+                    .try_send(&Pdu::new(pdu.sequence_number, ack))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    })
+}

@@ -14,7 +14,7 @@ use smpp_broker::smpp::pdu::{BindKind, Body, CommandStatus, MessageIdResp, Pdu};
 use testkit::fake_smsgate::{FakeSmsGate, Mode};
 use testkit::postgres::TestPostgres;
 use testkit::process::BrokerProcess;
-use testkit::sms::sm;
+use testkit::sms::{receive_receipts, sm};
 use testkit::Esme;
 
 use crate::launch;
@@ -51,34 +51,6 @@ fn phone_and_acme(fake: &FakeSmsGate, upstream_keys: &str, account_keys: &str) -
          throughput = 1000000\n{account_keys}\n",
         fake.upstream_table("phone", upstream_keys)
     )
-}
-
-/// A receiver bound to `addr` that acknowledges every deliver_sm and notes
-/// the receipted message_ids (repeats too).
-fn receive(
-    addr: std::net::SocketAddr,
-    heard: Arc<Mutex<Vec<String>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut receiver = Esme::connect(addr).await;
-        receiver
-            .bind_ok(BindKind::Receiver, "acme", "acme1234")
-            .await;
-        while let Ok(Some(pdu)) = receiver.try_recv().await {
-            if let Body::DeliverSm(receipt) = &pdu.body {
-                let id = receipt.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID);
-                heard.lock().unwrap().push(id.unwrap_or_default());
-                let ack = Body::DeliverSmResp(MessageIdResp::default());
-                if receiver
-                    .try_send(&Pdu::new(pdu.sequence_number, ack))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        }
-    })
 }
 
 /// Submits `count` messages one after another, receipts requested; their
@@ -181,7 +153,7 @@ async fn a_node_killed_mid_dispatch_loses_no_message_and_no_receipt() {
     let b = node(&config_b, "b");
 
     let heard: Arc<Mutex<Vec<String>>> = Arc::default();
-    let receiver = receive(b.addr, heard.clone());
+    let receiver = receive_receipts(b.addr, "acme", "acme1234", heard.clone());
     let nodes = Arc::new(Mutex::new(vec![Some(a.http_addr), Some(b.http_addr)]));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reporter = tokio::spawn(report_delivered(fake.clone(), nodes.clone(), stop.clone()));

@@ -40,6 +40,17 @@ fn strings(list: &Yaml) -> Vec<String> {
         .collect()
 }
 
+/// A service's published ports: (host, container).
+fn published(service: &Yaml) -> Vec<(u16, u16)> {
+    strings(&service["ports"])
+        .iter()
+        .map(|p| {
+            let (host, container) = p.split_once(':').expect("HOST:CONTAINER");
+            (host.parse().unwrap(), container.parse().unwrap())
+        })
+        .collect()
+}
+
 /// The config file the container reads: compose's SMPP_BROKER_CONFIG, under the
 /// directory compose mounts from the repository.
 fn container_config(service: &Yaml) -> (String, PathBuf) {
@@ -90,13 +101,7 @@ fn compose_dockerfile_and_config_agree() {
         .as_ref()
         .expect("[smpp.tls] is configured");
     let listening = [settings.smpp.bind, tls.bind, settings.http.bind];
-    let published: Vec<(u16, u16)> = strings(&service["ports"])
-        .iter()
-        .map(|p| {
-            let (host, container) = p.split_once(':').expect("HOST:CONTAINER");
-            (host.parse().unwrap(), container.parse().unwrap())
-        })
-        .collect();
+    let published = published(service);
     assert_eq!(published, [(2775, 2775), (2776, 2776), (8080, 8080)]);
     for (addr, (_, container_port)) in listening.iter().zip(&published) {
         assert_eq!(addr.port(), *container_port, "{addr}");
@@ -311,13 +316,7 @@ fn the_cluster_compose_file_runs_two_nodes_on_one_postgres() {
             tls.bind.port(),
             settings.http.bind.port(),
         ];
-        let published: Vec<(u16, u16)> = strings(&service["ports"])
-            .iter()
-            .map(|p| {
-                let (host, container) = p.split_once(':').expect("HOST:CONTAINER");
-                (host.parse().unwrap(), container.parse().unwrap())
-            })
-            .collect();
+        let published = published(service);
         assert_eq!(
             published.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
             listening,

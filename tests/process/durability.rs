@@ -227,11 +227,10 @@ async fn a_receipt_acknowledged_to_the_phone_survives_sigkill() {
 /// delivered receipt, and each message is final once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_inside_batched_reports_and_acknowledgements_loses_no_receipt() {
-    use smpp_broker::smpp::pdu::tlv::tag;
-    use smpp_broker::smpp::pdu::MessageIdResp;
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
+    use testkit::sms::receive_receipts;
     const SENT: u32 = 1_500;
     const KILL_AT_RECEIPTS: usize = 300;
     let dir = tempfile::tempdir().unwrap();
@@ -243,29 +242,9 @@ async fn a_sigkill_inside_batched_reports_and_acknowledgements_loses_no_receipt(
 
     // Receipted message_ids, as a receiver heard them (repeats allowed).
     let heard: Arc<Mutex<Vec<String>>> = Arc::default();
-    let receive = |addr, heard: Arc<Mutex<Vec<String>>>| async move {
-        let mut receiver = Esme::connect(addr).await;
-        receiver
-            .bind_ok(BindKind::Receiver, "acme", "acme1234")
-            .await;
-        while let Ok(Some(pdu)) = receiver.try_recv().await {
-            if let Body::DeliverSm(receipt) = &pdu.body {
-                let id = receipt.tlvs.get_cstring(tag::RECEIPTED_MESSAGE_ID);
-                heard.lock().unwrap().push(id.unwrap_or_default());
-                let ack = Body::DeliverSmResp(MessageIdResp::default());
-                if receiver
-                    .try_send(&Pdu::new(pdu.sequence_number, ack))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        }
-    };
 
     let broker = launch(&config).spawn();
-    let first_receiver = tokio::spawn(receive(broker.addr, heard.clone()));
+    let first_receiver = receive_receipts(broker.addr, "acme", "acme1234", heard.clone());
     let mut transmitter = Esme::connect(broker.addr).await;
     transmitter
         .bind_ok(BindKind::Transmitter, "acme", "acme1234")
@@ -320,7 +299,7 @@ async fn a_sigkill_inside_batched_reports_and_acknowledgements_loses_no_receipt(
     );
 
     let broker = launch(&config).spawn();
-    let second_receiver = tokio::spawn(receive(broker.addr, heard.clone()));
+    let second_receiver = receive_receipts(broker.addr, "acme", "acme1234", heard.clone());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let missing = {

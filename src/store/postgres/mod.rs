@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::Writer;
@@ -35,7 +35,7 @@ use super::health::WriteHealth;
 use super::model::*;
 use super::rules::DeliveryRow;
 use super::writer_time::WriterTime;
-use super::{DropReason, DroppedDeliveries, StoreError, UpstreamStates, WriterLimits};
+use super::{Signals, StoreError, UpstreamStates, WriterLimits};
 use crate::clock::Clock;
 
 /// The messages that outbox row `j.id` carries, as two join conditions on
@@ -171,10 +171,8 @@ pub fn masked(url: &str) -> String {
 pub struct PostgresStore {
     writer: Writer,
     pool: PgPool,
-    ready: Arc<Notify>,
-    deliveries: Arc<Notify>,
+    signals: Signals,
     upstream_states: Arc<UpstreamStates>,
-    dropped: DroppedDeliveries,
     health: Arc<WriteHealth>,
     writer_time: Arc<WriterTime>,
     clock: Arc<dyn Clock>,
@@ -217,9 +215,7 @@ impl PostgresStore {
             outbox::write_upstream_limits(&mut tx, &limits.upstream_limits).await?;
             tx.commit().await?;
         }
-        let ready = Arc::new(Notify::new());
-        let deliveries = Arc::new(Notify::new());
-        let dropped = DroppedDeliveries::default();
+        let signals = Signals::default();
         let health = Arc::new(WriteHealth::default());
         let writer_time = Arc::new(WriterTime::default());
         let held = Arc::new(cluster::HeldLeases::default());
@@ -231,9 +227,7 @@ impl PostgresStore {
             writer::Surroundings {
                 limits,
                 clock: clock.clone(),
-                ready: ready.clone(),
-                deliveries: deliveries.clone(),
-                dropped: dropped.clone(),
+                signals: signals.clone(),
                 health: health.clone(),
                 time: writer_time.clone(),
                 patience: settings.connect_timeout,
@@ -249,17 +243,14 @@ impl PostgresStore {
         tokio::spawn(wake::listen(
             pool.clone(),
             settings.node_id.clone(),
-            ready.clone(),
-            deliveries.clone(),
+            signals.clone(),
             listening.clone(),
         ));
         Ok(PostgresStore {
             writer: Writer::new(tx, settings.connect_timeout),
             pool,
-            ready,
-            deliveries,
+            signals,
             upstream_states,
-            dropped,
             health,
             writer_time,
             clock,
@@ -284,6 +275,11 @@ impl PostgresStore {
     /// Whether this node holds the lease `name` now.
     pub fn holds(&self, name: &str) -> bool {
         self.held.holds(name)
+    }
+
+    /// Where the writer's commits (and the other nodes') are made known.
+    pub fn signals(&self) -> &Signals {
+        &self.signals
     }
 
     /// The writer task, which takes every write.
@@ -311,20 +307,8 @@ impl PostgresStore {
         self.writer.close().await
     }
 
-    pub fn dropped_deliveries(&self) -> Vec<(String, DropReason, u64)> {
-        self.dropped.snapshot()
-    }
-
     pub fn upstream_states(&self) -> Arc<UpstreamStates> {
         self.upstream_states.clone()
-    }
-
-    pub fn deliveries_signal(&self) -> Arc<Notify> {
-        self.deliveries.clone()
-    }
-
-    pub fn ready_signal(&self) -> Arc<Notify> {
-        self.ready.clone()
     }
 
     pub async fn usage_parts(

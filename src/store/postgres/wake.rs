@@ -4,12 +4,11 @@
 //! its delivery hub. Only a hint: they also look on their own every second, so
 //! a lost notification (a reconnect) costs at most that second.
 
-use std::sync::Arc;
-
 use sqlx::postgres::{PgConnection, PgListener, PgPool};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
+
+use crate::store::Signals;
 
 const CHANNEL: &str = "smpp_broker_wake";
 
@@ -65,8 +64,7 @@ pub(super) async fn notify(
 pub(super) async fn listen(
     pool: PgPool,
     node_id: String,
-    ready: Arc<Notify>,
-    deliveries: Arc<Notify>,
+    signals: Signals,
     stop: CancellationToken,
 ) {
     loop {
@@ -93,10 +91,10 @@ pub(super) async fn listen(
                 Ok(n) => {
                     if let Some(wake) = Wake::parse(n.payload(), &node_id) {
                         if wake.ready {
-                            ready.notify_waiters();
+                            signals.ready.notify_waiters();
                         }
                         if wake.deliveries {
-                            deliveries.notify_waiters();
+                            signals.deliveries.notify_waiters();
                         }
                     }
                 }

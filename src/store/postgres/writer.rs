@@ -5,24 +5,21 @@
 //! Other nodes write beside it; row locks and `FOR UPDATE SKIP LOCKED` keep
 //! them apart.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnection, PgPool};
-use tokio::sync::{mpsc, Notify};
-use tracing::warn;
+use tokio::sync::mpsc;
 
 use super::cluster::{HeldLeases, NodeLock};
 use super::messages::WaitingCounts;
 use super::wake::Wake;
 use super::{amend, deliveries, ids, maintenance, messages, outbox, reports};
 use crate::clock::Clock;
-use crate::log_throttle::LogThrottle;
-use crate::store::commands::{finisher, Command, Finisher, Groups, Refusal, Request};
-use crate::store::{
-    DropReason, DroppedDeliveries, WriteHealth, WriterLimits, WriterStep, WriterTime,
-};
+pub(super) use crate::store::after_commit::AfterCommit;
+use crate::store::after_commit::{DropLogs, Signals};
+use crate::store::commands::{finisher, Command, Finisher, Groups, Refusal, ReportBatch, Request};
+use crate::store::{WriteHealth, WriterLimits, WriterStep, WriterTime};
 
 /// The lease under which a node runs the periodic maintenance.
 pub const MAINTENANCE_LEASE: &str = "maintenance";
@@ -34,10 +31,9 @@ pub struct WriterState {
     pub(super) limits: WriterLimits,
     clock: Arc<dyn Clock>,
     pool: PgPool,
-    ready: Arc<Notify>,
-    deliveries: Arc<Notify>,
-    dropped: DroppedDeliveries,
-    drop_logs: HashMap<(String, DropReason), LogThrottle>,
+    /// Where its commits are made known (store/after_commit.rs).
+    signals: Signals,
+    drop_logs: DropLogs,
     health: Arc<WriteHealth>,
     time: Arc<WriterTime>,
     /// How long a command may wait for its transaction before it is refused.
@@ -57,9 +53,7 @@ pub struct WriterState {
 pub struct Surroundings {
     pub limits: WriterLimits,
     pub clock: Arc<dyn Clock>,
-    pub ready: Arc<Notify>,
-    pub deliveries: Arc<Notify>,
-    pub dropped: DroppedDeliveries,
+    pub signals: Signals,
     pub health: Arc<WriteHealth>,
     pub time: Arc<WriterTime>,
     pub patience: Duration,
@@ -75,10 +69,8 @@ impl WriterState {
             limits: around.limits,
             clock: around.clock,
             pool,
-            ready: around.ready,
-            deliveries: around.deliveries,
-            dropped: around.dropped,
-            drop_logs: HashMap::new(),
+            signals: around.signals,
+            drop_logs: DropLogs::default(),
             health: around.health,
             time: around.time,
             patience: around.patience,
@@ -156,67 +148,6 @@ fn is_close(request: Option<&Request>) -> bool {
             ..
         })
     )
-}
-
-/// What a transaction changed that the writer acts on only once it commits.
-#[derive(Default)]
-pub(super) struct AfterCommit {
-    /// Messages that started (or stopped) waiting, per account, in this batch:
-    /// what the database's count does not show before COMMIT.
-    waiting: HashMap<String, i64>,
-    ready: bool,
-    /// Accounts that got new deliveries, whose limit is checked before COMMIT.
-    deliveries: HashMap<String, usize>,
-    /// Deliveries became free to read (another node's claims taken over).
-    deliveries_freed: bool,
-    /// Deliveries dropped unread: (account, why, how many).
-    pub(super) dropped: Vec<(String, DropReason, u64)>,
-}
-
-impl AfterCommit {
-    /// The transaction committed: the dispatchers and the delivery hub are
-    /// woken if it gave them work, and drops are counted.
-    fn publish(self, state: &mut WriterState) {
-        state.waiting_counts().committed(&self.waiting);
-        if self.ready {
-            state.ready.notify_waiters();
-        }
-        if !self.deliveries.is_empty() || self.deliveries_freed {
-            state.deliveries.notify_waiters();
-        }
-        let now = tokio::time::Instant::now();
-        for (system_id, reason, dropped) in &self.dropped {
-            let key = (system_id.clone(), *reason);
-            let throttle = state.drop_logs.entry(key).or_default();
-            if let Some(dropped) = throttle.record_many(now, *dropped) {
-                warn!(%system_id, reason = reason.as_str(), dropped,
-                    "receipts and incoming messages dropped unread (over_limit: beyond the \
-                     account's max_undelivered, oldest first; expired: past the retention), \
-                     summed since the last such line: one line per account and reason every 10 s");
-            }
-        }
-        state.dropped.add(self.dropped);
-    }
-
-    pub(super) fn add(&mut self, system_id: &str, delta: i64) {
-        *self.waiting.entry(system_id.to_owned()).or_default() += delta;
-    }
-
-    pub(super) fn pending(&self, system_id: &str) -> i64 {
-        self.waiting.get(system_id).copied().unwrap_or(0)
-    }
-
-    pub(super) fn mark_ready(&mut self) {
-        self.ready = true;
-    }
-
-    pub(super) fn wake_deliveries(&mut self) {
-        self.deliveries_freed = true;
-    }
-
-    pub(super) fn delivery_added(&mut self, system_id: &str) {
-        *self.deliveries.entry(system_id.to_owned()).or_default() += 1;
-    }
 }
 
 /// One group commit: refuses what waited too long, reserves the submits'
@@ -306,7 +237,8 @@ async fn apply_batch(state: &mut WriterState, batch: Vec<Request>) {
     state.health.succeeded(Instant::now()).log();
     state.time.committed();
     finishers.into_iter().for_each(|finish| finish(Ok(())));
-    after.publish(state);
+    let waiting = after.publish(&state.signals, &mut state.drop_logs);
+    state.waiting_counts().committed(&waiting);
 }
 
 /// Refuses commands unapplied, after recording why.
@@ -397,8 +329,8 @@ async fn apply_commands(
     after.dropped.extend(dropped);
     // The other nodes hear of their work at COMMIT.
     let wake = Wake {
-        ready: after.ready,
-        deliveries: !after.deliveries.is_empty() || after.deliveries_freed,
+        ready: after.is_ready(),
+        deliveries: after.has_deliveries(),
     };
     super::wake::notify(conn, wake, &state.node_id).await?;
     Ok(())
@@ -414,19 +346,9 @@ async fn record_all_reports(
     after: &mut AfterCommit,
     finishers: &mut Vec<Finisher>,
 ) -> Result<(), sqlx::Error> {
-    let mut all = Vec::new();
-    let mut callers = Vec::with_capacity(commands.len());
-    for command in commands {
-        if let Command::RecordReports { reports, reply } = command {
-            callers.push((reply, all.len(), reports.len()));
-            all.extend(reports);
-        }
-    }
-    let changed = reports::record_reports(conn, now, keep, &all, after).await?;
-    for (reply, start, count) in callers {
-        let news = changed[start..start + count].iter().filter(|c| **c).count();
-        finishers.push(finisher(reply, Ok(news)));
-    }
+    let batch = ReportBatch::gather(commands);
+    let changed = reports::record_reports(conn, now, keep, &batch.reports, after).await?;
+    batch.answer(&changed, finishers);
     Ok(())
 }
 

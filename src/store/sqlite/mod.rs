@@ -36,7 +36,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use std::sync::Mutex;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +52,7 @@ use super::model::*;
 use super::rules::DeliveryRow;
 use super::writer_time::WriterTime;
 use super::StoreError;
-use super::{DropReason, DroppedDeliveries, UpstreamStates, WriterLimits};
+use super::{Signals, UpstreamStates, WriterLimits};
 
 /// Commands that wait for the writer at most; beyond it callers wait (backpressure).
 const WRITER_QUEUE: usize = 8192;
@@ -63,10 +63,8 @@ pub struct SqliteStore {
     writer: Writer,
     reader: SqlitePool,
     path: Arc<PathBuf>,
-    ready: Arc<Notify>,
-    deliveries: Arc<Notify>,
+    signals: Signals,
     upstream_states: Arc<UpstreamStates>,
-    dropped: DroppedDeliveries,
     health: Arc<WriteHealth>,
     writer_time: Arc<WriterTime>,
     checkpoints: Arc<Checkpoints>,
@@ -159,9 +157,7 @@ impl SqliteStore {
             .fetch_all(&mut conn)
             .await?;
         let upstream_states = Arc::new(UpstreamStates::from_finals(finals));
-        let ready = Arc::new(Notify::new());
-        let deliveries = Arc::new(Notify::new());
-        let dropped = DroppedDeliveries::default();
+        let signals = Signals::default();
         let health = Arc::new(WriteHealth::default());
         let writer_time = Arc::new(WriterTime::default());
         let state = writer::WriterState::load(
@@ -169,9 +165,7 @@ impl SqliteStore {
             writer::Surroundings {
                 limits,
                 clock,
-                ready: ready.clone(),
-                deliveries: deliveries.clone(),
-                dropped: dropped.clone(),
+                signals: signals.clone(),
                 health: health.clone(),
                 time: writer_time.clone(),
                 file,
@@ -185,10 +179,8 @@ impl SqliteStore {
             writer: Writer::new(tx, settings.busy_timeout),
             reader,
             path: Arc::new(path.to_owned()),
-            ready,
-            deliveries,
+            signals,
             upstream_states,
-            dropped,
             health,
             writer_time,
             checkpoints: Arc::new(Checkpoints {
@@ -196,6 +188,11 @@ impl SqliteStore {
                 task: Mutex::new(Some(checkpoints)),
             }),
         })
+    }
+
+    /// Where the writer's commits are made known.
+    pub fn signals(&self) -> &Signals {
+        &self.signals
     }
 
     /// The writer task, which takes every write.
@@ -229,11 +226,6 @@ impl SqliteStore {
             let _ = task.await;
         }
         self.writer.close().await
-    }
-
-    /// Receipts and incoming messages dropped unread since startup.
-    pub fn dropped_deliveries(&self) -> Vec<(String, DropReason, u64)> {
-        self.dropped.snapshot()
     }
 
     /// The size of `{database}-wal`, in bytes (0 while there is none).
@@ -345,16 +337,6 @@ impl SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// Wakes the delivery hub when receipts or incoming messages were stored.
-    pub fn deliveries_signal(&self) -> Arc<Notify> {
-        self.deliveries.clone()
-    }
-
-    /// Wakes dispatchers when messages may have become ready to send.
-    pub fn ready_signal(&self) -> Arc<Notify> {
-        self.ready.clone()
     }
 
     /// The status of one of the account's messages, for query_sm. The source

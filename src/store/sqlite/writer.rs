@@ -6,17 +6,18 @@ use std::time::{Duration, Instant};
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::lock::{DatabaseFile, DatabaseLock};
 use super::StoreError;
 use super::{amend, checkpoint, deliveries, maintenance, messages, outbox, reports, sql};
 use crate::clock::Clock;
-use crate::log_throttle::LogThrottle;
+pub(super) use crate::store::after_commit::AfterCommit;
+use crate::store::after_commit::{DropLogs, Signals};
 pub(super) use crate::store::commands::{finisher, Command, Finisher, Request};
-use crate::store::commands::{Groups, Refusal};
-use crate::store::{DropReason, DroppedDeliveries, WriterLimits};
+use crate::store::commands::{Groups, Refusal, ReportBatch};
+use crate::store::WriterLimits;
 use crate::store::{WriteHealth, WriterStep, WriterTime};
 
 /// At most this many commands share one transaction: bounds latency and WAL growth.
@@ -26,14 +27,9 @@ pub struct WriterState {
     clock: Arc<dyn Clock>,
     /// Waiting messages per account, as committed.
     pub(super) waiting: HashMap<String, usize>,
-    /// Notified after a commit that may have made messages ready to send.
-    ready: Arc<Notify>,
-    /// Notified after a commit that stored receipts or incoming messages.
-    deliveries: Arc<Notify>,
-    /// Receipts and incoming messages dropped unread, counted after COMMIT.
-    dropped: DroppedDeliveries,
-    /// Their log lines, summed per account and reason.
-    drop_logs: HashMap<(String, DropReason), LogThrottle>,
+    /// Where its commits are made known (store/after_commit.rs).
+    signals: Signals,
+    drop_logs: DropLogs,
     /// The last message_id handed out. The writer is the only writer, so it numbers
     /// messages itself and an outbox row takes its message's id without a lookup.
     pub(super) last_id: i64,
@@ -52,9 +48,7 @@ pub struct WriterState {
 pub struct Surroundings {
     pub limits: WriterLimits,
     pub clock: Arc<dyn Clock>,
-    pub ready: Arc<Notify>,
-    pub deliveries: Arc<Notify>,
-    pub dropped: DroppedDeliveries,
+    pub signals: Signals,
     pub health: Arc<WriteHealth>,
     pub time: Arc<WriterTime>,
     pub file: DatabaseFile,
@@ -94,10 +88,8 @@ impl WriterState {
             limits: around.limits,
             clock: around.clock,
             waiting,
-            ready: around.ready,
-            deliveries: around.deliveries,
-            dropped: around.dropped,
-            drop_logs: HashMap::new(),
+            signals: around.signals,
+            drop_logs: DropLogs::default(),
             last_id: last_id.unwrap_or(0),
             health: around.health,
             time: around.time,
@@ -249,63 +241,6 @@ async fn bound_lock_wait(
     Ok(())
 }
 
-/// What a transaction changed that the writer acts on only once it commits: the
-/// waiting counters, and whether messages became ready to send.
-#[derive(Default)]
-pub(super) struct AfterCommit {
-    waiting: HashMap<String, i64>,
-    ready: bool,
-    /// Accounts that got new deliveries, whose limit is checked before COMMIT.
-    deliveries: HashMap<String, usize>,
-    /// Deliveries dropped unread: (account, why, how many).
-    pub(super) dropped: Vec<(String, DropReason, u64)>,
-}
-
-impl AfterCommit {
-    /// The transaction committed: the counters take its changes, and the
-    /// dispatchers and the delivery hub are woken if it gave them work.
-    fn publish(self, state: &mut WriterState) {
-        for (system_id, delta) in self.waiting {
-            let count = state.waiting.entry(system_id).or_default();
-            *count = (*count as i64 + delta).max(0) as usize;
-        }
-        if self.ready {
-            state.ready.notify_waiters();
-        }
-        if !self.deliveries.is_empty() {
-            state.deliveries.notify_waiters();
-        }
-        let now = tokio::time::Instant::now();
-        for (system_id, reason, dropped) in &self.dropped {
-            let key = (system_id.clone(), *reason);
-            let throttle = state.drop_logs.entry(key).or_default();
-            if let Some(dropped) = throttle.record_many(now, *dropped) {
-                warn!(%system_id, reason = reason.as_str(), dropped,
-                    "receipts and incoming messages dropped unread (over_limit: beyond the \
-                     account's max_undelivered, oldest first; expired: past the retention), \
-                     summed since the last such line: one line per account and reason every 10 s");
-            }
-        }
-        state.dropped.add(self.dropped);
-    }
-
-    pub(super) fn add(&mut self, system_id: &str, delta: i64) {
-        *self.waiting.entry(system_id.to_owned()).or_default() += delta;
-    }
-
-    pub(super) fn pending(&self, system_id: &str) -> i64 {
-        self.waiting.get(system_id).copied().unwrap_or(0)
-    }
-
-    pub(super) fn mark_ready(&mut self) {
-        self.ready = true;
-    }
-
-    pub(super) fn delivery_added(&mut self, system_id: &str) {
-        *self.deliveries.entry(system_id.to_owned()).or_default() += 1;
-    }
-}
-
 /// One group commit: refuses what waited too long, begins (waiting for the lock at
 /// most what remains of the oldest request's busy_timeout), applies every
 /// command, commits, and only then answers.
@@ -375,7 +310,11 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
     state.time.committed();
     steps.finish(started.elapsed());
     finishers.into_iter().for_each(|finish| finish(Ok(())));
-    after.publish(state);
+    let waiting = after.publish(&state.signals, &mut state.drop_logs);
+    for (system_id, delta) in waiting {
+        let count = state.waiting.entry(system_id).or_default();
+        *count = (*count as i64 + delta).max(0) as usize;
+    }
 }
 
 /// Times the steps of one transaction; what they do not cover is `Other`.
@@ -519,20 +458,10 @@ async fn record_all_reports(
     if commands.is_empty() {
         return Ok(());
     }
-    let mut all = Vec::new();
-    let mut callers = Vec::with_capacity(commands.len());
-    for command in commands {
-        if let Command::RecordReports { reports, reply } = command {
-            callers.push((reply, all.len(), reports.len()));
-            all.extend(reports);
-        }
-    }
+    let batch = ReportBatch::gather(commands);
     let keep = state.receipt_expiry(now);
-    let changed = reports::record_reports(conn, now, keep, &all, after).await?;
-    for (reply, start, count) in callers {
-        let news = changed[start..start + count].iter().filter(|c| **c).count();
-        finishers.push(finisher(reply, Ok(news)));
-    }
+    let changed = reports::record_reports(conn, now, keep, &batch.reports, after).await?;
+    batch.answer(&changed, finishers);
     Ok(())
 }
 
