@@ -375,7 +375,9 @@ impl Running {
             .filter(|u| u.kind == UpstreamKind::Smsgate)
         {
             match &settings.http.public_url {
-                Some(url) => register_webhooks(upstream, url.clone(), &self.tasks),
+                Some(url) => {
+                    register_webhooks(upstream, url.clone(), self.store.clone(), &self.tasks)
+                }
                 None => {
                     info!(upstream = %upstream.name,
                         "http.public_url not set: no webhooks registered; states come by polling");
