@@ -31,6 +31,8 @@ pub struct WriterState {
     pub(super) limits: WriterLimits,
     clock: Arc<dyn Clock>,
     pool: PgPool,
+    /// For message_id reservations (mod.rs, connect_bookkeeping).
+    bookkeeping: PgPool,
     /// Where its commits are made known (store/after_commit.rs).
     signals: Signals,
     drop_logs: DropLogs,
@@ -64,8 +66,9 @@ pub struct Surroundings {
 }
 
 impl WriterState {
-    pub fn new(pool: PgPool, around: Surroundings) -> WriterState {
+    pub fn new(pool: PgPool, bookkeeping: PgPool, around: Surroundings) -> WriterState {
         WriterState {
+            bookkeeping,
             limits: around.limits,
             clock: around.clock,
             pool,
@@ -134,6 +137,7 @@ pub async fn run(mut requests: mpsc::Receiver<Request>, mut state: WriterState) 
                 lock.release().await;
             }
             state.pool.close().await;
+            state.bookkeeping.close().await;
             let _ = reply.send(Ok(()));
             return;
         }
@@ -181,7 +185,7 @@ async fn apply_batch(state: &mut WriterState, batch: Vec<Request>) {
         .sum();
     let first_id = match submitted {
         0 => Ok(0),
-        n => ids::reserve(&state.pool, n as u32, now).await,
+        n => ids::reserve(&state.bookkeeping, n as u32, now).await,
     };
     let begun = match first_id {
         Ok(first_id) => state
