@@ -228,6 +228,16 @@ impl Hub {
                     if account.in_flight.len() < before {
                         account.cursor = 0;
                     }
+                    if account.receivers.is_empty() {
+                        // Another node's sessions may take them now, not when
+                        // this node's claim runs out (a shared store).
+                        let store = self.store.clone();
+                        self.tracker.spawn(async move {
+                            if let Err(err) = store.release_deliveries(&system_id).await {
+                                warn!(%system_id, error = %err, "releasing deliveries failed");
+                            }
+                        });
+                    }
                 }
             }
             HubEvent::Settled { ids, again } => {

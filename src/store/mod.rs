@@ -198,6 +198,16 @@ impl Store {
         }
     }
 
+    /// This node has no session left to hand `system_id`'s receipts and
+    /// incoming messages to: on a shared store, the deliveries it claimed
+    /// are free for the other nodes at once. Nothing to do on SQLite.
+    pub async fn release_deliveries(&self, system_id: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(s) => s.release_deliveries(system_id).await,
+        }
+    }
+
     /// Whether writes fail now (disk full, a lock held past busy_timeout, the file
     /// deleted or replaced), and why; None while they succeed.
     pub fn write_failure(&self) -> Option<String> {

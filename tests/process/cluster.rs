@@ -376,3 +376,50 @@ async fn max_sessions_counts_both_nodes_and_either_takes_webhooks() {
     }
     drop((a, b));
 }
+
+/// A receiver that leaves with a receipt unacknowledged: the receipt goes to
+/// the other node's receiver at once, not when its node's claim (30 s) runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_left_unacknowledged_on_one_node_goes_to_the_other_at_once() {
+    let fake = FakeSmsGate::start(Mode::Cloud).await;
+    let url = database();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rest = phone_and_acme(&fake, "rate = 100", "");
+    let a = node(&cluster_config(dir_a.path(), &url, &rest), "a");
+    let b = node(&cluster_config(dir_b.path(), &url, &rest), "b");
+
+    // A receiver on A that reads and never answers.
+    let mut silent = Esme::connect(a.addr).await;
+    silent.bind_ok(BindKind::Receiver, "acme", "acme1234").await;
+    let id = submit_some(a.addr, 1, 1).await.remove(0);
+    fake.wait_for_accepted(1, Duration::from_secs(20)).await;
+    let body = serde_json::json!({"event": "sms:delivered", "payload": {"messageId": id}});
+    assert_eq!(try_post(a.http_addr, &body).await, 200);
+    let pdu = silent
+        .recv_within(Duration::from_secs(20))
+        .await
+        .expect("the receipt at A's receiver");
+    assert!(matches!(pdu.body, Body::DeliverSm(_)), "{pdu:?}");
+
+    // B's receiver does not get it while A's receiver holds it…
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let receiver = testkit::sms::receive_receipts(b.addr, "acme", "acme1234", heard.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        heard.lock().unwrap().is_empty(),
+        "delivered by two nodes at once"
+    );
+    // …and gets it soon after that receiver leaves.
+    let left = Instant::now();
+    drop(silent);
+    while !heard.lock().unwrap().contains(&id) {
+        assert!(
+            left.elapsed() < Duration::from_secs(10),
+            "not handed over within 10 s of the receiver leaving"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("handed over {:?} after the receiver left", left.elapsed());
+    receiver.abort();
+    drop((a, b));
+}

@@ -303,6 +303,28 @@ impl PostgresStore {
         }
     }
 
+    /// Frees the deliveries of `system_id` this node claimed, and tells the
+    /// other nodes.
+    pub async fn release_deliveries(&self, system_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.bookkeeping.begin().await?;
+        let freed = sqlx::query(
+            "UPDATE deliveries SET claimed_by = NULL, claim_until = NULL \
+             WHERE claimed_by = $1 AND system_id = $2",
+        )
+        .bind(&self.node_id)
+        .bind(system_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let wake = wake::Wake {
+            ready: false,
+            deliveries: freed > 0,
+        };
+        wake::notify(&mut tx, wake, &self.node_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Whether this node holds the lease `name` now.
     pub fn holds(&self, name: &str) -> bool {
         self.held.holds(name)
