@@ -181,6 +181,20 @@ impl TestPostgres {
         Ok(self.url(&name))
     }
 
+    /// Stops the server (fast shutdown: open connections are cut), keeping
+    /// its data: a database outage, for tests of what clients do meanwhile.
+    pub fn stop(&self) -> Result<(), PostgresError> {
+        let data = self.data.to_string_lossy().into_owned();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"])
+            .map(|_| ())
+    }
+
+    /// Starts the stopped server again, on the same port.
+    pub fn restart(&self) -> Result<(), PostgresError> {
+        let data = self.data.to_string_lossy().into_owned();
+        self.start_server(&data)
+    }
+
     /// The server's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

@@ -175,3 +175,60 @@ async fn a_node_id_is_held_by_one_running_node() {
     again.close().await.unwrap();
     second.close().await.unwrap();
 }
+
+/// The database stops while the node runs: writes are refused (within the
+/// store's patience, not hanging), the failure is what /readyz shows, and
+/// once the server is back the node writes again without a restart.
+#[tokio::test]
+async fn an_outage_refuses_writes_and_the_node_recovers_when_the_server_is_back() {
+    let cluster = cluster();
+    let settings = PostgresSettings {
+        connect_timeout: Duration::from_secs(2),
+        ..settings(&cluster, "smpp")
+    };
+    let store = Store::Postgres(
+        PostgresStore::open(
+            &settings,
+            WriterLimits::for_tests(),
+            Arc::new(ManualClock::new(0)),
+        )
+        .await
+        .unwrap(),
+    );
+    let message = crate::store::conformance::message;
+    store.submit(vec![message("before")]).await.unwrap();
+    assert_eq!(store.write_failure(), None);
+
+    cluster.stop().unwrap();
+    let started = std::time::Instant::now();
+    let refused = store.submit(vec![message("during")]).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused after {:?}",
+        started.elapsed()
+    );
+    assert!(store.write_failure().is_some(), "/readyz says why");
+
+    cluster.restart().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match store.submit(vec![message("after")]).await {
+            Ok(ids) => {
+                assert_eq!(ids.len(), 1);
+                break;
+            }
+            Err(err) => assert!(std::time::Instant::now() < deadline, "still refused: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(store.write_failure(), None);
+    let texts: Vec<String> = sqlx::query_scalar("SELECT text FROM outbox ORDER BY id")
+        .fetch_all(match &store {
+            Store::Postgres(s) => s.pool(),
+            Store::Sqlite(_) => unreachable!(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(texts, ["before", "after"], "nothing refused was stored");
+}
