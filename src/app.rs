@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::config::UpstreamKind;
+use crate::console::{self, ConsoleState, Credentials};
 use crate::dispatch::smsgate::inbox::InboxPoller;
 use crate::dispatch::smsgate::register::register_webhooks;
 use crate::dispatch::smsgate::webhook::Webhooks;
@@ -52,6 +53,7 @@ pub enum StartError {
 pub struct Broker {
     smpp_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    admin_addr: SocketAddr,
     tasks: Tasks,
     ctx: Arc<SessionContext>,
     members: Arc<Members>,
@@ -131,10 +133,27 @@ impl Broker {
             },
         };
         running.serve_http(&settings, listeners.http, caps.http, state);
+        let console = ConsoleState {
+            store: running.store.clone(),
+            members: Arc::clone(&members),
+            registry: Arc::clone(&ctx.registry),
+            accounts: Arc::new(
+                settings
+                    .accounts
+                    .iter()
+                    .map(|a| a.system_id.clone())
+                    .collect(),
+            ),
+            clock: Arc::clone(&running.clock),
+            started: std::time::Instant::now(),
+            store_description: Store::describe(&settings.store),
+        };
+        running.serve_console(&settings, listeners.admin, console);
         Ok(Broker {
             smpp_addr: addrs.smpp,
             http_addr: addrs.http,
             tls_addr: addrs.tls,
+            admin_addr: addrs.admin,
             tasks: running.tasks,
             ctx,
             store: running.store,
@@ -148,6 +167,11 @@ impl Broker {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The operator console's address (`admin.bind`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     pub fn tls_addr(&self) -> Option<SocketAddr> {
@@ -244,12 +268,14 @@ struct Listeners {
     smpp: Bound,
     tls: Option<(TlsAcceptor, Bound)>,
     http: Bound,
+    admin: Bound,
 }
 
 struct Addresses {
     smpp: SocketAddr,
     tls: Option<SocketAddr>,
     http: SocketAddr,
+    admin: SocketAddr,
 }
 
 impl Listeners {
@@ -270,6 +296,7 @@ impl Listeners {
             smpp: Bound::to("smpp.bind", settings.smpp.bind).await?,
             tls,
             http: Bound::to("http.bind", settings.http.bind).await?,
+            admin: Bound::to("admin.bind", settings.admin.bind).await?,
         })
     }
 
@@ -278,6 +305,7 @@ impl Listeners {
             smpp: self.smpp.addr,
             tls: self.tls.as_ref().map(|(_, bound)| bound.addr),
             http: self.http.addr,
+            admin: self.admin.addr,
         }
     }
 }
@@ -400,6 +428,29 @@ impl Running {
             &self.tasks,
         )
         .await
+    }
+
+    /// The operator console on its own port, with the HTTP port's timeouts.
+    fn serve_console(&self, settings: &Settings, bound: Bound, state: ConsoleState) {
+        let credentials = settings
+            .admin
+            .credentials()
+            .map(|(username, hash)| Arc::new(Credentials::new(username, hash)));
+        info!(addr = %bound.addr, login = credentials.is_some(), "Console listening");
+        let limits = http::ServeLimits {
+            max_connections: fd_limit::CONSOLE_CONNECTIONS as usize,
+            timeouts: http::ConnectionTimeouts {
+                header_read: settings.http.header_read_timeout,
+                idle: settings.http.idle_timeout,
+            },
+        };
+        self.tasks.spawn(http::serve(
+            bound.listener,
+            console::router(state, credentials),
+            limits,
+            self.tasks.stop_token(),
+            self.tasks.tracker().clone(),
+        ));
     }
 
     /// Health, readiness, metrics and webhooks, with the port's own limits.

@@ -59,8 +59,11 @@ pub fn reserve(settings: &Settings) -> u64 {
         .filter(|u| u.kind == UpstreamKind::Smsgate)
         .map(|u| 2 * u.max_in_flight() as u64)
         .sum();
-    BASE_RESERVE + upstream_connections
+    BASE_RESERVE + upstream_connections + CONSOLE_CONNECTIONS
 }
+
+/// The console's connections at most (app.rs serves it with this cap).
+pub const CONSOLE_CONNECTIONS: u64 = 32;
 
 /// The connection caps the listeners use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +185,7 @@ mod tests {
             std::iter::empty(),
         )
         .expect("valid");
-        assert_eq!(reserve(&settings), BASE_RESERVE + 16);
+        assert_eq!(reserve(&settings), BASE_RESERVE + CONSOLE_CONNECTIONS + 16);
     }
 
     #[test]

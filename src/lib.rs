@@ -27,6 +27,7 @@ pub mod app;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod fd_limit;
 pub mod http;

@@ -415,10 +415,12 @@ impl Metrics {
                 };
                 self.deliveries_waiting.get_or_create(&labels).set(0);
             }
-            for (system_id, count) in waiting {
+            for account in waiting {
                 self.deliveries_waiting
-                    .get_or_create(&AccountLabels { system_id })
-                    .set(count);
+                    .get_or_create(&AccountLabels {
+                        system_id: account.system_id,
+                    })
+                    .set(account.waiting);
             }
         }
         self.dropped(store.dropped_deliveries());

@@ -19,6 +19,7 @@ use crate::{broker_binary, submit_session};
 fn config(dir: &Path, upstreams: usize, hold: bool) -> String {
     let mut text = format!(
         "[smpp]\nbind = \"127.0.0.1:0\"\n[http]\nbind = \"127.0.0.1:0\"\n\
+         [admin]\nbind = \"127.0.0.1:0\"\n\
          [store]\npath = \"{}\"\n[log]\nlevel = \"warn,smpp_broker::app=info\"\n",
         dir.join("bench.db").display()
     );

@@ -318,6 +318,8 @@ bind = "127.0.0.1:0"
 max_connections = {max_sessions}
 [http]
 bind = "127.0.0.1:0"
+[admin]
+bind = "127.0.0.1:0"
 {store}
 [log]
 level = "warn,smpp_broker::app=info"

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod accounts;
+mod admin;
 mod env;
 mod http;
 mod log;
@@ -33,6 +34,7 @@ mod test_support;
 mod upstreams;
 
 pub use accounts::{AccountSettings, DEFAULT_MAX_UNDELIVERED};
+pub use admin::AdminSettings;
 pub use env::ENV_PREFIX;
 pub use http::HttpSettings;
 pub use log::{LogFormat, LogSettings};
@@ -52,6 +54,7 @@ const DEFAULT_ORIGIN: &str = "config/default.toml (built-in)";
 pub struct Settings {
     pub smpp: SmppSettings,
     pub http: HttpSettings,
+    pub admin: AdminSettings,
     pub store: StoreSettings,
     pub messages: MessageSettings,
     pub log: LogSettings,
@@ -155,6 +158,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.smpp.validate()?;
         self.http.validate()?;
+        self.admin.validate(self.http.bind)?;
         self.store.validate()?;
         self.messages.validate()?;
         self.log.validate()?;

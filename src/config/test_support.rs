@@ -120,6 +120,11 @@ pub(super) fn every_key_set() -> Settings {
             idle_timeout: secs(1),
             max_body_size: 1024,
         },
+        admin: AdminSettings {
+            bind: addr(8081),
+            username: Some("admin".to_owned()),
+            password_hash: Some(Secret::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")),
+        },
         store: StoreSettings {
             path: Some(PathBuf::from("broker.db")),
             url: Some(Secret::new("postgres://broker:pw@db/smpp")),

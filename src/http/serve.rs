@@ -95,7 +95,11 @@ async fn serve_connection(
 ) {
     let activity = Arc::clone(&slot.activity);
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+        // The peer, for handlers that need it (the console's failed-login back-off).
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let busy = activity.request_started();
         let router = router.clone();
         async move {

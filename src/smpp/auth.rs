@@ -192,7 +192,8 @@ impl Accounts {
     }
 }
 
-fn constant_time_eq(a: &str, b: &str) -> bool {
+/// Whether `a` equals `b`, in a time that depends only on their lengths.
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
     constant_time_eq_bytes(a.as_bytes(), b.as_bytes())
 }
 

@@ -16,6 +16,10 @@ use crate::tasks::Tasks;
 pub struct BoundSession {
     pub session_id: u64,
     pub kind: BindKind,
+    /// The ESME's address, as the console shows it.
+    pub peer: std::net::SocketAddr,
+    /// When the bind succeeded.
+    pub bound_at: std::time::SystemTime,
 }
 
 #[derive(Debug, Default)]
@@ -164,6 +168,8 @@ mod tests {
         BoundSession {
             session_id: id,
             kind: BindKind::Transceiver,
+            peer: std::net::SocketAddr::from(([127, 0, 0, 1], 40000)),
+            bound_at: std::time::SystemTime::UNIX_EPOCH,
         }
     }
 

@@ -372,7 +372,7 @@ impl Store {
     }
 
     /// Receipts and incoming messages waiting per account: (system_id, count).
-    pub async fn waiting_deliveries(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn waiting_deliveries(&self) -> Result<Vec<WaitingDeliveries>, StoreError> {
         backend!(self, s => s.waiting_deliveries().await)
     }
 

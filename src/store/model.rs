@@ -394,3 +394,18 @@ pub(crate) fn parse_message_id(text: &str) -> Option<i64> {
     let id: i64 = text.parse().ok()?;
     (id >= 0 && id.to_string() == text).then_some(id)
 }
+
+/// Receipts and incoming messages waiting for an account's ESMEs.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct WaitingDeliveries {
+    pub system_id: String,
+    pub waiting: i64,
+    /// When the oldest was stored (Unix ms).
+    pub oldest_at: i64,
+}
+
+impl WaitingDeliveries {
+    /// The same on both backends.
+    pub(crate) const SQL: &'static str = "SELECT system_id, count(*) AS waiting, \
+         min(created_at) AS oldest_at FROM deliveries GROUP BY system_id";
+}

@@ -287,6 +287,8 @@ failed_bind_delay_max = "10ms"
 [http]
 bind = "127.0.0.1:0"
 {http}
+[admin]
+bind = "127.0.0.1:0"
 [store]
 path = "{db}"
 
@@ -368,6 +370,11 @@ impl TestBroker {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.broker.http_addr()
+    }
+
+    /// The operator console's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.broker.admin_addr()
     }
 
     /// The certificate of a broker built with `tls()`.

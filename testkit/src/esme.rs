@@ -41,6 +41,14 @@ impl Esme<TcpStream> {
     pub async fn try_connect(addr: SocketAddr) -> Result<Esme<TcpStream>, EsmeError> {
         Ok(Esme::over(TcpStream::connect(addr).await?))
     }
+
+    /// This end's address: the peer the broker sees.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.framed
+            .get_ref()
+            .local_addr()
+            .expect("a connected socket has an address")
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Esme<S> {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 pub fn write_config(dir: &Path, accounts: &str) -> PathBuf {
     let path = dir.join("broker.toml");
     let text = format!(
-        "[smpp]\nbind = \"127.0.0.1:0\"\n[http]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n\
+        "[smpp]\nbind = \"127.0.0.1:0\"\n[http]\nbind = \"127.0.0.1:0\"\n\
+         [admin]\nbind = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n\
          [[upstreams]]\nname = \"sandbox\"\nkind = \"sandbox\"\nhold = true\n{accounts}",
         dir.join("broker.db").display()
     );

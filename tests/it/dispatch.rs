@@ -168,6 +168,7 @@ async fn the_default_config_sandbox_takes_a_message_to_its_final_state() {
             let overrides = [
                 ("SMPP_BROKER__SMPP__BIND", "127.0.0.1:0"),
                 ("SMPP_BROKER__HTTP__BIND", "127.0.0.1:0"),
+                ("SMPP_BROKER__ADMIN__BIND", "127.0.0.1:0"),
                 ("SMPP_BROKER__STORE__PATH", db.as_str()),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned()));

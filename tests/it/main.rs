@@ -4,6 +4,7 @@
 //! Nothing here needs a tool beyond Rust: `cargo test --test it`.
 
 mod bind_protection;
+mod console;
 mod dispatch;
 mod dispatch_time;
 mod http_limits;

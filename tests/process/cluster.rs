@@ -27,6 +27,7 @@ fn cluster_config(dir: &Path, url: &str, rest: &str) -> PathBuf {
     let path = dir.join("broker.toml");
     let text = format!(
         "[smpp]\nbind = \"127.0.0.1:0\"\n[http]\nbind = \"127.0.0.1:0\"\n\
+         [admin]\nbind = \"127.0.0.1:0\"\n\
          [store]\nurl = \"{url}\"\nheartbeat = \"{HEARTBEAT}\"\nmax_connections = 8\n{rest}"
     );
     std::fs::write(&path, text).unwrap();

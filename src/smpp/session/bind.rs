@@ -25,6 +25,8 @@ where
             let session = BoundSession {
                 session_id: self.id,
                 kind,
+                peer: self.peer,
+                bound_at: std::time::SystemTime::now(),
             };
             self.ctx
                 .registry

@@ -454,12 +454,10 @@ impl PostgresStore {
         )
     }
 
-    pub async fn waiting_deliveries(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT system_id, count(*) FROM deliveries GROUP BY system_id")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+    pub async fn waiting_deliveries(&self) -> Result<Vec<WaitingDeliveries>, StoreError> {
+        Ok(sqlx::query_as(WaitingDeliveries::SQL)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     pub async fn query(

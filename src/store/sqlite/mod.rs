@@ -332,11 +332,10 @@ impl SqliteStore {
     }
 
     /// Receipts and incoming messages waiting per account: (system_id, count).
-    pub async fn waiting_deliveries(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT system_id, count(*) FROM deliveries GROUP BY system_id")
+    pub async fn waiting_deliveries(&self) -> Result<Vec<WaitingDeliveries>, StoreError> {
+        Ok(sqlx::query_as(WaitingDeliveries::SQL)
             .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            .await?)
     }
 
     /// The status of one of the account's messages, for query_sm. The source

@@ -1,0 +1,79 @@
+//! The operator console (issue 16): an overview page and its JSON twin on a
+//! port of their own (`[admin] bind`), behind HTTP Basic when it is not on
+//! loopback (`auth`). What it shows is gathered in `status` and drawn in
+//! `page`; the data comes from the store, the session registry and the
+//! upstreams' members, which it only reads.
+
+mod auth;
+mod page;
+mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use tracing::warn;
+
+pub use auth::Credentials;
+pub use status::Status;
+
+use crate::clock::Clock;
+use crate::dispatch::Members;
+use crate::smpp::registry::Registry;
+use crate::store::Store;
+
+/// How often the overview page reloads itself.
+const REFRESH_S: u32 = 10;
+
+#[derive(Clone)]
+pub struct ConsoleState {
+    pub store: Store,
+    pub members: Arc<Members>,
+    pub registry: Arc<Registry>,
+    /// Every configured account, in configuration order.
+    pub accounts: Arc<Vec<String>>,
+    pub clock: Arc<dyn Clock>,
+    pub started: Instant,
+    /// The store as the page names it (`Store::describe`).
+    pub store_description: String,
+}
+
+pub fn router(state: ConsoleState, credentials: Option<Arc<Credentials>>) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/api/status", get(api_status))
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(credentials, auth::require))
+}
+
+async fn overview(State(state): State<ConsoleState>) -> Response {
+    match Status::gather(&state).await {
+        Ok(status) => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            page::overview(&status, REFRESH_S),
+        )
+            .into_response(),
+        Err(err) => unavailable(err),
+    }
+}
+
+async fn api_status(State(state): State<ConsoleState>) -> Response {
+    match Status::gather(&state).await {
+        Ok(status) => Json(status).into_response(),
+        Err(err) => unavailable(err),
+    }
+}
+
+/// The store could not be read: said plainly, as /readyz would.
+fn unavailable(err: crate::store::StoreError) -> Response {
+    warn!(error = %err, "console: reading the store failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the store cannot be read: {err}\n"),
+    )
+        .into_response()
+}

@@ -1,0 +1,166 @@
+//! The overview as HTML, drawn by the server: readable without JavaScript
+//! and on a phone. Every value from outside (account names, addresses,
+//! reasons) is escaped.
+
+use std::fmt::Write;
+
+use super::status::Status;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A duration in seconds as people read it: 42 s, 7 min, 3 h 5 min, 2 d 4 h.
+pub fn age(seconds: u64) -> String {
+    match seconds {
+        0..=59 => format!("{seconds} s"),
+        60..=3599 => format!("{} min", seconds / 60),
+        3600..=86_399 => format!("{} h {} min", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{} d {} h", seconds / 86_400, seconds % 86_400 / 3600),
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1rem;max-width:70rem}\
+table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}\
+th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}\
+.ok{color:#1a7f37}.warn{color:#b35900}.bad{color:#c62828}\
+small{color:#555}@media(max-width:40rem){td,th{display:block;border:0}tr{display:block;\
+border-bottom:1px solid #ddd;margin-bottom:.5rem}}";
+
+/// The overview page; it refreshes itself every `refresh_s` seconds.
+pub fn overview(status: &Status, refresh_s: u32) -> String {
+    let mut html = String::new();
+    let node = &status.node;
+    let health_class = if node.health == "ok" { "ok" } else { "bad" };
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"{refresh_s}\">\
+         <title>smpp-broker</title><style>{STYLE}</style></head><body>\
+         <h1>smpp-broker <small>{}</small></h1>\
+         <p id=\"node\">Store: {} · health: <span class=\"{health_class}\">{}</span> · \
+         up {}",
+        escape(node.version),
+        escape(&node.store),
+        escape(&node.health),
+        age(node.uptime_s),
+    );
+    if let Some(node_id) = &node.node_id {
+        let _ = write!(
+            html,
+            " · node <b>{}</b>, leases: {}",
+            escape(node_id),
+            escape(&node.leases.join(", "))
+        );
+    }
+    html.push_str(
+        "</p><h2>Accounts</h2><table id=\"accounts\"><tr><th>Account</th>\
+        <th>Sessions</th><th>Waiting to send</th><th>Receipts and incoming waiting</th>\
+        <th>Messages by state</th></tr>",
+    );
+    for account in &status.accounts {
+        let sessions = if account.sessions.is_empty() {
+            "<small>none bound</small>".to_owned()
+        } else {
+            account
+                .sessions
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} from {} <small>for {}</small>",
+                        escape(s.bind_type),
+                        escape(&s.peer),
+                        age(s.bound_for_s)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("<br>")
+        };
+        let deliveries = match account.oldest_delivery_s {
+            Some(oldest) => format!(
+                "{} <small>oldest {}</small>",
+                account.deliveries_waiting,
+                age(oldest)
+            ),
+            None => "0".to_owned(),
+        };
+        let states = account
+            .by_state
+            .iter()
+            .map(|(state, n)| format!("{} {n}", escape(state)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = write!(
+            html,
+            "<tr><td><b>{}</b></td><td>{sessions}</td><td>{}</td><td>{deliveries}</td>\
+             <td><small>{}</small></td></tr>",
+            escape(&account.system_id),
+            account.waiting,
+            states,
+        );
+    }
+    html.push_str(
+        "</table><h2>Upstreams</h2><table id=\"upstreams\"><tr><th>Upstream</th>\
+        <th>State</th><th>Rate</th><th>In flight at most</th></tr>",
+    );
+    for upstream in &status.upstreams {
+        let class = match upstream.state {
+            "sending" => "ok",
+            "paused" | "over_limit" => "bad",
+            _ => "warn",
+        };
+        let reason = upstream
+            .reason
+            .as_deref()
+            .map(|r| format!("<br><small>{}</small>", escape(r)))
+            .unwrap_or_default();
+        let _ = write!(
+            html,
+            "<tr><td><b>{}</b></td><td><span class=\"{class}\">{}</span>{reason}</td>\
+             <td>{}/s</td><td>{}</td></tr>",
+            escape(&upstream.name),
+            escape(upstream.state),
+            upstream.rate,
+            upstream.max_in_flight,
+        );
+    }
+    html.push_str(
+        "</table><p><small>JSON: <a href=\"/api/status\">/api/status</a></small></p>\
+        </body></html>",
+    );
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_outside_cannot_become_markup() {
+        assert_eq!(
+            escape("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
+
+    #[test]
+    fn ages_read_as_people_say_them() {
+        assert_eq!(age(42), "42 s");
+        assert_eq!(age(7 * 60 + 5), "7 min");
+        assert_eq!(age(3 * 3600 + 5 * 60), "3 h 5 min");
+        assert_eq!(age(2 * 86_400 + 4 * 3600), "2 d 4 h");
+    }
+}

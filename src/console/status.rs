@@ -1,0 +1,157 @@
+//! What the console shows, gathered once per request: the node, every
+//! configured account with its bound sessions, queue and waiting deliveries,
+//! and every upstream's state. `/api/status` is this as JSON; `/` renders it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::ConsoleState;
+use crate::dispatch::Unavailable;
+use crate::store::StoreError;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub node: Node,
+    pub accounts: Vec<AccountStatus>,
+    pub upstreams: Vec<UpstreamStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Node {
+    pub version: &'static str,
+    pub uptime_s: u64,
+    /// The SQLite file, or PostgreSQL's URL (password masked) and this node.
+    pub store: String,
+    /// `ok`, or why writes fail.
+    pub health: String,
+    /// On a shared store: this node's name and the leases it holds.
+    pub node_id: Option<String>,
+    pub leases: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountStatus {
+    pub system_id: String,
+    pub sessions: Vec<SessionStatus>,
+    /// Messages not yet handed to an upstream (assembling, scheduled, queued).
+    pub waiting: i64,
+    /// Every message the database keeps for the account, by state.
+    pub by_state: BTreeMap<String, i64>,
+    /// Receipts and incoming messages waiting for its ESMEs.
+    pub deliveries_waiting: i64,
+    /// How long the oldest of those has waited, in seconds.
+    pub oldest_delivery_s: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionStatus {
+    pub bind_type: &'static str,
+    pub peer: String,
+    /// Unix ms.
+    pub bound_at_ms: i64,
+    pub bound_for_s: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpstreamStatus {
+    pub name: String,
+    /// sending, hold, paused, cooling_down, over_limit or elsewhere.
+    pub state: &'static str,
+    pub reason: Option<String>,
+    /// Until when a pause or cool-down lasts (Unix ms).
+    pub until_ms: Option<i64>,
+    pub rate: f64,
+    pub max_in_flight: usize,
+}
+
+/// States in which a message still waits for an upstream.
+const WAITING: [&str; 3] = ["assembling", "scheduled", "queued"];
+
+impl Status {
+    pub async fn gather(state: &ConsoleState) -> Result<Status, StoreError> {
+        let now_ms = state.clock.now_ms();
+        let wall = SystemTime::now();
+        let depth = state.store.queue_depth().await?;
+        let deliveries = state.store.waiting_deliveries().await?;
+        let accounts = state
+            .accounts
+            .iter()
+            .map(|system_id| {
+                let by_state: BTreeMap<String, i64> = depth
+                    .iter()
+                    .filter(|(s, _, _)| s == system_id)
+                    .map(|(_, message_state, n)| (message_state.clone(), *n))
+                    .collect();
+                let waiting = WAITING.iter().filter_map(|s| by_state.get(*s)).sum();
+                let backlog = deliveries.iter().find(|d| &d.system_id == system_id);
+                let sessions = state
+                    .registry
+                    .sessions(system_id)
+                    .into_iter()
+                    .map(|s| SessionStatus {
+                        bind_type: s.kind.name(),
+                        peer: s.peer.to_string(),
+                        bound_at_ms: unix_ms(s.bound_at),
+                        bound_for_s: wall
+                            .duration_since(s.bound_at)
+                            .unwrap_or_default()
+                            .as_secs(),
+                    })
+                    .collect();
+                AccountStatus {
+                    system_id: system_id.clone(),
+                    sessions,
+                    waiting,
+                    by_state,
+                    deliveries_waiting: backlog.map_or(0, |b| b.waiting),
+                    oldest_delivery_s: backlog.map(|b| (now_ms - b.oldest_at).max(0) as u64 / 1000),
+                }
+            })
+            .collect();
+        let upstreams = state
+            .members
+            .iter()
+            .map(|member| {
+                let why = member.unavailable(now_ms);
+                let until_ms = match &why {
+                    Some(Unavailable::Paused { until, .. })
+                    | Some(Unavailable::CoolingDown { until, .. }) => Some(*until),
+                    _ => None,
+                };
+                UpstreamStatus {
+                    name: member.name.clone(),
+                    state: why.as_ref().map_or("sending", Unavailable::state),
+                    reason: why.as_ref().map(Unavailable::reason),
+                    until_ms,
+                    rate: member.rate,
+                    max_in_flight: member.max_in_flight,
+                }
+            })
+            .collect();
+        let cluster = state.store.cluster();
+        Ok(Status {
+            node: Node {
+                version: env!("CARGO_PKG_VERSION"),
+                uptime_s: state.started.elapsed().as_secs(),
+                store: state.store_description.clone(),
+                health: state
+                    .store
+                    .write_failure()
+                    .unwrap_or_else(|| "ok".to_owned()),
+                node_id: cluster.as_ref().map(|c| c.node_id().to_owned()),
+                leases: cluster.map(|c| c.held()).unwrap_or_default(),
+            },
+            accounts,
+            upstreams,
+        })
+    }
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis()
+        .min(i64::MAX as u128) as i64
+}

@@ -1,0 +1,125 @@
+//! The operator console (`[admin]`): the overview and `/api/status` show what
+//! an operator looks for, and a console with a login refuses without it.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use smpp_broker::smpp::pdu::{BindKind, Body, CommandStatus};
+use testkit::sms::sm;
+use testkit::{Esme, TestBroker};
+
+async fn get(url: &str, login: Option<(&str, &str)>) -> (u16, String) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some((user, password)) = login {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.expect("the console answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_overview_shows_accounts_sessions_queues_and_upstreams() {
+    let broker = TestBroker::builder().start().await;
+    let mut esme = Esme::connect(broker.addr()).await;
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    for text in ["one", "two"] {
+        let ok = esme
+            .request(Body::SubmitSm(sm(0, 0, text.as_bytes())))
+            .await;
+        assert_eq!(ok.command_status, CommandStatus::ESME_ROK);
+    }
+    let local = esme.local_addr().to_string();
+
+    let (code, json) = get(&format!("http://{}/api/status", broker.admin_addr()), None).await;
+    assert_eq!(code, 200, "{json}");
+    let status: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(status["node"]["health"], "ok");
+    assert!(status["node"]["store"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("SQLite ")));
+    let demo = status["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["system_id"] == "demo")
+        .expect("the demo account");
+    assert_eq!(demo["sessions"][0]["bind_type"], "transceiver");
+    assert_eq!(demo["sessions"][0]["peer"], local);
+    assert_eq!(
+        demo["waiting"], 2,
+        "two messages wait: the sandbox is on hold"
+    );
+    assert_eq!(demo["by_state"]["queued"], 2);
+    let rxonly = status["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["system_id"] == "rxonly")
+        .expect("every configured account, bound or not");
+    assert!(rxonly["sessions"].as_array().unwrap().is_empty());
+    assert_eq!(status["upstreams"][0]["name"], "sandbox");
+    assert_eq!(status["upstreams"][0]["state"], "hold");
+
+    let (code, html) = get(&format!("http://{}/", broker.admin_addr()), None).await;
+    assert_eq!(code, 200);
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    for wanted in [
+        "demo",
+        "transceiver from",
+        &local,
+        "queued 2",
+        "sandbox",
+        "hold",
+    ] {
+        assert!(
+            html.contains(wanted),
+            "{wanted:?} missing from the page:\n{html}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_console_with_a_login_refuses_without_it_and_slows_wrong_ones() {
+    let hash = hash_of("s3cret");
+    let broker = TestBroker::builder()
+        .edit(move |settings| {
+            settings.admin.username = Some("admin".to_owned());
+            settings.admin.password_hash = Some(smpp_broker::config::Secret::new(hash.clone()));
+        })
+        .start()
+        .await;
+    let url = format!("http://{}/api/status", broker.admin_addr());
+
+    let response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(response
+        .headers()
+        .get("www-authenticate")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("Basic")));
+    // Wrong ones: refused, and the next attempt from the address waits.
+    assert_eq!(get(&url, Some(("admin", "wrong"))).await.0, 401);
+    let started = Instant::now();
+    assert_eq!(get(&url, Some(("root", "s3cret"))).await.0, 401);
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "a second wrong login came back after {:?}",
+        started.elapsed()
+    );
+    let (code, json) = get(&url, Some(("admin", "s3cret"))).await;
+    assert_eq!(code, 200, "{json}");
+    assert!(json.contains("\"accounts\""));
+    // The header's password never reaches the page.
+    let auth = base64::engine::general_purpose::STANDARD.encode("admin:s3cret");
+    assert!(!json.contains(&auth) && !json.contains("s3cret"));
+}
+
+fn hash_of(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"console-test-salt").unwrap();
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
