@@ -94,6 +94,13 @@ impl Broker {
         let members = running
             .start_upstreams(&settings, &routes, &incoming_routes)
             .await?;
+        let account_names: Arc<Vec<String>> = Arc::new(
+            settings
+                .accounts
+                .iter()
+                .map(|a| a.system_id.clone())
+                .collect(),
+        );
         let state = HttpState {
             store: running.store.clone(),
             members: Arc::clone(&members),
@@ -119,13 +126,7 @@ impl Broker {
                 routes: incoming_routes,
             },
             registry: Arc::clone(&ctx.registry),
-            accounts: Arc::new(
-                settings
-                    .accounts
-                    .iter()
-                    .map(|a| a.system_id.clone())
-                    .collect(),
-            ),
+            accounts: Arc::clone(&account_names),
             routes: Arc::new(routes.routes().iter().map(|r| r.name.clone()).collect()),
             body_limits: http::BodyLimits {
                 max_size: settings.http.max_body_size,
@@ -137,16 +138,11 @@ impl Broker {
             store: running.store.clone(),
             members: Arc::clone(&members),
             registry: Arc::clone(&ctx.registry),
-            accounts: Arc::new(
-                settings
-                    .accounts
-                    .iter()
-                    .map(|a| a.system_id.clone())
-                    .collect(),
-            ),
+            accounts: Arc::clone(&account_names),
             clock: Arc::clone(&running.clock),
             started: std::time::Instant::now(),
             store_description: Store::describe(&settings.store),
+            csrf_token: ConsoleState::new_csrf_token(),
         };
         running.serve_console(&settings, listeners.admin, console);
         Ok(Broker {

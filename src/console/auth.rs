@@ -19,6 +19,11 @@ use crate::config::Secret;
 use crate::smpp::auth::{constant_time_eq, verify_with};
 use crate::smpp::throttle::{BindOutcome, BindThrottle};
 
+/// Who made a request: the login's username, or the address of a console
+/// without a login (loopback). Actions are logged with it.
+#[derive(Debug, Clone)]
+pub struct Operator(pub String);
+
 /// The console's one login.
 pub struct Credentials {
     username: String,
@@ -73,10 +78,13 @@ fn basic(header: &str) -> Option<(String, String)> {
 pub async fn require(
     State(credentials): State<Option<Arc<Credentials>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(credentials) = credentials else {
+        request
+            .extensions_mut()
+            .insert(Operator(format!("{peer} (no login)")));
         return next.run(request).await;
     };
     let attempt = credentials.throttle.admit(peer.ip()).await;
@@ -86,6 +94,8 @@ pub async fn require(
         .and_then(|v| v.to_str().ok());
     if credentials.check(authorization).await {
         attempt.end(BindOutcome::Bound);
+        let operator = Operator(format!("{} from {peer}", credentials.username));
+        request.extensions_mut().insert(operator);
         return next.run(request).await;
     }
     attempt.end(BindOutcome::Refused);

@@ -4,6 +4,7 @@
 //! `page`; the data comes from the store, the session registry and the
 //! upstreams' members, which it only reads.
 
+mod actions;
 mod auth;
 mod page;
 mod status;
@@ -14,7 +15,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use tracing::warn;
 
@@ -40,12 +41,23 @@ pub struct ConsoleState {
     pub started: Instant,
     /// The store as the page names it (`Store::describe`).
     pub store_description: String,
+    /// What every POST must carry (actions.rs): random, made at startup.
+    pub csrf_token: String,
+}
+
+impl ConsoleState {
+    /// A fresh token for the actions' forms.
+    pub fn new_csrf_token() -> String {
+        hex::encode(rand::random::<[u8; 16]>())
+    }
 }
 
 pub fn router(state: ConsoleState, credentials: Option<Arc<Credentials>>) -> Router {
     Router::new()
         .route("/", get(overview))
         .route("/api/status", get(api_status))
+        .route("/api/upstreams/{name}/{action}", post(actions::hold))
+        .route("/api/sessions/{id}/disconnect", post(actions::disconnect))
         .with_state(state)
         .layer(middleware::from_fn_with_state(credentials, auth::require))
 }
@@ -54,7 +66,7 @@ async fn overview(State(state): State<ConsoleState>) -> Response {
     match Status::gather(&state).await {
         Ok(status) => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            page::overview(&status, REFRESH_S),
+            page::overview(&status, &state.csrf_token, REFRESH_S),
         )
             .into_response(),
         Err(err) => unavailable(err),
@@ -63,7 +75,11 @@ async fn overview(State(state): State<ConsoleState>) -> Response {
 
 async fn api_status(State(state): State<ConsoleState>) -> Response {
     match Status::gather(&state).await {
-        Ok(status) => Json(status).into_response(),
+        Ok(status) => {
+            let mut value = serde_json::to_value(status).unwrap_or_default();
+            value["csrf_token"] = serde_json::Value::String(state.csrf_token.clone());
+            Json(value).into_response()
+        }
         Err(err) => unavailable(err),
     }
 }

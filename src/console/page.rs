@@ -40,7 +40,7 @@ small{color:#555}@media(max-width:40rem){td,th{display:block;border:0}tr{display
 border-bottom:1px solid #ddd;margin-bottom:.5rem}}";
 
 /// The overview page; it refreshes itself every `refresh_s` seconds.
-pub fn overview(status: &Status, refresh_s: u32) -> String {
+pub fn overview(status: &Status, csrf: &str, refresh_s: u32) -> String {
     let mut html = String::new();
     let node = &status.node;
     let health_class = if node.health == "ok" { "ok" } else { "bad" };
@@ -80,10 +80,15 @@ pub fn overview(status: &Status, refresh_s: u32) -> String {
                 .iter()
                 .map(|s| {
                     format!(
-                        "{} from {} <small>for {}</small>",
+                        "{} from {} <small>for {}</small> {}",
                         escape(s.bind_type),
                         escape(&s.peer),
-                        age(s.bound_for_s)
+                        age(s.bound_for_s),
+                        button(
+                            &format!("/api/sessions/{}/disconnect", s.session_id),
+                            "Disconnect",
+                            csrf
+                        )
                     )
                 })
                 .collect::<Vec<_>>()
@@ -114,7 +119,7 @@ pub fn overview(status: &Status, refresh_s: u32) -> String {
     }
     html.push_str(
         "</table><h2>Upstreams</h2><table id=\"upstreams\"><tr><th>Upstream</th>\
-        <th>State</th><th>Rate</th><th>In flight at most</th></tr>",
+        <th>State</th><th>Rate</th><th>In flight at most</th><th></th></tr>",
     );
     for upstream in &status.upstreams {
         let class = match upstream.state {
@@ -127,10 +132,20 @@ pub fn overview(status: &Status, refresh_s: u32) -> String {
             .as_deref()
             .map(|r| format!("<br><small>{}</small>", escape(r)))
             .unwrap_or_default();
+        let (action, label) = if upstream.state == "hold" {
+            ("release", "Release")
+        } else {
+            ("hold", "Hold")
+        };
+        let toggle = button(
+            &format!("/api/upstreams/{}/{action}", escape(&upstream.name)),
+            label,
+            csrf,
+        );
         let _ = write!(
             html,
             "<tr><td><b>{}</b></td><td><span class=\"{class}\">{}</span>{reason}</td>\
-             <td>{}/s</td><td>{}</td></tr>",
+             <td>{}/s</td><td>{}</td><td>{toggle}</td></tr>",
             escape(&upstream.name),
             escape(upstream.state),
             upstream.rate,
@@ -142,6 +157,16 @@ pub fn overview(status: &Status, refresh_s: u32) -> String {
         </body></html>",
     );
     html
+}
+
+/// A one-button form that POSTs to `action` with the console's token.
+fn button(action: &str, label: &str, csrf: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{action}\" style=\"display:inline\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <button type=\"submit\">{label}</button></form>",
+        escape(csrf)
+    )
 }
 
 #[cfg(test)]

@@ -47,6 +47,8 @@ pub struct AccountStatus {
 
 #[derive(Debug, Serialize)]
 pub struct SessionStatus {
+    /// What `/api/sessions/{id}/disconnect` names it by.
+    pub session_id: u64,
     pub bind_type: &'static str,
     pub peer: String,
     /// Unix ms.
@@ -91,6 +93,7 @@ impl Status {
                     .sessions(system_id)
                     .into_iter()
                     .map(|s| SessionStatus {
+                        session_id: s.session_id,
                         bind_type: s.kind.name(),
                         peer: s.peer.to_string(),
                         bound_at_ms: unix_ms(s.bound_at),

@@ -97,7 +97,8 @@ struct Condition {
 pub struct Member {
     pub name: String,
     pub service: UpstreamService,
-    pub hold: bool,
+    /// On hold: sent nothing (configured, or set from the console).
+    hold: std::sync::atomic::AtomicBool,
     pub policy: Policy,
     /// Messages claimed for it and not yet answered, at most.
     pub window: usize,
@@ -129,7 +130,7 @@ impl Member {
         Member {
             name: settings.name.clone(),
             service,
-            hold: settings.hold,
+            hold: std::sync::atomic::AtomicBool::new(settings.hold),
             policy: Policy {
                 retry: RetryPolicy {
                     schedule: settings.retry_schedule(),
@@ -187,6 +188,16 @@ impl Member {
         member
     }
 
+    /// Whether the member is on hold: sent nothing.
+    pub fn is_held(&self) -> bool {
+        self.hold.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Puts the member on hold or releases it; false when it already was so.
+    pub fn set_hold(&self, hold: bool) -> bool {
+        self.hold.swap(hold, std::sync::atomic::Ordering::Relaxed) != hold
+    }
+
     /// Whether this node may dispatch for the member now: always, unless
     /// another node of the cluster holds its lease.
     pub fn is_ours(&self) -> bool {
@@ -214,7 +225,7 @@ impl Member {
 
     /// Why the member takes nothing at `now`, if so.
     pub fn unavailable(&self, now: i64) -> Option<Unavailable> {
-        if self.hold {
+        if self.is_held() {
             return Some(Unavailable::Hold);
         }
         if !self.is_ours() {

@@ -40,16 +40,15 @@ pub async fn start(
 ) -> Result<Arc<Members>, StoreError> {
     let members = Arc::new(Members::start(upstreams, store, clock, tasks).await?);
     for member in members.iter() {
-        if member.hold {
+        if member.is_held() {
             warn!(upstream = %member.name,
                 "upstream on hold: it is sent nothing; its routes use their other members or wait");
-            continue;
         }
         let poller = StatePoller::new(Arc::clone(member), store.clone(), Arc::clone(clock));
         tasks.spawn(poller.run(tasks.stop_token()));
     }
     for route in routes.routes() {
-        let held = |name: &str| members.get(name).is_some_and(|m| m.hold);
+        let held = |name: &str| members.get(name).is_some_and(|m| m.is_held());
         if route.members().all(held) {
             warn!(route = %route.name,
                 "every upstream of the route is on hold: its messages wait until one is not");

@@ -36,7 +36,9 @@ impl StatePoller {
         let mut next_check = self.clock.now_ms();
         loop {
             let now = self.clock.now_ms();
-            if now >= next_check && !self.member.is_paused(now) && self.member.is_ours() {
+            // On hold (configured, or from the console) it is asked nothing.
+            let asked = !self.member.is_paused(now) && self.member.is_ours();
+            if now >= next_check && asked && !self.member.is_held() {
                 next_check = now + self.member.check_interval.as_millis().min(60_000) as i64;
                 self.check_pending(now).await;
             }

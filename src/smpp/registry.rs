@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::pdu::BindKind;
@@ -25,6 +26,8 @@ pub struct BoundSession {
 #[derive(Debug, Default)]
 pub struct Registry {
     by_system_id: Mutex<HashMap<String, Vec<BoundSession>>>,
+    /// Each bound session's stop: cancelling it unbinds the session.
+    stops: Mutex<HashMap<u64, CancellationToken>>,
 }
 
 impl Registry {
@@ -45,6 +48,7 @@ impl Registry {
         system_id: &str,
         session: BoundSession,
         max_sessions: usize,
+        stop: CancellationToken,
     ) -> Option<Registration> {
         let mut map = self.lock();
         let sessions = map.entry(system_id.to_owned()).or_default();
@@ -52,12 +56,30 @@ impl Registry {
             return None;
         }
         sessions.push(session);
+        self.stops().insert(session.session_id, stop);
         Some(Registration {
             registry: Arc::clone(self),
             system_id: system_id.to_owned(),
             session_id: session.session_id,
             shared: None,
         })
+    }
+
+    fn stops(&self) -> MutexGuard<'_, HashMap<u64, CancellationToken>> {
+        self.stops.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Unbinds the bound session `session_id` (an operator's disconnect): it
+    /// answers what it has in flight, sends unbind and closes. False when no
+    /// such session is bound.
+    pub fn disconnect(&self, session_id: u64) -> bool {
+        match self.stops().get(&session_id) {
+            Some(stop) => {
+                stop.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn sessions(&self, system_id: &str) -> Vec<BoundSession> {
@@ -110,6 +132,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        self.registry.stops().remove(&self.session_id);
         if let Some(shared) = &self.shared {
             let _ = shared.ended.send(self.session_id);
         }
@@ -176,13 +199,41 @@ mod tests {
     #[test]
     fn max_sessions_is_enforced_and_drop_frees_the_slot() {
         let registry = Registry::new();
-        let first = registry.try_register("acme", session(1), 2).unwrap();
-        let _second = registry.try_register("acme", session(2), 2).unwrap();
-        assert!(registry.try_register("acme", session(3), 2).is_none());
-        assert!(registry.try_register("other", session(4), 2).is_some());
+        let stop = CancellationToken::new;
+        let first = registry
+            .try_register("acme", session(1), 2, stop())
+            .unwrap();
+        let _second = registry
+            .try_register("acme", session(2), 2, stop())
+            .unwrap();
+        assert!(registry
+            .try_register("acme", session(3), 2, stop())
+            .is_none());
+        assert!(registry
+            .try_register("other", session(4), 2, stop())
+            .is_some());
         assert_eq!(registry.sessions("acme").len(), 2);
         drop(first);
         assert_eq!(registry.sessions("acme"), vec![session(2)]);
-        assert!(registry.try_register("acme", session(5), 2).is_some());
+        assert!(registry
+            .try_register("acme", session(5), 2, stop())
+            .is_some());
+    }
+
+    #[test]
+    fn a_disconnect_stops_the_bound_session_it_names() {
+        let registry = Registry::new();
+        let (one, two) = (CancellationToken::new(), CancellationToken::new());
+        let first = registry
+            .try_register("acme", session(1), 2, one.clone())
+            .unwrap();
+        let _second = registry
+            .try_register("acme", session(2), 2, two.clone())
+            .unwrap();
+        assert!(registry.disconnect(1));
+        assert!(one.is_cancelled() && !two.is_cancelled());
+        drop(first);
+        assert!(!registry.disconnect(1), "no longer bound");
+        assert!(!registry.disconnect(99));
     }
 }

@@ -182,6 +182,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Esme<S> {
         }
     }
 
+    /// The broker unbinds this session: its `unbind` comes within `limit`, is
+    /// answered, and the broker closes the connection.
+    pub async fn expect_unbind_and_close(&mut self, limit: Duration) {
+        let unbind = self.recv_within(limit).await.expect("the broker's unbind");
+        assert_eq!(unbind.body, Body::Unbind, "{unbind:?}");
+        self.send(&Pdu::new(unbind.sequence_number, Body::UnbindResp))
+            .await;
+        self.expect_closed().await;
+    }
+
     pub fn into_inner(self) -> S {
         self.framed.into_inner()
     }

@@ -123,3 +123,91 @@ fn hash_of(password: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+async fn status(broker: &TestBroker) -> serde_json::Value {
+    let (code, json) = get(&format!("http://{}/api/status", broker.admin_addr()), None).await;
+    assert_eq!(code, 200, "{json}");
+    serde_json::from_str(&json).unwrap()
+}
+
+async fn post(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = reqwest::Client::new().post(url);
+    if let Some(token) = token {
+        request = request.header("X-Csrf-Token", token);
+    }
+    let response = request.send().await.expect("the console answers");
+    let code = response.status().as_u16();
+    (code, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn an_operator_releases_and_holds_an_upstream_and_disconnects_a_session() {
+    let broker = TestBroker::builder().start().await;
+    let admin = broker.admin_addr();
+    let token = status(&broker).await["csrf_token"]
+        .as_str()
+        .expect("the token scripts send")
+        .to_owned();
+    let release = format!("http://{admin}/api/upstreams/sandbox/release");
+
+    // Without the token, or with another, nothing changes.
+    assert_eq!(post(&release, None).await.0, 403);
+    assert_eq!(post(&release, Some("0123")).await.0, 403);
+    assert_eq!(status(&broker).await["upstreams"][0]["state"], "hold");
+
+    let (code, body) = post(&release, Some(&token)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"changed\":true"), "{body}");
+    assert_eq!(status(&broker).await["upstreams"][0]["state"], "sending");
+    // A browser's form: the token in the form, then back to the overview.
+    let held = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("http://{admin}/api/upstreams/sandbox/hold"))
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status().as_u16(), 303);
+    assert_eq!(held.headers()["location"], "/");
+    assert_eq!(status(&broker).await["upstreams"][0]["state"], "hold");
+    assert_eq!(
+        post(
+            &format!("http://{admin}/api/upstreams/nothing/hold"),
+            Some(&token)
+        )
+        .await
+        .0,
+        404
+    );
+
+    // A bound session, disconnected: it is sent unbind and closed.
+    let mut esme = Esme::connect(broker.addr()).await;
+    esme.bind_ok(BindKind::Transmitter, "demo", "demo1234")
+        .await;
+    let demo = status(&broker).await["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["system_id"] == "demo")
+        .cloned()
+        .unwrap();
+    let session_id = demo["sessions"][0]["session_id"].as_u64().unwrap();
+    let url = format!("http://{admin}/api/sessions/{session_id}/disconnect");
+    assert_eq!(post(&url, None).await.0, 403);
+    let (code, body) = post(&url, Some(&token)).await;
+    assert_eq!(code, 200, "{body}");
+    esme.expect_unbind_and_close(Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&broker).await["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["system_id"] == "demo" && !a["sessions"].as_array().unwrap().is_empty())
+    {
+        assert!(Instant::now() < deadline, "the session is still listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(post(&url, Some(&token)).await.0, 404, "no longer bound");
+}

@@ -101,14 +101,7 @@ async fn hash_password_output_binds_and_sigterm_exits_zero() {
 
     broker.signal("-TERM");
     // The bound session is unbound by the broker on its way out.
-    let unbind = esme.recv_some().await;
-    assert_eq!(unbind.body, Body::Unbind);
-    esme.send(&smpp_broker::smpp::pdu::Pdu::new(
-        unbind.sequence_number,
-        Body::UnbindResp,
-    ))
-    .await;
-    esme.expect_closed().await;
+    esme.expect_unbind_and_close(testkit::PATIENCE).await;
     let (exit, log) = tokio::task::spawn_blocking(move || broker.wait())
         .await
         .unwrap();

@@ -30,7 +30,12 @@ where
             };
             self.ctx
                 .registry
-                .try_register(&account.system_id, session, account.max_sessions)
+                .try_register(
+                    &account.system_id,
+                    session,
+                    account.max_sessions,
+                    self.stop.clone(),
+                )
                 .map(|registration| (account, registration))
                 .ok_or(BindRefusal::TooManySessions)
         });

@@ -129,6 +129,7 @@ pub async fn run_session<S>(
             our_unbind: OurUnbind::NotWanted,
             jobs: None,
             submit_counters: HashMap::new(),
+            stop: ctx.shutdown.child_token(),
             ctx,
         };
         let reader = FramedRead::new(read_half, SmppCodec::new(max_pdu));
@@ -177,6 +178,9 @@ struct Session<S> {
     jobs: Option<mpsc::Receiver<DeliveryJob>>,
     /// The submits_total counters this session has used, by response and status.
     submit_counters: HashMap<(CommandId, CommandStatus), Counter>,
+    /// Cancelled at the broker's shutdown, or by an operator's disconnect
+    /// (the registry holds it while the session is bound).
+    stop: CancellationToken,
 }
 
 /// Our own unbind (at shutdown or after inactivity): sent once in-flight work is done.
@@ -195,7 +199,7 @@ where
         &mut self,
         mut reader: FramedRead<tokio::io::ReadHalf<S>, SmppCodec>,
     ) -> &'static str {
-        let shutdown = self.ctx.shutdown.clone();
+        let shutdown = self.stop.clone();
         loop {
             if let Flow::Close(reason) = self.after_in_flight_drained().await {
                 return reason;

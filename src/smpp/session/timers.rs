@@ -28,7 +28,7 @@ where
         if !self.state.is_bound() {
             return Flow::Close("broker shutting down");
         }
-        info!("broker shutting down: unbinding once in-flight requests are answered");
+        info!("broker shutting down or an operator's disconnect: unbinding once in-flight requests are answered");
         self.state = SessionState::Unbinding;
         self.our_unbind = OurUnbind::Wanted;
         Flow::Continue
