@@ -143,6 +143,7 @@ impl Broker {
             started: std::time::Instant::now(),
             store_description: Store::describe(&settings.store),
             csrf_token: ConsoleState::new_csrf_token(),
+            activity: Arc::clone(&ctx.activity),
         };
         running.serve_console(&settings, listeners.admin, console);
         Ok(Broker {

@@ -494,9 +494,7 @@ impl Metrics {
         let labels = SubmitLabels {
             system_id: system_id.to_owned(),
             command: command.to_owned(),
-            command_status: status
-                .name()
-                .map_or_else(|| format!("0x{:08X}", status.0), str::to_owned),
+            command_status: status.label(),
         };
         Some(self.submits.get_or_create(&labels).clone())
     }

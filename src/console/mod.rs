@@ -41,6 +41,8 @@ pub struct ConsoleState {
     pub started: Instant,
     /// The store as the page names it (`Store::describe`).
     pub store_description: String,
+    /// Each account's recent submits (the sessions count them).
+    pub activity: Arc<crate::smpp::activity::Activity>,
     /// What every POST must carry (actions.rs): random, made at startup.
     pub csrf_token: String,
 }

@@ -68,8 +68,9 @@ pub fn overview(status: &Status, csrf: &str, refresh_s: u32) -> String {
     }
     html.push_str(
         "</p><h2>Accounts</h2><table id=\"accounts\"><tr><th>Account</th>\
-        <th>Sessions</th><th>Waiting to send</th><th>Receipts and incoming waiting</th>\
-        <th>Messages by state</th></tr>",
+        <th>Sessions</th><th>Submits/s<br><small>1 min · 15 min</small></th>\
+        <th>Waiting to send</th><th>Receipts and incoming waiting</th>\
+        <th>Messages by state</th><th>Refused</th></tr>",
     );
     for account in &status.accounts {
         let sessions = if account.sessions.is_empty() {
@@ -108,18 +109,28 @@ pub fn overview(status: &Status, csrf: &str, refresh_s: u32) -> String {
             .map(|(state, n)| format!("{} {n}", escape(state)))
             .collect::<Vec<_>>()
             .join(", ");
+        let refused = account
+            .submits
+            .refusals
+            .iter()
+            .map(|(status, n)| format!("{} {n}", escape(status)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = write!(
             html,
-            "<tr><td><b>{}</b></td><td>{sessions}</td><td>{}</td><td>{deliveries}</td>\
-             <td><small>{}</small></td></tr>",
+            "<tr><td><b>{}</b></td><td>{sessions}</td><td>{:.1} · {:.1}</td><td>{}</td>\
+             <td>{deliveries}</td><td><small>{}</small></td><td><small>{}</small></td></tr>",
             escape(&account.system_id),
+            account.submits.per_second_1m,
+            account.submits.per_second_15m,
             account.waiting,
             states,
+            refused,
         );
     }
     html.push_str(
         "</table><h2>Upstreams</h2><table id=\"upstreams\"><tr><th>Upstream</th>\
-        <th>State</th><th>Rate</th><th>In flight at most</th><th></th></tr>",
+        <th>State</th><th>In flight</th><th>Last error</th><th>Limits used</th><th></th></tr>",
     );
     for upstream in &status.upstreams {
         let class = match upstream.state {
@@ -142,14 +153,33 @@ pub fn overview(status: &Status, csrf: &str, refresh_s: u32) -> String {
             label,
             csrf,
         );
+        let since = |at: i64| age(((node.now_ms - at).max(0) / 1000) as u64);
+        let last_error = match (&upstream.last_error, upstream.last_error_at_ms) {
+            (Some(what), Some(at)) => {
+                format!("{} <small>{} ago</small>", escape(what), since(at))
+            }
+            _ => "<small>none</small>".to_owned(),
+        };
+        let limits = upstream
+            .limits
+            .iter()
+            .map(|l| format!("{} {} of {}", l.period, l.used, l.limit))
+            .collect::<Vec<_>>()
+            .join("<br>");
+        let taken = upstream
+            .last_taken_at_ms
+            .map(|at| format!("<br><small>last took one {} ago</small>", since(at)))
+            .unwrap_or_default();
         let _ = write!(
             html,
-            "<tr><td><b>{}</b></td><td><span class=\"{class}\">{}</span>{reason}</td>\
-             <td>{}/s</td><td>{}</td><td>{toggle}</td></tr>",
+            "<tr><td><b>{}</b><br><small>{}/s, {} at once</small></td>\
+             <td><span class=\"{class}\">{}</span>{reason}</td>\
+             <td>{}{taken}</td><td>{last_error}</td><td>{limits}</td><td>{toggle}</td></tr>",
             escape(&upstream.name),
-            escape(upstream.state),
             upstream.rate,
             upstream.max_in_flight,
+            escape(upstream.state),
+            upstream.in_flight,
         );
     }
     html.push_str(

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::ConsoleState;
 use crate::dispatch::Unavailable;
+use crate::smpp::activity::SubmitRates;
 use crate::store::StoreError;
 
 #[derive(Debug, Serialize)]
@@ -20,6 +21,8 @@ pub struct Status {
 
 #[derive(Debug, Serialize)]
 pub struct Node {
+    /// When this was read (Unix ms): the times below are against it.
+    pub now_ms: i64,
     pub version: &'static str,
     pub uptime_s: u64,
     /// The SQLite file, or PostgreSQL's URL (password masked) and this node.
@@ -43,6 +46,9 @@ pub struct AccountStatus {
     pub deliveries_waiting: i64,
     /// How long the oldest of those has waited, in seconds.
     pub oldest_delivery_s: Option<u64>,
+    /// Accepted submits a second over the last 1 and 15 minutes, and the
+    /// refusals by status since startup (this node's).
+    pub submits: SubmitRates,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,6 +72,22 @@ pub struct UpstreamStatus {
     pub until_ms: Option<i64>,
     pub rate: f64,
     pub max_in_flight: usize,
+    /// Messages sent to it and not yet answered.
+    pub in_flight: usize,
+    /// Its last refusal or failure: when (Unix ms) and what it said.
+    pub last_error_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// When it last took a message (Unix ms).
+    pub last_taken_at_ms: Option<i64>,
+    /// Each limit set: `period` (day or month), parts `used`, the `limit`.
+    pub limits: Vec<LimitUse>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LimitUse {
+    pub period: &'static str,
+    pub used: u64,
+    pub limit: u32,
 }
 
 /// States in which a message still waits for an upstream.
@@ -110,6 +132,7 @@ impl Status {
                     by_state,
                     deliveries_waiting: backlog.map_or(0, |b| b.waiting),
                     oldest_delivery_s: backlog.map(|b| (now_ms - b.oldest_at).max(0) as u64 / 1000),
+                    submits: state.activity.rates(system_id),
                 }
             })
             .collect();
@@ -123,7 +146,25 @@ impl Status {
                     | Some(Unavailable::CoolingDown { until, .. }) => Some(*until),
                     _ => None,
                 };
+                let recent = member.recent(now_ms);
+                let (last_error_at_ms, last_error) = match recent.last_error {
+                    Some((at, what)) => (Some(at), Some(what)),
+                    None => (None, None),
+                };
                 UpstreamStatus {
+                    in_flight: recent.in_flight,
+                    last_error_at_ms,
+                    last_error,
+                    last_taken_at_ms: recent.last_taken_at,
+                    limits: recent
+                        .limits
+                        .into_iter()
+                        .map(|(period, used, limit)| LimitUse {
+                            period,
+                            used,
+                            limit,
+                        })
+                        .collect(),
                     name: member.name.clone(),
                     state: why.as_ref().map_or("sending", Unavailable::state),
                     reason: why.as_ref().map(Unavailable::reason),
@@ -136,6 +177,7 @@ impl Status {
         let cluster = state.store.cluster();
         Ok(Status {
             node: Node {
+                now_ms,
                 version: env!("CARGO_PKG_VERSION"),
                 uptime_s: state.started.elapsed().as_secs(),
                 store: state.store_description.clone(),

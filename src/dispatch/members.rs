@@ -91,6 +91,21 @@ struct Condition {
     /// settles it: a message whose outcome is unknown keeps its parts, since
     /// the phone may have sent it.
     held: HashMap<i64, u32>,
+    /// The last refusal or failure (Unix ms, what it said), and when the
+    /// member last took a message: for the console.
+    last_error: Option<(i64, String)>,
+    last_taken_at: Option<i64>,
+}
+
+/// What the console shows of a member's recent life.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recent {
+    /// Messages on their way to it: sent, not yet answered.
+    pub in_flight: usize,
+    pub last_error: Option<(i64, String)>,
+    pub last_taken_at: Option<i64>,
+    /// (period, parts used, limit) for each limit set.
+    pub limits: Vec<(&'static str, u64, u32)>,
 }
 
 /// One upstream, as the routes' dispatchers share it.
@@ -151,6 +166,8 @@ impl Member {
                 failures: 0,
                 usage: Usage::new(limits, 0, |_| 0),
                 held: HashMap::new(),
+                last_error: None,
+                last_taken_at: None,
             }),
         }
     }
@@ -311,6 +328,7 @@ impl Member {
         condition.usage.commit(parts, now);
         condition.cooling = None;
         condition.failures = 0;
+        condition.last_taken_at = Some(now);
         let periods = condition.usage.periods_at(now).map(|p| UsagePeriod {
             period: p.kind.as_str(),
             starts_at: p.starts_at,
@@ -326,6 +344,7 @@ impl Member {
     pub fn pause(&self, until: i64, reason: String, now: i64) -> bool {
         let mut condition = self.condition();
         let newly = condition.paused.as_ref().is_none_or(|(u, _)| *u <= now);
+        condition.last_error = Some((now, reason.clone()));
         condition.paused = Some((until, reason));
         newly
     }
@@ -342,6 +361,7 @@ impl Member {
         sample: f64,
     ) -> i64 {
         let mut condition = self.condition();
+        condition.last_error = Some((now, reason.clone()));
         let wait =
             retry_after.unwrap_or_else(|| self.policy.retry.delay(condition.failures, sample));
         condition.failures = condition.failures.saturating_add(1);
@@ -356,6 +376,28 @@ impl Member {
     /// Parts left in the current `kind` period (None: no limit).
     pub fn remaining(&self, kind: PeriodKind, now: i64) -> Option<u64> {
         self.condition().usage.remaining(kind, now)
+    }
+
+    /// Its recent life at `now`, for the console.
+    pub fn recent(&self, now: i64) -> Recent {
+        let mut condition = self.condition();
+        let limits = condition.usage.limits().clone();
+        let mut used = Vec::new();
+        for (kind, limit) in [
+            (PeriodKind::Day, limits.daily),
+            (PeriodKind::Month, limits.monthly),
+        ] {
+            if let Some(limit) = limit {
+                let left = condition.usage.remaining(kind, now).unwrap_or(0);
+                used.push((kind.as_str(), u64::from(limit).saturating_sub(left), limit));
+            }
+        }
+        Recent {
+            in_flight: condition.held.len(),
+            last_error: condition.last_error.clone(),
+            last_taken_at: condition.last_taken_at,
+            limits: used,
+        }
     }
 }
 

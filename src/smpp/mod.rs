@@ -12,6 +12,7 @@
 //!   connection, which knows messages only through `service` and the hub),
 //!   `auth`, `throttle`, `registry` (who is bound).
 
+pub mod activity;
 pub mod auth;
 pub mod codec;
 pub mod delivery;

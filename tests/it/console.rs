@@ -30,6 +30,10 @@ async fn the_overview_shows_accounts_sessions_queues_and_upstreams() {
             .await;
         assert_eq!(ok.command_status, CommandStatus::ESME_ROK);
     }
+    let mut nowhere = sm(0, 0, b"nowhere");
+    nowhere.dest = smpp_broker::smpp::pdu::Address::new(1, 1, "");
+    let refused = esme.request(Body::SubmitSm(nowhere)).await;
+    assert_eq!(refused.command_status, CommandStatus::ESME_RINVDSTADR);
     let local = esme.local_addr().to_string();
 
     let (code, json) = get(&format!("http://{}/api/status", broker.admin_addr()), None).await;
@@ -52,6 +56,8 @@ async fn the_overview_shows_accounts_sessions_queues_and_upstreams() {
         "two messages wait: the sandbox is on hold"
     );
     assert_eq!(demo["by_state"]["queued"], 2);
+    assert_eq!(demo["submits"]["per_second_1m"], 2.0 / 60.0);
+    assert_eq!(demo["submits"]["refusals"]["ESME_RINVDSTADR"], 1);
     let rxonly = status["accounts"]
         .as_array()
         .unwrap()
@@ -61,6 +67,8 @@ async fn the_overview_shows_accounts_sessions_queues_and_upstreams() {
     assert!(rxonly["sessions"].as_array().unwrap().is_empty());
     assert_eq!(status["upstreams"][0]["name"], "sandbox");
     assert_eq!(status["upstreams"][0]["state"], "hold");
+    assert_eq!(status["upstreams"][0]["in_flight"], 0);
+    assert!(status["upstreams"][0]["last_error"].is_null());
 
     let (code, html) = get(&format!("http://{}/", broker.admin_addr()), None).await;
     assert_eq!(code, 200);

@@ -213,6 +213,14 @@ impl fmt::Debug for CommandStatus {
     }
 }
 
+impl CommandStatus {
+    /// Its name, or its value in hexadecimal when it has none: for labels.
+    pub fn label(self) -> String {
+        self.name()
+            .map_or_else(|| format!("0x{:08X}", self.0), str::to_owned)
+    }
+}
+
 impl fmt::Display for CommandStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {

@@ -68,9 +68,11 @@ where
         tracing::Span::current().record("system_id", account.system_id.as_str());
         self.interface_version = bind.interface_version;
         self.state = SessionState::Bound(kind);
+        self.activity = Some(self.ctx.activity.account(&account.system_id));
         self.account = Some(account);
         // Counters taken before the bind carry no system_id.
         self.submit_counters.clear();
+
         self.registration = Some(registration);
         let mut tlvs = Tlvs::new();
         if bind.interface_version >= SMPP_34 {

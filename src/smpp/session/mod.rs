@@ -28,6 +28,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::activity::{AccountActivity, Activity};
 use super::auth::{Account, Accounts, BindRefusal};
 use super::codec::{Frame, SmppCodec};
 use super::pdu::{
@@ -59,6 +60,8 @@ pub struct SessionContext {
     /// Where sessions are counted for every node of a cluster (a shared
     /// store); None with one process.
     pub shared_sessions: Option<SharedSessions>,
+    /// Each account's recent submits, for the console.
+    pub activity: Arc<Activity>,
     bind_throttle: BindThrottle,
     next_session_id: AtomicU64,
 }
@@ -84,6 +87,7 @@ impl SessionContext {
             deliveries,
             metrics,
             shared_sessions,
+            activity: Arc::default(),
             bind_throttle,
             next_session_id: AtomicU64::new(1),
         })
@@ -130,6 +134,7 @@ pub async fn run_session<S>(
             jobs: None,
             submit_counters: HashMap::new(),
             stop: ctx.shutdown.child_token(),
+            activity: None,
             ctx,
         };
         let reader = FramedRead::new(read_half, SmppCodec::new(max_pdu));
@@ -181,6 +186,8 @@ struct Session<S> {
     /// Cancelled at the broker's shutdown, or by an operator's disconnect
     /// (the registry holds it while the session is bound).
     stop: CancellationToken,
+    /// The bound account's recent submits (the console's rates).
+    activity: Option<Arc<AccountActivity>>,
 }
 
 /// Our own unbind (at shutdown or after inactivity): sent once in-flight work is done.

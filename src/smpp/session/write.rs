@@ -10,6 +10,20 @@ where
 {
     /// Counts the answer to a submit in `smpp_broker_submits_total`.
     pub(super) fn count_submit(&mut self, response: &Pdu) {
+        let submit = matches!(
+            response.command_id(),
+            CommandId::SubmitSmResp | CommandId::SubmitMultiResp | CommandId::DataSmResp
+        );
+        if !submit {
+            return;
+        }
+        if let Some(activity) = &self.activity {
+            if response.command_status.is_ok() {
+                activity.accepted(std::time::Instant::now());
+            } else {
+                activity.refused(&response.command_status.label());
+            }
+        }
         let key = (response.command_id(), response.command_status);
         if let Some(counter) = self.submit_counters.get(&key) {
             counter.inc();
