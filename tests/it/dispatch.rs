@@ -375,18 +375,23 @@ async fn health_readiness_and_metrics_show_a_paused_upstream() {
     broker
         .until_metric("smpp_broker_upstream_paused{upstream=\"phone\"} 1")
         .await;
-    let outbox: Vec<_> = broker
-        .db()
-        .outbox()
-        .await
-        .into_iter()
-        .map(|r| (r.state, r.attempts))
-        .collect();
-    assert_eq!(
-        outbox,
-        [(OutboxState::Queued, 0)],
-        "{waiting} waits, uncharged"
-    );
+    // The refusal's outcome is stored while the dispatcher goes on (route.rs,
+    // record_next): the row is back in the queue once that commits.
+    eventually(PATIENCE, "the message waits, uncharged", || async {
+        let outbox: Vec<_> = broker
+            .db()
+            .outbox()
+            .await
+            .into_iter()
+            .map(|r| (r.state, r.attempts))
+            .collect();
+        if outbox == [(OutboxState::Queued, 0)] {
+            Ok(())
+        } else {
+            Err(format!("{waiting}: {outbox:?}"))
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
