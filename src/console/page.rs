@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::status::Status;
+use crate::store::traffic::Minute;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -66,8 +67,10 @@ pub fn overview(status: &Status, csrf: &str, refresh_s: u32) -> String {
             escape(&node.leases.join(", "))
         );
     }
+    html.push_str("</p><h2>Traffic, last hour</h2>");
+    html.push_str(&chart(&status.traffic));
     html.push_str(
-        "</p><h2>Accounts</h2><table id=\"accounts\"><tr><th>Account</th>\
+        "<h2>Accounts</h2><table id=\"accounts\"><tr><th>Account</th>\
         <th>Sessions</th><th>Submits/s<br><small>1 min · 15 min</small></th>\
         <th>Waiting to send</th><th>Receipts and incoming waiting</th>\
         <th>Messages by state</th><th>Refused</th></tr>",
@@ -187,6 +190,57 @@ pub fn overview(status: &Status, csrf: &str, refresh_s: u32) -> String {
         </body></html>",
     );
     html
+}
+
+/// A series of the chart: its name, its colour, and the count it reads.
+type Series = (&'static str, &'static str, fn(&Minute) -> u64);
+
+const SERIES: [Series; 4] = [
+    ("submitted", "#1f6feb", |m| m.submitted),
+    ("sent", "#8250df", |m| m.sent),
+    ("delivered", "#1a7f37", |m| m.delivered),
+    ("failed", "#c62828", |m| m.failed),
+];
+
+/// Messages per minute as lines over the hour, drawn as SVG by the server.
+fn chart(minutes: &[Minute]) -> String {
+    const WIDTH: usize = 600;
+    const HEIGHT: usize = 120;
+    let top = minutes
+        .iter()
+        .flat_map(|m| SERIES.iter().map(move |(_, _, count)| count(m)))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let step = WIDTH as f64 / minutes.len().saturating_sub(1).max(1) as f64;
+    let mut svg = format!(
+        "<svg id=\"traffic\" viewBox=\"0 0 {WIDTH} {}\" width=\"100%\" role=\"img\" \
+         aria-label=\"messages per minute over the last hour\">\
+         <line x1=\"0\" y1=\"{HEIGHT}\" x2=\"{WIDTH}\" y2=\"{HEIGHT}\" stroke=\"#999\"/>\
+         <text x=\"2\" y=\"12\" font-size=\"11\">{top}/min</text>",
+        HEIGHT + 16
+    );
+    for (index, (name, colour, count)) in SERIES.iter().enumerate() {
+        let points: Vec<String> = minutes
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let y = HEIGHT as f64 - count(m) as f64 / top as f64 * (HEIGHT - 16) as f64;
+                format!("{:.1},{:.1}", i as f64 * step, y)
+            })
+            .collect();
+        let total: u64 = minutes.iter().map(count).sum();
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{colour}\">{name} {total}</text>",
+            points.join(" "),
+            60 + index * 130,
+            HEIGHT + 14,
+        );
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// A one-button form that POSTs to `action` with the console's token.

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::ConsoleState;
 use crate::dispatch::Unavailable;
 use crate::smpp::activity::SubmitRates;
+use crate::store::traffic::Minute;
 use crate::store::StoreError;
 
 #[derive(Debug, Serialize)]
@@ -17,6 +18,8 @@ pub struct Status {
     pub node: Node,
     pub accounts: Vec<AccountStatus>,
     pub upstreams: Vec<UpstreamStatus>,
+    /// This node's traffic per minute over the last hour, oldest first.
+    pub traffic: Vec<Minute>,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,6 +193,7 @@ impl Status {
             },
             accounts,
             upstreams,
+            traffic: state.store.traffic().last_hour(now_ms),
         })
     }
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tracing::warn;
 
-use super::{DropReason, DroppedDeliveries};
+use super::traffic::{Minute, Traffic};
+use super::{DropReason, DroppedDeliveries, MessageState};
 use crate::log_throttle::LogThrottle;
 
 /// Where a writer's commits are made known, shared with the store's handles.
@@ -21,6 +22,8 @@ pub struct Signals {
     pub deliveries: Arc<Notify>,
     /// Receipts and incoming messages dropped unread since startup.
     pub dropped: DroppedDeliveries,
+    /// Messages through the store per minute, for the console.
+    pub traffic: Arc<Traffic>,
 }
 
 /// The writer's own side of the signals: their log lines, summed per account
@@ -39,13 +42,21 @@ pub(super) struct AfterCommit {
     deliveries_freed: bool,
     /// Deliveries dropped unread: (account, why, how many).
     pub(super) dropped: Vec<(String, DropReason, u64)>,
+    /// Messages submitted, sent and made final in this transaction.
+    traffic: Minute,
 }
 
 impl AfterCommit {
     /// The transaction committed: the dispatchers and the delivery hub are
     /// woken if it gave them work, and drops are counted. Returns the changes
     /// to the waiting counts, which each backend keeps its own way.
-    pub(super) fn publish(self, signals: &Signals, logs: &mut DropLogs) -> HashMap<String, i64> {
+    pub(super) fn publish(
+        self,
+        signals: &Signals,
+        logs: &mut DropLogs,
+        now_ms: i64,
+    ) -> HashMap<String, i64> {
+        signals.traffic.add(now_ms, &self.traffic);
         if self.ready {
             signals.ready.notify_waiters();
         }
@@ -65,6 +76,25 @@ impl AfterCommit {
         }
         signals.dropped.add(self.dropped);
         self.waiting
+    }
+
+    /// Outbox rows made: whole messages and completed long ones.
+    pub(super) fn count_submitted(&mut self, rows: usize) {
+        self.traffic.submitted += rows as u64;
+    }
+
+    /// Outbox rows an upstream took.
+    pub(super) fn count_sent(&mut self, rows: usize) {
+        self.traffic.sent += rows as u64;
+    }
+
+    /// An outbox row became final in `state`.
+    pub(super) fn count_final(&mut self, state: MessageState) {
+        if state == MessageState::Delivered {
+            self.traffic.delivered += 1;
+        } else {
+            self.traffic.failed += 1;
+        }
     }
 
     pub(super) fn add(&mut self, system_id: &str, delta: i64) {

@@ -19,6 +19,7 @@ pub mod postgres;
 mod rules;
 pub mod sqlite;
 mod states;
+pub mod traffic;
 mod views;
 mod writer_time;
 
@@ -384,6 +385,11 @@ impl Store {
     /// These deliveries were not acknowledged; they wait for another attempt.
     pub async fn delivery_attempted(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         backend!(self, s => s.writer().delivery_attempted(ids).await)
+    }
+
+    /// Messages through this node's store per minute (store/traffic.rs).
+    pub fn traffic(&self) -> Arc<traffic::Traffic> {
+        backend!(self, s => s.signals().traffic.clone())
     }
 
     /// Wakes the delivery hub when receipts or incoming messages were stored.

@@ -219,3 +219,45 @@ async fn an_operator_releases_and_holds_an_upstream_and_disconnects_a_session() 
     }
     assert_eq!(post(&url, Some(&token)).await.0, 404, "no longer bound");
 }
+
+#[tokio::test]
+async fn the_overview_draws_the_traffic_of_the_last_hour() {
+    let broker = TestBroker::builder()
+        .accounts(
+            "[[upstreams]]\nname = \"quick\"\nkind = \"sandbox\"\nsent_after = \"0s\"\n\
+             delivered_after = \"0s\"\n[[accounts]]\nsystem_id = \"acme\"\npassword = \"acme1234\"\n\
+             upstream = \"quick\"\n",
+        )
+        .start()
+        .await;
+    let mut esme = Esme::connect(broker.addr()).await;
+    esme.bind_ok(BindKind::Transmitter, "acme", "acme1234")
+        .await;
+    for n in 0..5 {
+        let text = format!("message {n}");
+        let ok = esme
+            .request(Body::SubmitSm(sm(0, 0, text.as_bytes())))
+            .await;
+        assert_eq!(ok.command_status, CommandStatus::ESME_ROK);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let traffic = status(&broker).await["traffic"].clone();
+        let minutes = traffic.as_array().expect("the last hour's minutes");
+        assert_eq!(minutes.len(), 60);
+        let total = |key: &str| {
+            minutes
+                .iter()
+                .map(|m| m[key].as_u64().unwrap())
+                .sum::<u64>()
+        };
+        if (total("submitted"), total("sent"), total("delivered")) == (5, 5, 5) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "traffic: {traffic}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, html) = get(&format!("http://{}/", broker.admin_addr()), None).await;
+    assert!(html.contains("<svg id=\"traffic\""), "{html}");
+    assert!(html.contains(">delivered 5</text>"), "{html}");
+}

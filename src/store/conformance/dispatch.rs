@@ -363,6 +363,19 @@ async fn reports_from_many_callers_at_once_apply_as_if_one_after_another(backend
     ]) {
         assert_eq!(state_of(&store, id).await, state);
     }
+    // The console's traffic counts each once: taken in, sent, and final.
+    let hour = store.traffic().last_hour(T0 + 1_000);
+    let total =
+        |count: fn(&crate::store::traffic::Minute) -> u64| hour.iter().map(count).sum::<u64>();
+    assert_eq!(
+        (
+            total(|m| m.submitted),
+            total(|m| m.sent),
+            total(|m| m.delivered),
+            total(|m| m.failed)
+        ),
+        (3, 3, 2, 1)
+    );
     let receipts: Vec<(String, MessageState)> = store
         .pending_deliveries("acme", 0, 10)
         .await

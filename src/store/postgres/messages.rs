@@ -58,6 +58,7 @@ pub(super) async fn submit_all(
         return Ok(());
     }
     let (rows, undecodable) = outbox_rows(&accepted, now);
+    after.count_submitted(rows.len());
     if !rows.is_empty() {
         after.mark_ready();
     }
@@ -347,6 +348,7 @@ async fn complete_set_if_whole(
     };
     let (state, first_id) = (row.state, row.id);
     insert_outbox(conn, now, &[row]).await?;
+    after.count_submitted(1);
     after.mark_ready();
     sqlx::query(
         "UPDATE messages SET state = $1, outbox_id = $2 \

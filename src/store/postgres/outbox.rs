@@ -244,6 +244,7 @@ pub(super) async fn record_dispatch(
                 .execute(&mut *conn)
                 .await?;
                 if updated.rows_affected() > 0 {
+                    after.count_final(state);
                     finish_carried(conn, outbox_id, state, now, error_code, after).await?;
                     let ids = [outbox_id];
                     let states = [state.as_str()];
@@ -309,6 +310,7 @@ async fn record_accepted(
         }
     }
     let taken: Vec<i64> = taken.into_iter().map(|(id, _)| id).collect();
+    after.count_sent(taken.len());
     for carried in CARRIED {
         let stopped: Vec<String> = sqlx::query_scalar(&format!(
             "UPDATE messages m SET state = 'enroute', final_at = NULL, error_code = 0 \

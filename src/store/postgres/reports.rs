@@ -88,6 +88,9 @@ pub(super) async fn record_reports(
         .collect();
     for &i in &finished {
         changed[i] = true;
+        if let Some(state) = reports[i].state {
+            after.count_final(state);
+        }
     }
     let ids: Vec<i64> = finished.iter().map(|&i| reports[i].outbox_id).collect();
     let states: Vec<&str> = finished

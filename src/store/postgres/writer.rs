@@ -241,7 +241,7 @@ async fn apply_batch(state: &mut WriterState, batch: Vec<Request>) {
     state.health.succeeded(Instant::now()).log();
     state.time.committed();
     finishers.into_iter().for_each(|finish| finish(Ok(())));
-    let waiting = after.publish(&state.signals, &mut state.drop_logs);
+    let waiting = after.publish(&state.signals, &mut state.drop_logs, now);
     state.waiting_counts().committed(&waiting);
 }
 

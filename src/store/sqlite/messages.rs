@@ -45,6 +45,7 @@ pub(super) async fn submit_all(
         return Ok(());
     }
     let (outbox_rows, undecodable) = outbox_rows(&accepted, now);
+    after.count_submitted(outbox_rows.len());
     if !outbox_rows.is_empty() {
         after.mark_ready();
     }
@@ -190,6 +191,7 @@ async fn complete_set_if_whole(
     };
     let (state, first_id) = (row.state, row.id);
     insert_outbox(conn, now, &[row]).await?;
+    after.count_submitted(1);
     after.mark_ready();
     sqlx::query(
         "UPDATE messages SET state = ?1, outbox_id = ?2 WHERE concat_key = ?3 AND state = 'assembling'",

@@ -244,6 +244,7 @@ pub(super) async fn record_dispatch(
                 .execute(&mut *conn)
                 .await?;
                 if updated.rows_affected() > 0 {
+                    after.count_final(state);
                     let done = Some((now, error_code));
                     set_message_state(conn, outbox_id, state, done, after).await?;
                     add_receipts(conn, outbox_id, state, now, keep_until, after).await?;
@@ -294,7 +295,9 @@ async fn record_accepted(
     } = AcceptedScript::get();
     let results = script.run(conn, &json!({ "rows": rows })).await?;
     let mut usage = UsageTally::default();
-    for (outbox_id, member) in json_value::<Vec<(i64, Option<String>)>>(&results[*taken])? {
+    let taken: Vec<(i64, Option<String>)> = json_value(&results[*taken])?;
+    after.count_sent(taken.len());
+    for (outbox_id, member) in taken {
         if let (Some(member), Some(Some(charge))) = (member, charges.get(&outbox_id)) {
             usage.add(member, charge);
         }

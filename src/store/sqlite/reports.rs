@@ -84,6 +84,9 @@ pub(super) async fn record_reports(
     for id in json_value::<Vec<i64>>(&results[*finished])? {
         if let Some(&i) = by_id.get(&id) {
             changed[i] = true;
+            if let Some(state) = reports[i].state {
+                after.count_final(state);
+            }
         }
     }
     for &statement in stopped_waiting {

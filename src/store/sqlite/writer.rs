@@ -310,7 +310,8 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
     state.time.committed();
     steps.finish(started.elapsed());
     finishers.into_iter().for_each(|finish| finish(Ok(())));
-    let waiting = after.publish(&state.signals, &mut state.drop_logs);
+    let now_ms = state.clock.now_ms();
+    let waiting = after.publish(&state.signals, &mut state.drop_logs, now_ms);
     for (system_id, delta) in waiting {
         let count = state.waiting.entry(system_id).or_default();
         *count = (*count as i64 + delta).max(0) as usize;
