@@ -214,7 +214,8 @@ fn chart(minutes: &[Minute]) -> String {
         .max(1);
     let step = WIDTH as f64 / minutes.len().saturating_sub(1).max(1) as f64;
     let mut svg = format!(
-        "<svg id=\"traffic\" viewBox=\"0 0 {WIDTH} {}\" width=\"100%\" role=\"img\" \
+        "<svg id=\"traffic\" viewBox=\"0 0 {WIDTH} {}\" width=\"100%\" \
+         style=\"max-width:40rem\" role=\"img\" \
          aria-label=\"messages per minute over the last hour\">\
          <line x1=\"0\" y1=\"{HEIGHT}\" x2=\"{WIDTH}\" y2=\"{HEIGHT}\" stroke=\"#999\"/>\
          <text x=\"2\" y=\"12\" font-size=\"11\">{top}/min</text>",

@@ -261,3 +261,95 @@ async fn the_overview_draws_the_traffic_of_the_last_hour() {
     assert!(html.contains("<svg id=\"traffic\""), "{html}");
     assert!(html.contains(">delivered 5</text>"), "{html}");
 }
+
+/// Debian's chromium, as `.ci/run` installs it.
+fn chromium() -> std::path::PathBuf {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no chromium: install Debian's chromium package \
+                 (apt-get install chromium; .ci/run does)"
+            )
+        })
+}
+
+/// Runs headless chromium on `url` with `args`; what it printed.
+async fn headless(args: &[&str], url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("chromium within a minute")
+        .expect("chromium runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A real browser loads the overview while traffic flows and finds what a
+/// person would look for: the account, its bound session, the queue, the
+/// upstream's state and the traffic chart; and it takes a screenshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_browser_shows_the_overview() {
+    let broker = TestBroker::builder().start().await;
+    let mut esme = Esme::connect(broker.addr()).await;
+    esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
+        .await;
+    for n in 0..3 {
+        let text = format!("browser {n}");
+        let ok = esme
+            .request(Body::SubmitSm(sm(0, 0, text.as_bytes())))
+            .await;
+        assert_eq!(ok.command_status, CommandStatus::ESME_ROK);
+    }
+    let url = format!("http://{}/", broker.admin_addr());
+    let dom = headless(&["--dump-dom"], &url).await;
+    for wanted in [
+        "<h1>smpp-broker",
+        "<b>demo</b>",
+        &format!("transceiver from {}", esme.local_addr()),
+        "queued 3",
+        "<b>sandbox</b>",
+        ">hold</span>",
+        "<svg id=\"traffic\"",
+        ">submitted 3</text>",
+    ] {
+        assert!(
+            dom.contains(wanted),
+            "{wanted:?} not in the page chromium loaded:\n{dom}"
+        );
+    }
+    let shot = tempfile::tempdir().unwrap();
+    let png = shot.path().join("console.png");
+    headless(
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1200,900",
+        ],
+        &url,
+    )
+    .await;
+    let bytes = std::fs::read(&png).expect("the screenshot");
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
+    if let Ok(keep) = std::env::var("CONSOLE_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+}
