@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 
 use super::StoreError;
 
+/// How often a lock this process itself seems to hold is tried again, 10 ms
+/// apart (acquire).
+const OWN_LOCK_TRIES: u32 = 50;
+
 /// Held for as long as the process writes the database.
 #[derive(Debug)]
 pub struct DatabaseLock {
@@ -45,17 +49,31 @@ impl DatabaseLock {
             .truncate(false)
             .open(&path)
             .map_err(io_error)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut owner = String::new();
-                let _ = file.read_to_string(&mut owner);
-                return Err(StoreError::Locked {
-                    database: database.to_owned(),
-                    owner: owner.trim().parse().ok(),
-                });
+        // Held by this very process: a lock it let go of a moment ago may
+        // live on in a child it is forking, which shares the lock until its
+        // exec closes the descriptor (tests reopen a database while others
+        // spawn processes). Such a hold ends within milliseconds.
+        let mut tries = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let mut owner = String::new();
+                    let _ = file.seek(SeekFrom::Start(0));
+                    let _ = file.read_to_string(&mut owner);
+                    let owner: Option<u32> = owner.trim().parse().ok();
+                    tries += 1;
+                    if owner == Some(std::process::id()) && tries < OWN_LOCK_TRIES {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        continue;
+                    }
+                    return Err(StoreError::Locked {
+                        database: database.to_owned(),
+                        owner,
+                    });
+                }
+                Err(TryLockError::Error(source)) => return Err(io_error(source)),
             }
-            Err(TryLockError::Error(source)) => return Err(io_error(source)),
         }
         let pid = std::process::id();
         file.set_len(0)
