@@ -12,7 +12,7 @@ mod status;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -58,6 +58,8 @@ pub fn router(state: ConsoleState, credentials: Option<Arc<Credentials>>) -> Rou
     Router::new()
         .route("/", get(overview))
         .route("/api/status", get(api_status))
+        .route("/messages", get(messages))
+        .route("/api/messages", get(api_messages))
         .route("/api/upstreams/{name}/{action}", post(actions::hold))
         .route("/api/sessions/{id}/disconnect", post(actions::disconnect))
         .with_state(state)
@@ -82,6 +84,31 @@ async fn api_status(State(state): State<ConsoleState>) -> Response {
             value["csrf_token"] = serde_json::Value::String(state.csrf_token.clone());
             Json(value).into_response()
         }
+        Err(err) => unavailable(err),
+    }
+}
+
+/// `?q=`: a message_id or a destination number.
+#[derive(serde::Deserialize)]
+struct Search {
+    #[serde(default)]
+    q: String,
+}
+
+async fn messages(State(state): State<ConsoleState>, Query(search): Query<Search>) -> Response {
+    match state.store.find_messages(&search.q).await {
+        Ok(found) => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            page::messages(&search.q, &found, state.clock.now_ms()),
+        )
+            .into_response(),
+        Err(err) => unavailable(err),
+    }
+}
+
+async fn api_messages(State(state): State<ConsoleState>, Query(search): Query<Search>) -> Response {
+    match state.store.find_messages(&search.q).await {
+        Ok(found) => Json(serde_json::json!({"q": search.q, "messages": found})).into_response(),
         Err(err) => unavailable(err),
     }
 }

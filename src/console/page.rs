@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::status::Status;
 use crate::store::traffic::Minute;
+use crate::store::MessageLife;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -67,7 +68,9 @@ pub fn overview(status: &Status, csrf: &str, refresh_s: u32) -> String {
             escape(&node.leases.join(", "))
         );
     }
-    html.push_str("</p><h2>Traffic, last hour</h2>");
+    html.push_str("</p>");
+    html.push_str(SEARCH_FORM);
+    html.push_str("<h2>Traffic, last hour</h2>");
     html.push_str(&chart(&status.traffic));
     html.push_str(
         "<h2>Accounts</h2><table id=\"accounts\"><tr><th>Account</th>\
@@ -189,6 +192,89 @@ pub fn overview(status: &Status, csrf: &str, refresh_s: u32) -> String {
         "</table><p><small>JSON: <a href=\"/api/status\">/api/status</a></small></p>\
         </body></html>",
     );
+    html
+}
+
+/// The form that finds a message by its id or its destination.
+const SEARCH_FORM: &str = "<form method=\"get\" action=\"/messages\">\
+    <input name=\"q\" placeholder=\"message_id or destination number\" size=\"28\"> \
+    <button type=\"submit\">Find</button></form>";
+
+/// A time as UTC, to the second: 2026-12-07 15:04:05 UTC.
+fn when(ms: i64) -> String {
+    crate::time::format_rfc3339(ms)
+        .replace('T', " ")
+        .replace('Z', " UTC")
+}
+
+/// The messages found for `query`, each with what the database keeps of it.
+pub fn messages(query: &str, found: &[MessageLife], now_ms: i64) -> String {
+    let mut html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>smpp-broker: {q}</title><style>{STYLE}</style></head><body>\
+         <p><a href=\"/\">← overview</a></p>{SEARCH_FORM}<h1>Messages for {q}</h1>",
+        q = escape(query)
+    );
+    if found.is_empty() {
+        html.push_str("<p id=\"none\">No message with that id or to that number.</p>");
+    }
+    for m in found {
+        let mut life = vec![format!(
+            "accepted {} from account <b>{}</b> ({} → {}), route {}",
+            when(m.submitted_at),
+            escape(&m.system_id),
+            escape(&m.source_addr),
+            escape(&m.dest_addr),
+            escape(&m.route)
+        )];
+        if let (Some(seq), Some(total)) = (m.concat_seq, m.concat_total) {
+            life.push(format!("part {seq} of {total} of a long message"));
+        }
+        if let Some(at) = m.scheduled_at {
+            life.push(format!("scheduled for {}", when(at)));
+        }
+        match (&m.upstream, &m.upstream_id) {
+            (Some(upstream), Some(id)) => life.push(format!(
+                "handed to <b>{}</b> as {} after {} attempt(s); its state there: {}",
+                escape(upstream),
+                escape(id),
+                m.attempts.unwrap_or(0),
+                escape(m.upstream_state.as_deref().unwrap_or("-"))
+            )),
+            (Some(upstream), None) => life.push(format!("bound to <b>{}</b>", escape(upstream))),
+            _ => {}
+        }
+        if let Some(error) = &m.last_error {
+            life.push(format!("last error: {}", escape(error)));
+        }
+        match m.final_at {
+            Some(at) => life.push(format!(
+                "final <b>{}</b> at {} (error code {})",
+                escape(&m.state),
+                when(at),
+                m.error_code
+            )),
+            None => life.push(format!(
+                "now <b>{}</b>; valid for {} more",
+                escape(&m.state),
+                age(((m.expires_at - now_ms).max(0) / 1000) as u64)
+            )),
+        }
+        if m.receipts_waiting > 0 {
+            life.push(format!(
+                "{} receipt(s) waiting for the ESME's deliver_sm_resp",
+                m.receipts_waiting
+            ));
+        }
+        let _ = write!(
+            html,
+            "<h2 class=\"message\">{}</h2><ul><li>{}</li></ul>",
+            m.message_id,
+            life.join("</li><li>")
+        );
+    }
+    html.push_str("</body></html>");
     html
 }
 

@@ -3,7 +3,7 @@
 //! and every upstream's state. `/api/status` is this as JSON; `/` renders it.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -121,7 +121,7 @@ impl Status {
                         session_id: s.session_id,
                         bind_type: s.kind.name(),
                         peer: s.peer.to_string(),
-                        bound_at_ms: unix_ms(s.bound_at),
+                        bound_at_ms: crate::time::unix_ms(s.bound_at),
                         bound_for_s: wall
                             .duration_since(s.bound_at)
                             .unwrap_or_default()
@@ -196,11 +196,4 @@ impl Status {
             traffic: state.store.traffic().last_hour(now_ms),
         })
     }
-}
-
-fn unix_ms(at: SystemTime) -> i64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis()
-        .min(i64::MAX as u128) as i64
 }

@@ -372,6 +372,14 @@ impl Store {
         backend!(self, s => s.inbox_cursor(upstream).await)
     }
 
+    /// The messages an operator looks for (`query`): the one of that
+    /// message_id, and the latest 50 to that destination number, newest first.
+    pub async fn find_messages(&self, query: &str) -> Result<Vec<MessageLife>, StoreError> {
+        let query = query.trim();
+        let message_id = parse_message_id(query).unwrap_or(-1);
+        backend!(self, s => s.find_messages(message_id, query).await)
+    }
+
     /// Receipts and incoming messages waiting per account: (system_id, count).
     pub async fn waiting_deliveries(&self) -> Result<Vec<WaitingDeliveries>, StoreError> {
         backend!(self, s => s.waiting_deliveries().await)

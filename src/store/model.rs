@@ -409,3 +409,60 @@ impl WaitingDeliveries {
     pub(crate) const SQL: &'static str = "SELECT system_id, count(*) AS waiting, \
          min(created_at) AS oldest_at FROM deliveries GROUP BY system_id";
 }
+
+/// A message as the console shows it: what the database keeps of its life.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct MessageLife {
+    pub message_id: i64,
+    pub system_id: String,
+    pub route: String,
+    pub state: String,
+    pub source_addr: String,
+    pub dest_addr: String,
+    /// Unix ms.
+    pub submitted_at: i64,
+    pub scheduled_at: Option<i64>,
+    pub expires_at: i64,
+    pub final_at: Option<i64>,
+    pub error_code: i64,
+    pub registered_delivery: i64,
+    /// Of a long message: this part's number and the set's size.
+    pub concat_seq: Option<i64>,
+    pub concat_total: Option<i64>,
+    /// The outbox row that carries it (its first part's id for a long one).
+    pub outbox_id: Option<i64>,
+    pub outbox_state: Option<String>,
+    /// The upstream it was handed to or is bound to, its id there and its
+    /// last reported state.
+    pub upstream: Option<String>,
+    pub upstream_id: Option<String>,
+    pub upstream_state: Option<String>,
+    pub attempts: Option<i64>,
+    pub last_error: Option<String>,
+    /// Receipts for it still waiting for an ESME's deliver_sm_resp.
+    pub receipts_waiting: i64,
+}
+
+impl MessageLife {
+    /// The same on both backends, with `first` the message_id sought (-1 for
+    /// none) and `second` the destination ('' for none): that message, and the
+    /// latest 50 to that destination, newest first.
+    pub(crate) fn sql(first: &str, second: &str) -> String {
+        format!(
+            "WITH found AS (SELECT message_id FROM messages WHERE message_id = {first} \
+               UNION SELECT message_id FROM (SELECT message_id FROM messages \
+                 WHERE dest_addr = {second} ORDER BY message_id DESC LIMIT 50) AS latest), \
+             waiting AS (SELECT message_id, count(*) AS n FROM deliveries \
+               WHERE message_id IN (SELECT message_id FROM found) GROUP BY message_id) \
+             SELECT m.message_id, m.system_id, m.route, m.state, m.source_addr, m.dest_addr, \
+             m.submitted_at, m.scheduled_at, m.expires_at, m.final_at, m.error_code, \
+             m.registered_delivery, m.concat_seq, m.concat_total, m.outbox_id, \
+             o.state AS outbox_state, o.upstream, o.upstream_id, o.upstream_state, o.attempts, \
+             o.last_error, coalesce(w.n, 0) AS receipts_waiting \
+             FROM found f JOIN messages m ON m.message_id = f.message_id \
+             LEFT JOIN outbox o ON o.id = m.outbox_id \
+             LEFT JOIN waiting w ON w.message_id = m.message_id \
+             ORDER BY m.message_id DESC"
+        )
+    }
+}

@@ -309,12 +309,10 @@ async fn a_real_browser_shows_the_overview() {
     let mut esme = Esme::connect(broker.addr()).await;
     esme.bind_ok(BindKind::Transceiver, "demo", "demo1234")
         .await;
+    let mut ids = Vec::new();
     for n in 0..3 {
         let text = format!("browser {n}");
-        let ok = esme
-            .request(Body::SubmitSm(sm(0, 0, text.as_bytes())))
-            .await;
-        assert_eq!(ok.command_status, CommandStatus::ESME_ROK);
+        ids.push(testkit::sms::submit_ok(&mut esme, sm(0, 0, text.as_bytes())).await);
     }
     let url = format!("http://{}/", broker.admin_addr());
     let dom = headless(&["--dump-dom"], &url).await;
@@ -332,6 +330,19 @@ async fn a_real_browser_shows_the_overview() {
             dom.contains(wanted),
             "{wanted:?} not in the page chromium loaded:\n{dom}"
         );
+    }
+    // A message found by its id, with its life.
+    let found = headless(
+        &["--dump-dom"],
+        &format!("http://{}/messages?q={}", broker.admin_addr(), ids[1]),
+    )
+    .await;
+    for wanted in [
+        format!("<h2 class=\"message\">{}</h2>", ids[1]),
+        "from account <b>demo</b>".to_owned(),
+        "now <b>queued</b>".to_owned(),
+    ] {
+        assert!(found.contains(&wanted), "{wanted:?} not in:\n{found}");
     }
     let shot = tempfile::tempdir().unwrap();
     let png = shot.path().join("console.png");
@@ -352,4 +363,58 @@ async fn a_real_browser_shows_the_overview() {
     if let Ok(keep) = std::env::var("CONSOLE_SCREENSHOT") {
         std::fs::copy(&png, keep).unwrap();
     }
+}
+
+#[tokio::test]
+async fn an_operator_finds_a_message_by_its_id_or_its_destination() {
+    let broker = TestBroker::builder().start().await;
+    let mut esme = Esme::connect(broker.addr()).await;
+    esme.bind_ok(BindKind::Transmitter, "demo", "demo1234")
+        .await;
+    let to = |addr: &str| {
+        let mut message = sm(0, 0, b"find me");
+        message.dest = smpp_broker::smpp::pdu::Address::new(1, 1, addr);
+        message
+    };
+    let first = testkit::sms::submit_ok(&mut esme, to("4917612345")).await;
+    let second = testkit::sms::submit_ok(&mut esme, to("4917612345")).await;
+    let other = testkit::sms::submit_ok(&mut esme, to("4917699999")).await;
+    let admin = broker.admin_addr();
+
+    let (code, json) = get(&format!("http://{admin}/api/messages?q={other}"), None).await;
+    assert_eq!(code, 200, "{json}");
+    let found: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let messages = found["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["message_id"].to_string(), other);
+    assert_eq!(messages[0]["system_id"], "demo");
+    assert_eq!(messages[0]["state"], "queued");
+
+    let (_, json) = get(&format!("http://{admin}/api/messages?q=4917612345"), None).await;
+    let found: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let ids: Vec<String> = found["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].to_string())
+        .collect();
+    assert_eq!(ids, [second.clone(), first.clone()], "newest first");
+
+    let (code, html) = get(&format!("http://{admin}/messages?q=4917612345"), None).await;
+    assert_eq!(code, 200);
+    assert!(
+        html.contains(&format!("<h2 class=\"message\">{first}</h2>")),
+        "{html}"
+    );
+    let (_, html) = get(&format!("http://{admin}/messages?q=%3Cb%3Enothing"), None).await;
+    assert!(html.contains("id=\"none\""), "{html}");
+    assert!(
+        html.contains("&lt;b&gt;nothing"),
+        "the query is escaped: {html}"
+    );
+    let (_, overview) = get(&format!("http://{admin}/"), None).await;
+    assert!(
+        overview.contains("action=\"/messages\""),
+        "a search form on the overview"
+    );
 }

@@ -320,7 +320,69 @@ fn only_the_exact_decimal_form_names_a_message() {
     }
 }
 
+async fn an_operator_finds_messages_by_id_and_by_destination(backend: Backend) {
+    let dir = Place::new(backend);
+    let store = open(&dir, &ManualClock::new(T0), None).await;
+    let to = |addr: &str, text: &str| NewMessage {
+        dest: Party {
+            ton: 1,
+            npi: 1,
+            addr: addr.into(),
+        },
+        ..message(text)
+    };
+    let ids = store
+        .submit(vec![
+            to("4917611111", "one"),
+            to("4917622222", "two"),
+            to("4917611111", "three"),
+        ])
+        .await
+        .unwrap();
+    let found = store.find_messages(&ids[1]).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].message_id.to_string(), ids[1]);
+    assert_eq!(
+        (found[0].state.as_str(), found[0].dest_addr.as_str()),
+        ("queued", "4917622222")
+    );
+    assert_eq!(found[0].outbox_state.as_deref(), Some("queued"));
+    let to_one: Vec<String> = store
+        .find_messages(" 4917611111 ")
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.message_id.to_string())
+        .collect();
+    assert_eq!(to_one, [ids[2].clone(), ids[0].clone()], "newest first");
+    assert!(store.find_messages("4917699999").await.unwrap().is_empty());
+    assert!(store.find_messages("").await.unwrap().is_empty());
+
+    // Handed to an upstream: which, its id there and its state.
+    let claimed = claim_all(&store).await;
+    let outcomes = claimed
+        .iter()
+        .map(|d| {
+            let outcome = DispatchOutcome::Accepted {
+                upstream_id: format!("up-{}", d.outbox_id),
+                upstream_state: "Pending".into(),
+                check_at: T0 + 60_000,
+                charge: None,
+            };
+            (d.outbox_id, outcome)
+        })
+        .collect();
+    store.record_dispatch(outcomes).await.unwrap();
+    let sent = &store.find_messages(&ids[0]).await.unwrap()[0];
+    assert_eq!(sent.state, "enroute");
+    assert_eq!(sent.upstream.as_deref(), Some("sandbox"));
+    assert_eq!(sent.upstream_id, Some(format!("up-{}", ids[0])));
+    assert_eq!(sent.upstream_state.as_deref(), Some("Pending"));
+    assert_eq!(sent.attempts, Some(1));
+}
+
 on_both_backends!(
+    an_operator_finds_messages_by_id_and_by_destination,
     submit_returns_unique_increasing_ids_and_query_finds_them,
     queue_limit_refuses_beyond_the_waiting_count,
     scheduled_messages_wait_until_due,

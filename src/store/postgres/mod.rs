@@ -454,6 +454,18 @@ impl PostgresStore {
         )
     }
 
+    pub async fn find_messages(
+        &self,
+        message_id: i64,
+        dest_addr: &str,
+    ) -> Result<Vec<MessageLife>, StoreError> {
+        Ok(sqlx::query_as(&MessageLife::sql("$1", "$2"))
+            .bind(message_id)
+            .bind(dest_addr)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     pub async fn waiting_deliveries(&self) -> Result<Vec<WaitingDeliveries>, StoreError> {
         Ok(sqlx::query_as(WaitingDeliveries::SQL)
             .fetch_all(&self.pool)

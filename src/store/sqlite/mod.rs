@@ -332,6 +332,18 @@ impl SqliteStore {
     }
 
     /// Receipts and incoming messages waiting per account: (system_id, count).
+    pub async fn find_messages(
+        &self,
+        message_id: i64,
+        dest_addr: &str,
+    ) -> Result<Vec<MessageLife>, StoreError> {
+        Ok(sqlx::query_as(&MessageLife::sql("?1", "?2"))
+            .bind(message_id)
+            .bind(dest_addr)
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
     pub async fn waiting_deliveries(&self) -> Result<Vec<WaitingDeliveries>, StoreError> {
         Ok(sqlx::query_as(WaitingDeliveries::SQL)
             .fetch_all(&self.reader)
