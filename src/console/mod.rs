@@ -96,7 +96,11 @@ struct Search {
 }
 
 async fn messages(State(state): State<ConsoleState>, Query(search): Query<Search>) -> Response {
-    match state.store.find_messages(&search.q).await {
+    match state
+        .store
+        .find_messages(&search.q, state.clock.now_ms())
+        .await
+    {
         Ok(found) => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             page::messages(&search.q, &found, state.clock.now_ms()),
@@ -107,7 +111,11 @@ async fn messages(State(state): State<ConsoleState>, Query(search): Query<Search
 }
 
 async fn api_messages(State(state): State<ConsoleState>, Query(search): Query<Search>) -> Response {
-    match state.store.find_messages(&search.q).await {
+    match state
+        .store
+        .find_messages(&search.q, state.clock.now_ms())
+        .await
+    {
         Ok(found) => Json(serde_json::json!({"q": search.q, "messages": found})).into_response(),
         Err(err) => unavailable(err),
     }

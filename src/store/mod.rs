@@ -40,6 +40,9 @@ pub use model::*;
 pub use postgres::cluster::{ClusterHandle, Timing as ClusterTiming};
 pub use postgres::{PostgresSettings, PostgresStore, MAINTENANCE_LEASE};
 
+/// How far back a search by destination looks: a day of messages.
+pub const DESTINATION_SEARCH_MS: i64 = 24 * 3_600_000;
+
 /// The lease under which one node at a time dispatches for an upstream, so
 /// that its rate and max_in_flight hold for the whole cluster.
 pub fn upstream_lease(upstream: &str) -> String {
@@ -373,11 +376,17 @@ impl Store {
     }
 
     /// The messages an operator looks for (`query`): the one of that
-    /// message_id, and the latest 50 to that destination number, newest first.
-    pub async fn find_messages(&self, query: &str) -> Result<Vec<MessageLife>, StoreError> {
+    /// message_id, and the latest 50 to that destination number submitted in
+    /// the day before `now` (Unix ms), newest first.
+    pub async fn find_messages(
+        &self,
+        query: &str,
+        now: i64,
+    ) -> Result<Vec<MessageLife>, StoreError> {
         let query = query.trim();
         let message_id = parse_message_id(query).unwrap_or(-1);
-        backend!(self, s => s.find_messages(message_id, query).await)
+        let since = message_ids::first_id_at(now - DESTINATION_SEARCH_MS);
+        backend!(self, s => s.find_messages(message_id, query, since).await)
     }
 
     /// Receipts and incoming messages waiting per account: (system_id, count).

