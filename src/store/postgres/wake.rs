@@ -68,20 +68,22 @@ pub(super) async fn listen(
     stop: CancellationToken,
 ) {
     loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
+        // Connected and listening, or a second's wait before trying again:
+        // a server that refuses either must not be asked in a tight loop.
+        let listening = match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => listener.listen(CHANNEL).await.map(|()| listener),
+            Err(err) => Err(err),
+        };
+        let mut listener = match listening {
             Ok(listener) => listener,
             Err(err) => {
-                debug!(error = %err, "wake-up listener cannot connect; retrying");
+                debug!(error = %err, "wake-up listener cannot listen; retrying");
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
                 }
             }
         };
-        if let Err(err) = listener.listen(CHANNEL).await {
-            debug!(error = %err, "LISTEN failed; retrying");
-            continue;
-        }
         loop {
             let notification = tokio::select! {
                 _ = stop.cancelled() => return,
