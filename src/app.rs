@@ -13,16 +13,13 @@ use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use crate::config::UpstreamKind;
 use crate::console::{self, ConsoleState, Credentials};
-use crate::dispatch::smsgate::inbox::InboxPoller;
-use crate::dispatch::smsgate::register::register_webhooks;
-use crate::dispatch::smsgate::webhook::Webhooks;
-use crate::dispatch::{self, Members};
+use crate::dispatch::Members;
 use crate::fd_limit;
 use crate::http::{self, HttpState};
+use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::routing::{IncomingRoutes, RouteTable};
+use crate::reload::{self, ConfigSource, Reloader};
 use crate::smpp::auth::Accounts;
 use crate::smpp::delivery::DeliveryHub;
 use crate::smpp::handler::OutboxService;
@@ -30,9 +27,8 @@ use crate::smpp::listener::{accept_loop, Transport};
 use crate::smpp::registry::{Registry, SharedSessions};
 use crate::smpp::service::MessageService;
 use crate::smpp::session::SessionContext;
-use crate::smpp::submit::AccountPolicy;
 use crate::smpp::tls::{self, TlsError};
-use crate::store::{Store, StoreError, UpstreamLimits, WriterLimits};
+use crate::store::{Store, StoreError, WriterLimits};
 use crate::tasks::Tasks;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +52,7 @@ pub struct Broker {
     admin_addr: SocketAddr,
     tasks: Tasks,
     ctx: Arc<SessionContext>,
-    members: Arc<Members>,
+    reloader: Arc<Reloader>,
     http_addr: SocketAddr,
     store: Store,
 }
@@ -66,11 +62,21 @@ impl Broker {
         Broker::start_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    /// Starts with an injected wall clock (tests control message times with it).
-    /// Everything that can fail (the database, the certificate, the ports) comes
-    /// before anything is spawned; every task goes on the tracker that
-    /// [`Broker::shutdown`] drains.
+    /// Starts with an injected wall clock (tests control message times with it),
+    /// from settings given in code: there is no file for a reload to read.
     pub async fn start_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Broker, StartError> {
+        Broker::start_from(ConfigSource::Given, settings, clock).await
+    }
+
+    /// Starts from `settings`, read from `source`, which a reload (SIGHUP,
+    /// `POST /api/reload`) reads again. Everything that can fail (the
+    /// database, the certificate, the ports) comes before anything is
+    /// spawned; every task goes on the tracker that [`Broker::shutdown`] drains.
+    pub async fn start_from(
+        source: ConfigSource,
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Broker, StartError> {
@@ -84,50 +90,28 @@ impl Broker {
             metrics: Arc::new(Metrics::default()),
             tasks: Tasks::default(),
         };
-        crate::cluster::join(&running.store, &settings, &running.tasks).await;
-        let routes = RouteTable::new(&settings.accounts, &settings.routes);
-        let ctx = running.start_sessions(&settings, &routes, accounts);
+        let leases = Arc::new(Live::new(crate::cluster::wanted_leases(&settings)));
+        crate::cluster::join(&running.store, Arc::clone(&leases), &running.tasks).await;
+        let (ctx, messages) = running.start_sessions(&settings, accounts);
         let addrs = listeners.addrs();
         let caps = fd_limit::caps_for(&settings);
         running.serve_smpp(listeners.smpp, listeners.tls, &ctx, caps.smpp);
-        let incoming_routes = Arc::new(IncomingRoutes::new(&settings.accounts, &settings.routes));
-        let members = running
-            .start_upstreams(&settings, &routes, &incoming_routes)
-            .await?;
-        let account_names: Arc<Vec<String>> = Arc::new(
-            settings
-                .accounts
-                .iter()
-                .map(|a| a.system_id.clone())
-                .collect(),
-        );
+        let parts = reload::Parts {
+            store: running.store.clone(),
+            clock: Arc::clone(&running.clock),
+            metrics: Arc::clone(&running.metrics),
+            tasks: running.tasks.clone(),
+            sessions: Arc::clone(&ctx),
+            messages,
+            leases,
+        };
+        let reloader = Arc::new(Reloader::start(source, settings.clone(), parts).await?);
         let state = HttpState {
             store: running.store.clone(),
-            members: Arc::clone(&members),
             metrics: Arc::clone(&running.metrics),
             clock: Arc::clone(&running.clock),
-            webhooks: Webhooks {
-                store: running.store.clone(),
-                keys: Arc::new(
-                    settings
-                        .upstreams
-                        .iter()
-                        .filter(|u| u.kind == UpstreamKind::Smsgate)
-                        .map(|u| (u.name.clone(), u.signing_key.clone()))
-                        .collect(),
-                ),
-                sims: Arc::new(
-                    settings
-                        .upstreams
-                        .iter()
-                        .filter_map(|u| Some((u.name.clone(), u.sim_number?)))
-                        .collect(),
-                ),
-                routes: incoming_routes,
-            },
             registry: Arc::clone(&ctx.registry),
-            accounts: Arc::clone(&account_names),
-            routes: Arc::new(routes.routes().iter().map(|r| r.name.clone()).collect()),
+            configured: Arc::clone(reloader.configured()),
             body_limits: http::BodyLimits {
                 max_size: settings.http.max_body_size,
                 read_timeout: settings.http.body_read_timeout,
@@ -136,9 +120,9 @@ impl Broker {
         running.serve_http(&settings, listeners.http, caps.http, state);
         let console = ConsoleState {
             store: running.store.clone(),
-            members: Arc::clone(&members),
+            configured: Arc::clone(reloader.configured()),
+            reloader: Arc::clone(&reloader),
             registry: Arc::clone(&ctx.registry),
-            accounts: Arc::clone(&account_names),
             clock: Arc::clone(&running.clock),
             started: std::time::Instant::now(),
             store_description: Store::describe(&settings.store),
@@ -154,7 +138,7 @@ impl Broker {
             tasks: running.tasks,
             ctx,
             store: running.store,
-            members,
+            reloader,
         })
     }
 
@@ -183,9 +167,14 @@ impl Broker {
         &self.store
     }
 
-    /// Which upstreams are paused, and why.
-    pub fn members(&self) -> &Arc<Members> {
-        &self.members
+    /// Which upstreams are paused, and why (those of the last reload).
+    pub fn members(&self) -> Arc<Members> {
+        Arc::clone(&self.reloader.configured().load().members)
+    }
+
+    /// Reads the configuration again and applies it (SIGHUP).
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
     }
 
     /// A token that stops the broker when cancelled.
@@ -235,7 +224,12 @@ fn warn_about_plain_passwords(accounts: &Accounts) {
 }
 
 async fn open_store(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<Store, StartError> {
-    let store = Store::open(&settings.store, writer_limits(settings), Arc::clone(clock)).await?;
+    let store = Store::open(
+        &settings.store,
+        WriterLimits::of(settings),
+        Arc::clone(clock),
+    )
+    .await?;
     info!(database = %Store::describe(&settings.store), "store open");
     Ok(store)
 }
@@ -318,24 +312,19 @@ struct Running {
 
 impl Running {
     /// The sessions' shared context: accounts, the message service over the
-    /// store, and the hub that hands receipts and incoming messages to receivers.
+    /// store, and the hub that hands receipts and incoming messages to
+    /// receivers; and the message service itself, whose accounts a reload sets.
     fn start_sessions(
         &self,
         settings: &Settings,
-        routes: &RouteTable,
         accounts: Accounts,
-    ) -> Arc<SessionContext> {
-        let policies = settings.accounts.iter().map(|a| AccountPolicy {
-            system_id: a.system_id.clone(),
-            routes: routes.for_account(&a.system_id),
-            alphabet: a.default_alphabet,
-        });
-        let messages = OutboxService::new(
+    ) -> (Arc<SessionContext>, Arc<OutboxService>) {
+        let messages = Arc::new(OutboxService::new(
             self.store.clone(),
-            policies,
+            reload::account_policies(settings),
             Arc::clone(&self.clock),
             settings.messages.default_validity.as_millis() as i64,
-        );
+        ));
         messages.log_refusals(self.tasks.tracker(), self.tasks.stop_token());
         let deliveries = DeliveryHub::start(
             self.store.clone(),
@@ -344,17 +333,18 @@ impl Running {
             self.tasks.stop_token(),
             self.tasks.tracker(),
         );
-        SessionContext::new(
+        let ctx = SessionContext::new(
             settings.smpp.clone(),
             accounts,
-            Arc::new(messages) as Arc<dyn MessageService>,
+            Arc::clone(&messages) as Arc<dyn MessageService>,
             self.tasks.stop_token(),
             Some(deliveries),
             Arc::clone(&self.metrics),
             self.store
                 .cluster()
                 .map(|cluster| SharedSessions::start(cluster, &self.tasks)),
-        )
+        );
+        (ctx, messages)
     }
 
     /// One accept loop per SMPP port; plain and TLS share the connection cap.
@@ -384,47 +374,6 @@ impl Running {
                 self.tasks.tracker().clone(),
             ));
         }
-    }
-
-    /// For each upstream: its webhooks registered or its inbox poller started;
-    /// then a dispatcher for every route and a state poller for every upstream.
-    async fn start_upstreams(
-        &self,
-        settings: &Settings,
-        routes: &RouteTable,
-        incoming_routes: &Arc<IncomingRoutes>,
-    ) -> Result<Arc<Members>, StoreError> {
-        for upstream in settings
-            .upstreams
-            .iter()
-            .filter(|u| u.kind == UpstreamKind::Smsgate)
-        {
-            match &settings.http.public_url {
-                Some(url) => {
-                    register_webhooks(upstream, url.clone(), self.store.clone(), &self.tasks)
-                }
-                None => {
-                    info!(upstream = %upstream.name,
-                        "http.public_url not set: no webhooks registered; states come by polling");
-                    let poller = InboxPoller::new(
-                        upstream,
-                        self.store.clone(),
-                        Arc::clone(incoming_routes),
-                        Arc::clone(&self.clock),
-                    );
-                    self.tasks.spawn(poller.run(self.tasks.stop_token()));
-                }
-            }
-        }
-        dispatch::start(
-            &settings.upstreams,
-            routes,
-            &self.store,
-            &self.clock,
-            &self.metrics,
-            &self.tasks,
-        )
-        .await
     }
 
     /// The operator console on its own port, with the HTTP port's timeouts.
@@ -473,38 +422,5 @@ impl Running {
             self.tasks.stop_token(),
             self.tasks.tracker().clone(),
         ));
-    }
-}
-
-/// The limits the store's writer enforces, from the configuration.
-pub fn writer_limits(settings: &Settings) -> WriterLimits {
-    let per_account = |limit: fn(&crate::config::AccountSettings) -> usize| {
-        settings
-            .accounts
-            .iter()
-            .map(|a| (a.system_id.clone(), limit(a)))
-            .collect()
-    };
-    WriterLimits {
-        wal_limit: crate::store::sqlite::WAL_LIMIT,
-        max_waiting: per_account(|a| a.max_queued),
-        assembly_timeout: settings.messages.assembly_timeout,
-        max_undelivered: per_account(|a| a.max_undelivered),
-        default_max_undelivered: crate::config::DEFAULT_MAX_UNDELIVERED,
-        undelivered_retention: settings.messages.undelivered_retention,
-        final_retention: settings.messages.final_retention,
-        upstream_limits: settings
-            .upstreams
-            .iter()
-            .map(|u| UpstreamLimits {
-                upstream: u.name.clone(),
-                daily_limit: u.daily_limit,
-                monthly_limit: u.monthly_limit,
-                timezone: u
-                    .limits_timezone
-                    .clone()
-                    .unwrap_or_else(|| "UTC".to_owned()),
-            })
-            .collect(),
     }
 }

@@ -4,11 +4,13 @@
 //! and their SQL are the store's (store/postgres/cluster.rs); this task keeps
 //! them fresh. On SQLite there is one process, which does everything.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::live::Live;
 use crate::store::{upstream_lease, ClusterHandle, Store, MAINTENANCE_LEASE};
 use crate::tasks::Tasks;
 
@@ -21,12 +23,16 @@ pub fn wanted_leases(settings: &Settings) -> Vec<String> {
 
 /// Joins the cluster when the store is shared: a first heartbeat now (so that
 /// the leases free at startup are taken before the dispatchers start), then
-/// one every `store.heartbeat`; at shutdown the leases are given up.
-pub async fn join(store: &Store, settings: &Settings, tasks: &Tasks) -> Option<ClusterHandle> {
+/// one every `store.heartbeat`, for the leases `wanted` names then (a reload
+/// changes them); at shutdown the leases are given up.
+pub async fn join(
+    store: &Store,
+    wanted: Arc<Live<Vec<String>>>,
+    tasks: &Tasks,
+) -> Option<ClusterHandle> {
     let handle = store.cluster()?;
-    let wanted = wanted_leases(settings);
     let mut held = Vec::new();
-    beat(&handle, &wanted, &mut held).await;
+    beat(&handle, &wanted.load(), &mut held).await;
     let every = Duration::from_millis(handle.timing().heartbeat_ms.max(1) as u64);
     let stop = tasks.stop_token();
     let task_handle = handle.clone();
@@ -35,10 +41,10 @@ pub async fn join(store: &Store, settings: &Settings, tasks: &Tasks) -> Option<C
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(every) => beat(&handle, &wanted, &mut held).await,
+                _ = tokio::time::sleep(every) => beat(&handle, &wanted.load(), &mut held).await,
             }
         }
-        match handle.leave(&wanted).await {
+        match handle.leave(&wanted.load()).await {
             Ok(()) => info!(
                 node_id = handle.node_id(),
                 "left the cluster: leases given up"

@@ -25,26 +25,34 @@ use tracing::warn;
 use crate::clock::Clock;
 use crate::dispatch::smsgate::webhook::{Accepted, WebhookRejection, Webhooks};
 use crate::dispatch::{Members, Unavailable};
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
 #[derive(Clone)]
 pub struct HttpState {
     pub store: Store,
-    /// Every upstream with its state: available, or why not.
-    pub members: Arc<Members>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
-    /// Where the upstreams' webhook events go.
-    pub webhooks: Webhooks,
     /// The bound SMPP sessions, for the sessions gauge.
     pub registry: Arc<crate::smpp::registry::Registry>,
-    /// Every configured account: each has its sessions gauge, 0 when none is bound.
-    pub accounts: Arc<Vec<String>>,
-    /// Every route: each has its queue_depth series, 0 when nothing waits.
-    pub routes: Arc<Vec<String>>,
+    /// What the configuration made, replaced by a reload.
+    pub configured: Arc<Live<Configured>>,
     /// http.max_body_size and http.body_read_timeout.
     pub body_limits: BodyLimits,
+}
+
+/// What the HTTP port and the console serve from the configuration: a
+/// reload replaces it whole.
+pub struct Configured {
+    /// Every upstream with its state: available, or why not.
+    pub members: Arc<Members>,
+    /// Where the upstreams' webhook events go.
+    pub webhooks: Webhooks,
+    /// Every configured account: each has its sessions gauge, 0 when none is bound.
+    pub accounts: Vec<String>,
+    /// Every route: each has its queue_depth series, 0 when nothing waits.
+    pub routes: Vec<String>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -67,7 +75,8 @@ async fn healthz() -> &'static str {
 /// unready, since messages go to other members or wait safely in the outbox.
 async fn readyz(State(state): State<HttpState>) -> Response {
     let now = state.clock.now_ms();
-    let upstreams: serde_json::Map<String, serde_json::Value> = state
+    let configured = state.configured.load();
+    let upstreams: serde_json::Map<String, serde_json::Value> = configured
         .members
         .iter()
         .map(|member| {
@@ -110,16 +119,19 @@ async fn readyz(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
+    let configured = state.configured.load();
     state
         .metrics
         .refresh(
             &state.store,
             &state.registry.counts(),
-            &state.accounts,
-            &state.routes,
+            &configured.accounts,
+            &configured.routes,
         )
         .await;
-    state.members.export(&state.metrics, state.clock.now_ms());
+    configured
+        .members
+        .export(&state.metrics, state.clock.now_ms());
     (
         [(
             header::CONTENT_TYPE,
@@ -141,7 +153,11 @@ async fn webhook(
     let handled = match body::read_body(body, &headers, state.body_limits).await {
         Ok(body) => {
             let now = state.clock.now_ms();
-            state.webhooks.handle(&upstream, &headers, &body, now).await
+            let configured = state.configured.load();
+            configured
+                .webhooks
+                .handle(&upstream, &headers, &body, now)
+                .await
         }
         Err(err) => {
             warn!(%upstream, error = %err, "webhook refused");

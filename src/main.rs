@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use smpp_broker::clock::SystemClock;
 use smpp_broker::config::LogFormat;
 use smpp_broker::fd_limit;
+use smpp_broker::reload::ConfigSource;
 use smpp_broker::store::{ReadOnlyStore, Store};
 use smpp_broker::{telemetry, Broker, Settings};
 
@@ -89,7 +90,11 @@ fn main() -> anyhow::Result<()> {
             };
             telemetry::init(format, &settings.log.level);
             let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            runtime.block_on(serve(settings))
+            let source = match cli.config {
+                Some(path) => ConfigSource::File(path),
+                None => ConfigSource::Embedded,
+            };
+            runtime.block_on(serve(source, settings))
         }
     }
 }
@@ -98,7 +103,7 @@ async fn database_command(settings: Settings, print_queues: bool) -> anyhow::Res
     let path = Store::describe(&settings.store);
     if !print_queues {
         // On SQLite this takes the database's lock: a running broker keeps it.
-        let limits = smpp_broker::app::writer_limits(&settings);
+        let limits = smpp_broker::store::WriterLimits::of(&settings);
         Store::migrate(&settings.store, limits, Arc::new(SystemClock))
             .await
             .with_context(|| format!("migrate {path}"))?;
@@ -168,11 +173,46 @@ async fn healthcheck(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(source: ConfigSource, settings: Settings) -> anyhow::Result<()> {
     raise_open_file_limit();
-    let broker = Broker::start(settings).await?;
+    let broker = Broker::start_from(source, settings, Arc::new(SystemClock)).await?;
+    reload_on_sighup(&broker);
     broker.run_until(shutdown_signal()).await;
     Ok(())
+}
+
+/// SIGHUP reads the configuration file again (as `POST /api/reload` does);
+/// the outcome is logged.
+fn reload_on_sighup(broker: &Broker) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGHUP: reload from the console instead");
+                return;
+            }
+        };
+        let reloader = Arc::clone(broker.reloader());
+        let stop = broker.shutdown_token();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    received = hangups.recv() => {
+                        if received.is_none() {
+                            return;
+                        }
+                        // The outcome, either way, is logged by the reload.
+                        let _ = reloader.reload("SIGHUP").await;
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = broker;
 }
 
 /// The soft open-file limit up to the hard one: connections are descriptors, and

@@ -7,10 +7,26 @@ use std::future::Future;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Tasks {
     tracker: TaskTracker,
     stop: CancellationToken,
+    /// The broker's shutdown: `stop` itself, or its parent for a generation.
+    shutdown: CancellationToken,
+    /// Of a generation: the broker's own tracker, which also tracks its tasks.
+    parent: Option<TaskTracker>,
+}
+
+impl Default for Tasks {
+    fn default() -> Tasks {
+        let stop = CancellationToken::new();
+        Tasks {
+            tracker: TaskTracker::new(),
+            shutdown: stop.clone(),
+            stop,
+            parent: None,
+        }
+    }
 }
 
 impl Tasks {
@@ -19,7 +35,10 @@ impl Tasks {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.tracker.spawn(task);
+        match &self.parent {
+            Some(parent) => parent.spawn(self.tracker.track_future(task)),
+            None => self.tracker.spawn(task),
+        };
     }
 
     /// Runs `task` on the tracker, dropped where it waits once stop is asked.
@@ -28,7 +47,7 @@ impl Tasks {
         F: Future<Output = ()> + Send + 'static,
     {
         let stop = self.stop.clone();
-        self.tracker.spawn(async move {
+        self.spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
                 _ = task => {}
@@ -36,8 +55,32 @@ impl Tasks {
         });
     }
 
+    /// Tasks that can be stopped and waited for on their own (what a reload
+    /// replaces), yet stop with these and are waited for by their shutdown.
+    pub fn generation(&self) -> Tasks {
+        Tasks {
+            tracker: TaskTracker::new(),
+            stop: self.stop.child_token(),
+            shutdown: self.shutdown.clone(),
+            parent: Some(self.tracker.clone()),
+        }
+    }
+
+    /// Stops a generation's tasks and waits until they have ended.
+    pub async fn stop_and_wait(&self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
+    }
+
+    /// The broker's shutdown; for a generation, unlike its `stop_token`, not
+    /// cancelled when only the generation stops.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 
     pub fn tracker(&self) -> &TaskTracker {
@@ -61,5 +104,22 @@ mod tests {
         tasks.stop_token().cancel();
         tasks.tracker().wait().await;
         assert!(tasks.tracker().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_generation_stops_alone_and_with_its_parent() {
+        let tasks = Tasks::default();
+        let first = tasks.generation();
+        first.spawn_until_stopped(tokio::time::sleep(Duration::from_secs(3600)));
+        let second = tasks.generation();
+        second.spawn_until_stopped(tokio::time::sleep(Duration::from_secs(3600)));
+        assert_eq!(tasks.tracker().len(), 2);
+        first.stop_and_wait().await;
+        assert_eq!(tasks.tracker().len(), 1);
+        assert!(!second.stop_token().is_cancelled());
+        tasks.stop_token().cancel();
+        tasks.tracker().close();
+        tasks.tracker().wait().await;
+        assert!(second.tracker().is_empty());
     }
 }

@@ -511,7 +511,7 @@ async fn storage_ceiling(
             ..Default::default()
         },
     };
-    let limits = smpp_broker::app::writer_limits(&smpp_broker::Settings::default());
+    let limits = smpp_broker::store::WriterLimits::of(&smpp_broker::Settings::default());
     let store = Store::open(
         &settings,
         limits,

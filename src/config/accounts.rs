@@ -12,7 +12,7 @@ use crate::text::{DefaultAlphabet, LongIncoming};
 /// SMPP v3.4 password is a C-Octet String of at most 9 octets incl. NUL.
 const MAX_PASSWORD_LEN: usize = 8;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct AccountSettings {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{invalid, ConfigError, Secret};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {

@@ -11,7 +11,7 @@ use super::{invalid, ConfigError};
 const MIN_HTTP_BODY_LIMIT: usize = 1024;
 const MAX_HTTP_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {

@@ -48,7 +48,7 @@ pub use upstreams::{SmsGateMode, UpstreamKind, UpstreamSettings, SMSGATE_CLOUD_U
 /// Name used in error messages for the embedded default configuration.
 const DEFAULT_ORIGIN: &str = "config/default.toml (built-in)";
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{invalid, AccountSettings, ConfigError};
 
 /// A pool of upstreams for the destinations under `prefix`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct RouteSettings {

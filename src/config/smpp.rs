@@ -15,7 +15,7 @@ const MIN_PDU_SIZE_LIMIT: u32 = 1024;
 /// SMPP v3.4 system_id is a C-Octet String of at most 16 octets incl. NUL.
 const MAX_SYSTEM_ID_LEN: usize = 15;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct SmppSettings {
@@ -75,7 +75,7 @@ impl Default for SmppSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {

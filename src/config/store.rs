@@ -12,7 +12,7 @@ use super::{invalid, ConfigError, Secret};
 /// Where the SQLite file is when neither `path` nor `url` is given.
 const DEFAULT_PATH: &str = "data/broker.db";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{invalid, ConfigError, Secret};
 
 /// An SMS gateway the dispatcher hands messages to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSettings {

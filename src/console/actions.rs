@@ -1,5 +1,5 @@
 //! What an operator may change from the console: put an upstream on hold and
-//! release it, disconnect a bound session. Each is a POST carrying the
+//! release it, disconnect a bound session, reload the configuration. Each is a POST carrying the
 //! console's token (a form field `csrf` or the header `X-Csrf-Token`): a page
 //! of another site can make a browser send a POST here, but cannot read the
 //! token from this one. Each action is logged with who did it.
@@ -34,7 +34,8 @@ pub async fn hold(
         "release" => false,
         _ => return (StatusCode::NOT_FOUND, "no such action\n").into_response(),
     };
-    let Some(member) = state.members.get(&name) else {
+    let configured = state.configured.load();
+    let Some(member) = configured.members.get(&name) else {
         return (
             StatusCode::NOT_FOUND,
             format!("no upstream named {name:?}\n"),
@@ -82,6 +83,30 @@ pub async fn disconnect(
     )
 }
 
+/// `POST /api/reload`: the configuration file read again and applied; 200
+/// with what changed, or 422 with the error naming the key, nothing changed.
+pub async fn reload(
+    State(state): State<ConsoleState>,
+    Extension(operator): Extension<Operator>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(refused) = check_token(&state, &headers, body).await {
+        return refused;
+    }
+    let by = format!("console ({})", operator.0);
+    match state.reloader.reload(&by).await {
+        Ok(report) => done(&headers, json!({"reloaded": true, "changes": report})),
+        // A browser's form goes back to the overview, which shows the error.
+        Err(_) if from_form(&headers) => Redirect::to("/").into_response(),
+        Err(err) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"reloaded": false, "error": err.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
 /// The request carries the console's token, in its header or its form.
 async fn check_token(
     state: &ConsoleState,
@@ -114,13 +139,17 @@ async fn check_token(
 
 /// Back to the overview for a browser's form, JSON for a script.
 fn done(headers: &HeaderMap, result: serde_json::Value) -> Response {
-    let from_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-    if from_form {
+    if from_form(headers) {
         Redirect::to("/").into_response()
     } else {
         Json(result).into_response()
     }
+}
+
+/// Whether the request is a browser's form (not a script's call).
+fn from_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
 }

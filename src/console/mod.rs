@@ -23,7 +23,9 @@ pub use auth::Credentials;
 pub use status::Status;
 
 use crate::clock::Clock;
-use crate::dispatch::Members;
+use crate::http::Configured;
+use crate::live::Live;
+use crate::reload::Reloader;
 use crate::smpp::registry::Registry;
 use crate::store::Store;
 
@@ -33,10 +35,11 @@ const REFRESH_S: u32 = 10;
 #[derive(Clone)]
 pub struct ConsoleState {
     pub store: Store,
-    pub members: Arc<Members>,
+    /// The upstreams' members and the accounts, as the last reload made them.
+    pub configured: Arc<Live<Configured>>,
+    /// Reads the configuration again (`POST /api/reload`).
+    pub reloader: Arc<Reloader>,
     pub registry: Arc<Registry>,
-    /// Every configured account, in configuration order.
-    pub accounts: Arc<Vec<String>>,
     pub clock: Arc<dyn Clock>,
     pub started: Instant,
     /// The store as the page names it (`Store::describe`).
@@ -62,6 +65,7 @@ pub fn router(state: ConsoleState, credentials: Option<Arc<Credentials>>) -> Rou
         .route("/api/messages", get(api_messages))
         .route("/api/upstreams/{name}/{action}", post(actions::hold))
         .route("/api/sessions/{id}/disconnect", post(actions::disconnect))
+        .route("/api/reload", post(actions::reload))
         .with_state(state)
         .layer(middleware::from_fn_with_state(credentials, auth::require))
 }

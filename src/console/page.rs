@@ -188,11 +188,56 @@ pub fn overview(status: &Status, csrf: &str, refresh_s: u32) -> String {
             upstream.in_flight,
         );
     }
+    html.push_str("</table>");
+    html.push_str(&configuration(status, csrf));
     html.push_str(
-        "</table><p><small>JSON: <a href=\"/api/status\">/api/status</a></small></p>\
-        </body></html>",
+        "<p><small>JSON: <a href=\"/api/status\">/api/status</a></small></p></body></html>",
     );
     html
+}
+
+/// The last reload's outcome and the button that reads the file again.
+fn configuration(status: &Status, csrf: &str) -> String {
+    let last = match &status.last_reload {
+        None => "<small>not reloaded since startup</small>".to_owned(),
+        Some(last) => {
+            let ago = age(((status.node.now_ms - last.at_ms).max(0) / 1000) as u64);
+            match (&last.changes, &last.error) {
+                (_, Some(error)) => format!(
+                    "<span class=\"bad\">refused</span> {ago} ago ({}): {}",
+                    escape(&last.by),
+                    escape(error)
+                ),
+                (Some(changes), None) => format!(
+                    "<span class=\"ok\">applied</span> {ago} ago ({}): accounts added {}, \
+                     removed {}, changed {}; {} sessions unbound{}{}",
+                    escape(&last.by),
+                    escape(&changes.accounts_added.join(", ")),
+                    escape(&changes.accounts_removed.join(", ")),
+                    escape(&changes.accounts_changed.join(", ")),
+                    changes.sessions_unbound,
+                    if changes.dispatch_restarted {
+                        "; upstreams and routes restarted"
+                    } else {
+                        ""
+                    },
+                    if changes.restart_needed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; <span class=\"warn\">needs a restart: {}</span>",
+                            escape(&changes.restart_needed.join(", "))
+                        )
+                    },
+                ),
+                (None, None) => String::new(),
+            }
+        }
+    };
+    format!(
+        "<h2>Configuration</h2><p id=\"reload\">Last reload: {last} {}</p>",
+        button("/api/reload", "Reload the file", csrf)
+    )
 }
 
 /// The form that finds a message by its id or its destination.

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::ConsoleState;
 use crate::dispatch::Unavailable;
+use crate::reload::LastReload;
 use crate::smpp::activity::SubmitRates;
 use crate::store::traffic::Minute;
 use crate::store::StoreError;
@@ -20,6 +21,8 @@ pub struct Status {
     pub upstreams: Vec<UpstreamStatus>,
     /// This node's traffic per minute over the last hour, oldest first.
     pub traffic: Vec<Minute>,
+    /// The last configuration reload since startup (SIGHUP or the console).
+    pub last_reload: Option<LastReload>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,7 +105,8 @@ impl Status {
         let wall = SystemTime::now();
         let depth = state.store.queue_depth().await?;
         let deliveries = state.store.waiting_deliveries().await?;
-        let accounts = state
+        let configured = state.configured.load();
+        let accounts = configured
             .accounts
             .iter()
             .map(|system_id| {
@@ -139,7 +143,7 @@ impl Status {
                 }
             })
             .collect();
-        let upstreams = state
+        let upstreams = configured
             .members
             .iter()
             .map(|member| {
@@ -194,6 +198,7 @@ impl Status {
             accounts,
             upstreams,
             traffic: state.store.traffic().last_hour(now_ms),
+            last_reload: state.reloader.last(),
         })
     }
 }

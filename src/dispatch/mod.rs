@@ -30,6 +30,8 @@ pub use upstream::{throttled, Call, Reply, SendOutcome, StatusOutcome, UpstreamS
 
 /// Starts a dispatcher for every route and a state poller for every upstream
 /// not on hold; returns the members, whose state /readyz and metrics show.
+/// Those `held` start on hold whatever their settings say (held from the
+/// console before a reload).
 pub async fn start(
     upstreams: &[UpstreamSettings],
     routes: &RouteTable,
@@ -37,8 +39,14 @@ pub async fn start(
     clock: &Arc<dyn Clock>,
     metrics: &Arc<Metrics>,
     tasks: &Tasks,
+    held: &[String],
 ) -> Result<Arc<Members>, StoreError> {
     let members = Arc::new(Members::start(upstreams, store, clock, tasks).await?);
+    for name in held {
+        if let Some(member) = members.get(name) {
+            member.set_hold(true);
+        }
+    }
     for member in members.iter() {
         if member.is_held() {
             warn!(upstream = %member.name,
@@ -64,7 +72,7 @@ pub async fn start(
             Arc::clone(clock),
             Arc::clone(metrics),
         );
-        tasks.spawn(dispatcher.run(tasks.stop_token()));
+        tasks.spawn(dispatcher.run(tasks.shutdown_token(), tasks.stop_token()));
     }
     Ok(members)
 }

@@ -159,8 +159,10 @@ impl RouteDispatcher {
 
     /// Runs until `shutdown`. Rows still in flight then keep their lease and
     /// their member, and go back to that member when the lease ends; the
-    /// upstream's idempotency makes a resend harmless.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// upstream's idempotency makes a resend harmless. Once `retire` (a
+    /// reload replaces the dispatcher), it claims nothing more and ends when
+    /// what it sent is answered and stored.
+    pub async fn run(mut self, shutdown: CancellationToken, retire: CancellationToken) {
         info!(route = %self.route.name, window = self.window, "dispatcher started");
         let ready = self.store.ready_signal();
         let mut in_flight = FuturesUnordered::new();
@@ -176,11 +178,16 @@ impl RouteDispatcher {
             notified.as_mut().enable();
 
             let now = self.clock.now_ms();
+            let retiring = retire.is_cancelled();
+            if retiring && in_flight.is_empty() && recording.is_empty() {
+                break;
+            }
             let reachable = self.members.reachable(now);
-            let open = self
-                .route
-                .members()
-                .any(|m| reachable.iter().any(|r| r == m));
+            let open = !retiring
+                && self
+                    .route
+                    .members()
+                    .any(|m| reachable.iter().any(|r| r == m));
             if open && in_flight.len() <= self.window / 2 {
                 if let Err(err) = self.fill(&mut in_flight, &reachable, now).await {
                     warn!(route = %self.route.name, error = %err, "claim failed");
@@ -210,6 +217,7 @@ impl RouteDispatcher {
 
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = retire.cancelled(), if !retiring => {}
                 Some(first) = in_flight.next(), if !in_flight.is_empty() => {
                     let mut finished = vec![first];
                     while let Some(Some(more)) = in_flight.next().now_or_never() {

@@ -12,7 +12,7 @@
 mod verifier;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::Argon2;
@@ -65,6 +65,8 @@ pub enum BindRefusal {
     TooManySessions,
     /// The shared database could not count the account's sessions.
     SessionsUncounted,
+    /// A reload changed the account during the bind.
+    AccountChanged,
 }
 
 impl BindRefusal {
@@ -88,13 +90,58 @@ impl BindRefusal {
             BindRefusal::SessionsUncounted => {
                 "the account's sessions on the other nodes could not be counted"
             }
+            BindRefusal::AccountChanged => "the account was reloaded during the bind",
         }
     }
 }
 
 pub struct Accounts {
-    by_system_id: HashMap<String, Arc<Account>>,
+    /// Each account as configured, and as its sessions use it; a reload
+    /// replaces the map (`update`).
+    by_system_id: RwLock<HashMap<String, (AccountSettings, Arc<Account>)>>,
     verifier: Verifier,
+}
+
+/// What a bound session took from its account's settings at the bind: when
+/// one of these changes, the session binds again to use the new value.
+fn bind_terms(a: &AccountSettings) -> impl PartialEq + '_ {
+    (
+        (
+            a.password.as_ref().map(Secret::expose),
+            a.password_hash.as_ref().map(Secret::expose),
+        ),
+        &a.bind_types,
+        a.max_sessions,
+        a.throughput.to_bits(),
+        a.long_incoming,
+    )
+}
+
+fn account_of(a: &AccountSettings) -> Account {
+    let credential = match (&a.password_hash, &a.password) {
+        (Some(hash), _) => Credential::Argon2(hash.clone()),
+        (None, Some(plain)) => Credential::Plain(plain.clone()),
+        // Config validation guarantees one of the two; an empty secret matches nothing.
+        (None, None) => Credential::Argon2(Secret::new("")),
+    };
+    Account {
+        system_id: a.system_id.clone(),
+        shared_id: Arc::from(a.system_id.as_str()),
+        max_sessions: a.max_sessions,
+        long_incoming: a.long_incoming,
+        bind_kinds: a.bind_types.clone(),
+        credential,
+        throughput: Mutex::new(TokenBucket::new(a.throughput)),
+    }
+}
+
+/// The first hashed account's hash, in config order: the decoy copies its
+/// parameters.
+fn decoy_template(accounts: &[AccountSettings]) -> Option<String> {
+    accounts
+        .iter()
+        .find_map(|a| a.password_hash.as_ref())
+        .map(|hash| hash.expose().to_owned())
 }
 
 impl Accounts {
@@ -106,49 +153,69 @@ impl Accounts {
 
     /// The accounts, with at most `limit` argon2 verifications running at once.
     pub fn with_verification_limit(accounts: &[AccountSettings], limit: usize) -> Accounts {
-        let by_system_id: HashMap<String, Arc<Account>> = accounts
+        let by_system_id = accounts
             .iter()
-            .map(|a| {
-                let credential = match (&a.password_hash, &a.password) {
-                    (Some(hash), _) => Credential::Argon2(hash.clone()),
-                    (None, Some(plain)) => Credential::Plain(plain.clone()),
-                    // Config validation guarantees one of the two; an empty secret matches nothing.
-                    (None, None) => Credential::Argon2(Secret::new("")),
-                };
-                let account = Account {
-                    system_id: a.system_id.clone(),
-                    shared_id: Arc::from(a.system_id.as_str()),
-                    max_sessions: a.max_sessions,
-                    long_incoming: a.long_incoming,
-                    bind_kinds: a.bind_types.clone(),
-                    credential,
-                    throughput: Mutex::new(TokenBucket::new(a.throughput)),
-                };
-                (a.system_id.clone(), Arc::new(account))
-            })
+            .map(|a| (a.system_id.clone(), (a.clone(), Arc::new(account_of(a)))))
             .collect();
-        // The decoy copies the parameters of the first hashed account in config order.
-        let decoy_template = accounts
-            .iter()
-            .find_map(|a| a.password_hash.as_ref())
-            .map(|hash| hash.expose().to_owned());
         Accounts {
-            by_system_id,
-            verifier: Verifier::new(limit, decoy_template),
+            by_system_id: RwLock::new(by_system_id),
+            verifier: Verifier::new(limit, decoy_template(accounts)),
         }
     }
 
-    pub fn get(&self, system_id: &str) -> Option<&Arc<Account>> {
-        self.by_system_id.get(system_id)
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<String, (AccountSettings, Arc<Account>)>> {
+        // Replaced whole or not at all: a panicked holder leaves it consistent.
+        self.by_system_id.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, system_id: &str) -> Option<Arc<Account>> {
+        self.read().get(system_id).map(|(_, a)| Arc::clone(a))
+    }
+
+    /// Whether `account` is the one its system_id binds to now: a session
+    /// that authenticated just before a reload changed it is not.
+    pub fn is_current(&self, account: &Arc<Account>) -> bool {
+        self.read()
+            .get(&account.system_id)
+            .is_some_and(|(_, now)| Arc::ptr_eq(now, account))
+    }
+
+    /// Takes the accounts of a reloaded configuration. An account whose bind
+    /// terms are unchanged keeps its state (its throughput budget); returns
+    /// the system_ids removed or whose bind terms changed, whose sessions
+    /// must bind again.
+    pub fn update(&self, accounts: &[AccountSettings]) -> Vec<String> {
+        self.verifier.adopt_template(decoy_template(accounts));
+        let mut map = self.by_system_id.write().unwrap_or_else(|e| e.into_inner());
+        let mut rebind: Vec<String> = map
+            .keys()
+            .filter(|id| !accounts.iter().any(|a| &a.system_id == *id))
+            .cloned()
+            .collect();
+        let mut next = HashMap::with_capacity(accounts.len());
+        for a in accounts {
+            let account = match map.remove(&a.system_id) {
+                Some((old, account)) if bind_terms(&old) == bind_terms(a) => account,
+                Some(_) => {
+                    rebind.push(a.system_id.clone());
+                    Arc::new(account_of(a))
+                }
+                None => Arc::new(account_of(a)),
+            };
+            next.insert(a.system_id.clone(), (a.clone(), account));
+        }
+        *map = next;
+        rebind.sort_unstable();
+        rebind
     }
 
     /// System ids of accounts configured with a plain password, for the startup warning.
-    pub fn with_plain_passwords(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = self
-            .by_system_id
+    pub fn with_plain_passwords(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .read()
             .values()
-            .filter(|a| matches!(a.credential, Credential::Plain(_)))
-            .map(|a| a.system_id.as_str())
+            .filter(|(_, a)| matches!(a.credential, Credential::Plain(_)))
+            .map(|(_, a)| a.system_id.clone())
             .collect();
         ids.sort_unstable();
         ids
@@ -170,7 +237,7 @@ impl Accounts {
         kind: BindKind,
     ) -> Result<Arc<Account>, BindRefusal> {
         let account = self.get(system_id);
-        let password_ok = match account.map(|a| &a.credential) {
+        let password_ok = match account.as_ref().map(|a| &a.credential) {
             Some(Credential::Argon2(hash)) => self.verifier.verify(hash.expose(), password).await,
             Some(Credential::Plain(expected)) => {
                 self.verifier.verify_decoy(password).await;
@@ -188,7 +255,7 @@ impl Accounts {
         if !account.allows(kind) {
             return Err(BindRefusal::BindTypeNotAllowed);
         }
-        Ok(Arc::clone(account))
+        Ok(account)
     }
 }
 
@@ -386,5 +453,35 @@ mod tests {
             "{hash}"
         );
         assert!(verify_with(&hash, "s3cret", &mut Vec::new()));
+    }
+
+    #[tokio::test]
+    async fn an_update_keeps_unchanged_accounts_and_names_those_to_bind_again() {
+        let accounts = Accounts::from_settings(&[
+            account("same", Some("pw"), None),
+            account("limits", Some("pw"), None),
+            account("password", Some("pw"), None),
+            account("gone", Some("pw"), None),
+        ]);
+        let same = accounts.get("same").unwrap();
+        let limits = accounts.get("limits").unwrap();
+        let mut fewer = account("limits", Some("pw"), None);
+        fewer.max_queued = 1;
+        let rebind = accounts.update(&[
+            account("same", Some("pw"), None),
+            fewer,
+            account("password", Some("new"), None),
+            account("added", Some("pw"), None),
+        ]);
+        assert_eq!(rebind, ["gone", "password"]);
+        assert!(accounts.is_current(&same) && accounts.is_current(&limits));
+        let tx = BindKind::Transmitter;
+        assert!(accounts.authenticate("password", "new", tx).await.is_ok());
+        assert!(accounts.authenticate("password", "pw", tx).await.is_err());
+        assert!(accounts.authenticate("added", "pw", tx).await.is_ok());
+        assert_eq!(
+            accounts.authenticate("gone", "pw", tx).await.err(),
+            Some(BindRefusal::UnknownSystemId)
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! message_id goes back only after the store committed the message.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -29,7 +29,8 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct OutboxService {
     store: Store,
-    accounts: HashMap<String, Arc<AccountPolicy>>,
+    /// Replaced whole by a reload (`set_policies`).
+    accounts: RwLock<HashMap<String, Arc<AccountPolicy>>>,
     clock: Arc<dyn Clock>,
     default_validity_ms: i64,
     refusals: Arc<Mutex<RefusalLog>>,
@@ -42,10 +43,7 @@ impl OutboxService {
         clock: Arc<dyn Clock>,
         default_validity_ms: i64,
     ) -> OutboxService {
-        let accounts = accounts
-            .into_iter()
-            .map(|a| (a.system_id.clone(), Arc::new(a)))
-            .collect();
+        let accounts = RwLock::new(policy_map(accounts));
         let refusals = Arc::new(Mutex::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)));
         OutboxService {
             store,
@@ -67,12 +65,33 @@ impl OutboxService {
         ));
     }
 
+    /// The accounts of a reloaded configuration, for every request from now.
+    pub fn set_policies(&self, accounts: impl IntoIterator<Item = AccountPolicy>) {
+        let map = policy_map(accounts);
+        *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = map;
+    }
+
+    fn policy(&self, system_id: &str) -> Option<Arc<AccountPolicy>> {
+        // Replaced whole or not at all: a panicked holder leaves it consistent.
+        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
+        accounts.get(system_id).cloned()
+    }
+
     fn now(&self) -> SubmitTime {
         SubmitTime {
             now_ms: self.clock.now_ms(),
             default_validity_ms: self.default_validity_ms,
         }
     }
+}
+
+fn policy_map(
+    accounts: impl IntoIterator<Item = AccountPolicy>,
+) -> HashMap<String, Arc<AccountPolicy>> {
+    accounts
+        .into_iter()
+        .map(|a| (a.system_id.clone(), Arc::new(a)))
+        .collect()
 }
 
 fn refuse(request: CommandId, status: S, sequence: u32) -> Pdu {
@@ -161,7 +180,7 @@ impl MessageService for OutboxService {
     fn handle(&self, requester: Requester, request: Pdu) -> BoxFuture<'static, Pdu> {
         let command = request.command_id();
         let sequence = request.sequence_number;
-        let Some(account) = self.accounts.get(&*requester.system_id).cloned() else {
+        let Some(account) = self.policy(&requester.system_id) else {
             return Box::pin(async move { refuse(command, S::ESME_RSYSERR, sequence) });
         };
         let ctx = Context {

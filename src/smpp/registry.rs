@@ -82,6 +82,16 @@ impl Registry {
         }
     }
 
+    /// Unbinds every session of `system_id` (its account was removed or
+    /// changed by a reload); returns how many were told to.
+    pub fn disconnect_account(&self, system_id: &str) -> usize {
+        let sessions = self.sessions(system_id);
+        sessions
+            .iter()
+            .filter(|s| self.disconnect(s.session_id))
+            .count()
+    }
+
     pub fn sessions(&self, system_id: &str) -> Vec<BoundSession> {
         self.lock().get(system_id).cloned().unwrap_or_default()
     }

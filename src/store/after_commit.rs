@@ -44,6 +44,8 @@ pub(super) struct AfterCommit {
     pub(super) dropped: Vec<(String, DropReason, u64)>,
     /// Messages submitted, sent and made final in this transaction.
     traffic: Minute,
+    /// Limits of a reloaded configuration, which hold once it committed.
+    pub(super) reconfigured: Option<super::WriterLimits>,
 }
 
 impl AfterCommit {
@@ -51,7 +53,7 @@ impl AfterCommit {
     /// woken if it gave them work, and drops are counted. Returns the changes
     /// to the waiting counts, which each backend keeps its own way.
     pub(super) fn publish(
-        self,
+        mut self,
         signals: &Signals,
         logs: &mut DropLogs,
         now_ms: i64,
@@ -74,8 +76,18 @@ impl AfterCommit {
                      summed since the last such line: one line per account and reason every 10 s");
             }
         }
-        signals.dropped.add(self.dropped);
+        signals.dropped.add(std::mem::take(&mut self.dropped));
         self.waiting
+    }
+
+    /// The reloaded limits, with the writer's own WAL limit kept.
+    pub(super) fn take_limits(
+        &mut self,
+        current: &super::WriterLimits,
+    ) -> Option<super::WriterLimits> {
+        let mut limits = self.reconfigured.take()?;
+        limits.wal_limit = current.wal_limit;
+        Some(limits)
     }
 
     /// Outbox rows made: whole messages and completed long ones.

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, ExpiredWaiting, Incoming, NewMessage,
-    Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport,
+    Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport, WriterLimits,
 };
 
 /// The way to a backend's writer task: each call sends it a command and waits
@@ -177,6 +177,13 @@ impl Writer {
             .await?
     }
 
+    /// Limits from a reloaded configuration: the upstreams' limits are
+    /// written, and the rest hold from the next transaction on.
+    pub async fn reconfigure(&self, limits: WriterLimits) -> Result<(), StoreError> {
+        self.call(|reply| Command::Reconfigure { limits, reply })
+            .await?
+    }
+
     /// These deliveries were not acknowledged; they wait for another attempt.
     pub async fn delivery_attempted(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         self.call(|reply| Command::Attempted { ids, reply }).await?
@@ -253,6 +260,10 @@ pub(super) enum Command {
         ids: Vec<i64>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Reconfigure {
+        limits: WriterLimits,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// The writer's own periodic maintenance.
     Tick,
     /// Checkpoint the WAL into the database file and stop (a graceful stop).
@@ -299,6 +310,7 @@ impl Command {
             Command::RecordInbox { reply, .. } => no(reply, refusal),
             Command::Acknowledge { reply, .. } => no(reply, refusal),
             Command::Attempted { reply, .. } => no(reply, refusal),
+            Command::Reconfigure { reply, .. } => no(reply, refusal),
             Command::Close { reply } => no(reply, refusal),
             Command::Tick => {}
         }

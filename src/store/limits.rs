@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::UpstreamLimits;
+use crate::config::{AccountSettings, Settings};
 
 /// Limits the writer enforces, since it alone sees every change.
 #[derive(Debug, Clone)]
@@ -27,6 +28,39 @@ pub struct WriterLimits {
 }
 
 impl WriterLimits {
+    /// The limits `settings` set.
+    pub fn of(settings: &Settings) -> WriterLimits {
+        let per_account = |limit: fn(&AccountSettings) -> usize| {
+            settings
+                .accounts
+                .iter()
+                .map(|a| (a.system_id.clone(), limit(a)))
+                .collect()
+        };
+        WriterLimits {
+            wal_limit: super::sqlite::WAL_LIMIT,
+            max_waiting: per_account(|a| a.max_queued),
+            assembly_timeout: settings.messages.assembly_timeout,
+            max_undelivered: per_account(|a| a.max_undelivered),
+            default_max_undelivered: crate::config::DEFAULT_MAX_UNDELIVERED,
+            undelivered_retention: settings.messages.undelivered_retention,
+            final_retention: settings.messages.final_retention,
+            upstream_limits: settings
+                .upstreams
+                .iter()
+                .map(|u| UpstreamLimits {
+                    upstream: u.name.clone(),
+                    daily_limit: u.daily_limit,
+                    monthly_limit: u.monthly_limit,
+                    timezone: u
+                        .limits_timezone
+                        .clone()
+                        .unwrap_or_else(|| "UTC".to_owned()),
+                })
+                .collect(),
+        }
+    }
+
     /// The most receipts and incoming messages `system_id` keeps for its ESMEs.
     pub fn max_undelivered_of(&self, system_id: &str) -> usize {
         self.max_undelivered

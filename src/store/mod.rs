@@ -399,6 +399,11 @@ impl Store {
         backend!(self, s => s.writer().acknowledge_deliveries(ids).await)
     }
 
+    /// The limits of a reloaded configuration: from the next transaction on.
+    pub async fn reconfigure(&self, limits: WriterLimits) -> Result<(), StoreError> {
+        backend!(self, s => s.writer().reconfigure(limits).await)
+    }
+
     /// These deliveries were not acknowledged; they wait for another attempt.
     pub async fn delivery_attempted(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         backend!(self, s => s.writer().delivery_attempted(ids).await)

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use smpp_broker::clock::{Clock, SystemClock};
+use smpp_broker::reload::ConfigSource;
 use smpp_broker::{Broker, Settings};
 use tempfile::TempDir;
 
@@ -69,6 +70,9 @@ const UPSTREAM_DEFAULTS: [(&str, &str); 3] = [
     ("pause_cooldown", "\"300ms\""),
 ];
 
+/// The configuration file of a broker built with `config_file()`.
+const CONFIG_FILE: &str = "broker.toml";
+
 type Edit = Arc<dyn Fn(&mut Settings) + Send + Sync>;
 type MakeSettings = Arc<dyn Fn(&Path) -> Settings + Send + Sync>;
 
@@ -100,6 +104,8 @@ struct Recipe {
     clock: Option<Arc<dyn Clock>>,
     edits: Vec<Edit>,
     settings_from: Option<MakeSettings>,
+    /// Started from `dir/broker.toml`, which a reload reads again.
+    config_file: bool,
 }
 
 /// Builds a [`TestBroker`]; see [`TestBroker::builder`].
@@ -138,6 +144,7 @@ impl TestBroker {
                 clock: None,
                 edits: Vec::new(),
                 settings_from: None,
+                config_file: false,
             },
             dir: None,
         }
@@ -215,6 +222,13 @@ impl TestBrokerBuilder {
         self
     }
 
+    /// Started from a file, `dir/broker.toml` ([`TestBroker::config_path`]),
+    /// which a reload reads again; edits do not go into the file.
+    pub fn config_file(mut self) -> Self {
+        self.recipe.config_file = true;
+        self
+    }
+
     /// On the database in `dir`, left by an earlier broker.
     pub fn dir(mut self, dir: TempDir) -> Self {
         self.dir = Some(dir);
@@ -234,7 +248,16 @@ impl TestBrokerBuilder {
         let recipe = self.recipe;
         let (settings, certificate) = recipe.settings(dir.path());
         let clock = recipe.clock.clone().unwrap_or(Arc::new(SystemClock));
-        let broker = Broker::start_with_clock(settings, clock)
+        let source = match recipe.config_file {
+            true => {
+                let path = dir.path().join(CONFIG_FILE);
+                let text = recipe.toml(dir.path(), certificate.as_ref());
+                std::fs::write(&path, text).expect("write broker.toml");
+                ConfigSource::File(path)
+            }
+            false => ConfigSource::Given,
+        };
+        let broker = Broker::start_from(source, settings, clock)
             .await
             .expect("broker starts");
         TestBroker {
@@ -382,6 +405,11 @@ impl TestBroker {
         self.certificate
             .as_ref()
             .expect("a broker built with tls()")
+    }
+
+    /// The file a broker built with `config_file()` was started from.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join(CONFIG_FILE)
     }
 
     pub fn db(&self) -> Db {

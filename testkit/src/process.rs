@@ -158,6 +158,7 @@ impl Launch {
             addr: addr.expect("checked above"),
             http_addr: http_addr.expect("checked above"),
             log: Some(log),
+            lines,
         })
     }
 
@@ -183,6 +184,8 @@ pub struct BrokerProcess {
     pub addr: SocketAddr,
     pub http_addr: SocketAddr,
     log: Option<JoinHandle<Vec<String>>>,
+    /// The lines logged since it came up, as they come.
+    lines: mpsc::Receiver<String>,
 }
 
 impl BrokerProcess {
@@ -193,6 +196,20 @@ impl BrokerProcess {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill {signal}");
+    }
+
+    /// The next line logged that contains `needle`, waiting up to `limit`;
+    /// fails the test when none comes.
+    pub fn next_line_with(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(wait) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(err) => panic!("no line with {needle:?} within {limit:?}: {err}"),
+            }
+        }
     }
 
     /// SIGKILL: no chance to flush or clean up anything.

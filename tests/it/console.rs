@@ -132,13 +132,13 @@ fn hash_of(password: &str) -> String {
         .to_string()
 }
 
-async fn status(broker: &TestBroker) -> serde_json::Value {
+pub(crate) async fn status(broker: &TestBroker) -> serde_json::Value {
     let (code, json) = get(&format!("http://{}/api/status", broker.admin_addr()), None).await;
     assert_eq!(code, 200, "{json}");
     serde_json::from_str(&json).unwrap()
 }
 
-async fn post(url: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) async fn post(url: &str, token: Option<&str>) -> (u16, String) {
     let mut request = reqwest::Client::new().post(url);
     if let Some(token) = token {
         request = request.header("X-Csrf-Token", token);

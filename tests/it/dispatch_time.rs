@@ -99,7 +99,7 @@ pause_cooldown = "60s"
     .unwrap();
     let store = Store::open(
         &StoreSettings::sqlite(dir.path().join("broker.db")),
-        smpp_broker::app::writer_limits(&Settings::default()),
+        smpp_broker::store::WriterLimits::of(&Settings::default()),
         Arc::new(clock.clone()),
     )
     .await
@@ -120,7 +120,7 @@ pause_cooldown = "60s"
         Arc::new(smpp_broker::metrics::Metrics::default()),
     );
     let stop = CancellationToken::new();
-    tokio::spawn(dispatcher.run(stop.clone()));
+    tokio::spawn(dispatcher.run(stop.clone(), CancellationToken::new()));
     Rig {
         store,
         clock,

@@ -15,6 +15,7 @@ mod outbox;
 mod paths_named;
 mod receipts;
 mod refusal_log;
+mod reload;
 mod routes;
 mod session_only;
 mod session_timers;

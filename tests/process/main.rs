@@ -8,6 +8,7 @@ mod container;
 mod durability;
 mod open_files;
 mod ownership;
+mod reload;
 mod routes;
 mod soak;
 

@@ -83,20 +83,31 @@ pub(super) struct Verifier {
     permits: Arc<Semaphore>,
     counters: Arc<Counters>,
     memories: Arc<Memories>,
-    /// A configured hash whose parameters the decoy copies; None: no account has one.
-    decoy_template: Option<Arc<str>>,
+    /// A configured hash whose parameters the decoy copies; unset while no
+    /// account has one.
+    decoy_template: OnceLock<Arc<str>>,
     /// Made on first use, off the async threads.
     decoy: Arc<OnceLock<String>>,
 }
 
 impl Verifier {
     pub(super) fn new(limit: usize, decoy_template: Option<String>) -> Verifier {
-        Verifier {
+        let verifier = Verifier {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             counters: Arc::default(),
             memories: Arc::default(),
-            decoy_template: decoy_template.map(Arc::from),
+            decoy_template: OnceLock::new(),
             decoy: Arc::default(),
+        };
+        verifier.adopt_template(decoy_template);
+        verifier
+    }
+
+    /// The decoy copies `template` unless it already copies another: a reload
+    /// that adds the first hashed account makes unknown ids as slow as it.
+    pub(super) fn adopt_template(&self, template: Option<String>) {
+        if let Some(template) = template {
+            let _ = self.decoy_template.set(Arc::from(template));
         }
     }
 
@@ -116,7 +127,7 @@ impl Verifier {
 
     /// The same work as a real verification, whose result means nothing.
     pub(super) async fn verify_decoy(&self, password: &str) {
-        let Some(template) = self.decoy_template.clone() else {
+        let Some(template) = self.decoy_template.get().cloned() else {
             return;
         };
         let decoy = Arc::clone(&self.decoy);

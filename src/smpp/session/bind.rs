@@ -52,6 +52,15 @@ where
             }
             (registered, _) => registered,
         };
+        // A reload that changed the account between its check and the
+        // registration has already unbound its sessions: this one binds again.
+        let registered = registered.and_then(|(account, registration)| {
+            if ctx.accounts.is_current(&account) {
+                Ok((account, registration))
+            } else {
+                Err(BindRefusal::AccountChanged)
+            }
+        });
         let (account, registration) = match registered {
             Ok(ok) => ok,
             Err(refusal) => {

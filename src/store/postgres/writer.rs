@@ -241,6 +241,9 @@ async fn apply_batch(state: &mut WriterState, batch: Vec<Request>) {
     state.health.succeeded(Instant::now()).log();
     state.time.committed();
     finishers.into_iter().for_each(|finish| finish(Ok(())));
+    if let Some(limits) = after.take_limits(&state.limits) {
+        state.limits = limits;
+    }
     let waiting = after.publish(&state.signals, &mut state.drop_logs, now);
     state.waiting_counts().committed(&waiting);
 }
@@ -422,6 +425,11 @@ async fn apply_command(
             reply,
         } => {
             outbox::check_later(conn, &outbox_ids, at).await?;
+            finisher(reply, Ok(()))
+        }
+        Command::Reconfigure { limits, reply } => {
+            outbox::write_upstream_limits(conn, &limits.upstream_limits).await?;
+            after.reconfigured = Some(limits);
             finisher(reply, Ok(()))
         }
         Command::RecordIncoming { incoming, reply } => {

@@ -310,6 +310,9 @@ async fn apply_batch(conn: &mut SqliteConnection, state: &mut WriterState, batch
     state.time.committed();
     steps.finish(started.elapsed());
     finishers.into_iter().for_each(|finish| finish(Ok(())));
+    if let Some(limits) = after.take_limits(&state.limits) {
+        state.limits = limits;
+    }
     let now_ms = state.clock.now_ms();
     let waiting = after.publish(&state.signals, &mut state.drop_logs, now_ms);
     for (system_id, delta) in waiting {
@@ -533,6 +536,11 @@ async fn apply_command(
             reply,
         } => {
             outbox::check_later(conn, &outbox_ids, at).await?;
+            finisher(reply, Ok(()))
+        }
+        Command::Reconfigure { limits, reply } => {
+            outbox::write_upstream_limits(conn, &limits.upstream_limits).await?;
+            after.reconfigured = Some(limits);
             finisher(reply, Ok(()))
         }
         Command::RecordIncoming { incoming, reply } => {
