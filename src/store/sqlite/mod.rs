@@ -331,7 +331,7 @@ impl SqliteStore {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
-    /// Receipts and incoming messages waiting per account: (system_id, count).
+    /// The console's search (`MessageLife::sql`).
     pub async fn find_messages(
         &self,
         message_id: i64,
@@ -346,6 +346,7 @@ impl SqliteStore {
             .await?)
     }
 
+    /// Receipts and incoming messages waiting per account: (system_id, count).
     pub async fn waiting_deliveries(&self) -> Result<Vec<WaitingDeliveries>, StoreError> {
         Ok(sqlx::query_as(WaitingDeliveries::SQL)
             .fetch_all(&self.reader)
