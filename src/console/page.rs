@@ -265,8 +265,13 @@ pub fn messages(query: &str, found: &[MessageLife], now_ms: i64) -> String {
         html.push_str("<p id=\"none\">No message with that id or to that number.</p>");
     }
     for m in found {
+        let session = m
+            .session
+            .as_deref()
+            .map(|s| format!(", session {}", escape(s)))
+            .unwrap_or_default();
         let mut life = vec![format!(
-            "accepted {} from account <b>{}</b> ({} → {}), route {}",
+            "accepted {} from account <b>{}</b>{session} ({} → {}), route {}",
             when(m.submitted_at),
             escape(&m.system_id),
             escape(&m.source_addr),
@@ -290,6 +295,14 @@ pub fn messages(query: &str, found: &[MessageLife], now_ms: i64) -> String {
             (Some(upstream), None) => life.push(format!("bound to <b>{}</b>", escape(upstream))),
             _ => {}
         }
+        life.extend(m.events.iter().map(|e| {
+            format!(
+                "{} <b>{}</b> {}",
+                when(e.at),
+                escape(event_name(&e.event)),
+                escape(&e.detail)
+            )
+        }));
         if let Some(error) = &m.last_error {
             life.push(format!("last error: {}", escape(error)));
         }
@@ -321,6 +334,20 @@ pub fn messages(query: &str, found: &[MessageLife], now_ms: i64) -> String {
     }
     html.push_str("</body></html>");
     html
+}
+
+/// A step of a message's life as a person reads it.
+fn event_name(event: &str) -> &str {
+    match event {
+        "sent" => "handed to",
+        "retry" => "attempt failed, to be retried:",
+        "failed" => "failed:",
+        "upstream" => "upstream state",
+        "receipt_stored" => "receipt stored:",
+        "receipt_delivered" => "receipt delivered,",
+        "receipt_refused" => "receipt not taken:",
+        other => other,
+    }
 }
 
 /// A series of the chart: its name, its colour, and the count it reads.

@@ -18,7 +18,7 @@ use super::pdu::Body;
 use super::receipt::receipt_sm;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::store::{DeliveryContent, PendingDelivery, Store};
+use crate::store::{Acknowledged, DeliveryContent, PendingDelivery, Store};
 use crate::text::LongIncoming;
 
 /// The deliver_sm for one session to send, and which delivery they carry: one,
@@ -149,8 +149,9 @@ struct AccountState {
 /// A delivery whose deliver_sm are out: it is acknowledged once every one of
 /// them is, and goes out again (whole) if any is not.
 struct InFlight {
-    /// The session it was handed to.
+    /// The session it was handed to, and when (Unix ms).
     session_id: u64,
+    sent_at: i64,
     unanswered: usize,
     refused: bool,
     /// `receipt` or `incoming`, for the deliveries metric.
@@ -196,7 +197,12 @@ impl Hub {
         }
     }
 
-    fn handle(&mut self, event: HubEvent, acknowledged: &mut Vec<i64>, attempted: &mut Vec<i64>) {
+    fn handle(
+        &mut self,
+        event: HubEvent,
+        acknowledged: &mut Vec<Acknowledged>,
+        attempted: &mut Vec<i64>,
+    ) {
         match event {
             HubEvent::Register {
                 system_id,
@@ -272,13 +278,17 @@ impl Hub {
                 if flight.unanswered > 0 {
                     return;
                 }
-                let (refused, kind) = (flight.refused, flight.kind);
+                let (refused, kind, sent_at) = (flight.refused, flight.kind, flight.sent_at);
                 account.in_flight.remove(&id);
                 self.metrics.delivery(&system_id, kind, !refused);
                 if refused {
                     attempted.push(id);
                 } else {
-                    acknowledged.push(id);
+                    acknowledged.push(Acknowledged {
+                        id,
+                        session_id,
+                        sent_at,
+                    });
                 }
             }
         }
@@ -287,11 +297,15 @@ impl Hub {
     /// Stores the answers in a task of its own, so that handing out more
     /// deliveries does not wait for the commit; until it is done, the rows
     /// are skipped (`settling`).
-    fn record(&mut self, acknowledged: Vec<i64>, attempted: Vec<i64>) {
+    fn record(&mut self, acknowledged: Vec<Acknowledged>, attempted: Vec<i64>) {
         if acknowledged.is_empty() && attempted.is_empty() {
             return;
         }
-        let ids: Vec<i64> = acknowledged.iter().chain(&attempted).copied().collect();
+        let ids: Vec<i64> = acknowledged
+            .iter()
+            .map(|a| a.id)
+            .chain(attempted.iter().copied())
+            .collect();
         self.settling.extend(&ids);
         let (store, events) = (self.store.clone(), self.events.clone());
         self.tracker.spawn(async move {
@@ -391,6 +405,7 @@ impl Hub {
                     receiver.unacknowledged += count;
                     let flight = InFlight {
                         session_id: receiver.session_id,
+                        sent_at: now,
                         unanswered: count,
                         refused: false,
                         kind,

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, ExpiredWaiting, Incoming, NewMessage,
-    Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport, WriterLimits,
+    Acknowledged, CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, ExpiredWaiting, Incoming,
+    NewMessage, Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport,
+    WriterLimits,
 };
 
 /// The way to a backend's writer task: each call sends it a command and waits
@@ -172,8 +173,8 @@ impl Writer {
     }
 
     /// The ESME acknowledged these deliveries: they are done.
-    pub async fn acknowledge_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        self.call(|reply| Command::Acknowledge { ids, reply })
+    pub async fn acknowledge_deliveries(&self, acks: Vec<Acknowledged>) -> Result<(), StoreError> {
+        self.call(|reply| Command::Acknowledge { acks, reply })
             .await?
     }
 
@@ -253,7 +254,7 @@ pub(super) enum Command {
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
     Acknowledge {
-        ids: Vec<i64>,
+        acks: Vec<Acknowledged>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Attempted {
@@ -338,7 +339,7 @@ pub(super) fn finisher<T: Send + 'static, E: From<StoreError> + Send + 'static>(
 pub(super) struct Groups {
     pub(super) dispatched: Vec<(i64, DispatchOutcome)>,
     pub(super) dispatch_replies: Vec<oneshot::Sender<Result<(), StoreError>>>,
-    pub(super) acknowledged: Vec<i64>,
+    pub(super) acknowledged: Vec<Acknowledged>,
     pub(super) attempted: Vec<i64>,
     pub(super) delivery_replies: Vec<oneshot::Sender<Result<(), StoreError>>>,
     pub(super) reports: Vec<Command>,
@@ -352,8 +353,8 @@ impl Groups {
                 self.dispatched.extend(outcomes);
                 self.dispatch_replies.push(reply);
             }
-            Command::Acknowledge { ids, reply } => {
-                self.acknowledged.extend(ids);
+            Command::Acknowledge { acks, reply } => {
+                self.acknowledged.extend(acks);
                 self.delivery_replies.push(reply);
             }
             Command::Attempted { ids, reply } => {

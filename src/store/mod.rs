@@ -395,8 +395,8 @@ impl Store {
     }
 
     /// The ESME acknowledged these deliveries: they are done.
-    pub async fn acknowledge_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        backend!(self, s => s.writer().acknowledge_deliveries(ids).await)
+    pub async fn acknowledge_deliveries(&self, acks: Vec<Acknowledged>) -> Result<(), StoreError> {
+        backend!(self, s => s.writer().acknowledge_deliveries(acks).await)
     }
 
     /// The limits of a reloaded configuration: from the next transaction on.

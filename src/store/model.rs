@@ -1,6 +1,8 @@
 //! The store's vocabulary: what the rest of the broker hands it and gets back.
 //! No SQL here; each backend maps these to its own rows.
 
+use std::sync::Arc;
+
 use crate::text::{Charset, Content};
 
 use super::StoreError;
@@ -77,6 +79,29 @@ pub struct NewMessage {
     pub concat: Option<ConcatPart>,
     pub scheduled_at: Option<i64>,
     pub expires_at: i64,
+    /// The session that submitted it, when one did.
+    pub session: Option<Arc<str>>,
+}
+
+/// An ESME's positive deliver_sm_resp for a stored delivery: which session
+/// took it and when its deliver_sm went out (the message's life keeps both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acknowledged {
+    pub id: i64,
+    pub session_id: u64,
+    /// Unix ms.
+    pub sent_at: i64,
+}
+
+impl Acknowledged {
+    /// An acknowledgement without a session or time to tell (tests).
+    pub fn of(id: i64) -> Acknowledged {
+        Acknowledged {
+            id,
+            session_id: 0,
+            sent_at: 0,
+        }
+    }
 }
 
 /// Why a submit was not stored.
@@ -441,6 +466,51 @@ pub struct MessageLife {
     pub last_error: Option<String>,
     /// Receipts for it still waiting for an ESME's deliver_sm_resp.
     pub receipts_waiting: i64,
+    /// The session that submitted it ("#7 from 127.0.0.1:50123").
+    pub session: Option<String>,
+    /// What happened to it after it was accepted, oldest first: its outbox
+    /// row's steps (sent, retry, failed, upstream) and its own receipts'.
+    #[sqlx(skip)]
+    pub events: Vec<MessageEvent>,
+}
+
+/// A step of a message's life, as `message_events` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct MessageEvent {
+    #[serde(skip)]
+    pub message_id: i64,
+    /// Unix ms.
+    pub at: i64,
+    /// sent | retry | failed | upstream | receipt_stored | receipt_delivered
+    /// | receipt_refused
+    pub event: String,
+    pub detail: String,
+}
+
+impl MessageEvent {
+    /// Gives each found message the events of its outbox row and its own,
+    /// oldest first; `events` are those of every id the messages name.
+    pub(crate) fn attach(found: &mut [MessageLife], events: &[MessageEvent]) {
+        for life in found {
+            let own = |e: &&MessageEvent| {
+                e.message_id == life.message_id || Some(e.message_id) == life.outbox_id
+            };
+            life.events = events.iter().filter(own).cloned().collect();
+            life.events
+                .sort_by(|a, b| (a.at, &a.event).cmp(&(b.at, &b.event)));
+        }
+    }
+
+    /// The ids whose events the found messages show.
+    pub(crate) fn ids_of(found: &[MessageLife]) -> Vec<i64> {
+        let mut ids: Vec<i64> = found
+            .iter()
+            .flat_map(|m| std::iter::once(m.message_id).chain(m.outbox_id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 impl MessageLife {
@@ -460,7 +530,7 @@ impl MessageLife {
                WHERE message_id IN (SELECT message_id FROM found) GROUP BY message_id) \
              SELECT m.message_id, m.system_id, m.route, m.state, m.source_addr, m.dest_addr, \
              m.submitted_at, m.scheduled_at, m.expires_at, m.final_at, m.error_code, \
-             m.registered_delivery, m.concat_seq, m.concat_total, m.outbox_id, \
+             m.registered_delivery, m.concat_seq, m.concat_total, m.outbox_id, m.session, \
              o.state AS outbox_state, o.upstream, o.upstream_id, o.upstream_state, o.attempts, \
              o.last_error, coalesce(w.n, 0) AS receipts_waiting \
              FROM found f JOIN messages m ON m.message_id = f.message_id \

@@ -420,3 +420,90 @@ async fn an_operator_finds_a_message_by_its_id_or_its_destination() {
         "a search form on the overview"
     );
 }
+
+#[tokio::test]
+async fn a_found_message_shows_its_whole_life_to_the_receipt_its_esme_took() {
+    let broker = TestBroker::builder()
+        .accounts(
+            "[[upstreams]]\nname = \"sandbox\"\nkind = \"sandbox\"\n\
+             sent_after = \"10ms\"\ndelivered_after = \"20ms\"\n\
+             [[accounts]]\nsystem_id = \"demo\"\npassword = \"demo1234\"\nupstream = \"sandbox\"\n",
+        )
+        .start()
+        .await;
+    let heard = std::sync::Arc::default();
+    let receiver = testkit::sms::receive_receipts(
+        broker.addr(),
+        "demo",
+        "demo1234",
+        std::sync::Arc::clone(&heard),
+    );
+    // A transmitter: the receipt goes to the receiver, which answers it.
+    let mut esme = Esme::connect(broker.addr()).await;
+    esme.bind_ok(BindKind::Transmitter, "demo", "demo1234")
+        .await;
+    let mut asks = sm(0, 0, b"a whole life");
+    asks.registered_delivery = 1;
+    let id = testkit::sms::submit_ok(&mut esme, asks).await;
+    let local = esme.local_addr().to_string();
+    let admin = broker.admin_addr();
+
+    let life = testkit::eventually::eventually(
+        testkit::eventually::PATIENCE,
+        "the receipt's deliver_sm acknowledged",
+        || async {
+            let (_, json) = get(&format!("http://{admin}/api/messages?q={id}"), None).await;
+            let found: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let events = found["messages"][0]["events"].clone();
+            let names: Vec<String> = events
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["event"].as_str().unwrap().to_owned())
+                .collect();
+            if names.iter().any(|n| n == "receipt_delivered") {
+                Ok(found["messages"][0].clone())
+            } else {
+                Err(names)
+            }
+        },
+    )
+    .await;
+    assert!(
+        life["session"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("from {local}")),
+        "{life}"
+    );
+    let steps: Vec<(&str, &str)> = life["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+        .collect();
+    let sent = format!("sandbox id {id}");
+    for wanted in [
+        ("sent", sent.as_str()),
+        ("upstream", "Sent"),
+        ("upstream", "Delivered"),
+        ("receipt_stored", "delivered"),
+    ] {
+        assert!(steps.contains(&wanted), "{wanted:?} in {steps:?}");
+    }
+    assert!(life["events"]
+        .as_array()
+        .unwrap()
+        .windows(2)
+        .all(|w| w[0]["at"].as_i64() <= w[1]["at"].as_i64()));
+
+    let (_, html) = get(&format!("http://{admin}/messages?q={id}"), None).await;
+    for wanted in [
+        "handed to</b> sandbox id",
+        "upstream state</b> Delivered",
+        "receipt delivered,</b> deliver_sm to session #",
+    ] {
+        assert!(html.contains(wanted), "{wanted} in {html}");
+    }
+    receiver.abort();
+}

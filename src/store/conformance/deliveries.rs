@@ -123,7 +123,11 @@ async fn receipts_follow_registered_delivery_and_are_stored_once(backend: Backen
     );
 
     // Acknowledged receipts are gone; the others stay, across a restart.
-    let first_two: Vec<i64> = pending.iter().take(2).map(|d| d.id).collect();
+    let first_two: Vec<Acknowledged> = pending
+        .iter()
+        .take(2)
+        .map(|d| Acknowledged::of(d.id))
+        .collect();
     store.acknowledge_deliveries(first_two).await.unwrap();
     store.close().await.unwrap();
     let store = open(&dir, &clock, None).await;
@@ -366,7 +370,7 @@ async fn an_incoming_message_is_stored_once_even_after_it_was_acknowledged(backe
     let pending = store.pending_deliveries("acme", 0, 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     store
-        .acknowledge_deliveries(vec![pending[0].id])
+        .acknowledge_deliveries(vec![Acknowledged::of(pending[0].id)])
         .await
         .unwrap();
     // The phone tries the webhook again hours later: still a duplicate.
@@ -462,7 +466,10 @@ async fn delivery_ids_only_grow_even_after_the_newest_was_acknowledged(backend: 
         .map(|d| d.id)
         .collect();
     let newest = *first.last().unwrap();
-    store.acknowledge_deliveries(vec![newest]).await.unwrap();
+    store
+        .acknowledge_deliveries(vec![Acknowledged::of(newest)])
+        .await
+        .unwrap();
     assert!(store.record_incoming(incoming(2)).await.unwrap());
     let after = store.pending_deliveries("acme", newest, 10).await.unwrap();
     assert_eq!(
@@ -473,7 +480,108 @@ async fn delivery_ids_only_grow_even_after_the_newest_was_acknowledged(backend: 
     assert!(after[0].id > newest);
 }
 
+/// The console's search shows a message's whole life (issue 16): each step
+/// is kept, with its time, by the transaction that made it so, and goes with
+/// the message.
+async fn a_message_keeps_each_step_of_its_life_with_its_time(backend: Backend) {
+    let dir = Place::new(backend);
+    let clock = ManualClock::new(T0);
+    let store = open(&dir, &clock, None).await;
+    let id = store.submit(vec![message("life")]).await.unwrap().remove(0);
+    clock.advance_ms(1_000);
+    let claimed = store
+        .claim("sandbox", 10, 60_000, &[], to("phone"))
+        .await
+        .unwrap();
+    let retry = DispatchOutcome::Retry {
+        due_at: T0 + 1_000,
+        error: "HTTP 503".into(),
+        charged: true,
+        stay: false,
+        claim: None,
+    };
+    store
+        .record_dispatch(vec![(claimed[0].outbox_id, retry)])
+        .await
+        .unwrap();
+    clock.advance_ms(1_000);
+    let claimed = store
+        .claim("sandbox", 10, 60_000, &[], to("phone"))
+        .await
+        .unwrap();
+    let accepted = DispatchOutcome::Accepted {
+        upstream_id: "up-1".into(),
+        upstream_state: "Pending".into(),
+        check_at: T0 + 3_600_000,
+        charge: None,
+    };
+    store
+        .record_dispatch(vec![(claimed[0].outbox_id, accepted)])
+        .await
+        .unwrap();
+    clock.advance_ms(1_000);
+    store
+        .record_reports(vec![report(&id, "Sent", None)])
+        .await
+        .unwrap();
+    clock.advance_ms(1_000);
+    store
+        .record_reports(vec![report(
+            &id,
+            "Delivered",
+            Some(MessageState::Delivered),
+        )])
+        .await
+        .unwrap();
+    let receipt = store.pending_deliveries("acme", 0, 10).await.unwrap()[0].id;
+    clock.advance_ms(1_000);
+    store.delivery_attempted(vec![receipt]).await.unwrap();
+    clock.advance_ms(1_000);
+    let ack = Acknowledged {
+        id: receipt,
+        session_id: 7,
+        sent_at: T0 + 6_000 - 40,
+    };
+    store.acknowledge_deliveries(vec![ack]).await.unwrap();
+
+    let found = store.find_messages(&id, T0).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].session.as_deref(), Some("#1 from 127.0.0.1:5000"));
+    let life: Vec<(i64, &str, &str)> = found[0]
+        .events
+        .iter()
+        .map(|e| (e.at - T0, e.event.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        life,
+        [
+            (1_000, "retry", "HTTP 503"),
+            (2_000, "sent", "phone id up-1"),
+            (3_000, "upstream", "Sent"),
+            (4_000, "receipt_stored", "delivered"),
+            (4_000, "upstream", "Delivered"),
+            (
+                5_000,
+                "receipt_refused",
+                "deliver_sm not acknowledged (refused, or the session ended), attempt 1"
+            ),
+            (
+                6_000,
+                "receipt_delivered",
+                "deliver_sm to session #7, acknowledged 40 ms after it was sent"
+            ),
+        ]
+    );
+
+    // A final message's life goes with it after the retention.
+    clock.advance_ms(7 * 24 * 3_600_000);
+    store.maintain().await.unwrap();
+    assert!(store.find_messages(&id, T0).await.unwrap().is_empty());
+    assert_eq!(peek::events(&store).await, 0);
+}
+
 on_both_backends!(
+    a_message_keeps_each_step_of_its_life_with_its_time,
     receipts_follow_registered_delivery_and_are_stored_once,
     query_sm_and_receipts_report_states_as_the_tables_say,
     every_part_of_a_long_message_gets_its_receipt,

@@ -160,6 +160,7 @@ pub(crate) fn message(text: &str) -> NewMessage {
         concat: None,
         scheduled_at: None,
         expires_at: T0 + 48 * 3600 * 1000,
+        session: Some(std::sync::Arc::from("#1 from 127.0.0.1:5000")),
     }
 }
 
@@ -193,6 +194,15 @@ mod peek {
     use sqlx::Row;
 
     use super::Store;
+
+    /// How many steps of messages' lives are kept.
+    pub async fn events(store: &Store) -> i64 {
+        let sql = "SELECT count(*) FROM message_events";
+        match store {
+            Store::Sqlite(s) => sqlx::query(sql).fetch_one(s.reader()).await.unwrap().get(0),
+            Store::Postgres(s) => sqlx::query(sql).fetch_one(s.pool()).await.unwrap().get(0),
+        }
+    }
 
     /// The outbox rows' states and texts, by id.
     pub async fn outbox(store: &Store) -> Vec<(String, Option<String>)> {

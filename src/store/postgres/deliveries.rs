@@ -9,7 +9,7 @@ use sqlx::postgres::PgConnection;
 use super::writer::AfterCommit;
 use super::CARRIED;
 use crate::store::rules::content_columns;
-use crate::store::{DropReason, Incoming, WriterLimits};
+use crate::store::{Acknowledged, DropReason, Incoming, WriterLimits};
 
 /// Which receipts the ESMEs asked for (registered_delivery) of messages `m`:
 /// the intermediate one (0x10), or the final one: 1 every final state, 2
@@ -116,18 +116,55 @@ pub(super) async fn expire(
     .await
 }
 
-pub(super) async fn acknowledge(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
-    if !ids.is_empty() {
-        sqlx::query("DELETE FROM deliveries WHERE id = ANY($1)")
-            .bind(ids)
-            .execute(conn)
-            .await?;
+pub(super) async fn acknowledge(
+    conn: &mut PgConnection,
+    now: i64,
+    acks: &[Acknowledged],
+) -> Result<(), sqlx::Error> {
+    if acks.is_empty() {
+        return Ok(());
     }
+    let ids: Vec<i64> = acks.iter().map(|a| a.id).collect();
+    let sessions: Vec<i64> = acks.iter().map(|a| a.session_id as i64).collect();
+    let sent: Vec<i64> = acks.iter().map(|a| a.sent_at).collect();
+    // A receipt's life keeps who took it and when, before its row goes.
+    sqlx::query(
+        "INSERT INTO message_events (message_id, at, event, detail) \
+         SELECT d.message_id, $4, 'receipt_delivered', 'deliver_sm to session #' || j.session \
+           || ', acknowledged ' || ($4 - j.sent) || ' ms after it was sent' \
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS j (id, session, sent) \
+         JOIN deliveries AS d ON d.id = j.id WHERE d.kind = 'receipt' AND d.id = ANY($1) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(sessions)
+    .bind(sent)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM deliveries WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-pub(super) async fn attempted(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+pub(super) async fn attempted(
+    conn: &mut PgConnection,
+    now: i64,
+    ids: &[i64],
+) -> Result<(), sqlx::Error> {
     if !ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO message_events (message_id, at, event, detail) \
+             SELECT message_id, $2, 'receipt_refused', \
+             'deliver_sm not acknowledged (refused, or the session ended), attempt ' || (attempts + 1) \
+             FROM deliveries WHERE id = ANY($1) AND kind = 'receipt' ON CONFLICT DO NOTHING",
+        )
+        .bind(ids)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
         sqlx::query("UPDATE deliveries SET attempts = attempts + 1 WHERE id = ANY($1)")
             .bind(ids)
             .execute(conn)

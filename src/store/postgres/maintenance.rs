@@ -133,16 +133,29 @@ async fn take_over_dead_nodes(
     Ok(())
 }
 
+/// The messages `purge_final` deletes in one go: `$1` the first id at the
+/// cutoff, `$2` the cutoff, `$3` how many at most.
+const PURGED: &str = "SELECT message_id FROM messages \
+     WHERE message_id < $1 AND final_at IS NOT NULL AND final_at < $2 \
+     ORDER BY message_id LIMIT $3";
+
 /// Deletes messages that became final before `cutoff` (and were submitted
 /// before it: message_ids grow with time), then the done outbox rows none of
-/// whose messages is left.
+/// whose messages is left, and their life (`message_events`).
 async fn purge_final(conn: &mut PgConnection, cutoff: i64) -> Result<u64, sqlx::Error> {
     let below_id = first_id_at(cutoff);
-    let purged = sqlx::query(
-        "DELETE FROM messages WHERE message_id IN (SELECT message_id FROM messages \
-         WHERE message_id < $1 AND final_at IS NOT NULL AND final_at < $2 \
-         ORDER BY message_id LIMIT $3)",
-    )
+    // Their life goes with them: the same selection, before they go.
+    sqlx::query(&format!(
+        "DELETE FROM message_events WHERE message_id IN ({PURGED})"
+    ))
+    .bind(below_id)
+    .bind(cutoff)
+    .bind(PURGE_BATCH)
+    .execute(&mut *conn)
+    .await?;
+    let purged = sqlx::query(&format!(
+        "DELETE FROM messages WHERE message_id IN ({PURGED})"
+    ))
     .bind(below_id)
     .bind(cutoff)
     .bind(PURGE_BATCH)

@@ -460,12 +460,20 @@ impl PostgresStore {
         dest_addr: &str,
         since_id: i64,
     ) -> Result<Vec<MessageLife>, StoreError> {
-        Ok(sqlx::query_as(&MessageLife::sql("$1", "$2", "$3"))
+        let mut found: Vec<MessageLife> = sqlx::query_as(&MessageLife::sql("$1", "$2", "$3"))
             .bind(message_id)
             .bind(dest_addr)
             .bind(since_id)
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+        let events: Vec<MessageEvent> = sqlx::query_as(
+            "SELECT message_id, at, event, detail FROM message_events WHERE message_id = ANY($1)",
+        )
+        .bind(MessageEvent::ids_of(&found))
+        .fetch_all(&self.pool)
+        .await?;
+        MessageEvent::attach(&mut found, &events);
+        Ok(found)
     }
 
     pub async fn waiting_deliveries(&self) -> Result<Vec<WaitingDeliveries>, StoreError> {

@@ -196,7 +196,7 @@ pub(super) async fn record_dispatch(
     let (accepted, others): (Vec<_>, Vec<_>) = outcomes
         .into_iter()
         .partition(|(_, o)| matches!(o, DispatchOutcome::Accepted { .. }));
-    record_accepted(conn, accepted, after).await?;
+    record_accepted(conn, now, accepted, after).await?;
     for (outbox_id, outcome) in others {
         match outcome {
             DispatchOutcome::Accepted { .. } => {}
@@ -210,7 +210,7 @@ pub(super) async fn record_dispatch(
                 let requeued = due_at <= now;
                 // A late answer of an expired claim finds the row claimed again
                 // (or queued): it changes nothing.
-                sqlx::query(
+                let updated = sqlx::query(
                     "UPDATE outbox SET state = $1, due_at = $2, lease_until = NULL, \
                      attempts = attempts + $3, last_error = $4, \
                      upstream = CASE WHEN $6 THEN upstream END \
@@ -226,6 +226,9 @@ pub(super) async fn record_dispatch(
                 .bind(claim)
                 .execute(&mut *conn)
                 .await?;
+                if updated.rows_affected() > 0 {
+                    add_event(conn, outbox_id, now, "retry", &error).await?;
+                }
                 if requeued {
                     after.mark_ready();
                 }
@@ -244,6 +247,7 @@ pub(super) async fn record_dispatch(
                 .execute(&mut *conn)
                 .await?;
                 if updated.rows_affected() > 0 {
+                    add_event(conn, outbox_id, now, "failed", &error).await?;
                     after.count_final(state);
                     finish_carried(conn, outbox_id, state, now, error_code, after).await?;
                     let ids = [outbox_id];
@@ -256,11 +260,33 @@ pub(super) async fn record_dispatch(
     Ok(())
 }
 
+/// A step of a message's life (`message_events`), at `at`.
+pub(super) async fn add_event(
+    conn: &mut PgConnection,
+    message_id: i64,
+    at: i64,
+    event: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO message_events (message_id, at, event, detail) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(message_id)
+    .bind(at)
+    .bind(event)
+    .bind(detail)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Messages the upstreams took, as one set: enroute, their parts counted
 /// against the member that took them. An acceptance of a row a report has
 /// made final already is not undone; a repeated one changes nothing.
 async fn record_accepted(
     conn: &mut PgConnection,
+    now: i64,
     accepted: Vec<(i64, DispatchOutcome)>,
     after: &mut AfterCommit,
 ) -> Result<(), sqlx::Error> {
@@ -291,16 +317,22 @@ async fn record_accepted(
         return Ok(());
     }
     let taken: Vec<(i64, Option<String>)> = sqlx::query_as(
-        "UPDATE outbox o SET state = 'enroute', lease_until = NULL, attempts = o.attempts + 1, \
-         upstream_id = j.uid, upstream_state = j.us, due_at = j.due, last_error = NULL \
-         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS j(id, uid, us, due) \
-         WHERE o.id = j.id AND o.id = ANY($1) AND o.state NOT IN ('enroute', 'done') \
-         RETURNING o.id, o.upstream",
+        "WITH taken AS (UPDATE outbox o SET state = 'enroute', lease_until = NULL, \
+           attempts = o.attempts + 1, upstream_id = j.uid, upstream_state = j.us, \
+           due_at = j.due, last_error = NULL \
+           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS j(id, uid, us, due) \
+           WHERE o.id = j.id AND o.id = ANY($1) AND o.state NOT IN ('enroute', 'done') \
+           RETURNING o.id, o.upstream, o.upstream_id), \
+         sent AS (INSERT INTO message_events (message_id, at, event, detail) \
+           SELECT id, $5, 'sent', coalesce(upstream, '') || ' id ' || upstream_id FROM taken \
+           ON CONFLICT DO NOTHING) \
+         SELECT id, upstream FROM taken",
     )
     .bind(&ids)
     .bind(&uids)
     .bind(&states)
     .bind(&dues)
+    .bind(now)
     .fetch_all(&mut *conn)
     .await?;
     let mut usage = UsageTally::default();

@@ -315,8 +315,8 @@ async fn apply_commands(
     }
     if !groups.delivery_replies.is_empty() {
         let since = Instant::now();
-        deliveries::attempted(conn, &groups.attempted).await?;
-        deliveries::acknowledge(conn, &groups.acknowledged).await?;
+        deliveries::attempted(conn, now, &groups.attempted).await?;
+        deliveries::acknowledge(conn, now, &groups.acknowledged).await?;
         finishers.extend(
             groups
                 .delivery_replies

@@ -10,6 +10,7 @@ use super::sql::{insert_receipts, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{Incoming, MessageState};
 use crate::store::rules::content_columns;
+use crate::store::Acknowledged;
 use crate::store::{DropReason, WriterLimits};
 
 /// Receipts the ESMEs asked for (registered_delivery) for the messages the
@@ -99,17 +100,60 @@ pub(super) async fn expire(
 
 pub(super) async fn acknowledge(
     conn: &mut SqliteConnection,
-    ids: &[i64],
+    now: i64,
+    acks: &[Acknowledged],
 ) -> Result<(), sqlx::Error> {
-    // One statement for the lot: each is a round trip to SQLite's thread.
-    sqlx::query("DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?1))")
-        .bind(json_ids(ids))
+    if acks.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(i64, u64, i64)> = acks
+        .iter()
+        .map(|a| (a.id, a.session_id, a.sent_at))
+        .collect();
+    let rows = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
+    // A receipt's life keeps who took it and when, before its row goes. One
+    // statement each for the lot: each is a round trip to SQLite's thread.
+    sqlx::query(&format!(
+        "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
+         SELECT d.message_id, ?2, 'receipt_delivered', {} \
+         FROM json_each(?1) AS j JOIN deliveries AS d ON d.id = j.value->>0 \
+         WHERE d.kind = 'receipt'",
+        ACK_DETAIL
+    ))
+    .bind(&rows)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM deliveries WHERE id IN (SELECT value->>0 FROM json_each(?1))")
+        .bind(&rows)
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-pub(super) async fn attempted(conn: &mut SqliteConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+/// The detail of a `receipt_delivered` event, from `j.value->>1` (the
+/// session) and `->>2` (when its deliver_sm went out), at `?2`.
+const ACK_DETAIL: &str = "'deliver_sm to session #' || (j.value->>1) || ', acknowledged ' \
+     || (?2 - (j.value->>2)) || ' ms after it was sent'";
+
+pub(super) async fn attempted(
+    conn: &mut SqliteConnection,
+    now: i64,
+    ids: &[i64],
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
+         SELECT message_id, ?2, 'receipt_refused', \
+         'deliver_sm not acknowledged (refused, or the session ended), attempt ' || (attempts + 1) \
+         FROM deliveries WHERE id IN (SELECT value FROM json_each(?1)) AND kind = 'receipt'",
+    )
+    .bind(json_ids(ids))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "UPDATE deliveries SET attempts = attempts + 1 \
          WHERE id IN (SELECT value FROM json_each(?1))",

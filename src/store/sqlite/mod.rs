@@ -338,12 +338,22 @@ impl SqliteStore {
         dest_addr: &str,
         since_id: i64,
     ) -> Result<Vec<MessageLife>, StoreError> {
-        Ok(sqlx::query_as(&MessageLife::sql("?1", "?2", "?3"))
+        let mut found: Vec<MessageLife> = sqlx::query_as(&MessageLife::sql("?1", "?2", "?3"))
             .bind(message_id)
             .bind(dest_addr)
             .bind(since_id)
             .fetch_all(&self.reader)
-            .await?)
+            .await?;
+        let ids = serde_json::to_string(&MessageEvent::ids_of(&found)).unwrap_or_default();
+        let events: Vec<MessageEvent> = sqlx::query_as(
+            "SELECT message_id, at, event, detail FROM message_events \
+             WHERE message_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids)
+        .fetch_all(&self.reader)
+        .await?;
+        MessageEvent::attach(&mut found, &events);
+        Ok(found)
     }
 
     /// Receipts and incoming messages waiting per account: (system_id, count).

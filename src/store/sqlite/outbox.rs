@@ -196,7 +196,7 @@ pub(super) async fn record_dispatch(
     let (accepted, others): (Vec<_>, Vec<_>) = outcomes
         .into_iter()
         .partition(|(_, o)| matches!(o, DispatchOutcome::Accepted { .. }));
-    record_accepted(conn, accepted, after).await?;
+    record_accepted(conn, now, accepted, after).await?;
     for (outbox_id, outcome) in others {
         match outcome {
             // Taken together above.
@@ -211,7 +211,7 @@ pub(super) async fn record_dispatch(
                 let requeued = due_at <= now;
                 // A late answer of an expired claim finds the row claimed again
                 // (or queued): it changes nothing.
-                sqlx::query(
+                let updated = sqlx::query(
                     "UPDATE outbox SET state = ?1, due_at = ?2, lease_until = NULL, \
                      attempts = attempts + ?3, last_error = ?4, \
                      upstream = CASE WHEN ?6 THEN upstream END \
@@ -226,6 +226,9 @@ pub(super) async fn record_dispatch(
                 .bind(claim)
                 .execute(&mut *conn)
                 .await?;
+                if updated.rows_affected() > 0 {
+                    add_event(conn, outbox_id, now, "retry", &error).await?;
+                }
                 if requeued {
                     after.mark_ready();
                 }
@@ -244,6 +247,7 @@ pub(super) async fn record_dispatch(
                 .execute(&mut *conn)
                 .await?;
                 if updated.rows_affected() > 0 {
+                    add_event(conn, outbox_id, now, "failed", &error).await?;
                     after.count_final(state);
                     let done = Some((now, error_code));
                     set_message_state(conn, outbox_id, state, done, after).await?;
@@ -260,6 +264,7 @@ pub(super) async fn record_dispatch(
 /// made final already is not undone; a repeated one changes nothing.
 async fn record_accepted(
     conn: &mut SqliteConnection,
+    now: i64,
     accepted: Vec<(i64, DispatchOutcome)>,
     after: &mut AfterCommit,
 ) -> Result<(), sqlx::Error> {
@@ -293,7 +298,9 @@ async fn record_accepted(
         taken,
         stopped,
     } = AcceptedScript::get();
-    let results = script.run(conn, &json!({ "rows": rows })).await?;
+    let results = script
+        .run(conn, &json!({ "rows": rows, "now": now }))
+        .await?;
     let mut usage = UsageTally::default();
     let taken: Vec<(i64, Option<String>)> = json_value(&results[*taken])?;
     after.count_sent(taken.len());
@@ -309,8 +316,29 @@ async fn record_accepted(
     store_usage(conn, usage).await
 }
 
+/// A step of a message's life (`message_events`), at `at`.
+pub(super) async fn add_event(
+    conn: &mut SqliteConnection,
+    message_id: i64,
+    at: i64,
+    event: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )
+    .bind(message_id)
+    .bind(at)
+    .bind(event)
+    .bind(detail)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// The script that stores a set of acceptances, built once: `?1` holds
-/// `rows` (`id, uid, us, due`).
+/// `rows` (`id, uid, us, due`) and `now`.
 pub(super) struct AcceptedScript {
     pub(super) script: Script,
     /// Its statements returning, as JSON, the rows taken (`[id, upstream]`),
@@ -340,6 +368,11 @@ impl AcceptedScript {
              upstream_id = a.uid, upstream_state = a.us, due_at = a.due, last_error = NULL \
              FROM temp.accepted AS a \
              WHERE outbox.id = a.id AND outbox.id IN (SELECT id FROM temp.accepted)",
+        );
+        script.add(
+            "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
+             SELECT a.id, ?1->>'now', 'sent', coalesce(outbox.upstream, '') || ' id ' || a.uid \
+             FROM temp.accepted AS a JOIN outbox ON outbox.id = a.id",
         );
         let taken = script.add(
             "SELECT json_group_array(json_array(a.id, outbox.upstream)) \

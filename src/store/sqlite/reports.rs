@@ -140,6 +140,10 @@ impl ReportsScript {
             "UPDATE outbox SET upstream_state = m.us FROM temp.report_moved AS m \
              WHERE outbox.id = m.id AND outbox.id IN (SELECT id FROM temp.report_moved)",
         );
+        script.add(
+            "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
+             SELECT id, ?1->>'now', 'upstream', us FROM temp.report_moved",
+        );
         add_receipts(&mut script, "temp.report_moved", true);
         let moved = script.add("SELECT json_group_array(id) FROM temp.report_moved");
 
@@ -156,6 +160,11 @@ impl ReportsScript {
             "UPDATE outbox SET state = 'done', lease_until = NULL, upstream_state = f.us, \
              last_error = coalesce(f.err, outbox.last_error) FROM temp.report_final AS f \
              WHERE outbox.id = f.id AND outbox.id IN (SELECT id FROM temp.report_final)",
+        );
+        script.add(
+            "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
+             SELECT id, ?1->>'now', 'upstream', us || coalesce(': ' || err, '') \
+             FROM temp.report_final",
         );
         let stopped_waiting = finish_messages(&mut script, "temp.report_final");
         add_receipts(&mut script, "temp.report_final", false);

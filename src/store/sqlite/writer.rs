@@ -424,10 +424,10 @@ async fn apply_commands(
     if !groups.delivery_replies.is_empty() {
         steps.start();
         if !groups.attempted.is_empty() {
-            deliveries::attempted(conn, &groups.attempted).await?;
+            deliveries::attempted(conn, now, &groups.attempted).await?;
         }
         if !groups.acknowledged.is_empty() {
-            deliveries::acknowledge(conn, &groups.acknowledged).await?;
+            deliveries::acknowledge(conn, now, &groups.acknowledged).await?;
         }
         finishers.extend(
             groups
