@@ -2,30 +2,28 @@
 -- ("#7 from 127.0.0.1:50123"); NULL for messages stored before.
 ALTER TABLE messages ADD COLUMN session TEXT;
 
--- What happened to a message after it was accepted, each with its time (Unix
--- ms, when the broker stored it), written in the transaction that made it so:
---   sent               an upstream took it: "UPSTREAM id UPSTREAM_ID"
+-- When the upstream took the message (Unix ms): its answer to the send.
+ALTER TABLE outbox ADD COLUMN sent_at INTEGER;
+
+-- The steps of a message's life that no column keeps, each with its time
+-- (Unix ms, when the broker stored it), written in the transaction that made
+-- it so:
+--   upstream           an intermediate state the upstream reported ("Sent");
+--                      the last one is outbox.upstream_state, at messages.final_at
 --   retry              an attempt failed and it waits to be sent again: the error
 --   failed             it became final without delivery: the error
---   upstream           the upstream reported a state: "Sent", "Delivered", …
---   receipt_stored     a delivery receipt for the ESME was stored: the state
---   receipt_delivered  an ESME acknowledged its deliver_sm: which session, when sent
---   receipt_refused    an ESME answered its deliver_sm with an error, or left
+--   receipt_delivered  an ESME acknowledged a receipt's deliver_sm: when the
+--                      receipt was stored and sent, and to which session
+--   receipt_refused    an ESME answered a receipt's deliver_sm with an error,
+--                      or its session ended first
 -- message_id is the outbox row's (a long message's first part) for the first
--- four, the part's own for the receipts. Deleted with the message.
+-- three, the part's own for the receipts. Deleted with the message.
+-- Rows are appended (rowid order); the index finds a message's.
 CREATE TABLE message_events (
     message_id INTEGER NOT NULL,
     at         INTEGER NOT NULL,
     event      TEXT    NOT NULL,
-    detail     TEXT    NOT NULL DEFAULT '',
-    PRIMARY KEY (message_id, at, event, detail)
-) STRICT, WITHOUT ROWID;
+    detail     TEXT    NOT NULL DEFAULT ''
+) STRICT;
 
--- A receipt stored for an ESME, whichever change stored it (a report, a
--- failure, an expiry, a cancel), at the time the writer stored it.
-CREATE TRIGGER message_events_receipt_stored AFTER INSERT ON deliveries
-WHEN NEW.kind = 'receipt' AND NEW.message_id IS NOT NULL
-BEGIN
-    INSERT OR IGNORE INTO message_events (message_id, at, event, detail)
-    VALUES (NEW.message_id, NEW.created_at, 'receipt_stored', coalesce(NEW.state, ''));
-END;
+CREATE INDEX message_events_by_message ON message_events(message_id);

@@ -286,7 +286,8 @@ pub fn messages(query: &str, found: &[MessageLife], now_ms: i64) -> String {
         }
         match (&m.upstream, &m.upstream_id) {
             (Some(upstream), Some(id)) => life.push(format!(
-                "handed to <b>{}</b> as {} after {} attempt(s); its state there: {}",
+                "{} <b>handed to {}</b> as {} after {} attempt(s); its state there now: {}",
+                m.sent_at.map(when).unwrap_or_default(),
                 escape(upstream),
                 escape(id),
                 m.attempts.unwrap_or(0),
@@ -339,11 +340,9 @@ pub fn messages(query: &str, found: &[MessageLife], now_ms: i64) -> String {
 /// A step of a message's life as a person reads it.
 fn event_name(event: &str) -> &str {
     match event {
-        "sent" => "handed to",
         "retry" => "attempt failed, to be retried:",
         "failed" => "failed:",
         "upstream" => "upstream state",
-        "receipt_stored" => "receipt stored:",
         "receipt_delivered" => "receipt delivered,",
         "receipt_refused" => "receipt not taken:",
         other => other,

@@ -463,13 +463,16 @@ pub struct MessageLife {
     pub upstream_id: Option<String>,
     pub upstream_state: Option<String>,
     pub attempts: Option<i64>,
+    /// When the upstream took it (Unix ms).
+    pub sent_at: Option<i64>,
     pub last_error: Option<String>,
     /// Receipts for it still waiting for an ESME's deliver_sm_resp.
     pub receipts_waiting: i64,
     /// The session that submitted it ("#7 from 127.0.0.1:50123").
     pub session: Option<String>,
-    /// What happened to it after it was accepted, oldest first: its outbox
-    /// row's steps (sent, retry, failed, upstream) and its own receipts'.
+    /// What no column keeps of its life, oldest first: its outbox row's
+    /// steps (intermediate upstream states, retries, a failure) and its own
+    /// receipts' (delivered to an ESME, or not taken).
     #[sqlx(skip)]
     pub events: Vec<MessageEvent>,
 }
@@ -481,8 +484,7 @@ pub struct MessageEvent {
     pub message_id: i64,
     /// Unix ms.
     pub at: i64,
-    /// sent | retry | failed | upstream | receipt_stored | receipt_delivered
-    /// | receipt_refused
+    /// upstream | retry | failed | receipt_delivered | receipt_refused
     pub event: String,
     pub detail: String,
 }
@@ -532,6 +534,7 @@ impl MessageLife {
              m.submitted_at, m.scheduled_at, m.expires_at, m.final_at, m.error_code, \
              m.registered_delivery, m.concat_seq, m.concat_total, m.outbox_id, m.session, \
              o.state AS outbox_state, o.upstream, o.upstream_id, o.upstream_state, o.attempts, \
+             o.sent_at, \
              o.last_error, coalesce(w.n, 0) AS receipts_waiting \
              FROM found f JOIN messages m ON m.message_id = f.message_id \
              LEFT JOIN outbox o ON o.id = m.outbox_id \

@@ -127,25 +127,24 @@ pub(super) async fn acknowledge(
     let ids: Vec<i64> = acks.iter().map(|a| a.id).collect();
     let sessions: Vec<i64> = acks.iter().map(|a| a.session_id as i64).collect();
     let sent: Vec<i64> = acks.iter().map(|a| a.sent_at).collect();
-    // A receipt's life keeps who took it and when, before its row goes.
+    // The rows go, and a receipt's life keeps who took it and when.
     sqlx::query(
-        "INSERT INTO message_events (message_id, at, event, detail) \
-         SELECT d.message_id, $4, 'receipt_delivered', 'deliver_sm to session #' || j.session \
-           || ', acknowledged ' || ($4 - j.sent) || ' ms after it was sent' \
-         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS j (id, session, sent) \
-         JOIN deliveries AS d ON d.id = j.id WHERE d.kind = 'receipt' AND d.id = ANY($1) \
-         ON CONFLICT DO NOTHING",
+        "WITH gone AS (DELETE FROM deliveries AS d \
+           USING unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS j (id, session, sent) \
+           WHERE d.id = j.id AND d.id = ANY($1) \
+           RETURNING d.message_id, d.kind, d.created_at, j.session, j.sent) \
+         INSERT INTO message_events (message_id, at, event, detail) \
+         SELECT message_id, $4, 'receipt_delivered', 'stored ' || ($4 - created_at) \
+           || ' ms before; deliver_sm to session #' || session \
+           || ', acknowledged ' || ($4 - sent) || ' ms after it was sent' \
+         FROM gone WHERE kind = 'receipt'",
     )
     .bind(&ids)
     .bind(sessions)
     .bind(sent)
     .bind(now)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
-    sqlx::query("DELETE FROM deliveries WHERE id = ANY($1)")
-        .bind(&ids)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 
@@ -159,7 +158,7 @@ pub(super) async fn attempted(
             "INSERT INTO message_events (message_id, at, event, detail) \
              SELECT message_id, $2, 'receipt_refused', \
              'deliver_sm not acknowledged (refused, or the session ended), attempt ' || (attempts + 1) \
-             FROM deliveries WHERE id = ANY($1) AND kind = 'receipt' ON CONFLICT DO NOTHING",
+             FROM deliveries WHERE id = ANY($1) AND kind = 'receipt'",
         )
         .bind(ids)
         .bind(now)

@@ -269,8 +269,7 @@ pub(super) async fn add_event(
     detail: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO message_events (message_id, at, event, detail) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO message_events (message_id, at, event, detail) VALUES ($1, $2, $3, $4)",
     )
     .bind(message_id)
     .bind(at)
@@ -317,16 +316,12 @@ async fn record_accepted(
         return Ok(());
     }
     let taken: Vec<(i64, Option<String>)> = sqlx::query_as(
-        "WITH taken AS (UPDATE outbox o SET state = 'enroute', lease_until = NULL, \
-           attempts = o.attempts + 1, upstream_id = j.uid, upstream_state = j.us, \
-           due_at = j.due, last_error = NULL \
-           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS j(id, uid, us, due) \
-           WHERE o.id = j.id AND o.id = ANY($1) AND o.state NOT IN ('enroute', 'done') \
-           RETURNING o.id, o.upstream, o.upstream_id), \
-         sent AS (INSERT INTO message_events (message_id, at, event, detail) \
-           SELECT id, $5, 'sent', coalesce(upstream, '') || ' id ' || upstream_id FROM taken \
-           ON CONFLICT DO NOTHING) \
-         SELECT id, upstream FROM taken",
+        "UPDATE outbox o SET state = 'enroute', lease_until = NULL, attempts = o.attempts + 1, \
+         upstream_id = j.uid, upstream_state = j.us, due_at = j.due, last_error = NULL, \
+         sent_at = $5 \
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS j(id, uid, us, due) \
+         WHERE o.id = j.id AND o.id = ANY($1) AND o.state NOT IN ('enroute', 'done') \
+         RETURNING o.id, o.upstream",
     )
     .bind(&ids)
     .bind(&uids)

@@ -40,7 +40,7 @@ pub(super) async fn record_reports(
                AND o.upstream_state IS DISTINCT FROM j.us \
                RETURNING o.id, o.upstream_state), \
              events AS (INSERT INTO message_events (message_id, at, event, detail) \
-               SELECT id, $3, 'upstream', upstream_state FROM moved ON CONFLICT DO NOTHING) \
+               SELECT id, $3, 'upstream', upstream_state FROM moved) \
              SELECT id FROM moved",
         )
         .bind(&ids)
@@ -76,20 +76,14 @@ pub(super) async fn record_reports(
         .collect();
     let errors: Vec<Option<&str>> = last.iter().map(|&i| reports[i].error.as_deref()).collect();
     let finished: Vec<i64> = sqlx::query_scalar(
-        "WITH finished AS (UPDATE outbox o SET state = 'done', lease_until = NULL, \
-           upstream_state = j.us, last_error = coalesce(j.err, o.last_error) \
-           FROM unnest($1::bigint[], $2::text[], $3::text[]) AS j(id, us, err) \
-           WHERE o.id = j.id AND o.id = ANY($1) AND o.state <> 'done' \
-           RETURNING o.id, j.us, j.err), \
-         events AS (INSERT INTO message_events (message_id, at, event, detail) \
-           SELECT id, $4, 'upstream', us || coalesce(': ' || err, '') FROM finished \
-           ON CONFLICT DO NOTHING) \
-         SELECT id FROM finished",
+        "UPDATE outbox o SET state = 'done', lease_until = NULL, upstream_state = j.us, \
+         last_error = coalesce(j.err, o.last_error) \
+         FROM unnest($1::bigint[], $2::text[], $3::text[]) AS j(id, us, err) \
+         WHERE o.id = j.id AND o.id = ANY($1) AND o.state <> 'done' RETURNING o.id",
     )
     .bind(&ids)
     .bind(&states)
     .bind(&errors)
-    .bind(now)
     .fetch_all(&mut *conn)
     .await?;
     let by_id: HashMap<i64, usize> = last.iter().map(|&i| (reports[i].outbox_id, i)).collect();

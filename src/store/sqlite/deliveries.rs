@@ -113,10 +113,12 @@ pub(super) async fn acknowledge(
     let rows = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into());
     // A receipt's life keeps who took it and when, before its row goes. One
     // statement each for the lot: each is a round trip to SQLite's thread.
+    // CROSS JOIN: the acknowledged ids look up their rows, where the planner
+    // would rather scan every waiting delivery.
     sqlx::query(&format!(
-        "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
+        "INSERT INTO message_events (message_id, at, event, detail) \
          SELECT d.message_id, ?2, 'receipt_delivered', {} \
-         FROM json_each(?1) AS j JOIN deliveries AS d ON d.id = j.value->>0 \
+         FROM json_each(?1) AS j CROSS JOIN deliveries AS d ON d.id = j.value->>0 \
          WHERE d.kind = 'receipt'",
         ACK_DETAIL
     ))
@@ -124,17 +126,19 @@ pub(super) async fn acknowledge(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM deliveries WHERE id IN (SELECT value->>0 FROM json_each(?1))")
-        .bind(&rows)
+    let ids: Vec<i64> = acks.iter().map(|a| a.id).collect();
+    sqlx::query("DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?1))")
+        .bind(json_ids(&ids))
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-/// The detail of a `receipt_delivered` event, from `j.value->>1` (the
-/// session) and `->>2` (when its deliver_sm went out), at `?2`.
-const ACK_DETAIL: &str = "'deliver_sm to session #' || (j.value->>1) || ', acknowledged ' \
-     || (?2 - (j.value->>2)) || ' ms after it was sent'";
+/// The detail of a `receipt_delivered` event, at `?2`: how long before the
+/// receipt (`d`) was stored, the session (`j.value->>1`), and when its
+/// deliver_sm went out (`->>2`).
+const ACK_DETAIL: &str = "'stored ' || (?2 - d.created_at) || ' ms before; deliver_sm to \
+     session #' || (j.value->>1) || ', acknowledged ' || (?2 - (j.value->>2)) || ' ms after it was sent'";
 
 pub(super) async fn attempted(
     conn: &mut SqliteConnection,
@@ -145,7 +149,7 @@ pub(super) async fn attempted(
         return Ok(());
     }
     sqlx::query(
-        "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
+        "INSERT INTO message_events (message_id, at, event, detail) \
          SELECT message_id, ?2, 'receipt_refused', \
          'deliver_sm not acknowledged (refused, or the session ended), attempt ' || (attempts + 1) \
          FROM deliveries WHERE id IN (SELECT value FROM json_each(?1)) AND kind = 'receipt'",

@@ -325,7 +325,7 @@ pub(super) async fn add_event(
     detail: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
+        "INSERT INTO message_events (message_id, at, event, detail) \
          VALUES (?1, ?2, ?3, ?4)",
     )
     .bind(message_id)
@@ -365,14 +365,9 @@ impl AcceptedScript {
         );
         script.add(
             "UPDATE outbox SET state = 'enroute', lease_until = NULL, attempts = attempts + 1, \
-             upstream_id = a.uid, upstream_state = a.us, due_at = a.due, last_error = NULL \
-             FROM temp.accepted AS a \
+             upstream_id = a.uid, upstream_state = a.us, due_at = a.due, last_error = NULL, \
+             sent_at = ?1->>'now' FROM temp.accepted AS a \
              WHERE outbox.id = a.id AND outbox.id IN (SELECT id FROM temp.accepted)",
-        );
-        script.add(
-            "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
-             SELECT a.id, ?1->>'now', 'sent', coalesce(outbox.upstream, '') || ' id ' || a.uid \
-             FROM temp.accepted AS a JOIN outbox ON outbox.id = a.id",
         );
         let taken = script.add(
             "SELECT json_group_array(json_array(a.id, outbox.upstream)) \

@@ -141,7 +141,7 @@ impl ReportsScript {
              WHERE outbox.id = m.id AND outbox.id IN (SELECT id FROM temp.report_moved)",
         );
         script.add(
-            "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
+            "INSERT INTO message_events (message_id, at, event, detail) \
              SELECT id, ?1->>'now', 'upstream', us FROM temp.report_moved",
         );
         add_receipts(&mut script, "temp.report_moved", true);
@@ -160,11 +160,6 @@ impl ReportsScript {
             "UPDATE outbox SET state = 'done', lease_until = NULL, upstream_state = f.us, \
              last_error = coalesce(f.err, outbox.last_error) FROM temp.report_final AS f \
              WHERE outbox.id = f.id AND outbox.id IN (SELECT id FROM temp.report_final)",
-        );
-        script.add(
-            "INSERT OR IGNORE INTO message_events (message_id, at, event, detail) \
-             SELECT id, ?1->>'now', 'upstream', us || coalesce(': ' || err, '') \
-             FROM temp.report_final",
         );
         let stopped_waiting = finish_messages(&mut script, "temp.report_final");
         add_receipts(&mut script, "temp.report_final", false);
