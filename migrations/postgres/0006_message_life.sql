@@ -1,8 +1,6 @@
--- The session that submitted each message, when the upstream took it, and
--- the steps of its life no column keeps: the same as SQLite's
--- migrations/sqlite/0007_message_life.sql, where each is explained.
-ALTER TABLE messages ADD COLUMN session TEXT;
-
+-- When the upstream took a message, and the steps of its life no column
+-- keeps: the same as SQLite's migrations/sqlite/0007_message_life.sql, where
+-- each is explained.
 ALTER TABLE outbox ADD COLUMN sent_at BIGINT;
 
 CREATE TABLE message_events (

@@ -1,7 +1,3 @@
--- The session that submitted each message, as the console shows it
--- ("#7 from 127.0.0.1:50123"); NULL for messages stored before.
-ALTER TABLE messages ADD COLUMN session TEXT;
-
 -- When the upstream took the message (Unix ms): its answer to the send.
 ALTER TABLE outbox ADD COLUMN sent_at INTEGER;
 

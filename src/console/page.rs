@@ -265,13 +265,8 @@ pub fn messages(query: &str, found: &[MessageLife], now_ms: i64) -> String {
         html.push_str("<p id=\"none\">No message with that id or to that number.</p>");
     }
     for m in found {
-        let session = m
-            .session
-            .as_deref()
-            .map(|s| format!(", session {}", escape(s)))
-            .unwrap_or_default();
         let mut life = vec![format!(
-            "accepted {} from account <b>{}</b>{session} ({} → {}), route {}",
+            "accepted {} from account <b>{}</b> ({} → {}), route {}",
             when(m.submitted_at),
             escape(&m.system_id),
             escape(&m.source_addr),

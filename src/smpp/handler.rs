@@ -164,12 +164,9 @@ impl Refusals {
 /// says why they were not stored.
 async fn store_then(
     ctx: &Context,
-    mut messages: Vec<NewMessage>,
+    messages: Vec<NewMessage>,
     respond: impl FnOnce(Vec<String>) -> Body,
 ) -> Result<Body, S> {
-    for message in &mut messages {
-        message.session = Some(Arc::clone(&ctx.session));
-    }
     match ctx.store.submit(messages).await {
         Ok(ids) => Ok(respond(ids)),
         Err(SubmitError::QueueFull(_)) => {
@@ -194,7 +191,6 @@ impl MessageService for OutboxService {
                 clock: Arc::clone(&self.clock),
                 system_id: Arc::clone(&requester.system_id),
             },
-            session: Arc::clone(&requester.session),
             account,
         };
         Box::pin(async move {
@@ -219,8 +215,6 @@ impl MessageService for OutboxService {
 struct Context {
     store: Store,
     account: Arc<AccountPolicy>,
-    /// The requesting session, recorded with each message it submits.
-    session: Arc<str>,
     /// The request's arrival, against which its times are read.
     at: SubmitTime,
     refusals: Refusals,

@@ -13,8 +13,6 @@ use super::pdu::Pdu;
 pub struct Requester {
     pub system_id: Arc<str>,
     pub session_id: u64,
-    /// The session as a message records it: "#7 from 127.0.0.1:50123".
-    pub session: Arc<str>,
 }
 
 /// Answers message requests. The session has already checked the bind state, the

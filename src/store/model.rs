@@ -1,8 +1,6 @@
 //! The store's vocabulary: what the rest of the broker hands it and gets back.
 //! No SQL here; each backend maps these to its own rows.
 
-use std::sync::Arc;
-
 use crate::text::{Charset, Content};
 
 use super::StoreError;
@@ -79,8 +77,6 @@ pub struct NewMessage {
     pub concat: Option<ConcatPart>,
     pub scheduled_at: Option<i64>,
     pub expires_at: i64,
-    /// The session that submitted it, when one did.
-    pub session: Option<Arc<str>>,
 }
 
 /// An ESME's positive deliver_sm_resp for a stored delivery: which session
@@ -468,8 +464,6 @@ pub struct MessageLife {
     pub last_error: Option<String>,
     /// Receipts for it still waiting for an ESME's deliver_sm_resp.
     pub receipts_waiting: i64,
-    /// The session that submitted it ("#7 from 127.0.0.1:50123").
-    pub session: Option<String>,
     /// What no column keeps of its life, oldest first: its outbox row's
     /// steps (intermediate upstream states, retries, a failure) and its own
     /// receipts' (delivered to an ESME, or not taken).
@@ -532,7 +526,7 @@ impl MessageLife {
                WHERE message_id IN (SELECT message_id FROM found) GROUP BY message_id) \
              SELECT m.message_id, m.system_id, m.route, m.state, m.source_addr, m.dest_addr, \
              m.submitted_at, m.scheduled_at, m.expires_at, m.final_at, m.error_code, \
-             m.registered_delivery, m.concat_seq, m.concat_total, m.outbox_id, m.session, \
+             m.registered_delivery, m.concat_seq, m.concat_total, m.outbox_id, \
              o.state AS outbox_state, o.upstream, o.upstream_id, o.upstream_state, o.attempts, \
              o.sent_at, \
              o.last_error, coalesce(w.n, 0) AS receipts_waiting \

@@ -118,7 +118,6 @@ pub async fn run_session<S>(
         let mut session = Session {
             id: session_id,
             peer,
-            label: Arc::from(format!("#{session_id} from {peer}")),
             state: SessionState::Open,
             writer: FramedWrite::new(write_half, SmppCodec::new(max_pdu)),
             account: None,
@@ -165,8 +164,6 @@ struct Session<S> {
     ctx: Arc<SessionContext>,
     id: u64,
     peer: SocketAddr,
-    /// What each message it submits records of it (the console's search).
-    label: Arc<str>,
     state: SessionState,
     writer: FramedWrite<WriteHalf<S>, SmppCodec>,
     account: Option<Arc<Account>>,
@@ -402,7 +399,6 @@ where
         let requester = Requester {
             system_id: Arc::clone(&account.shared_id),
             session_id: self.id,
-            session: Arc::clone(&self.label),
         };
         self.in_flight
             .push(self.ctx.messages.handle(requester, pdu));

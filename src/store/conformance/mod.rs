@@ -160,7 +160,6 @@ pub(crate) fn message(text: &str) -> NewMessage {
         concat: None,
         scheduled_at: None,
         expires_at: T0 + 48 * 3600 * 1000,
-        session: Some(std::sync::Arc::from("#1 from 127.0.0.1:5000")),
     }
 }
 
