@@ -28,7 +28,7 @@ use crate::smpp::registry::{Registry, SharedSessions};
 use crate::smpp::service::MessageService;
 use crate::smpp::session::SessionContext;
 use crate::smpp::tls::{self, TlsError};
-use crate::store::{Store, StoreError, WriterLimits};
+use crate::store::{Store, StoreError, WriterLimits, SESSION_SEEN_EVERY_MS};
 use crate::tasks::Tasks;
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,7 @@ impl Broker {
         let leases = Arc::new(Live::new(crate::cluster::wanted_leases(&settings)));
         crate::cluster::join(&running.store, Arc::clone(&leases), &running.tasks).await;
         let (ctx, messages) = running.start_sessions(&settings, accounts);
+        running.keep_binds_seen(&ctx);
         let addrs = listeners.addrs();
         let caps = fd_limit::caps_for(&settings);
         running.serve_smpp(listeners.smpp, listeners.tls, &ctx, caps.smpp);
@@ -345,6 +346,27 @@ impl Running {
                 .map(|cluster| SharedSessions::start(cluster, &self.tasks)),
         );
         (ctx, messages)
+    }
+
+    /// Marks the bound sessions' recorded binds as seen every
+    /// SESSION_SEEN_EVERY_MS, so that the binds their messages name are kept
+    /// as long as the messages (store: `forget_binds`).
+    fn keep_binds_seen(&self, ctx: &Arc<SessionContext>) {
+        let (store, registry) = (self.store.clone(), Arc::clone(&ctx.registry));
+        self.tasks.spawn_until_stopped(async move {
+            let every = std::time::Duration::from_millis(SESSION_SEEN_EVERY_MS as u64);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                let binds = registry.binds();
+                if binds.is_empty() {
+                    continue;
+                }
+                if let Err(err) = store.binds_seen(binds).await {
+                    warn!(error = %err, "marking the bound sessions as seen failed; tried again in an hour");
+                }
+            }
+        });
     }
 
     /// One accept loop per SMPP port; plain and TLS share the connection cap.

@@ -1,3 +1,22 @@
+-- Every successful bind, for the messages its session submits to name it:
+-- the console shows "session 12: transceiver from 127.0.0.1:50123, bound at …".
+-- seen_at is renewed hourly while the session is bound; a row not seen for
+-- longer than the messages are kept goes (maintenance).
+CREATE TABLE session_binds (
+    session    INTEGER PRIMARY KEY AUTOINCREMENT,
+    system_id  TEXT    NOT NULL,
+    bind_type  TEXT    NOT NULL,
+    peer       TEXT    NOT NULL,
+    bound_at   INTEGER NOT NULL,
+    seen_at    INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX session_binds_seen ON session_binds(seen_at);
+
+-- The bind whose session submitted the message (NULL: before this column, or
+-- the bind could not be recorded).
+ALTER TABLE messages ADD COLUMN session INTEGER;
+
 -- When the upstream took the message (Unix ms): its answer to the send.
 ALTER TABLE outbox ADD COLUMN sent_at INTEGER;
 

@@ -265,8 +265,18 @@ pub fn messages(query: &str, found: &[MessageLife], now_ms: i64) -> String {
         html.push_str("<p id=\"none\">No message with that id or to that number.</p>");
     }
     for m in found {
+        let session = match (m.session, &m.session_bind_type, &m.session_peer) {
+            (Some(n), Some(kind), Some(peer)) => format!(
+                ", session {n} ({} from {}, bound {})",
+                escape(kind),
+                escape(peer),
+                m.session_bound_at.map(when).unwrap_or_default()
+            ),
+            (Some(n), _, _) => format!(", session {n}"),
+            _ => String::new(),
+        };
         let mut life = vec![format!(
-            "accepted {} from account <b>{}</b> ({} → {}), route {}",
+            "accepted {} from account <b>{}</b>{session} ({} → {}), route {}",
             when(m.submitted_at),
             escape(&m.system_id),
             escape(&m.source_addr),

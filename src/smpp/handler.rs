@@ -20,8 +20,8 @@ use super::submit::{self, AccountPolicy, SubmitTime};
 use super::time;
 use crate::clock::Clock;
 use crate::store::{
-    CancelOutcome, CancelTarget, NewMessage, ReplaceOutcome, Replacement, Store, StoreError,
-    SubmitError,
+    CancelOutcome, CancelTarget, NewMessage, ReplaceOutcome, Replacement, SessionBind, Store,
+    StoreError, SubmitError,
 };
 
 /// At most one log line per account this often about refused requests.
@@ -164,9 +164,12 @@ impl Refusals {
 /// says why they were not stored.
 async fn store_then(
     ctx: &Context,
-    messages: Vec<NewMessage>,
+    mut messages: Vec<NewMessage>,
     respond: impl FnOnce(Vec<String>) -> Body,
 ) -> Result<Body, S> {
+    for message in &mut messages {
+        message.session = ctx.bind;
+    }
     match ctx.store.submit(messages).await {
         Ok(ids) => Ok(respond(ids)),
         Err(SubmitError::QueueFull(_)) => {
@@ -177,6 +180,20 @@ async fn store_then(
 }
 
 impl MessageService for OutboxService {
+    fn record_bind(&self, bind: SessionBind) -> BoxFuture<'static, Option<i64>> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            match store.record_bind(bind).await {
+                Ok(session) => Some(session),
+                Err(err) => {
+                    tracing::warn!(error = %err,
+                        "the bind was not recorded: its messages will name no session");
+                    None
+                }
+            }
+        })
+    }
+
     fn handle(&self, requester: Requester, request: Pdu) -> BoxFuture<'static, Pdu> {
         let command = request.command_id();
         let sequence = request.sequence_number;
@@ -192,6 +209,7 @@ impl MessageService for OutboxService {
                 system_id: Arc::clone(&requester.system_id),
             },
             account,
+            bind: requester.bind,
         };
         Box::pin(async move {
             let answer = match request.body {
@@ -215,6 +233,8 @@ impl MessageService for OutboxService {
 struct Context {
     store: Store,
     account: Arc<AccountPolicy>,
+    /// The requesting session's recorded bind, named by each message it submits.
+    bind: Option<i64>,
     /// The request's arrival, against which its times are read.
     at: SubmitTime,
     refusals: Refusals,

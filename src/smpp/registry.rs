@@ -21,6 +21,8 @@ pub struct BoundSession {
     pub peer: std::net::SocketAddr,
     /// When the bind succeeded.
     pub bound_at: std::time::SystemTime,
+    /// Its bind as recorded in the store, once it is.
+    pub bind: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +92,24 @@ impl Registry {
             .iter()
             .filter(|s| self.disconnect(s.session_id))
             .count()
+    }
+
+    /// Notes the store's number for the bind of `session_id` (`session_binds`).
+    pub fn set_bind(&self, session_id: u64, bind: i64) {
+        for session in self.lock().values_mut().flatten() {
+            if session.session_id == session_id {
+                session.bind = Some(bind);
+            }
+        }
+    }
+
+    /// The recorded binds of the sessions bound now.
+    pub fn binds(&self) -> Vec<i64> {
+        self.lock()
+            .values()
+            .flatten()
+            .filter_map(|s| s.bind)
+            .collect()
     }
 
     pub fn sessions(&self, system_id: &str) -> Vec<BoundSession> {
@@ -203,6 +223,7 @@ mod tests {
             kind: BindKind::Transceiver,
             peer: std::net::SocketAddr::from(([127, 0, 0, 1], 40000)),
             bound_at: std::time::SystemTime::UNIX_EPOCH,
+            bind: None,
         }
     }
 

@@ -195,6 +195,7 @@ fn template(c: &Common<'_>, account: &AccountPolicy, at: SubmitTime) -> Result<N
         }),
         scheduled_at,
         expires_at,
+        session: None,
     })
 }
 

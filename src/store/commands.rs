@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Acknowledged, CancelOutcome, CancelTarget, Dispatch, DispatchOutcome, ExpiredWaiting, Incoming,
-    NewMessage, Placer, ReplaceOutcome, Replacement, StoreError, SubmitError, UpstreamReport,
-    WriterLimits,
+    NewMessage, Placer, ReplaceOutcome, Replacement, SessionBind, StoreError, SubmitError,
+    UpstreamReport, WriterLimits,
 };
 
 /// The way to a backend's writer task: each call sends it a command and waits
@@ -178,6 +178,19 @@ impl Writer {
             .await?
     }
 
+    /// Records a successful bind; returns the number its session's messages
+    /// name it by.
+    pub async fn record_bind(&self, bind: SessionBind) -> Result<i64, StoreError> {
+        self.call(|reply| Command::RecordBind { bind, reply })
+            .await?
+    }
+
+    /// These binds' sessions are still bound (`session_binds.seen_at`).
+    pub async fn binds_seen(&self, sessions: Vec<i64>) -> Result<(), StoreError> {
+        self.call(|reply| Command::BindsSeen { sessions, reply })
+            .await?
+    }
+
     /// Limits from a reloaded configuration: the upstreams' limits are
     /// written, and the rest hold from the next transaction on.
     pub async fn reconfigure(&self, limits: WriterLimits) -> Result<(), StoreError> {
@@ -261,6 +274,14 @@ pub(super) enum Command {
         ids: Vec<i64>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    RecordBind {
+        bind: SessionBind,
+        reply: oneshot::Sender<Result<i64, StoreError>>,
+    },
+    BindsSeen {
+        sessions: Vec<i64>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     Reconfigure {
         limits: WriterLimits,
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -312,6 +333,8 @@ impl Command {
             Command::Acknowledge { reply, .. } => no(reply, refusal),
             Command::Attempted { reply, .. } => no(reply, refusal),
             Command::Reconfigure { reply, .. } => no(reply, refusal),
+            Command::RecordBind { reply, .. } => no(reply, refusal),
+            Command::BindsSeen { reply, .. } => no(reply, refusal),
             Command::Close { reply } => no(reply, refusal),
             Command::Tick => {}
         }

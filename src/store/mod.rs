@@ -399,6 +399,17 @@ impl Store {
         backend!(self, s => s.writer().acknowledge_deliveries(acks).await)
     }
 
+    /// Records a successful bind; returns the number its session's messages
+    /// name it by.
+    pub async fn record_bind(&self, bind: SessionBind) -> Result<i64, StoreError> {
+        backend!(self, s => s.writer().record_bind(bind).await)
+    }
+
+    /// These binds' sessions are still bound.
+    pub async fn binds_seen(&self, sessions: Vec<i64>) -> Result<(), StoreError> {
+        backend!(self, s => s.writer().binds_seen(sessions).await)
+    }
+
     /// The limits of a reloaded configuration: from the next transaction on.
     pub async fn reconfigure(&self, limits: WriterLimits) -> Result<(), StoreError> {
         backend!(self, s => s.writer().reconfigure(limits).await)

@@ -77,7 +77,25 @@ pub struct NewMessage {
     pub concat: Option<ConcatPart>,
     pub scheduled_at: Option<i64>,
     pub expires_at: i64,
+    /// The bind of the session that submitted it (`session_binds`), when known.
+    pub session: Option<i64>,
 }
+
+/// A successful bind, as `session_binds` keeps it for the messages its
+/// session submits to name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionBind {
+    pub system_id: String,
+    /// transmitter | receiver | transceiver
+    pub bind_type: &'static str,
+    /// The ESME's address.
+    pub peer: String,
+}
+
+/// How often a bound session's `session_binds.seen_at` is renewed. A bind row
+/// not seen for longer than twice this before the oldest message kept was
+/// submitted names no message, and goes.
+pub const SESSION_SEEN_EVERY_MS: i64 = 3_600_000;
 
 /// An ESME's positive deliver_sm_resp for a stored delivery: which session
 /// took it and when its deliver_sm went out (the message's life keeps both).
@@ -464,6 +482,12 @@ pub struct MessageLife {
     pub last_error: Option<String>,
     /// Receipts for it still waiting for an ESME's deliver_sm_resp.
     pub receipts_waiting: i64,
+    /// The bind of the session that submitted it: its number, type, the
+    /// ESME's address and when it bound.
+    pub session: Option<i64>,
+    pub session_bind_type: Option<String>,
+    pub session_peer: Option<String>,
+    pub session_bound_at: Option<i64>,
     /// What no column keeps of its life, oldest first: its outbox row's
     /// steps (intermediate upstream states, retries, a failure) and its own
     /// receipts' (delivered to an ESME, or not taken).
@@ -526,12 +550,15 @@ impl MessageLife {
                WHERE message_id IN (SELECT message_id FROM found) GROUP BY message_id) \
              SELECT m.message_id, m.system_id, m.route, m.state, m.source_addr, m.dest_addr, \
              m.submitted_at, m.scheduled_at, m.expires_at, m.final_at, m.error_code, \
-             m.registered_delivery, m.concat_seq, m.concat_total, m.outbox_id, \
+             m.registered_delivery, m.concat_seq, m.concat_total, m.outbox_id, m.session, \
+             s.bind_type AS session_bind_type, s.peer AS session_peer, \
+             s.bound_at AS session_bound_at, \
              o.state AS outbox_state, o.upstream, o.upstream_id, o.upstream_state, o.attempts, \
              o.sent_at, \
              o.last_error, coalesce(w.n, 0) AS receipts_waiting \
              FROM found f JOIN messages m ON m.message_id = f.message_id \
              LEFT JOIN outbox o ON o.id = m.outbox_id \
+             LEFT JOIN session_binds s ON s.session = m.session \
              LEFT JOIN waiting w ON w.message_id = m.message_id \
              ORDER BY m.message_id DESC"
         )

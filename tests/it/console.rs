@@ -442,6 +442,7 @@ async fn a_found_message_shows_its_whole_life_to_the_receipt_its_esme_took() {
     let mut esme = Esme::connect(broker.addr()).await;
     esme.bind_ok(BindKind::Transmitter, "demo", "demo1234")
         .await;
+    let local = esme.local_addr().to_string();
     let mut asks = sm(0, 0, b"a whole life");
     asks.registered_delivery = 1;
     let id = testkit::sms::submit_ok(&mut esme, asks).await;
@@ -475,6 +476,8 @@ async fn a_found_message_shows_its_whole_life_to_the_receipt_its_esme_took() {
         .map(|e| (e["event"].as_str().unwrap(), e["detail"].as_str().unwrap()))
         .collect();
     assert!(steps.contains(&("upstream", "Sent")), "{steps:?}");
+    assert_eq!(life["session_bind_type"], "transmitter");
+    assert_eq!(life["session_peer"], local);
     assert_eq!(life["upstream"], "sandbox");
     assert_eq!(life["upstream_state"], "Delivered");
     assert!(life["sent_at"].as_i64() <= life["events"][0]["at"].as_i64());
@@ -490,6 +493,7 @@ async fn a_found_message_shows_its_whole_life_to_the_receipt_its_esme_took() {
         "upstream state</b> Sent",
         "receipt delivered,</b> stored",
         "deliver_sm to session #",
+        "(transmitter from 127.0.0.1:",
         "final <b>delivered</b>",
     ] {
         assert!(html.contains(wanted), "{wanted} in {html}");

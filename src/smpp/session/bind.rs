@@ -2,6 +2,7 @@
 //! and the bind_*_resp.
 
 use super::*;
+use crate::store::SessionBind;
 
 impl<S> Session<S>
 where
@@ -27,6 +28,7 @@ where
                 kind,
                 peer: self.peer,
                 bound_at: std::time::SystemTime::now(),
+                bind: None,
             };
             self.ctx
                 .registry
@@ -74,6 +76,15 @@ where
             }
         };
         attempt.end(BindOutcome::Bound);
+        let record = SessionBind {
+            system_id: account.system_id.clone(),
+            bind_type: kind.name(),
+            peer: self.peer.to_string(),
+        };
+        self.bind = self.ctx.messages.record_bind(record).await;
+        if let Some(bind) = self.bind {
+            self.ctx.registry.set_bind(self.id, bind);
+        }
         tracing::Span::current().record("system_id", account.system_id.as_str());
         self.interface_version = bind.interface_version;
         self.state = SessionState::Bound(kind);

@@ -121,6 +121,7 @@ pub async fn run_session<S>(
             state: SessionState::Open,
             writer: FramedWrite::new(write_half, SmppCodec::new(max_pdu)),
             account: None,
+            bind: None,
             registration: None,
             interface_version: SMPP_34,
             in_flight: FuturesUnordered::new(),
@@ -167,6 +168,8 @@ struct Session<S> {
     state: SessionState,
     writer: FramedWrite<WriteHalf<S>, SmppCodec>,
     account: Option<Arc<Account>>,
+    /// Its bind as recorded in the store, which its messages name.
+    bind: Option<i64>,
     /// Keeps the session counted as bound; dropped when the session ends.
     registration: Option<Registration>,
     interface_version: u8,
@@ -399,6 +402,7 @@ where
         let requester = Requester {
             system_id: Arc::clone(&account.shared_id),
             session_id: self.id,
+            bind: self.bind,
         };
         self.in_flight
             .push(self.ctx.messages.handle(requester, pdu));

@@ -487,7 +487,24 @@ async fn a_message_keeps_each_step_of_its_life_with_its_time(backend: Backend) {
     let dir = Place::new(backend);
     let clock = ManualClock::new(T0);
     let store = open(&dir, &clock, None).await;
-    let id = store.submit(vec![message("life")]).await.unwrap().remove(0);
+    let bind = SessionBind {
+        system_id: "acme".into(),
+        bind_type: "transceiver",
+        peer: "127.0.0.1:5000".into(),
+    };
+    let session = store.record_bind(bind.clone()).await.unwrap();
+    assert!(
+        store.record_bind(bind).await.unwrap() > session,
+        "a new number each"
+    );
+    let id = store
+        .submit(vec![NewMessage {
+            session: Some(session),
+            ..message("life")
+        }])
+        .await
+        .unwrap()
+        .remove(0);
     clock.advance_ms(1_000);
     let claimed = store
         .claim("sandbox", 10, 60_000, &[], to("phone"))
@@ -546,6 +563,10 @@ async fn a_message_keeps_each_step_of_its_life_with_its_time(backend: Backend) {
 
     let found = store.find_messages(&id, T0).await.unwrap();
     assert_eq!(found.len(), 1);
+    assert_eq!(found[0].session, Some(session));
+    assert_eq!(found[0].session_bind_type.as_deref(), Some("transceiver"));
+    assert_eq!(found[0].session_peer.as_deref(), Some("127.0.0.1:5000"));
+    assert_eq!(found[0].session_bound_at, Some(T0));
     assert_eq!(found[0].sent_at, Some(T0 + 2_000));
     assert_eq!(found[0].upstream_state.as_deref(), Some("Delivered"));
     assert_eq!(found[0].final_at, Some(T0 + 5_000), "the upstream's time");
@@ -573,11 +594,24 @@ async fn a_message_keeps_each_step_of_its_life_with_its_time(backend: Backend) {
         ]
     );
 
-    // A final message's life goes with it after the retention.
-    clock.advance_ms(7 * 24 * 3_600_000);
+    // A final message's life goes with it after the retention, and so do
+    // the binds no message names, unless their sessions are still bound.
+    let still_bound = store
+        .record_bind(SessionBind {
+            system_id: "acme".into(),
+            bind_type: "receiver",
+            peer: "127.0.0.1:5001".into(),
+        })
+        .await
+        .unwrap();
+    for _ in 0..7 * 24 {
+        clock.advance_ms(3_600_000);
+        store.binds_seen(vec![still_bound]).await.unwrap();
+    }
     store.maintain().await.unwrap();
     assert!(store.find_messages(&id, T0).await.unwrap().is_empty());
     assert_eq!(peek::events(&store).await, 0);
+    assert_eq!(peek::binds(&store).await, [still_bound]);
 }
 
 on_both_backends!(

@@ -160,6 +160,7 @@ pub(crate) fn message(text: &str) -> NewMessage {
         concat: None,
         scheduled_at: None,
         expires_at: T0 + 48 * 3600 * 1000,
+        session: None,
     }
 }
 
@@ -200,6 +201,15 @@ mod peek {
         match store {
             Store::Sqlite(s) => sqlx::query(sql).fetch_one(s.reader()).await.unwrap().get(0),
             Store::Postgres(s) => sqlx::query(sql).fetch_one(s.pool()).await.unwrap().get(0),
+        }
+    }
+
+    /// The binds kept, by number.
+    pub async fn binds(store: &Store) -> Vec<i64> {
+        let sql = "SELECT session FROM session_binds ORDER BY session";
+        match store {
+            Store::Sqlite(s) => sqlx::query_scalar(sql).fetch_all(s.reader()).await.unwrap(),
+            Store::Postgres(s) => sqlx::query_scalar(sql).fetch_all(s.pool()).await.unwrap(),
         }
     }
 

@@ -9,7 +9,9 @@ use sqlx::postgres::PgConnection;
 use super::writer::AfterCommit;
 use super::CARRIED;
 use crate::store::rules::content_columns;
-use crate::store::{Acknowledged, DropReason, Incoming, WriterLimits};
+use crate::store::{
+    Acknowledged, DropReason, Incoming, SessionBind, WriterLimits, SESSION_SEEN_EVERY_MS,
+};
 
 /// Which receipts the ESMEs asked for (registered_delivery) of messages `m`:
 /// the intermediate one (0x10), or the final one: 1 every final state, 2
@@ -224,6 +226,51 @@ pub(super) async fn move_inbox_cursor(
     .bind(upstream)
     .bind(read_until)
     .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A successful bind; returns its number.
+pub(super) async fn record_bind(
+    conn: &mut PgConnection,
+    bind: &SessionBind,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO session_binds (system_id, bind_type, peer, bound_at, seen_at) \
+         VALUES ($1, $2, $3, $4, $4) RETURNING session",
+    )
+    .bind(&bind.system_id)
+    .bind(bind.bind_type)
+    .bind(&bind.peer)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+pub(super) async fn binds_seen(
+    conn: &mut PgConnection,
+    sessions: &[i64],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE session_binds SET seen_at = $2 WHERE session = ANY($1)")
+        .bind(sessions)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Binds no kept message can name: not seen (bound, on any node) since well
+/// before the oldest message kept was submitted (SESSION_SEEN_EVERY_MS).
+pub(super) async fn forget_binds(conn: &mut PgConnection, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM session_binds WHERE seen_at < coalesce((SELECT submitted_at FROM messages \
+         ORDER BY message_id LIMIT 1), $1) - $2",
+    )
+    .bind(now)
+    .bind(2 * SESSION_SEEN_EVERY_MS)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -72,6 +72,8 @@ pub(super) async fn maintain(
             "final messages past messages.final_retention deleted"
         );
     }
+    // After the purge: the oldest message kept tells which binds none names.
+    deliveries::forget_binds(conn, now).await?;
     for (system_id, dropped) in deliveries::expire(conn, now).await? {
         after
             .dropped

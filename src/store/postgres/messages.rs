@@ -231,18 +231,20 @@ async fn insert_messages(
         c.outbox_id.push(a.outbox_id);
         c.scheduled_at.push(m.scheduled_at);
         c.expires_at.push(m.expires_at);
+        c.session.push(m.session);
     }
     sqlx::query(
         "INSERT INTO messages (message_id, system_id, route, state, service_type, \
          source_ton, source_npi, source_addr, dest_ton, dest_npi, dest_addr, esm_class, \
          protocol_id, priority, registered_delivery, data_coding, charset, \
          user_message_reference, body, concat_key, concat_total, concat_seq, outbox_id, \
-         scheduled_at, expires_at, submitted_at) \
-         SELECT *, $26 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
+         scheduled_at, expires_at, session, submitted_at) \
+         SELECT *, $27 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
          $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[], \
          $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], \
          $16::bigint[], $17::text[], $18::bigint[], $19::bytea[], $20::text[], \
-         $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[])",
+         $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[], $25::bigint[], \
+         $26::bigint[])",
     )
     .bind(c.message_id)
     .bind(c.system_id)
@@ -269,6 +271,7 @@ async fn insert_messages(
     .bind(c.outbox_id)
     .bind(c.scheduled_at)
     .bind(c.expires_at)
+    .bind(c.session)
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -297,6 +300,7 @@ struct MessageColumns<'a> {
     charset: Vec<&'static str>,
     user_message_reference: Vec<Option<i64>>,
     body: Vec<&'a [u8]>,
+    session: Vec<Option<i64>>,
     concat_key: Vec<Option<&'a str>>,
     concat_total: Vec<Option<i64>>,
     concat_seq: Vec<Option<i64>>,

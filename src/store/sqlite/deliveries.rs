@@ -10,7 +10,7 @@ use super::sql::{insert_receipts, CARRIED_BY_OUTBOX_1};
 use super::writer::AfterCommit;
 use super::{Incoming, MessageState};
 use crate::store::rules::content_columns;
-use crate::store::Acknowledged;
+use crate::store::{Acknowledged, SessionBind, SESSION_SEEN_EVERY_MS};
 use crate::store::{DropReason, WriterLimits};
 
 /// Receipts the ESMEs asked for (registered_delivery) for the messages the
@@ -224,6 +224,53 @@ pub(super) async fn move_inbox_cursor(
     .bind(upstream)
     .bind(read_until)
     .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A successful bind; returns its number (never reused: AUTOINCREMENT).
+pub(super) async fn record_bind(
+    conn: &mut SqliteConnection,
+    bind: &SessionBind,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO session_binds (system_id, bind_type, peer, bound_at, seen_at) \
+         VALUES (?1, ?2, ?3, ?4, ?4) RETURNING session",
+    )
+    .bind(&bind.system_id)
+    .bind(bind.bind_type)
+    .bind(&bind.peer)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+pub(super) async fn binds_seen(
+    conn: &mut SqliteConnection,
+    sessions: &[i64],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE session_binds SET seen_at = ?2 WHERE session IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(json_ids(sessions))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Binds no kept message can name: not seen (bound) since well before the
+/// oldest message kept was submitted (SESSION_SEEN_EVERY_MS).
+pub(super) async fn forget_binds(conn: &mut SqliteConnection, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM session_binds WHERE seen_at < coalesce((SELECT submitted_at FROM messages \
+         ORDER BY message_id LIMIT 1), ?1) - ?2",
+    )
+    .bind(now)
+    .bind(2 * SESSION_SEEN_EVERY_MS)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

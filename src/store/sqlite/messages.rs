@@ -112,7 +112,7 @@ async fn insert_messages(
          source_ton, source_npi, source_addr, dest_ton, dest_npi, dest_addr, esm_class, \
          protocol_id, priority, registered_delivery, data_coding, charset, \
          user_message_reference, body, concat_key, concat_total, concat_seq, outbox_id, \
-         submitted_at, scheduled_at, expires_at) ",
+         submitted_at, scheduled_at, expires_at, session) ",
     );
     insert.push_values(rows, |mut b, a| {
         let (m, id) = (&a.message, a.message_id);
@@ -145,7 +145,8 @@ async fn insert_messages(
         b.push_bind(a.outbox_id)
             .push_bind(now)
             .push_bind(m.scheduled_at)
-            .push_bind(m.expires_at);
+            .push_bind(m.expires_at)
+            .push_bind(m.session);
     });
     insert.build().execute(&mut *conn).await?;
     Ok(())

@@ -538,6 +538,14 @@ async fn apply_command(
             outbox::check_later(conn, &outbox_ids, at).await?;
             finisher(reply, Ok(()))
         }
+        Command::RecordBind { bind, reply } => {
+            let session = deliveries::record_bind(conn, &bind, now).await?;
+            finisher(reply, Ok(session))
+        }
+        Command::BindsSeen { sessions, reply } => {
+            deliveries::binds_seen(conn, &sessions, now).await?;
+            finisher(reply, Ok(()))
+        }
         Command::Reconfigure { limits, reply } => {
             outbox::write_upstream_limits(conn, &limits.upstream_limits).await?;
             after.reconfigured = Some(limits);
