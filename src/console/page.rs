@@ -327,8 +327,9 @@ pub fn messages(query: &str, found: &[MessageLife], now_ms: i64) -> String {
         }
         if m.receipts_waiting > 0 {
             life.push(format!(
-                "{} receipt(s) waiting for the ESME's deliver_sm_resp",
-                m.receipts_waiting
+                "{} <b>{} receipt(s) stored</b>, waiting for the ESME's deliver_sm_resp",
+                m.receipts_waiting_since.map(when).unwrap_or_default(),
+                m.receipts_waiting,
             ));
         }
         let _ = write!(

@@ -480,8 +480,10 @@ pub struct MessageLife {
     /// When the upstream took it (Unix ms).
     pub sent_at: Option<i64>,
     pub last_error: Option<String>,
-    /// Receipts for it still waiting for an ESME's deliver_sm_resp.
+    /// Receipts for it still waiting for an ESME's deliver_sm_resp, and when
+    /// the oldest of them was stored.
     pub receipts_waiting: i64,
+    pub receipts_waiting_since: Option<i64>,
     /// The bind of the session that submitted it: its number, type, the
     /// ESME's address and when it bound.
     pub session: Option<i64>,
@@ -546,7 +548,8 @@ impl MessageLife {
                UNION SELECT message_id FROM (SELECT message_id FROM messages \
                  WHERE message_id >= {third} AND dest_addr = {second} \
                  ORDER BY message_id DESC LIMIT 50) AS latest), \
-             waiting AS (SELECT message_id, count(*) AS n FROM deliveries \
+             waiting AS (SELECT message_id, count(*) AS n, min(created_at) AS stored_at \
+               FROM deliveries \
                WHERE message_id IN (SELECT message_id FROM found) GROUP BY message_id) \
              SELECT m.message_id, m.system_id, m.route, m.state, m.source_addr, m.dest_addr, \
              m.submitted_at, m.scheduled_at, m.expires_at, m.final_at, m.error_code, \
@@ -555,7 +558,8 @@ impl MessageLife {
              s.bound_at AS session_bound_at, \
              o.state AS outbox_state, o.upstream, o.upstream_id, o.upstream_state, o.attempts, \
              o.sent_at, \
-             o.last_error, coalesce(w.n, 0) AS receipts_waiting \
+             o.last_error, coalesce(w.n, 0) AS receipts_waiting, \
+             w.stored_at AS receipts_waiting_since \
              FROM found f JOIN messages m ON m.message_id = f.message_id \
              LEFT JOIN outbox o ON o.id = m.outbox_id \
              LEFT JOIN session_binds s ON s.session = m.session \

@@ -479,7 +479,7 @@ async fn a_found_message_shows_its_whole_life_to_the_receipt_its_esme_took() {
     assert_eq!(life["session_bind_type"], "transmitter");
     assert_eq!(life["session_peer"], local);
     assert_eq!(life["upstream"], "sandbox");
-    assert_eq!(life["upstream_state"], "Delivered");
+    assert_eq!(life["upstream_state"], "Delivered", "{life}");
     assert!(life["sent_at"].as_i64() <= life["events"][0]["at"].as_i64());
     assert!(life["events"]
         .as_array()

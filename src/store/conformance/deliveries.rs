@@ -551,6 +551,12 @@ async fn a_message_keeps_each_step_of_its_life_with_its_time(backend: Backend) {
         .await
         .unwrap();
     let receipt = store.pending_deliveries("acme", 0, 10).await.unwrap()[0].id;
+    let waiting = &store.find_messages(&id, T0).await.unwrap()[0];
+    assert_eq!(
+        (waiting.receipts_waiting, waiting.receipts_waiting_since),
+        (1, Some(T0 + 4_000)),
+        "a receipt stored, not yet delivered"
+    );
     clock.advance_ms(1_000);
     store.delivery_attempted(vec![receipt]).await.unwrap();
     clock.advance_ms(1_000);

@@ -460,18 +460,24 @@ impl PostgresStore {
         dest_addr: &str,
         since_id: i64,
     ) -> Result<Vec<MessageLife>, StoreError> {
+        // One snapshot for both reads: the events match the rows.
+        let mut read = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *read)
+            .await?;
         let mut found: Vec<MessageLife> = sqlx::query_as(&MessageLife::sql("$1", "$2", "$3"))
             .bind(message_id)
             .bind(dest_addr)
             .bind(since_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *read)
             .await?;
         let events: Vec<MessageEvent> = sqlx::query_as(
             "SELECT message_id, at, event, detail FROM message_events WHERE message_id = ANY($1)",
         )
         .bind(MessageEvent::ids_of(&found))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *read)
         .await?;
+        read.commit().await?;
         MessageEvent::attach(&mut found, &events);
         Ok(found)
     }

@@ -338,11 +338,13 @@ impl SqliteStore {
         dest_addr: &str,
         since_id: i64,
     ) -> Result<Vec<MessageLife>, StoreError> {
+        // One snapshot for both reads: the events match the rows.
+        let mut read = self.reader.begin().await?;
         let mut found: Vec<MessageLife> = sqlx::query_as(&MessageLife::sql("?1", "?2", "?3"))
             .bind(message_id)
             .bind(dest_addr)
             .bind(since_id)
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *read)
             .await?;
         let ids = serde_json::to_string(&MessageEvent::ids_of(&found)).unwrap_or_default();
         let events: Vec<MessageEvent> = sqlx::query_as(
@@ -350,8 +352,9 @@ impl SqliteStore {
              WHERE message_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(ids)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *read)
         .await?;
+        read.commit().await?;
         MessageEvent::attach(&mut found, &events);
         Ok(found)
     }
