@@ -41,8 +41,16 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// Not a `source`: the message already carries the store's own, and an
+    /// error chain would print it twice.
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for StartError {
+    fn from(err: StoreError) -> StartError {
+        StartError::Store(err)
+    }
 }
 
 /// A running broker.

@@ -82,19 +82,37 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(healthcheck(&url))
         }
         Command::Serve => {
-            let settings = Settings::load(cli.config.as_deref())?;
-            let format = if cli.log_json {
-                LogFormat::Json
-            } else {
-                settings.log.format
+            let loaded = Settings::load(cli.config.as_deref());
+            let format = match (&loaded, cli.log_json) {
+                (_, true) => LogFormat::Json,
+                (Ok(settings), false) => settings.log.format,
+                (Err(_), false) => LogFormat::asked_for(
+                    cli.config
+                        .as_deref()
+                        .and_then(|path| std::fs::read_to_string(path).ok())
+                        .as_deref(),
+                    std::env::var("SMPP_BROKER__LOG__FORMAT").ok().as_deref(),
+                ),
             };
-            telemetry::init(format, &settings.log.level);
-            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            let source = match cli.config {
-                Some(path) => ConfigSource::File(path),
-                None => ConfigSource::Embedded,
-            };
-            runtime.block_on(serve(source, settings))
+            let level = loaded.as_ref().map_or("info", |s| s.log.level.as_str());
+            telemetry::init(format, level);
+            let started = loaded.map_err(anyhow::Error::from).and_then(|settings| {
+                let runtime =
+                    tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+                let source = match cli.config {
+                    Some(path) => ConfigSource::File(path),
+                    None => ConfigSource::Embedded,
+                };
+                runtime.block_on(serve(source, settings))
+            });
+            match (started, format) {
+                // One JSON line, as the rest of the log: shippers keep it.
+                (Err(err), LogFormat::Json) => {
+                    tracing::error!(error = %format!("{err:#}"), "smpp-broker stopped: a fatal error");
+                    std::process::exit(1)
+                }
+                (result, _) => result,
+            }
         }
     }
 }

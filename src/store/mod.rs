@@ -72,6 +72,20 @@ pub enum StoreError {
         database: PathBuf,
         owner: Option<u32>,
     },
+    #[error(
+        "store.path: {} is not writable by this process (uid {uid}{}): the data folder and \
+         its files must belong to the broker's user: chown -R {uid} {} (in Docker: on the \
+         host folder or volume mounted there)",
+        path.display(),
+        owner.map(|o| format!("; it belongs to uid {o}")).unwrap_or_default(),
+        folder.display()
+    )]
+    NotWritable {
+        path: PathBuf,
+        folder: PathBuf,
+        uid: u32,
+        owner: Option<u32>,
+    },
     #[error("no database at {0}: `smpp-broker migrate` or `serve` creates it")]
     Missing(PathBuf),
     #[error("no broker schema in {0}: `smpp-broker migrate` or `serve` creates it")]

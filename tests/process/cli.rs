@@ -171,3 +171,91 @@ async fn migrate_and_queues_read_the_same_database_as_the_broker() {
         "{table}"
     );
 }
+
+#[test]
+fn a_fatal_startup_error_is_one_json_line_when_the_log_is_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[log]\nformat = \"json\"\n[[accounts]]\nsystem_id = \"a\"\npassword = \"pw\"\nupstream = \"nowhere\"\n",
+    );
+    let (ok, _, stderr) = run(&[], Some(&path), &[]);
+    assert!(!ok);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let line: serde_json::Value = serde_json::from_str(lines[0]).expect(lines[0]);
+    assert_eq!(line["level"], "ERROR");
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap()
+            .contains("accounts[0].upstream"),
+        "{line}"
+    );
+}
+
+/// The data folder belongs to another user (Docker made the bind-mounted
+/// folder as root): startup says so in one line naming the path, the uid and
+/// the fix, instead of SQLite's "unable to open database file".
+#[test]
+fn a_data_folder_the_broker_cannot_write_is_named_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    open(dir.path(), 0o755);
+    let binary = dir.path().join("smpp-broker");
+    std::fs::copy(BIN, &binary).unwrap();
+    open(&binary, 0o755);
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[smpp]\nbind = \"127.0.0.1:0\"\n[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n\
+             [store]\npath = \"{}\"\n[log]\nformat = \"json\"\n\
+             [[upstreams]]\nname = \"sandbox\"\nkind = \"sandbox\"\n",
+            data.join("broker.db").display()
+        ),
+    )
+    .unwrap();
+    open(&config, 0o644);
+    // As root, the broker runs as another user (the container's mistake);
+    // otherwise the folder is made read-only for this user.
+    let root = rustix::process::geteuid().is_root();
+    let mut command = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&binary);
+        c
+    } else {
+        open(&data, 0o555);
+        Command::new(&binary)
+    };
+    let out = command.arg("--config").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let uid = if root {
+        65534
+    } else {
+        rustix::process::geteuid().as_raw()
+    };
+    let fatal = stderr
+        .lines()
+        .find(|l| l.contains("\"level\":\"ERROR\""))
+        .unwrap_or_else(|| panic!("a JSON error line in {stderr}"));
+    let line: serde_json::Value = serde_json::from_str(fatal).unwrap();
+    let error = line["error"].as_str().unwrap();
+    assert_eq!(error.matches("chown").count(), 1, "said once: {error}");
+    for wanted in [
+        format!(
+            "{} is not writable by this process (uid {uid}",
+            data.display()
+        ),
+        format!("chown -R {uid} {}", data.display()),
+    ] {
+        assert!(error.contains(&wanted), "{wanted} in {error}");
+    }
+}

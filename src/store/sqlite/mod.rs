@@ -13,6 +13,7 @@
 //! - `lock` (one process per database), `checkpoint` (the WAL back into the file),
 //!   `states` (the upstream state table), `sql` (shared fragments and columns).
 
+mod access;
 mod amend;
 mod checkpoint;
 mod deliveries;
@@ -94,6 +95,7 @@ impl SqliteStore {
                 source,
             })?;
         }
+        access::check_writable(path)?;
         let lock = lock::DatabaseLock::acquire(path)?;
         // SQLite says only "unable to open database file"; the OS says why.
         std::fs::OpenOptions::new()
