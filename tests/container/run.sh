@@ -27,18 +27,21 @@ START=$(date +%s)
 
 say() { printf '%s [%3ds] %s\n' "container" "$(($(date +%s) - START))" "$*"; }
 
-# check NAME COMMAND...: one line per check, its output kept in checks.log.
+# check NAME COMMAND...: one line per check; a failed one shows what it printed.
+CHECKS=0
 check() {
-    local name=$1
+    local name=$1 out
     shift
-    echo "== $name" >>"$WORK/checks.log"
-    if "$@" >>"$WORK/checks.log" 2>&1; then
+    CHECKS=$((CHECKS + 1))
+    out="$WORK/check-$CHECKS.log"
+    if "$@" >"$out" 2>&1; then
         say "ok   $name"
         PASSED=$((PASSED + 1))
     else
-        say "FAIL $name (see below)"
+        say "FAIL $name"
         FAILED=$((FAILED + 1))
-        tail -n 20 "$WORK/checks.log" | sed 's/^/     | /'
+        tail -n 25 "$out" | sed 's/^/     | /'
+        return 1
     fi
 }
 
@@ -262,7 +265,11 @@ if [ "${MEASURE_REBUILD:-0}" = 1 ]; then
 fi
 
 limit_open_files
-check "compose up: healthy" up
+if ! check "compose up: healthy" up; then
+    # Nothing else can be checked: what the broker said is what to read.
+    compose logs --no-color --tail 20 broker 2>&1 | sed 's/^/     | /'
+    finish
+fi
 check "healthcheck says healthy" healthy
 check "GET /healthz" get /healthz
 check "GET /metrics has smpp_broker_ series" metrics_named
