@@ -156,21 +156,63 @@ rust_image() {
         rust-standin rust:1-bookworm >/dev/null && $DOCKER rm rust-standin >/dev/null
 }
 
+# A postgres:16 stand-in for docker-compose.cluster.yml: Debian's PostgreSQL 15
+# with an entrypoint that does what the official image's does with
+# POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB on an empty data folder.
+postgres_image() {
+    cat >"$WORK/pg-entrypoint.sh" <<'SCRIPT'
+#!/bin/sh
+set -e
+bin=/usr/lib/postgresql/15/bin
+export PGDATA=/var/lib/postgresql/data
+mkdir -p "$PGDATA" /var/run/postgresql
+chown postgres:postgres "$PGDATA" /var/run/postgresql
+chmod 700 "$PGDATA"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    printf '%s\n' "$POSTGRES_PASSWORD" >/tmp/pw && chown postgres /tmp/pw
+    su postgres -c "$bin/initdb -D $PGDATA -U $POSTGRES_USER --pwfile=/tmp/pw --auth-local=trust --auth-host=scram-sha-256" >/dev/null
+    rm /tmp/pw
+    echo "listen_addresses = '*'" >>"$PGDATA/postgresql.conf"
+    echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
+    su postgres -c "$bin/pg_ctl -D $PGDATA -w -o '-c listen_addresses=' start" >/dev/null
+    su postgres -c "$bin/createdb -U $POSTGRES_USER $POSTGRES_DB"
+    su postgres -c "$bin/pg_ctl -D $PGDATA -w stop" >/dev/null
+fi
+exec su postgres -c "exec $bin/postgres -D $PGDATA"
+SCRIPT
+    $DOCKER run --name pg-standin --network host -v "$WORK/pg-entrypoint.sh:/pg/entrypoint.sh:ro" \
+        debian:bookworm-slim bash -c '
+            set -e
+            apt-get update -qq
+            apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
+            install -m 0755 /pg/entrypoint.sh /usr/local/bin/docker-entrypoint.sh' \
+        >"$WORK/postgres-image.log" 2>&1 || return 1
+    $DOCKER commit -c 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' \
+        -c 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        pg-standin postgres:16 >/dev/null && $DOCKER rm pg-standin >/dev/null
+}
+
 # --- the checks -----------------------------------------------------------------------------
 # The project's docker-compose.yml as it is, with one exception: where this
 # host's hard limit of open files is below the file's `ulimits: nofile`, the
 # container could not start at all (runc may not raise it), so an override
 # lowers it to what the host allows, and says so.
 COMPOSE_FILES=(-f docker-compose.yml)
+# limit_open_files FILE SERVICE...: use FILE, lowering its services' open files if need be.
 limit_open_files() {
-    local hard wanted
+    local file=$1 hard wanted service
+    shift
+    COMPOSE_FILES=(-f "$file")
     hard=$(ulimit -Hn)
-    wanted=$(sed -n '/nofile:/,/hard:/s/^ *hard: *//p' "$WORK/clone/docker-compose.yml" | head -1)
+    wanted=$(sed -n '/nofile:/,/hard:/s/^ *hard: *//p' "$WORK/clone/$file" | head -1)
     if [ "$hard" != unlimited ] && [ -n "$wanted" ] && [ "$hard" -lt "$wanted" ]; then
-        printf 'services:\n  broker:\n    ulimits:\n      nofile:\n        soft: %s\n        hard: %s\n' \
-            "$hard" "$hard" >"$WORK/open-files.yml"
-        COMPOSE_FILES+=(-f "$WORK/open-files.yml")
-        say "this host allows $hard open files, below compose's $wanted: lowered for this run"
+        echo "services:" >"$WORK/open-files-$file"
+        for service in "$@"; do
+            printf '  %s:\n    ulimits:\n      nofile:\n        soft: %s\n        hard: %s\n' \
+                "$service" "$hard" "$hard" >>"$WORK/open-files-$file"
+        done
+        COMPOSE_FILES+=(-f "$WORK/open-files-$file")
+        say "this host allows $hard open files, below $file's $wanted: lowered for this run"
     fi
 }
 compose() { (cd "$WORK/clone" && $DOCKER compose -p "$PROJECT" "${COMPOSE_FILES[@]}" "$@"); }
@@ -264,7 +306,7 @@ if [ "${MEASURE_REBUILD:-0}" = 1 ]; then
     git -C "$WORK/clone" checkout -q src/main.rs
 fi
 
-limit_open_files
+limit_open_files docker-compose.yml broker
 if ! check "compose up: healthy" up; then
     # Nothing else can be checked: what the broker said is what to read.
     compose logs --no-color --tail 20 broker 2>&1 | sed 's/^/     | /'
@@ -281,3 +323,44 @@ check "runs as uid 10001" runs_as 10001
 check "restart keeps the messages" same_messages_after compose restart broker
 check "down and up keep the messages" same_messages_after compose down
 check "SIGKILL loses nothing acknowledged" nothing_acknowledged_lost
+
+# --- docker-compose.cluster.yml: PostgreSQL and two nodes -------------------------------------
+compose down -v --timeout 10 >/dev/null 2>&1
+postgres_image || fatal "postgres:16 stand-in from Debian's PostgreSQL (see $WORK/postgres-image.log)"
+say "postgres:16 stand-in made"
+export POSTGRES_PASSWORD=container-test
+limit_open_files docker-compose.cluster.yml broker-a broker-b
+
+node_ready() { curl -fsS --max-time 5 "http://127.0.0.1:$1/readyz" | grep -q "\"node_id\":\"$2\""; }
+in_postgres() { compose exec -T postgres psql -U broker -d smpp -tAc "$1"; }
+
+# Node A is killed with SIGKILL while it acknowledges messages; node B goes on
+# taking them, and every message A acknowledged is in the shared database.
+node_killed_loses_nothing() {
+    : >"$WORK/acknowledged-a"
+    python3 "$HERE/esme.py" 127.0.0.1 2775 400 --ids "$WORK/acknowledged-a" >/dev/null 2>&1 &
+    local esme=$!
+    for _ in $(seq 1 100); do
+        [ "$(wc -l <"$WORK/acknowledged-a")" -ge 50 ] && break
+        sleep 0.1
+    done
+    compose kill -s SIGKILL broker-a || return 1
+    wait $esme
+    receipts_on 3775 3 || return 1
+    local acknowledged ids kept
+    acknowledged=$(sort -u "$WORK/acknowledged-a" | wc -l)
+    ids=$(sort -u "$WORK/acknowledged-a" | paste -sd, -)
+    kept=$(in_postgres "SELECT count(*) FROM messages WHERE message_id IN ($ids)")
+    echo "acknowledged by node A before SIGKILL: $acknowledged, in PostgreSQL: $kept"
+    [ "$acknowledged" -gt 0 ] && [ "$kept" = "$acknowledged" ]
+}
+
+if check "cluster: PostgreSQL and two nodes up, healthy" up; then
+    check "cluster: node A ready as broker-a" node_ready 8080 broker-a
+    check "cluster: node B ready as broker-b" node_ready 8081 broker-b
+    check "cluster: DELIVRD receipts through node A" receipts_on 2775 3
+    check "cluster: DELIVRD receipts through node B" receipts_on 3775 3
+    check "cluster: node A killed, B goes on, nothing acknowledged lost" node_killed_loses_nothing
+else
+    compose logs --no-color --tail 20 2>&1 | sed 's/^/     | /'
+fi
