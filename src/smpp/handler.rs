@@ -3,7 +3,7 @@
 //! message_id goes back only after the store committed the message.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -19,6 +19,7 @@ use super::service::{MessageService, Requester};
 use super::submit::{self, AccountPolicy, SubmitTime};
 use super::time;
 use crate::clock::Clock;
+use crate::live::Live;
 use crate::store::{
     CancelOutcome, CancelTarget, NewMessage, ReplaceOutcome, Replacement, SessionBind, Store,
     StoreError, SubmitError,
@@ -30,7 +31,7 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub struct OutboxService {
     store: Store,
     /// Replaced whole by a reload (`set_policies`).
-    accounts: RwLock<HashMap<String, Arc<AccountPolicy>>>,
+    accounts: Live<HashMap<String, Arc<AccountPolicy>>>,
     clock: Arc<dyn Clock>,
     default_validity_ms: i64,
     refusals: Arc<Mutex<RefusalLog>>,
@@ -43,7 +44,7 @@ impl OutboxService {
         clock: Arc<dyn Clock>,
         default_validity_ms: i64,
     ) -> OutboxService {
-        let accounts = RwLock::new(policy_map(accounts));
+        let accounts = Live::new(policy_map(accounts));
         let refusals = Arc::new(Mutex::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)));
         OutboxService {
             store,
@@ -67,14 +68,11 @@ impl OutboxService {
 
     /// The accounts of a reloaded configuration, for every request from now.
     pub fn set_policies(&self, accounts: impl IntoIterator<Item = AccountPolicy>) {
-        let map = policy_map(accounts);
-        *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = map;
+        self.accounts.store(policy_map(accounts));
     }
 
     fn policy(&self, system_id: &str) -> Option<Arc<AccountPolicy>> {
-        // Replaced whole or not at all: a panicked holder leaves it consistent.
-        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
-        accounts.get(system_id).cloned()
+        self.accounts.load().get(system_id).cloned()
     }
 
     fn now(&self) -> SubmitTime {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{access, Access};
 
-use super::lock::lock_path;
+use super::lock::{beside, lock_path};
 use super::StoreError;
 
 /// Checks that this process can write the folder of `database` and every file
@@ -22,8 +22,8 @@ pub fn check_writable(database: &Path) -> Result<(), StoreError> {
     };
     let files = [
         database.to_owned(),
-        with_suffix(database, "-wal"),
-        with_suffix(database, "-shm"),
+        beside(database, "-wal"),
+        beside(database, "-shm"),
         lock_path(database),
     ];
     let wanted = [(folder.clone(), Access::WRITE_OK | Access::EXEC_OK)]
@@ -45,12 +45,6 @@ pub fn check_writable(database: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 #[cfg(test)]

@@ -28,8 +28,14 @@ pub struct DatabaseLock {
 
 /// The lock file of the database at `database`.
 pub fn lock_path(database: &Path) -> PathBuf {
+    beside(database, ".lock")
+}
+
+/// The file SQLite or the broker keeps beside the database: its name with
+/// `suffix` appended (`-wal`, `-shm`, `.lock`).
+pub(super) fn beside(database: &Path, suffix: &str) -> PathBuf {
     let mut name = database.as_os_str().to_owned();
-    name.push(".lock");
+    name.push(suffix);
     PathBuf::from(name)
 }
 
@@ -85,18 +91,16 @@ impl DatabaseLock {
     }
 }
 
+/// The size of the write-ahead log beside the database `path` (0 when there
+/// is none).
+pub fn wal_bytes(path: &Path) -> u64 {
+    std::fs::metadata(beside(path, "-wal")).map_or(0, |m| m.len())
+}
+
 /// The database file as it was opened: (device, inode). A file deleted or
 /// replaced under the broker keeps taking writes through the open descriptor,
 /// and all of them vanish at the next start, so the writer compares the path's
 /// identity with this one after every commit.
-/// The size of the write-ahead log beside the database `path` (0 when there
-/// is none).
-pub fn wal_bytes(path: &Path) -> u64 {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(wal).map_or(0, |m| m.len())
-}
-
 pub struct DatabaseFile {
     pub(super) path: PathBuf,
     identity: (u64, u64),
